@@ -1,0 +1,143 @@
+//! Composition root of `api-server`: builds the adapters from settings, hands them to the HTTP
+//! layer, and serves until SIGTERM/SIGINT. Stateless: run as many replicas as the load needs.
+
+use std::net::TcpListener;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use coupon_api::ops::OpsState;
+use coupon_api::server::{ServerOptions, serve};
+use coupon_lock_redis::pool::{RedisConfig, RedisPool};
+use coupon_runtime::metrics::Metrics;
+use coupon_runtime::settings::Settings;
+use coupon_runtime::telemetry;
+use coupon_store_pg::migrate;
+use coupon_store_pg::pool::{PgConfig, PgPool};
+
+/// Command line. Configuration comes from the environment (README, "Configuration").
+#[derive(Debug, Parser)]
+#[command(name = "api-server", about = "Coupon service HTTP API")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP API (the default).
+    Serve,
+    /// Apply pending database migrations and exit (a release step; run before the services).
+    Migrate {
+        /// Revert every migration instead (development only: drops all data).
+        #[arg(long)]
+        revert_all: bool,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen command to completion.
+    ///
+    /// # Errors
+    /// Invalid settings, an unreachable dependency at start-up, or a failed migration.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let settings = Settings::load().context("configuration")?;
+        telemetry::init(&settings.log);
+        match self.command.unwrap_or(Command::Serve) {
+            Command::Serve => Application::build(settings)?.run_until_stopped().await,
+            Command::Migrate { revert_all } => {
+                let conn = settings.database.connection_string();
+                let (what, versions) = if revert_all {
+                    ("reverted", migrate::revert_all(&conn).await?)
+                } else {
+                    ("applied", migrate::run_pending(&conn).await?)
+                };
+                tracing::info!(count = versions.len(), versions = ?versions, "migrations {what}");
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A built, listening api-server.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Builds the adapters and binds the listener (port 0 picks a free port). Pools connect
+    /// lazily, so the server starts even while a dependency is down and reports it on
+    /// `/health/ready` until it is back.
+    ///
+    /// # Errors
+    /// Invalid pool settings, or the port cannot be bound.
+    pub fn build(settings: Settings) -> anyhow::Result<Self> {
+        let pg = PgPool::new(&PgConfig {
+            connection_string: settings.database.connection_string(),
+            max_size: settings.database.pool_size,
+            timeout: settings.database.timeout,
+        })?;
+        let redis = RedisPool::new(&RedisConfig {
+            url: settings.redis.url(),
+            max_size: settings.redis.pool_size,
+            timeout: settings.redis.timeout,
+            key_prefix: settings.redis.key_prefix.clone(),
+        })?;
+        let metrics = {
+            let (pg, redis) = (pg.clone(), redis.clone());
+            Metrics::install()?
+                .with_sampler(Arc::new(move || pg.record_metrics()))
+                .with_sampler(Arc::new(move || redis.record_metrics()))
+        };
+        let ops = OpsState {
+            probes: vec![pg.probe(), redis.probe()],
+            render_metrics: Arc::new(move || metrics.render()),
+            probe_timeout: settings.database.timeout.max(settings.redis.timeout),
+        };
+        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
+            .with_context(|| {
+                format!(
+                    "binding {}:{} (HTTP_HOST, HTTP_PORT)",
+                    settings.http.host, settings.http.port
+                )
+            })?;
+        let port = listener.local_addr()?.port();
+        let options = ServerOptions {
+            workers: settings.http.workers,
+            shutdown_timeout: settings.http.shutdown_timeout,
+            handle_signals: true,
+        };
+        let server = serve(listener, ops, (), |_cfg, ()| {}, &options)?;
+        tracing::info!(port, "api-server listening");
+        Ok(Self { port, server })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that stops the server gracefully (tests; signals are handled by actix itself).
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until SIGTERM/SIGINT, then drains in-flight requests.
+    ///
+    /// # Errors
+    /// When the server fails.
+    pub async fn run_until_stopped(self) -> anyhow::Result<()> {
+        self.server.await?;
+        tracing::info!("api-server stopped");
+        Ok(())
+    }
+}

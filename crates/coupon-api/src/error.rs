@@ -1,0 +1,278 @@
+//! The one error shape of SPEC §5, for every 4xx and 5xx the service sends, framework errors
+//! (bad JSON, wrong types, unknown routes, oversized bodies) included:
+//!
+//! `{"code","message","status","path","timestamp","fieldErrors":[{"field","message"}]}`
+//!
+//! `ResponseError::error_response` cannot see the request, so [`ApiError`] attaches its details
+//! to the response and the envelope middleware writes the body, path included. Internal errors
+//! are logged once, here, and never described to the client.
+
+use std::fmt;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use serde::Serialize;
+
+/// Error codes of SPEC §5, plus the few HTTP-level ones the table does not name
+/// (`NOT_FOUND` for unknown routes, `METHOD_NOT_ALLOWED`, `PAYLOAD_TOO_LARGE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ErrorCode {
+    ValidationError,
+    InvalidRequest,
+    PolicyInactive,
+    InvalidIssueType,
+    InvalidDiscountValue,
+    InvalidDateRange,
+    CouponIssuePeriodNotStarted,
+    CouponIssuePeriodExpired,
+    MinimumOrderNotMet,
+    InvalidOrderAmount,
+    Unauthenticated,
+    UnauthorizedCouponAccess,
+    AccessBlocked,
+    CouponNotFound,
+    CouponCodeNotFound,
+    PolicyNotFound,
+    ReservationNotFound,
+    NotFound,
+    MethodNotAllowed,
+    DuplicateCouponCode,
+    CouponAlreadyIssued,
+    CouponAlreadyUsed,
+    CouponNotAvailable,
+    LockAcquisitionFailed,
+    OptimisticLockFailure,
+    ConcurrentModification,
+    CouponSoldOut,
+    CouponExpired,
+    ReservationExpired,
+    PayloadTooLarge,
+    RateLimited,
+    InternalError,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    /// The HTTP status SPEC §5 pairs with the code.
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            ValidationError
+            | InvalidRequest
+            | PolicyInactive
+            | InvalidIssueType
+            | InvalidDiscountValue
+            | InvalidDateRange
+            | CouponIssuePeriodNotStarted
+            | CouponIssuePeriodExpired
+            | MinimumOrderNotMet
+            | InvalidOrderAmount => StatusCode::BAD_REQUEST,
+            Unauthenticated => StatusCode::UNAUTHORIZED,
+            UnauthorizedCouponAccess | AccessBlocked => StatusCode::FORBIDDEN,
+            CouponNotFound | CouponCodeNotFound | PolicyNotFound | ReservationNotFound
+            | NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            DuplicateCouponCode
+            | CouponAlreadyIssued
+            | CouponAlreadyUsed
+            | CouponNotAvailable
+            | LockAcquisitionFailed
+            | OptimisticLockFailure
+            | ConcurrentModification => StatusCode::CONFLICT,
+            CouponSoldOut | CouponExpired | ReservationExpired => StatusCode::GONE,
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The code for a status produced by the framework rather than by [`ApiError`].
+    pub fn for_status(status: StatusCode) -> Self {
+        match status {
+            StatusCode::NOT_FOUND => ErrorCode::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+            StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
+            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
+            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::ServiceUnavailable,
+            s if s.is_server_error() => ErrorCode::InternalError,
+            _ => ErrorCode::InvalidRequest,
+        }
+    }
+}
+
+/// One invalid input field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+/// An error answered to a client.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub field_errors: Vec<FieldError>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            field_errors: Vec::new(),
+        }
+    }
+
+    /// `VALIDATION_ERROR` listing the invalid fields.
+    pub fn validation(field_errors: Vec<FieldError>) -> Self {
+        Self {
+            code: ErrorCode::ValidationError,
+            message: "Request validation failed".into(),
+            field_errors,
+        }
+    }
+
+    /// A failure the client cannot act on. The cause is logged here, once, and not sent.
+    pub fn unexpected(cause: &anyhow::Error) -> Self {
+        tracing::error!(error = format!("{cause:#}"), "unexpected error");
+        Self::new(ErrorCode::InternalError, "An internal error occurred")
+    }
+
+    /// A dependency is down: the client may retry later.
+    pub fn unavailable(dependency: &str, cause: &dyn fmt::Display) -> Self {
+        tracing::warn!(dependency, error = %cause, "dependency unavailable");
+        Self::new(
+            ErrorCode::ServiceUnavailable,
+            format!("{dependency} is unavailable, retry later"),
+        )
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::new(self.status_code());
+        response.extensions_mut().insert(self.clone());
+        response
+    }
+}
+
+/// The wire shape of every error.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody<'a> {
+    pub code: ErrorCode,
+    pub message: &'a str,
+    pub status: u16,
+    pub path: &'a str,
+    pub timestamp: String,
+    pub field_errors: &'a [FieldError],
+}
+
+impl ApiError {
+    /// The envelope for a request path.
+    pub fn body<'a>(&'a self, path: &'a str) -> ErrorBody<'a> {
+        ErrorBody {
+            code: self.code,
+            message: &self.message,
+            status: self.code.status().as_u16(),
+            path,
+            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            field_errors: &self.field_errors,
+        }
+    }
+}
+
+/// JSON body errors: malformed JSON, a wrong type, a missing field, the wrong content type, or a
+/// body over the limit.
+pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    use actix_web::error::JsonPayloadError as J;
+    let api = match &err {
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("Request body exceeds {limit} bytes"),
+        ),
+        J::ContentType => ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Content-Type must be application/json",
+        ),
+        J::Deserialize(e) if e.is_data() => ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("Invalid request body: {e}"),
+        ),
+        J::Deserialize(e) => {
+            ApiError::new(ErrorCode::InvalidRequest, format!("Malformed JSON: {e}"))
+        }
+        other => ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("Invalid request body: {other}"),
+        ),
+    };
+    api.into()
+}
+
+/// Path parameter errors (e.g. a non-numeric id).
+pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("Invalid path parameter: {err}"),
+    )
+    .into()
+}
+
+/// Query string errors.
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _req: &HttpRequest,
+) -> actix_web::Error {
+    ApiError::new(
+        ErrorCode::InvalidRequest,
+        format!("Invalid query parameter: {err}"),
+    )
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_serialize_as_spec_names_with_spec_statuses() {
+        let cases = [
+            (ErrorCode::CouponSoldOut, "COUPON_SOLD_OUT", 410),
+            (
+                ErrorCode::CouponIssuePeriodNotStarted,
+                "COUPON_ISSUE_PERIOD_NOT_STARTED",
+                400,
+            ),
+            (
+                ErrorCode::UnauthorizedCouponAccess,
+                "UNAUTHORIZED_COUPON_ACCESS",
+                403,
+            ),
+            (ErrorCode::CouponNotAvailable, "COUPON_NOT_AVAILABLE", 409),
+            (ErrorCode::RateLimited, "RATE_LIMITED", 429),
+            (ErrorCode::ServiceUnavailable, "SERVICE_UNAVAILABLE", 503),
+        ];
+        for (code, name, status) in cases {
+            assert_eq!(
+                serde_json::to_value(code).ok(),
+                Some(serde_json::Value::from(name))
+            );
+            assert_eq!(code.status().as_u16(), status);
+        }
+    }
+}

@@ -1,0 +1,109 @@
+//! Middleware every server of the service runs: the error envelope and HTTP metrics.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpResponse};
+
+use crate::error::{ApiError, ErrorCode};
+
+/// Marks a response whose error status is deliberate and whose body must pass through as it is
+/// (the readiness report's 503).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Verbatim;
+
+/// Gives every 4xx/5xx response the SPEC §5 envelope. Errors raised as [`ApiError`] carry their
+/// code and message; any other error response (the router's 404 and 405, a body over the limit,
+/// a panic turned 500 by the framework) gets the code that matches its status.
+pub async fn error_envelope(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let path = req.path().to_owned();
+    let (http_req, response) = match next.call(req).await {
+        Ok(res) => {
+            let is_error = res.status().is_client_error() || res.status().is_server_error();
+            if !is_error || res.response().extensions().contains::<Verbatim>() {
+                return Ok(res.map_into_boxed_body());
+            }
+            let (http_req, response) = res.into_parts();
+            (http_req, response.map_into_boxed_body())
+        }
+        Err(err) => {
+            // Errors returned by inner middleware carry no request; answer for the same path.
+            let response = err.error_response();
+            let api = response
+                .extensions()
+                .get::<ApiError>()
+                .cloned()
+                .unwrap_or_else(|| {
+                    ApiError::new(ErrorCode::for_status(response.status()), reason(&response))
+                });
+            return Err(actix_web::error::InternalError::from_response(
+                api.message.clone(),
+                render(&api, &path, &response),
+            )
+            .into());
+        }
+    };
+    let api = response
+        .extensions()
+        .get::<ApiError>()
+        .cloned()
+        .unwrap_or_else(|| {
+            ApiError::new(ErrorCode::for_status(response.status()), reason(&response))
+        });
+    Ok(ServiceResponse::new(
+        http_req,
+        render(&api, &path, &response),
+    ))
+}
+
+/// The envelope response, keeping the original's headers (Retry-After, X-RateLimit-*, Allow).
+fn render(api: &ApiError, path: &str, original: &HttpResponse) -> HttpResponse {
+    let mut builder = HttpResponse::build(api.code.status());
+    for (name, value) in original.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            builder.append_header((name.clone(), value.clone()));
+        }
+    }
+    builder.insert_header((
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    ));
+    builder.json(api.body(path))
+}
+
+fn reason(response: &HttpResponse) -> String {
+    response
+        .status()
+        .canonical_reason()
+        .unwrap_or("Request failed")
+        .to_owned()
+}
+
+/// Records `http_server_requests_total` and the `http_server_request_duration_seconds` histogram
+/// by method, route pattern (never the raw path: ids would explode the label set) and status.
+pub async fn http_metrics(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let started = Instant::now();
+    let method = req.method().to_string();
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let result = next.call(req).await;
+    let status = match &result {
+        Ok(res) => res.status().as_u16().to_string(),
+        Err(err) => err.as_response_error().status_code().as_u16().to_string(),
+    };
+    let labels = [("method", method), ("route", route), ("status", status)];
+    metrics::counter!("http_server_requests_total", &labels).increment(1);
+    metrics::histogram!("http_server_request_duration_seconds", &labels)
+        .record(started.elapsed().as_secs_f64());
+    result
+}

@@ -1,0 +1,19 @@
+//! Where "now" comes from. Every rule that depends on time (issuance windows, expiry,
+//! reservation timeouts) asks a [`Clock`], so tests move time instead of sleeping.
+
+use chrono::{DateTime, Utc};
+
+/// The current instant, as the service sees it.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The wall clock of the machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}

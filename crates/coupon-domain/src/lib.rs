@@ -1,0 +1,10 @@
+//! The coupon domain: entities, value types, rules and the ports (traits) that adapters implement.
+//!
+//! Architecture invariant: this crate does no I/O. It knows nothing of PostgreSQL, Redis, Kafka,
+//! HTTP, configuration files or the tokio runtime; use cases are `async` only because they await
+//! ports. Serializable wire shapes (rows, DTOs, event payloads) live in the adapter crates.
+
+pub mod clock;
+pub mod id;
+pub mod money;
+pub mod probe;

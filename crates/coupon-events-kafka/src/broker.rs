@@ -1,0 +1,239 @@
+//! The connection to the Kafka cluster.
+//!
+//! rskafka retries failed requests forever and has no request timeout of its own. Left like that,
+//! a dead broker hangs start-up, readiness checks and the relay. So every client built here has a
+//! retry deadline, and every request made through [`Broker`] also runs under a timeout.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use coupon_domain::probe::{Probe, ProbeError, ProbeFuture};
+use rskafka::BackoffConfig;
+use rskafka::client::{Client, ClientBuilder};
+
+/// Connection settings (built from `KAFKA_*`).
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub bootstrap_servers: Vec<String>,
+    /// Bound on any single operation including its retries.
+    pub request_timeout: Duration,
+    pub client_id: String,
+}
+
+/// A Kafka operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("Kafka request failed: {0}")]
+    Client(#[from] rskafka::client::error::Error),
+    #[error("Kafka did not answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A connected Kafka client; cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    client: Arc<Client>,
+    timeout: Duration,
+}
+
+impl Broker {
+    /// Connects to the bootstrap brokers and reads the cluster metadata.
+    ///
+    /// # Errors
+    /// When no broker answers within the request timeout.
+    pub async fn connect(config: &BrokerConfig) -> Result<Self, BrokerError> {
+        let backoff = BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+            deadline: Some(config.request_timeout),
+        };
+        let builder = ClientBuilder::new(config.bootstrap_servers.clone())
+            .client_id(config.client_id.as_str())
+            .backoff_config(backoff);
+        let client = within(config.request_timeout, builder.build()).await?;
+        Ok(Self {
+            client: Arc::new(client),
+            timeout: config.request_timeout,
+        })
+    }
+
+    /// The underlying client, for producers and consumers.
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The per-request timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Creates each topic that does not exist yet; existing topics are left as they are.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached or refuses to create a topic.
+    pub async fn ensure_topics(
+        &self,
+        topics: &[String],
+        partitions: i32,
+        replication_factor: i16,
+    ) -> Result<Vec<String>, BrokerError> {
+        let existing = within(self.timeout, self.client.list_topics()).await?;
+        let controller = self.client.controller_client()?;
+        let timeout_ms = i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX);
+        let mut created = Vec::new();
+        for topic in topics {
+            if existing.iter().any(|t| &t.name == topic) {
+                continue;
+            }
+            let result = within(
+                self.timeout,
+                controller.create_topic(topic.as_str(), partitions, replication_factor, timeout_ms),
+            )
+            .await;
+            match result {
+                Ok(()) => created.push(topic.clone()),
+                // Another process created it between the listing and now.
+                Err(BrokerError::Client(rskafka::client::error::Error::ServerError {
+                    protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
+                    ..
+                })) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if !created.is_empty() {
+            tracing::info!(topics = ?created, partitions, "created Kafka topics");
+        }
+        Ok(created)
+    }
+
+    /// Partition count of a topic, if it exists.
+    ///
+    /// # Errors
+    /// When the broker cannot be reached.
+    pub async fn partitions(&self, topic: &str) -> Result<Option<usize>, BrokerError> {
+        let topics = within(self.timeout, self.client.list_topics()).await?;
+        Ok(topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.partitions.len()))
+    }
+
+    /// A readiness probe that fetches cluster metadata.
+    pub fn probe(&self) -> Arc<dyn Probe> {
+        Arc::new(KafkaProbe {
+            broker: self.clone(),
+        })
+    }
+}
+
+/// Runs a client call under the timeout.
+async fn within<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
+) -> Result<T, BrokerError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(BrokerError::Timeout(timeout)),
+    }
+}
+
+struct KafkaProbe {
+    broker: Broker,
+}
+
+impl Probe for KafkaProbe {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn check(&self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            within(self.broker.timeout, self.broker.client.list_topics())
+                .await
+                .map(|_| ())
+                .map_err(|e| ProbeError(e.to_string()))
+        })
+    }
+}
+
+/// A broker connection made in the background. The event-worker must start (and report itself
+/// not ready) while Kafka is down, then connect by itself when the broker comes back.
+#[derive(Debug, Clone, Default)]
+pub struct LazyBroker {
+    slot: Arc<std::sync::OnceLock<Broker>>,
+}
+
+impl LazyBroker {
+    /// The broker, once connected.
+    pub fn get(&self) -> Option<&Broker> {
+        self.slot.get()
+    }
+
+    /// Connects, retrying with back-off until it succeeds or `cancel` fires, then creates the
+    /// missing `topics`. Returns the broker, or `None` when cancelled first.
+    pub async fn connect(
+        &self,
+        config: &BrokerConfig,
+        topics: &[String],
+        partitions: i32,
+        replication_factor: i16,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Option<Broker> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            let attempt = async {
+                let broker = Broker::connect(config).await?;
+                broker
+                    .ensure_topics(topics, partitions, replication_factor)
+                    .await?;
+                Ok::<_, BrokerError>(broker)
+            };
+            let outcome = tokio::select! {
+                () = cancel.cancelled() => return None,
+                outcome = attempt => outcome,
+            };
+            match outcome {
+                Ok(broker) => {
+                    tracing::info!(brokers = ?config.bootstrap_servers, "connected to Kafka");
+                    return Some(self.slot.get_or_init(|| broker).clone());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Kafka not reachable");
+                    tokio::select! {
+                        () = cancel.cancelled() => return None,
+                        () = tokio::time::sleep(delay) => {}
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Readiness: down until connected, then a metadata round trip.
+    pub fn probe(&self) -> Arc<dyn Probe> {
+        Arc::new(LazyProbe {
+            broker: self.clone(),
+        })
+    }
+}
+
+struct LazyProbe {
+    broker: LazyBroker,
+}
+
+impl Probe for LazyProbe {
+    fn name(&self) -> &'static str {
+        "kafka"
+    }
+
+    fn check(&self) -> ProbeFuture<'_> {
+        Box::pin(async move {
+            match self.broker.get() {
+                Some(broker) => broker.probe().check().await,
+                None => Err(ProbeError("not connected yet".into())),
+            }
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! PostgreSQL adapters: the source of truth of the coupon service (SPEC §3.1).
+//!
+//! Owns the connection pool, the embedded schema migrations and, as the domain grows, the
+//! repositories, outbox, consumer offsets, job locks and statistics queries. Every invariant that
+//! matters (no oversell, per-user limit, one use per coupon) is enforced here by a constraint or a
+//! conditional update, inside the port implementation's transaction.
+//!
+//! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
+
+pub mod migrate;
+pub mod pool;
