@@ -101,17 +101,7 @@ async fn ensure_template(server: &DatabaseSettings, admin: &mut AsyncPgConnectio
         let building = format!("{template}_building");
         exec(admin, &format!("DROP DATABASE IF EXISTS \"{building}\"")).await;
         exec(admin, &format!("CREATE DATABASE \"{building}\"")).await;
-        let conn_str = server.connection_string_for(&building);
-        let conn = match AsyncPgConnection::establish(conn_str.expose_secret()).await {
-            Ok(c) => c,
-            Err(e) => panic!("cannot connect to {building}: {e}"),
-        };
-        let mut harness = AsyncMigrationHarness::new(conn);
-        if let Err(e) = harness.run_pending_migrations(MIGRATIONS) {
-            panic!("migrations failed on the test template: {e}");
-        }
-        // The template must have no open connection when it is renamed or cloned.
-        drop(harness);
+        migrate_on_own_runtime(server.connection_string_for(&building));
         exec(
             admin,
             &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
@@ -124,6 +114,31 @@ async fn ensure_template(server: &DatabaseSettings, admin: &mut AsyncPgConnectio
     )
     .await;
     template
+}
+
+/// Runs the migrations on a thread with its own multi-threaded runtime: diesel's migration harness
+/// is synchronous (diesel-async runs it under `block_in_place`), and tests may run on actix's or
+/// tokio's current-thread runtime. Returns once the connection is closed, so the database can be
+/// renamed and cloned.
+fn migrate_on_own_runtime(conn_str: SecretString) {
+    let outcome = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            let conn = AsyncPgConnection::establish(conn_str.expose_secret()).await?;
+            let mut harness = AsyncMigrationHarness::new(conn);
+            harness.run_pending_migrations(MIGRATIONS)?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        })
+    })
+    .join();
+    match outcome {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("migrations failed on the test template: {e}"),
+        Err(_) => panic!("the migration thread panicked"),
+    }
 }
 
 async fn database_exists(admin: &mut AsyncPgConnection, name: &str) -> bool {

@@ -8,12 +8,13 @@
 //! is skipped.
 
 mod database;
+pub mod process;
 
 use std::collections::HashMap;
 
 use coupon_runtime::settings::{Settings, SettingsError};
 
-pub use database::TestDatabase;
+pub use database::{TEST_DB_PREFIX, TestDatabase};
 
 /// Admin token configured for every test environment.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";

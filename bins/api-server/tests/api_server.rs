@@ -1,0 +1,126 @@
+//! api-server against the real PostgreSQL and Redis: readiness, start-up errors, migrations, and
+//! the process lifecycle.
+
+use std::time::Duration;
+
+use api_server::Application;
+use coupon_store_pg::migrate;
+use coupon_testkit::process::{assert_starts_and_stops, closed_port, free_port};
+use coupon_testkit::{TestDatabase, TestEnv};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_api-server");
+
+/// Builds the application in-process on a free port; returns its base URL.
+fn start(env: &TestEnv) -> String {
+    let app = Application::build(env.settings()).expect("application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    base
+}
+
+async fn get(url: &str) -> (u16, Value) {
+    let response = reqwest::get(url).await.expect("request");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON body"))
+}
+
+fn check<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["checks"]
+        .as_array()
+        .and_then(|checks| checks.iter().find(|c| c["name"] == name))
+        .unwrap_or_else(|| panic!("no {name} check in {body}"))
+}
+
+#[tokio::test]
+async fn ready_when_postgres_and_redis_answer() {
+    let env = TestEnv::new().await;
+    let base = start(&env);
+    let (status, body) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "UP");
+    assert_eq!(check(&body, "postgres")["status"], "UP");
+    assert_eq!(check(&body, "redis")["status"], "UP");
+}
+
+#[tokio::test]
+async fn readiness_names_a_down_redis_while_liveness_stays_up() {
+    let env = TestEnv::new()
+        .await
+        .set("REDIS_PORT", closed_port().to_string())
+        .set("REDIS_TIMEOUT", "1");
+    let base = start(&env);
+    let (status, body) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "DOWN");
+    assert_eq!(check(&body, "redis")["status"], "DOWN");
+    assert!(
+        check(&body, "redis")["error"]
+            .as_str()
+            .is_some_and(|e| !e.is_empty())
+    );
+    assert_eq!(check(&body, "postgres")["status"], "UP");
+    assert_eq!(get(&format!("{base}/health/live")).await.0, 200);
+}
+
+#[tokio::test]
+async fn readiness_names_a_down_postgres() {
+    let env = TestEnv::new()
+        .await
+        .set("DATABASE_PORT", closed_port().to_string())
+        .set("DATABASE_TIMEOUT", "1");
+    let base = start(&env);
+    let (status, body) = get(&format!("{base}/health/ready")).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(check(&body, "postgres")["status"], "DOWN");
+    assert_eq!(check(&body, "redis")["status"], "UP");
+}
+
+#[tokio::test]
+async fn the_binary_starts_serves_and_drains_on_sigterm() {
+    let port = free_port();
+    let env = TestEnv::new().await.set("HTTP_PORT", port.to_string());
+    assert_starts_and_stops(BIN, &env.vars, port).await;
+}
+
+#[tokio::test]
+async fn the_binary_refuses_a_bad_setting_and_names_it() {
+    let env = TestEnv::new()
+        .await
+        .set("DATABASE_PORT", "five-four-three-two");
+    let output = tokio::process::Command::new(BIN)
+        .env_clear()
+        .envs(&env.vars)
+        .output()
+        .await
+        .expect("run api-server");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("DATABASE_PORT"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_migrate_subcommand_builds_the_schema_and_is_idempotent() {
+    let db = TestDatabase::empty().await;
+    let env = TestEnv::with_database(db.clone());
+    for _ in 0..2 {
+        let status = tokio::time::timeout(
+            Duration::from_secs(60),
+            tokio::process::Command::new(BIN)
+                .arg("migrate")
+                .env_clear()
+                .envs(&env.vars)
+                .status(),
+        )
+        .await
+        .expect("migrate finishes")
+        .expect("run migrate");
+        assert!(status.success());
+    }
+    assert!(
+        migrate::pending(&db.connection_string())
+            .await
+            .expect("pending")
+            .is_empty()
+    );
+}

@@ -1,0 +1,65 @@
+//! The embedded migrations apply to an empty database, revert completely, and apply again.
+
+use coupon_store_pg::migrate;
+use coupon_testkit::TestDatabase;
+use diesel::QueryableByName;
+use diesel::sql_types::Text;
+use diesel_async::RunQueryDsl;
+
+#[derive(QueryableByName)]
+struct Table {
+    #[diesel(sql_type = Text)]
+    table_name: String,
+}
+
+async fn tables(db: &TestDatabase) -> Vec<String> {
+    let mut conn = db.connect().await;
+    let rows: Vec<Table> = diesel::sql_query(
+        "SELECT table_name::text AS table_name FROM information_schema.tables \
+         WHERE table_schema = 'public' AND table_name <> '__diesel_schema_migrations' ORDER BY 1",
+    )
+    .load(&mut conn)
+    .await
+    .expect("list tables");
+    rows.into_iter().map(|t| t.table_name).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
+    let db = TestDatabase::empty().await;
+    let conn = db.connection_string();
+
+    let applied = migrate::run_pending(&conn).await.expect("apply");
+    assert_eq!(applied.len(), 7, "{applied:?}");
+    assert_eq!(
+        tables(&db).await,
+        [
+            "consumer_offsets",
+            "coupon_issues",
+            "coupon_policies",
+            "coupon_reservations",
+            "daily_statistics",
+            "job_locks",
+            "outbox",
+            "processed_events"
+        ]
+    );
+    assert!(migrate::pending(&conn).await.expect("pending").is_empty());
+    assert!(
+        migrate::run_pending(&conn)
+            .await
+            .expect("re-run")
+            .is_empty(),
+        "a second run applies nothing"
+    );
+
+    let reverted = migrate::revert_all(&conn).await.expect("revert");
+    assert_eq!(reverted.len(), 7);
+    assert!(
+        tables(&db).await.is_empty(),
+        "every down.sql removes what its up.sql created"
+    );
+    assert_eq!(migrate::pending(&conn).await.expect("pending").len(), 7);
+
+    assert_eq!(migrate::run_pending(&conn).await.expect("reapply").len(), 7);
+}

@@ -1,0 +1,112 @@
+//! Running the real binaries as processes, the way an operator or Kubernetes does: with an
+//! environment, waiting for readiness, and stopping them with SIGTERM.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::process::{Child, Command};
+
+/// A port that was free a moment ago (the OS picked it; it is released for the child to bind).
+pub fn free_port() -> u16 {
+    match TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(addr) => addr.port(),
+        Err(e) => panic!("no free port: {e}"),
+    }
+}
+
+/// A port on which nothing listens: connecting to it is refused at once (a dependency that is down).
+pub fn closed_port() -> u16 {
+    free_port()
+}
+
+/// A spawned binary.
+#[derive(Debug)]
+pub struct Running {
+    child: Child,
+    name: String,
+}
+
+impl Running {
+    /// Starts `program` with exactly `env` as its environment; its output goes to the test's.
+    ///
+    /// # Panics
+    /// When the program cannot be started.
+    pub fn spawn(program: &str, args: &[&str], env: &HashMap<String, String>) -> Self {
+        let child = Command::new(program)
+            .args(args)
+            .env_clear()
+            .envs(env)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .spawn();
+        match child {
+            Ok(child) => Self {
+                child,
+                name: program.to_owned(),
+            },
+            Err(e) => panic!("cannot start {program}: {e}"),
+        }
+    }
+
+    /// Sends SIGTERM, as Kubernetes does before stopping a pod.
+    ///
+    /// # Panics
+    /// When the process is already gone or `kill` fails.
+    pub async fn terminate(&self) {
+        let Some(pid) = self.child.id() else {
+            panic!("{} already exited", self.name)
+        };
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        assert!(status.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
+    }
+
+    /// Waits for the process to exit.
+    ///
+    /// # Panics
+    /// When it is still running after `limit`.
+    pub async fn exit_status(&mut self, limit: Duration) -> ExitStatus {
+        match tokio::time::timeout(limit, self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => panic!("waiting for {}: {e}", self.name),
+            Err(_) => panic!("{} did not exit within {limit:?}", self.name),
+        }
+    }
+}
+
+/// Polls `GET url` until it answers 200 or `limit` passes; returns the last status and body.
+pub async fn wait_for_ready(url: &str, limit: Duration) -> (u16, serde_json::Value) {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        if let Ok(response) = client.get(url).timeout(Duration::from_secs(2)).send().await {
+            let status = response.status().as_u16();
+            let body = response.json().await.unwrap_or(serde_json::Value::Null);
+            if status == 200 || started.elapsed() > limit {
+                return (status, body);
+            }
+        } else if started.elapsed() > limit {
+            return (0, serde_json::Value::Null);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts `program` with `env`, waits until `GET http://127.0.0.1:{port}/health/ready` answers
+/// 200, sends SIGTERM and asserts a clean exit (status 0) within the drain time.
+///
+/// # Panics
+/// When any step fails: that is the test's failure.
+pub async fn assert_starts_and_stops(program: &str, env: &HashMap<String, String>, port: u16) {
+    let mut running = Running::spawn(program, &[], env);
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    let (status, body) = wait_for_ready(&url, Duration::from_secs(30)).await;
+    assert_eq!(status, 200, "{program} not ready: {body}");
+    running.terminate().await;
+    let exit = running.exit_status(Duration::from_secs(15)).await;
+    assert!(exit.success(), "{program} exited with {exit} after SIGTERM");
+}

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite against the real services (started here when they are not running).
+# Each test creates its own database (cloned from a migrated template), Redis key prefix and Kafka
+# topics; leftovers of earlier runs are dropped first. Extra arguments go to the test runner.
+source "$(dirname "$0")/lib.sh"
+
+ensure_services
+log "dropping test databases of earlier runs"
+psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qtAc \
+    "SELECT datname FROM pg_database WHERE datname LIKE 'coupon\_t\_%' OR datname LIKE 'coupon\_tmpl\_%'" |
+    while read -r db; do
+        [ -n "$db" ] && psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+    done
+
+cd "$ROOT"
+export DATABASE_HOST DATABASE_PORT DATABASE_USER REDIS_HOST REDIS_PORT KAFKA_BOOTSTRAP_SERVERS
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    log "cargo-nextest not found; using cargo test"
+    cargo test --workspace --no-fail-fast "$@"
+fi
