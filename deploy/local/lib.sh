@@ -108,7 +108,7 @@ ensure_redis() {
     mkdir -p "$LOCAL/redis"
     log "starting Redis on port $REDIS_PORT"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$LOCAL/redis" \
-        --save "" --appendonly no --logfile "$LOCAL/redis/redis.log"
+        --save "" --appendonly no --logfile "$LOCAL/redis/redis.log" --pidfile "$LOCAL/redis/redis.pid"
     wait_for 30 Redis redis_ready
 }
 
