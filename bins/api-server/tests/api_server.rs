@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use api_server::Application;
 use coupon_store_pg::migrate;
-use coupon_testkit::process::{assert_starts_and_stops, closed_port, free_port};
+use coupon_testkit::process::{
+    assert_refuses_setting, assert_starts_and_stops, closed_port, free_port,
+};
 use coupon_testkit::{TestDatabase, TestEnv};
 use serde_json::Value;
 
@@ -88,15 +90,7 @@ async fn the_binary_refuses_a_bad_setting_and_names_it() {
     let env = TestEnv::new()
         .await
         .set("DATABASE_PORT", "five-four-three-two");
-    let output = tokio::process::Command::new(BIN)
-        .env_clear()
-        .envs(&env.vars)
-        .output()
-        .await
-        .expect("run api-server");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("DATABASE_PORT"), "{stderr}");
+    assert_refuses_setting(BIN, &env.vars, "DATABASE_PORT").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use coupon_api::ops::OpsState;
-use coupon_api::server::serve_admin;
+use coupon_api::server::AdminServer;
 use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
@@ -20,15 +20,14 @@ use tokio_util::sync::CancellationToken;
 pub struct App {
     settings: Settings,
     broker: LazyBroker,
-    admin: actix_web::dev::Server,
-    admin_port: u16,
+    admin: AdminServer,
     cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("admin_port", &self.admin_port)
+            .field("admin_port", &self.admin.port())
             .finish_non_exhaustive()
     }
 }
@@ -57,21 +56,22 @@ impl App {
                 .timeout
                 .max(settings.kafka.request_timeout),
         };
-        let (admin, admin_port) =
-            serve_admin(&settings.http.host, settings.worker.admin_port, ops)?;
-        tracing::info!(admin_port, "event-worker admin server listening");
+        let admin = AdminServer::start(&settings.http.host, settings.worker.admin_port, ops)?;
+        tracing::info!(
+            admin_port = admin.port(),
+            "event-worker admin server listening"
+        );
         Ok(Self {
             settings,
             broker,
             admin,
-            admin_port,
             cancel: CancellationToken::new(),
         })
     }
 
     /// Port of `/metrics` and `/health/*`.
     pub fn admin_port(&self) -> u16 {
-        self.admin_port
+        self.admin.port()
     }
 
     /// Cancelling it stops the worker as SIGTERM would.
@@ -90,10 +90,7 @@ impl App {
             broker,
             admin,
             cancel,
-            ..
         } = self;
-        let admin_handle = admin.handle();
-        let admin_task = tokio::spawn(admin);
         let kafka = &settings.kafka;
         let config = BrokerConfig {
             bootstrap_servers: kafka.bootstrap_servers.clone(),
@@ -109,8 +106,7 @@ impl App {
             &cancel,
         );
         tokio::join!(connect, shutdown::wait(&cancel));
-        admin_handle.stop(true).await;
-        admin_task.await??;
+        admin.stop().await?;
         tracing::info!("event-worker stopped");
         Ok(())
     }

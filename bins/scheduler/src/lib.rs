@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use coupon_api::ops::OpsState;
-use coupon_api::server::serve_admin;
+use coupon_api::server::AdminServer;
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::shutdown;
@@ -15,15 +15,14 @@ use tokio_util::sync::CancellationToken;
 /// A built scheduler, its admin port bound.
 pub struct App {
     settings: Settings,
-    admin: actix_web::dev::Server,
-    admin_port: u16,
+    admin: AdminServer,
     cancel: CancellationToken,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("admin_port", &self.admin_port)
+            .field("admin_port", &self.admin.port())
             .finish_non_exhaustive()
     }
 }
@@ -48,20 +47,21 @@ impl App {
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout,
         };
-        let (admin, admin_port) =
-            serve_admin(&settings.http.host, settings.scheduler.admin_port, ops)?;
-        tracing::info!(admin_port, "scheduler admin server listening");
+        let admin = AdminServer::start(&settings.http.host, settings.scheduler.admin_port, ops)?;
+        tracing::info!(
+            admin_port = admin.port(),
+            "scheduler admin server listening"
+        );
         Ok(Self {
             settings,
             admin,
-            admin_port,
             cancel: CancellationToken::new(),
         })
     }
 
     /// Port of `/metrics` and `/health/*`.
     pub fn admin_port(&self) -> u16 {
-        self.admin_port
+        self.admin.port()
     }
 
     /// Cancelling it stops the scheduler as SIGTERM would.
@@ -78,7 +78,6 @@ impl App {
             settings,
             admin,
             cancel,
-            ..
         } = self;
         let s = &settings.scheduler;
         tracing::info!(
@@ -87,11 +86,8 @@ impl App {
             statistics = s.statistics_cron.expression,
             "job schedules loaded"
         );
-        let admin_handle = admin.handle();
-        let admin_task = tokio::spawn(admin);
         shutdown::wait(&cancel).await;
-        admin_handle.stop(true).await;
-        admin_task.await??;
+        admin.stop().await?;
         tracing::info!("scheduler stopped");
         Ok(())
     }

@@ -1,7 +1,7 @@
 //! scheduler against the real PostgreSQL: readiness and the process lifecycle.
 
 use coupon_testkit::TestEnv;
-use coupon_testkit::process::{assert_starts_and_stops, free_port};
+use coupon_testkit::process::{assert_refuses_setting, assert_starts_and_stops, free_port};
 
 const BIN: &str = env!("CARGO_BIN_EXE_scheduler");
 
@@ -19,13 +19,5 @@ async fn the_binary_refuses_an_invalid_cron_and_names_it() {
     let env = TestEnv::new()
         .await
         .set("SCHEDULER_EXPIRY_CRON", "every night");
-    let output = tokio::process::Command::new(BIN)
-        .env_clear()
-        .envs(&env.vars)
-        .output()
-        .await
-        .expect("run");
-    assert!(!output.status.success());
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("SCHEDULER_EXPIRY_CRON"), "{stderr}");
+    assert_refuses_setting(BIN, &env.vars, "SCHEDULER_EXPIRY_CRON").await;
 }

@@ -35,13 +35,7 @@ pub async fn error_envelope(
         Err(err) => {
             // Errors returned by inner middleware carry no request; answer for the same path.
             let response = err.error_response();
-            let api = response
-                .extensions()
-                .get::<ApiError>()
-                .cloned()
-                .unwrap_or_else(|| {
-                    ApiError::new(ErrorCode::for_status(response.status()), reason(&response))
-                });
+            let api = api_error_of(&response);
             return Err(actix_web::error::InternalError::from_response(
                 api.message.clone(),
                 render(&api, &path, &response),
@@ -49,17 +43,27 @@ pub async fn error_envelope(
             .into());
         }
     };
-    let api = response
-        .extensions()
-        .get::<ApiError>()
-        .cloned()
-        .unwrap_or_else(|| {
-            ApiError::new(ErrorCode::for_status(response.status()), reason(&response))
-        });
+    let api = api_error_of(&response);
     Ok(ServiceResponse::new(
         http_req,
         render(&api, &path, &response),
     ))
+}
+
+/// The [`ApiError`] behind an error response, or one made from its status when the framework
+/// produced the response itself.
+fn api_error_of(response: &HttpResponse) -> ApiError {
+    response
+        .extensions()
+        .get::<ApiError>()
+        .cloned()
+        .unwrap_or_else(|| {
+            let reason = response
+                .status()
+                .canonical_reason()
+                .unwrap_or("Request failed");
+            ApiError::new(ErrorCode::for_status(response.status()), reason)
+        })
 }
 
 /// The envelope response, keeping the original's headers (Retry-After, X-RateLimit-*, Allow).
@@ -75,14 +79,6 @@ fn render(api: &ApiError, path: &str, original: &HttpResponse) -> HttpResponse {
         HeaderValue::from_static("application/json"),
     ));
     builder.json(api.body(path))
-}
-
-fn reason(response: &HttpResponse) -> String {
-    response
-        .status()
-        .canonical_reason()
-        .unwrap_or("Request failed")
-        .to_owned()
 }
 
 /// Records `http_server_requests_total` and the `http_server_request_duration_seconds` histogram

@@ -77,20 +77,50 @@ where
     Ok(server.run())
 }
 
-/// The admin server of event-worker and scheduler: operational routes only, one worker thread.
-///
-/// # Errors
-/// When the port cannot be bound.
-pub fn serve_admin(host: &str, port: u16, ops_state: OpsState) -> std::io::Result<(Server, u16)> {
-    let listener = TcpListener::bind((host, port))?;
-    let port = listener.local_addr()?.port();
-    let options = ServerOptions {
-        workers: 1,
-        shutdown_timeout: Duration::from_secs(1),
-        handle_signals: false,
-    };
-    let server = serve(listener, ops_state, (), |_cfg, ()| {}, &options)?;
-    Ok((server, port))
+/// The admin server of event-worker and scheduler: operational routes only, one worker thread,
+/// no signal handling of its own (the binary drains its work first, then stops this last).
+#[derive(Debug)]
+pub struct AdminServer {
+    port: u16,
+    handle: actix_web::dev::ServerHandle,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl AdminServer {
+    /// Binds `host:port` (0 picks a free port) and starts serving.
+    ///
+    /// # Errors
+    /// When the port cannot be bound.
+    pub fn start(host: &str, port: u16, ops_state: OpsState) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((host, port))?;
+        let port = listener.local_addr()?.port();
+        let options = ServerOptions {
+            workers: 1,
+            shutdown_timeout: Duration::from_secs(1),
+            handle_signals: false,
+        };
+        let server = serve(listener, ops_state, (), |_cfg, ()| {}, &options)?;
+        let handle = server.handle();
+        Ok(Self {
+            port,
+            handle,
+            task: tokio::spawn(server),
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops serving and waits for the server to finish.
+    ///
+    /// # Errors
+    /// When the server failed while running.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.handle.stop(true).await;
+        self.task.await.map_err(std::io::Error::other)?
+    }
 }
 
 /// A resource whose unsupported methods answer 405 `METHOD_NOT_ALLOWED` (without its own default,

@@ -110,3 +110,26 @@ pub async fn assert_starts_and_stops(program: &str, env: &HashMap<String, String
     let exit = running.exit_status(Duration::from_secs(15)).await;
     assert!(exit.success(), "{program} exited with {exit} after SIGTERM");
 }
+
+/// Runs `program` with `env` and asserts that it refuses to start, naming `key` on stderr.
+///
+/// # Panics
+/// When it starts, or its error does not name the key.
+pub async fn assert_refuses_setting(program: &str, env: &HashMap<String, String>, key: &str) {
+    let output = Command::new(program)
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .output();
+    let output = match tokio::time::timeout(Duration::from_secs(30), output).await {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => panic!("cannot run {program}: {e}"),
+        Err(_) => panic!("{program} started instead of refusing {key}"),
+    };
+    assert!(!output.status.success(), "{program} accepted the bad {key}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(key),
+        "{program}'s error does not name {key}: {stderr}"
+    );
+}
