@@ -5,6 +5,8 @@
 //! ports. Serializable wire shapes (rows, DTOs, event payloads) live in the adapter crates.
 
 pub mod clock;
+pub mod coupon;
+pub mod discount;
 pub mod id;
 pub mod money;
 pub mod probe;
