@@ -124,3 +124,20 @@ mod tests {
         assert_eq!(CouponStatus::parse("used"), None);
     }
 }
+
+/// An issued coupon as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCoupon {
+    pub id: crate::id::CouponId,
+    pub policy_id: crate::id::PolicyId,
+    pub user_id: crate::id::UserId,
+    pub status: CouponStatus,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub reserved_at: Option<DateTime<Utc>>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub reservation_id: Option<String>,
+    pub order_id: Option<String>,
+    /// The discount granted by the use that consumed it.
+    pub discount_amount: Option<crate::money::Money>,
+}

@@ -4,9 +4,14 @@
 //! HTTP, configuration files or the tokio runtime; use cases are `async` only because they await
 //! ports. Serializable wire shapes (rows, DTOs, event payloads) live in the adapter crates.
 
+pub mod administration;
 pub mod clock;
 pub mod coupon;
 pub mod discount;
+pub mod event;
 pub mod id;
+pub mod issue;
 pub mod money;
+pub mod policy;
+pub mod port;
 pub mod probe;

@@ -6,3 +6,4 @@
 //! PostgreSQL, Redis or HTTP.
 
 pub mod broker;
+pub mod envelope;

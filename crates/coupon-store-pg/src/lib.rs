@@ -7,5 +7,11 @@
 //!
 //! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
 
+mod error;
+pub mod issue;
 pub mod migrate;
+pub mod outbox;
+pub mod policy;
 pub mod pool;
+mod row;
+mod schema;

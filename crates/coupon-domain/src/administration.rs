@@ -1,0 +1,184 @@
+//! Policy administration (SPEC §5, admin endpoints): create, read, list, change within the allowed
+//! directions, deactivate, set the cap, statistics, and the public code check.
+
+use std::sync::Arc;
+
+use crate::clock::Clock;
+use crate::id::PolicyId;
+use crate::issue::StockGate;
+use crate::policy::{
+    CapChange, ChangeRefused, CouponCode, CreatePolicyError, DistributionType, NewPolicy,
+    NotIssuable, Policy, PolicyChange, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
+};
+use crate::port::StoreError;
+
+/// A change could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangePolicyError {
+    #[error(transparent)]
+    Refused(#[from] ChangeRefused),
+    #[error(transparent)]
+    Save(#[from] SavePolicyError),
+}
+
+/// The answer of `GET /api/coupons/validate/{code}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeCheck {
+    /// The code as entered, or normalised when it parses.
+    pub code: String,
+    pub valid: bool,
+    pub message: &'static str,
+}
+
+/// The policy administration use case.
+#[derive(Clone)]
+pub struct PolicyAdmin {
+    policies: Arc<dyn PolicyStore>,
+    gate: Arc<dyn StockGate>,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for PolicyAdmin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyAdmin").finish_non_exhaustive()
+    }
+}
+
+impl PolicyAdmin {
+    pub fn new(
+        policies: Arc<dyn PolicyStore>,
+        gate: Arc<dyn StockGate>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            policies,
+            gate,
+            clock,
+        }
+    }
+
+    /// # Errors
+    /// `DuplicateCode`, or the store is unavailable.
+    pub async fn create(&self, policy: NewPolicy) -> Result<Policy, CreatePolicyError> {
+        self.policies.create(policy, self.clock.now()).await
+    }
+
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn get(&self, id: PolicyId) -> Result<Option<Policy>, StoreError> {
+        self.policies.get(id).await
+    }
+
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn list(
+        &self,
+        after: Option<PolicyId>,
+        limit: u32,
+    ) -> Result<Vec<Policy>, StoreError> {
+        self.policies.list(after, limit).await
+    }
+
+    /// Applies `change` to the current version of the policy.
+    ///
+    /// # Errors
+    /// The change lowers the cap or shortens the window, the policy is gone or was changed
+    /// concurrently, or the store is unavailable.
+    pub async fn change(
+        &self,
+        id: PolicyId,
+        change: &PolicyChange,
+    ) -> Result<Policy, ChangePolicyError> {
+        let current = self
+            .policies
+            .get(id)
+            .await
+            .map_err(SavePolicyError::from)?
+            .ok_or(SavePolicyError::NotFound)?;
+        let next = change.apply(&current)?;
+        let saved = self.policies.save(&next, self.clock.now()).await?;
+        self.forget_gate(id).await;
+        Ok(saved)
+    }
+
+    /// Stops issuing; coupons already issued stay usable.
+    ///
+    /// # Errors
+    /// As [`PolicyAdmin::change`].
+    pub async fn deactivate(&self, id: PolicyId) -> Result<Policy, ChangePolicyError> {
+        self.change(
+            id,
+            &PolicyChange {
+                is_active: Some(false),
+                ..PolicyChange::default()
+            },
+        )
+        .await
+    }
+
+    /// `PATCH …/remaining-quantity`: any cap not below the issued count.
+    ///
+    /// # Errors
+    /// `BelowIssued` with the issued count, `NotFound`, or the store is unavailable.
+    pub async fn set_max_issue_count(
+        &self,
+        id: PolicyId,
+        cap: u32,
+    ) -> Result<CapChange, SetCapError> {
+        let change = self
+            .policies
+            .set_max_issue_count(id, cap, self.clock.now())
+            .await?;
+        self.forget_gate(id).await;
+        Ok(change)
+    }
+
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn statistics(&self, id: PolicyId) -> Result<Option<PolicyStatistics>, StoreError> {
+        self.policies.statistics(id, self.clock.now()).await
+    }
+
+    /// Whether a code can be redeemed now. Unknown and unissuable codes are answers, not errors.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn check_code(&self, raw: &str) -> Result<CodeCheck, StoreError> {
+        let Ok(code) = CouponCode::parse(raw) else {
+            return Ok(CodeCheck {
+                code: raw.trim().to_owned(),
+                valid: false,
+                message: "This is not a valid coupon code",
+            });
+        };
+        let answer = |valid, message| CodeCheck {
+            code: code.as_str().to_owned(),
+            valid,
+            message,
+        };
+        let Some(policy) = self.policies.find_by_code(&code).await? else {
+            return Ok(answer(false, "No coupon has this code"));
+        };
+        Ok(
+            match policy.check_issuable(DistributionType::Code, self.clock.now()) {
+                Ok(()) => answer(true, "The coupon can be issued"),
+                Err(NotIssuable::Inactive | NotIssuable::WrongChannel) => {
+                    answer(false, "This coupon is not available")
+                }
+                Err(NotIssuable::NotStarted) => {
+                    answer(false, "The issuance period has not started")
+                }
+                Err(NotIssuable::Ended) => answer(false, "The issuance period has ended"),
+                Err(NotIssuable::SoldOut) => answer(false, "The coupon is sold out"),
+            },
+        )
+    }
+
+    /// The gate of a changed policy is rebuilt from the store on next use; failing to drop it
+    /// only delays that (the store still decides).
+    async fn forget_gate(&self, id: PolicyId) {
+        if let Err(e) = self.gate.forget(id).await {
+            tracing::warn!(policy.id = %id, error = %e, "cannot reset the stock gate");
+        }
+    }
+}

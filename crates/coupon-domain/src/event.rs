@@ -1,0 +1,50 @@
+//! Domain events: what happened to a coupon, told to the rest of the platform through the
+//! transactional outbox (SPEC §3.2, §6). The wire format is not the domain's business: an
+//! [`EventEncoder`] (implemented by the Kafka adapter) turns an event into its envelope, and the
+//! store writes that envelope in the same transaction as the change.
+
+use chrono::{DateTime, Utc};
+
+use crate::coupon::IssuedCoupon;
+use crate::policy::Policy;
+
+/// Something that happened to a coupon.
+#[derive(Debug, Clone)]
+pub enum CouponEvent<'a> {
+    /// `coupon.issued`
+    Issued {
+        coupon: &'a IssuedCoupon,
+        policy: &'a Policy,
+    },
+}
+
+/// Where the event comes from.
+#[derive(Debug, Clone)]
+pub struct EventContext {
+    /// Ties the event to the request or event that caused it (`metadata.correlationId`).
+    pub correlation_id: String,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// An event ready for the outbox: its topic, record key and complete wire payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EncodedEvent {
+    /// Unique per event (a UUID), the envelope's `eventId`.
+    pub event_id: String,
+    pub topic: String,
+    /// Record key; events of one coupon share it, so they stay in order on one partition.
+    pub key: String,
+    pub event_type: &'static str,
+    pub payload: String,
+}
+
+/// Turns domain events into outbox rows.
+pub trait EventEncoder: Send + Sync + 'static {
+    /// # Errors
+    /// Serialisation failed (a bug, not an input problem); the change is then not committed.
+    fn encode(
+        &self,
+        event: &CouponEvent<'_>,
+        context: &EventContext,
+    ) -> anyhow::Result<EncodedEvent>;
+}

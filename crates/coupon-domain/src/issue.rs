@@ -1,0 +1,285 @@
+//! Issuing coupons (SPEC §4.1–4.2): by code, by download, first-come, by admin (and by Kafka
+//! event). The use case checks what it can early, asks the first-come gate to turn losers away,
+//! and lets the store decide in one transaction; PostgreSQL is the arbiter of every rule.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+use crate::clock::Clock;
+use crate::coupon::{IssuedCoupon, expires_at};
+use crate::event::EventContext;
+use crate::id::{PolicyId, UserId};
+use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy, PolicyStore};
+use crate::port::{PortFuture, StoreError};
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub enum IssueTarget {
+    /// A typed coupon code (CODE policies).
+    Code(CouponCode),
+    /// A policy id (DOWNLOAD and FIRST_COME policies).
+    Policy(PolicyId),
+}
+
+/// Why no coupon was issued.
+#[derive(Debug, thiserror::Error)]
+pub enum IssueError {
+    /// `POLICY_NOT_FOUND`
+    #[error("no coupon policy has this id")]
+    PolicyNotFound,
+    /// `COUPON_CODE_NOT_FOUND`
+    #[error("no coupon has this code")]
+    CodeNotFound,
+    #[error(transparent)]
+    NotIssuable(#[from] NotIssuable),
+    /// `COUPON_ALREADY_ISSUED`
+    #[error("the user already holds the maximum number of these coupons")]
+    AlreadyIssued,
+    /// `SERVICE_UNAVAILABLE`
+    #[error("the coupon store is unavailable: {0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Unexpected(anyhow::Error),
+}
+
+impl From<StoreError> for IssueError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => IssueError::Unavailable(m),
+            StoreError::Unexpected(e) => IssueError::Unexpected(e),
+        }
+    }
+}
+
+/// One coupon to issue, decided by the store in one transaction.
+#[derive(Debug, Clone)]
+pub struct IssueCommand<'a> {
+    /// The policy as read before the transaction; the store re-checks it under lock.
+    pub policy: &'a Policy,
+    pub channel: DistributionType,
+    pub user_id: UserId,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub context: &'a EventContext,
+}
+
+/// Persists issued coupons.
+pub trait CouponStore: Send + Sync + 'static {
+    /// In one transaction: takes the user's lowest free slot (≤ `max_issue_per_user`, else
+    /// `AlreadyIssued`), appends `coupon.issued` to the outbox, and increments the policy's counter
+    /// only while the policy is active, in its window, issuing through `channel` and under its cap
+    /// (else the matching [`NotIssuable`]). Resolves after commit.
+    fn issue<'a>(
+        &'a self,
+        command: IssueCommand<'a>,
+    ) -> PortFuture<'a, Result<IssuedCoupon, IssueError>>;
+}
+
+/// The first-come gate's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateDecision {
+    /// Go on to the store (which still decides).
+    Admitted,
+    /// No stock left: answer `COUPON_SOLD_OUT` without touching the store.
+    SoldOut,
+    /// The user holds their limit already: answer `COUPON_ALREADY_ISSUED`.
+    AlreadyHolding,
+}
+
+/// A fast guard in front of the store for FIRST_COME policies, rebuilt from the store when lost.
+/// It may admit too many (the store refuses the extra), never too few while stock remains.
+pub trait StockGate: Send + Sync + 'static {
+    /// Takes one unit of stock for `user`, initialising the gate from `policy` when it is empty.
+    fn admit<'a>(
+        &'a self,
+        policy: &'a Policy,
+        user: UserId,
+    ) -> PortFuture<'a, Result<GateDecision, StoreError>>;
+    /// Returns the unit taken for `user` (the store refused for another reason than stock).
+    fn give_back(&self, policy: PolicyId, user: UserId) -> PortFuture<'_, Result<(), StoreError>>;
+    /// The store says the stock is gone.
+    fn mark_sold_out(&self, policy: PolicyId) -> PortFuture<'_, Result<(), StoreError>>;
+    /// The policy changed (cap, window): rebuild from the store on next use.
+    fn forget(&self, policy: PolicyId) -> PortFuture<'_, Result<(), StoreError>>;
+}
+
+/// A coupon just issued, with the policy it was issued under.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub coupon: IssuedCoupon,
+    pub policy: Policy,
+}
+
+/// The issuing use case.
+#[derive(Clone)]
+pub struct Issuing {
+    policies: Arc<dyn PolicyStore>,
+    coupons: Arc<dyn CouponStore>,
+    gate: Arc<dyn StockGate>,
+    clock: Arc<dyn Clock>,
+    zone: Tz,
+}
+
+impl std::fmt::Debug for Issuing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issuing")
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Issuing {
+    pub fn new(
+        policies: Arc<dyn PolicyStore>,
+        coupons: Arc<dyn CouponStore>,
+        gate: Arc<dyn StockGate>,
+        clock: Arc<dyn Clock>,
+        zone: Tz,
+    ) -> Self {
+        Self {
+            policies,
+            coupons,
+            gate,
+            clock,
+            zone,
+        }
+    }
+
+    /// `POST /api/coupons/download`: by code (CODE) or by policy id (DOWNLOAD, FIRST_COME).
+    ///
+    /// # Errors
+    /// See [`IssueError`].
+    pub async fn download(
+        &self,
+        user: UserId,
+        target: IssueTarget,
+        correlation_id: String,
+    ) -> Result<Issued, IssueError> {
+        let (policy, channel) = match target {
+            IssueTarget::Code(code) => {
+                let policy = self
+                    .policies
+                    .find_by_code(&code)
+                    .await?
+                    .ok_or(IssueError::CodeNotFound)?;
+                (policy, DistributionType::Code)
+            }
+            IssueTarget::Policy(id) => {
+                let policy = self
+                    .policies
+                    .get(id)
+                    .await?
+                    .ok_or(IssueError::PolicyNotFound)?;
+                // Downloading by id is the DOWNLOAD and FIRST_COME channel; anything else refuses.
+                let channel = match policy.distribution {
+                    DistributionType::FirstCome => DistributionType::FirstCome,
+                    _ => DistributionType::Download,
+                };
+                (policy, channel)
+            }
+        };
+        self.issue_under(policy, channel, user, correlation_id)
+            .await
+    }
+
+    /// `POST /api/coupons/direct-issue`: one coupon for each distinct user of a DIRECT policy.
+    /// Users are handled in the order given, each once; one user's failure does not stop the
+    /// others.
+    ///
+    /// # Errors
+    /// Only when the policy does not exist or the store is unreachable before anything was issued;
+    /// per-user outcomes are in the result.
+    pub async fn direct(
+        &self,
+        policy_id: PolicyId,
+        users: &[UserId],
+        correlation_id: &str,
+    ) -> Result<Vec<(UserId, Result<IssuedCoupon, IssueError>)>, IssueError> {
+        let policy = self
+            .policies
+            .get(policy_id)
+            .await?
+            .ok_or(IssueError::PolicyNotFound)?;
+        let mut seen = std::collections::HashSet::with_capacity(users.len());
+        let mut outcomes = Vec::with_capacity(users.len());
+        for &user in users {
+            if !seen.insert(user) {
+                continue;
+            }
+            let outcome = self
+                .issue_under(
+                    policy.clone(),
+                    DistributionType::Direct,
+                    user,
+                    correlation_id.to_owned(),
+                )
+                .await
+                .map(|issued| issued.coupon);
+            outcomes.push((user, outcome));
+        }
+        Ok(outcomes)
+    }
+
+    async fn issue_under(
+        &self,
+        policy: Policy,
+        channel: DistributionType,
+        user: UserId,
+        correlation_id: String,
+    ) -> Result<Issued, IssueError> {
+        let now = self.clock.now();
+        policy.check_issuable(channel, now)?;
+        let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
+        let context = EventContext {
+            correlation_id,
+            occurred_at: now,
+        };
+        let command = IssueCommand {
+            policy: &policy,
+            channel,
+            user_id: user,
+            issued_at: now,
+            expires_at: expires_at(now, policy.valid_days, self.zone),
+            context: &context,
+        };
+        let outcome = self.coupons.issue(command).await;
+        if gated {
+            self.settle_gate(&policy, user, &outcome).await;
+        }
+        outcome.map(|coupon| Issued { coupon, policy })
+    }
+
+    /// Whether the gate admitted the user (`false`: the gate is down and the store decides alone).
+    async fn pass_gate(&self, policy: &Policy, user: UserId) -> Result<bool, IssueError> {
+        match self.gate.admit(policy, user).await {
+            Ok(GateDecision::Admitted) => Ok(true),
+            Ok(GateDecision::SoldOut) => Err(NotIssuable::SoldOut.into()),
+            Ok(GateDecision::AlreadyHolding) => Err(IssueError::AlreadyIssued),
+            Err(e) => {
+                tracing::warn!(policy.id = %policy.id, error = %e, "stock gate unavailable; the store decides alone");
+                Ok(false)
+            }
+        }
+    }
+
+    /// Keeps the gate in step with what the store decided for an admitted request.
+    async fn settle_gate(
+        &self,
+        policy: &Policy,
+        user: UserId,
+        outcome: &Result<IssuedCoupon, IssueError>,
+    ) {
+        let settled = match outcome {
+            Ok(_) => return,
+            Err(IssueError::NotIssuable(NotIssuable::SoldOut)) => {
+                self.gate.mark_sold_out(policy.id).await
+            }
+            Err(_) => self.gate.give_back(policy.id, user).await,
+        };
+        if let Err(e) = settled {
+            tracing::warn!(policy.id = %policy.id, error = %e, "cannot update the stock gate");
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! The event envelope of SPEC §6 and the payloads of `event-specification.ko.md`, produced by
+//! [`JsonEventEncoder`] into the outbox:
+//!
+//! `{eventId, eventType, timestamp, data{…}, metadata{correlationId, source, version}}`
+//!
+//! Wire types are private to this module and converted by hand from domain types. Money is a JSON
+//! number with the exact decimal value; instants are RFC 3339 UTC.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::policy::CouponCode;
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+/// `metadata.source` of every event the service produces.
+pub const SOURCE: &str = "coupon-service";
+/// `metadata.version` of the envelope.
+pub const VERSION: &str = "1.0";
+
+/// Topic of each produced event (configurable, SPEC §6).
+#[derive(Debug, Clone)]
+pub struct ProducedTopics {
+    pub coupon_issued: String,
+    pub coupon_reserved: String,
+    pub coupon_used: String,
+    pub coupon_cancelled: String,
+    pub coupon_expired: String,
+}
+
+/// Encodes domain events as SPEC §6 JSON envelopes.
+#[derive(Debug, Clone)]
+pub struct JsonEventEncoder {
+    topics: ProducedTopics,
+}
+
+impl JsonEventEncoder {
+    pub fn new(topics: ProducedTopics) -> Self {
+        Self { topics }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Envelope<'a, D> {
+    event_id: &'a str,
+    event_type: &'a str,
+    timestamp: String,
+    data: D,
+    metadata: Metadata<'a>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata<'a> {
+    correlation_id: &'a str,
+    source: &'static str,
+    version: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IssuedData<'a> {
+    coupon_id: i64,
+    policy_id: i64,
+    user_id: i64,
+    coupon_code: Option<&'a str>,
+    coupon_name: &'a str,
+    discount_type: &'static str,
+    discount_value: Decimal,
+    issue_type: &'static str,
+    status: &'static str,
+    expiry_date: String,
+    issued_at: String,
+}
+
+/// RFC 3339 in UTC with a `Z`, to the second (`2024-01-01T10:00:00Z`).
+pub fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+impl EventEncoder for JsonEventEncoder {
+    fn encode(
+        &self,
+        event: &CouponEvent<'_>,
+        context: &EventContext,
+    ) -> anyhow::Result<EncodedEvent> {
+        let event_id = uuid::Uuid::new_v4().to_string();
+        let (topic, key, event_type, payload) = match event {
+            CouponEvent::Issued { coupon, policy } => {
+                let data = IssuedData {
+                    coupon_id: coupon.id.get(),
+                    policy_id: policy.id.get(),
+                    user_id: coupon.user_id.get(),
+                    coupon_code: policy.code.as_ref().map(CouponCode::as_str),
+                    coupon_name: &policy.name,
+                    discount_type: policy.discount.discount_type().as_str(),
+                    discount_value: policy.discount.value().normalize(),
+                    issue_type: policy.distribution.as_str(),
+                    status: coupon.status.as_str(),
+                    expiry_date: instant(coupon.expires_at),
+                    issued_at: instant(coupon.issued_at),
+                };
+                let event_type = "COUPON_ISSUED";
+                (
+                    &self.topics.coupon_issued,
+                    coupon.id.to_string(),
+                    event_type,
+                    envelope(&event_id, event_type, data, context)?,
+                )
+            }
+        };
+        Ok(EncodedEvent {
+            event_id,
+            topic: topic.clone(),
+            key,
+            event_type,
+            payload,
+        })
+    }
+}
+
+fn envelope<D: Serialize>(
+    event_id: &str,
+    event_type: &str,
+    data: D,
+    context: &EventContext,
+) -> anyhow::Result<String> {
+    let envelope = Envelope {
+        event_id,
+        event_type,
+        timestamp: instant(context.occurred_at),
+        data,
+        metadata: Metadata {
+            correlation_id: &context.correlation_id,
+            source: SOURCE,
+            version: VERSION,
+        },
+    };
+    Ok(serde_json::to_string(&envelope)?)
+}

@@ -1,0 +1,40 @@
+//! Driver errors, translated once. A connection or pool failure is `Unavailable` (the API answers
+//! 503 and the client may retry); anything else the store did not expect is `Unexpected` (500).
+//! Business outcomes (unique violations that mean "already issued", …) are recognised by the
+//! adapter that knows what the constraint means, before they reach these functions.
+
+use coupon_domain::port::StoreError;
+use diesel::result::{DatabaseErrorKind, Error};
+
+use crate::pool::PgPoolError;
+
+/// Maps a query error.
+pub fn from_diesel(e: Error) -> StoreError {
+    match &e {
+        Error::DatabaseError(
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+            _,
+        )
+        | Error::BrokenTransactionManager => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        _ => StoreError::Unexpected(anyhow::Error::new(e).context("PostgreSQL query failed")),
+    }
+}
+
+/// Maps a failed checkout.
+pub fn from_pool(e: PgPoolError) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+/// The name of the constraint a database error violated, if any.
+pub fn violated_constraint(e: &Error) -> Option<&str> {
+    match e {
+        Error::DatabaseError(_, info) => info.constraint_name(),
+        _ => None,
+    }
+}
+
+/// A stored value that the domain does not accept: the row was written by something that
+/// bypassed the schema's checks, or the code and the schema disagree.
+pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Unexpected(anyhow::anyhow!("corrupt {what} row: {detail}"))
+}

@@ -1,0 +1,200 @@
+//! `CouponStore` on PostgreSQL: the issuing transaction.
+//!
+//! Order of statements matters for throughput. Every issuer of a policy queues on the policy
+//! row's lock, so the counter update comes **last** and the lock is held only from it to commit.
+//! The user's slot and the outbox row are written first. A refused counter update rolls all of
+//! it back.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use coupon_domain::coupon::IssuedCoupon;
+use coupon_domain::event::{CouponEvent, EventEncoder};
+use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
+use coupon_domain::policy::{NotIssuable, Policy};
+use coupon_domain::port::PortFuture;
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::error::{from_diesel, from_pool};
+use crate::outbox;
+use crate::pool::PgPool;
+use crate::row::{CouponRow, PolicyRow};
+
+/// Issued coupons in PostgreSQL.
+#[derive(Clone)]
+pub struct PgCouponStore {
+    pool: PgPool,
+    encoder: Arc<dyn EventEncoder>,
+}
+
+impl std::fmt::Debug for PgCouponStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgCouponStore")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgCouponStore {
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
+        Self { pool, encoder }
+    }
+}
+
+/// Ends the transaction: a business refusal rolls back like a database error does.
+enum Abort {
+    Refused(IssueError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Db(e)
+    }
+}
+
+impl CouponStore for PgCouponStore {
+    fn issue<'a>(
+        &'a self,
+        command: IssueCommand<'a>,
+    ) -> PortFuture<'a, Result<IssuedCoupon, IssueError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let encoder = &self.encoder;
+            let outcome = conn
+                .transaction::<_, Abort, _>(async |conn| {
+                    let coupon = take_slot(conn, &command).await?;
+                    let event = encoder
+                        .encode(
+                            &CouponEvent::Issued {
+                                coupon: &coupon,
+                                policy: command.policy,
+                            },
+                            command.context,
+                        )
+                        .map_err(|e| Abort::Refused(IssueError::Unexpected(e)))?;
+                    outbox::append(conn, &event).await?;
+                    count_issue(conn, &command).await?;
+                    Ok(coupon)
+                })
+                .await;
+            match outcome {
+                Ok(coupon) => Ok(coupon),
+                Err(Abort::Refused(e)) => Err(e),
+                Err(Abort::Db(e)) => Err(from_diesel(e).into()),
+            }
+        })
+    }
+}
+
+/// Inserts the coupon in the user's lowest free slot (1..=max_issue_per_user).
+///
+/// Concurrent requests of one user race for the same slot: the unique index makes the losers wait
+/// for the winner's commit and then insert nothing, and the loop tries the next free slot with a
+/// fresh snapshot (READ COMMITTED). When every slot is held the user is at the limit.
+async fn take_slot(
+    conn: &mut AsyncPgConnection,
+    command: &IssueCommand<'_>,
+) -> Result<IssuedCoupon, Abort> {
+    let limit = i32::from(command.policy.max_issue_per_user);
+    for _ in 0..=limit {
+        let inserted: Option<CouponRow> = diesel::sql_query(
+            "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, issued_at, expires_at) \
+             SELECT $1, $2, s.slot::smallint, 'ISSUED', $3, $4 \
+             FROM generate_series(1, $5) AS s(slot) \
+             WHERE NOT EXISTS (SELECT 1 FROM coupon_issues c WHERE c.policy_id = $1 AND c.user_id = $2 \
+                               AND c.user_slot = s.slot AND c.status <> 'CANCELLED') \
+             ORDER BY s.slot LIMIT 1 \
+             ON CONFLICT (policy_id, user_id, user_slot) WHERE status <> 'CANCELLED' DO NOTHING \
+             RETURNING id, policy_id, user_id, status, reservation_id, order_id, discount_amount, \
+                       issued_at, expires_at, reserved_at, used_at",
+        )
+        .bind::<BigInt, _>(command.policy.id.get())
+        .bind::<BigInt, _>(command.user_id.get())
+        .bind::<Timestamptz, _>(command.issued_at)
+        .bind::<Timestamptz, _>(command.expires_at)
+        .bind::<Integer, _>(limit)
+        .get_result(conn)
+        .await
+        .optional()?;
+        if let Some(row) = inserted {
+            return IssuedCoupon::try_from(row).map_err(|e| Abort::Refused(e.into()));
+        }
+        if held_slots(conn, command).await? >= i64::from(limit) {
+            return Err(Abort::Refused(IssueError::AlreadyIssued));
+        }
+    }
+    Err(Abort::Refused(IssueError::Unexpected(anyhow::anyhow!(
+        "no free slot found for user {} on policy {} after {} attempts",
+        command.user_id,
+        command.policy.id,
+        limit + 1
+    ))))
+}
+
+async fn held_slots(
+    conn: &mut AsyncPgConnection,
+    command: &IssueCommand<'_>,
+) -> Result<i64, diesel::result::Error> {
+    use crate::schema::coupon_issues::dsl as c;
+    c::coupon_issues
+        .filter(c::policy_id.eq(command.policy.id.get()))
+        .filter(c::user_id.eq(command.user_id.get()))
+        .filter(c::status.ne("CANCELLED"))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Counts the coupon against the policy, only while the policy can issue through the channel at
+/// the issue time and is under its cap. This conditional update, not the earlier checks, is what
+/// decides: it runs under the row lock, after every concurrent issuer ahead of it committed.
+async fn count_issue(
+    conn: &mut AsyncPgConnection,
+    command: &IssueCommand<'_>,
+) -> Result<(), Abort> {
+    let updated = diesel::sql_query(
+        "UPDATE coupon_policies SET current_issue_count = current_issue_count + 1 \
+         WHERE id = $1 AND is_active AND distribution_type = $2 AND valid_from <= $3 AND valid_until > $3 \
+           AND (max_issue_count IS NULL OR current_issue_count < max_issue_count)",
+    )
+    .bind::<BigInt, _>(command.policy.id.get())
+    .bind::<Text, _>(command.channel.as_str())
+    .bind::<Timestamptz, _>(command.issued_at)
+    .execute(conn)
+    .await?;
+    if updated == 1 {
+        return Ok(());
+    }
+    Err(Abort::Refused(
+        refusal(conn, command.channel, command.issued_at, command.policy).await?,
+    ))
+}
+
+/// Why the counter update refused: the policy as it is now, judged by the domain's rule.
+async fn refusal(
+    conn: &mut AsyncPgConnection,
+    channel: coupon_domain::policy::DistributionType,
+    at: DateTime<Utc>,
+    snapshot: &Policy,
+) -> Result<IssueError, Abort> {
+    use crate::schema::coupon_policies::dsl as p;
+    let row: Option<PolicyRow> = p::coupon_policies
+        .find(snapshot.id.get())
+        .select(PolicyRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(IssueError::PolicyNotFound);
+    };
+    let current = Policy::try_from(row).map_err(|e| Abort::Refused(e.into()))?;
+    Ok(match current.check_issuable(channel, at) {
+        Err(reason) => reason.into(),
+        // Unreachable unless the policy changed between the update and this read; stock is the
+        // only thing that moves that fast.
+        Ok(()) => NotIssuable::SoldOut.into(),
+    })
+}

@@ -1,0 +1,272 @@
+//! `PolicyStore` on PostgreSQL.
+
+use chrono::{DateTime, Utc};
+use coupon_domain::id::PolicyId;
+use coupon_domain::money::Money;
+use coupon_domain::policy::{
+    CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, PolicyStore,
+    SavePolicyError, SetCapError,
+};
+use coupon_domain::port::{PortFuture, StoreError};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Timestamptz};
+use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
+
+use crate::error::{from_diesel, from_pool, violated_constraint};
+use crate::pool::PgPool;
+use crate::row::{NewPolicyRow, PolicyRow, to_i32};
+use crate::schema::coupon_policies::dsl as p;
+
+/// Policies in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgPolicyStore {
+    pool: PgPool,
+}
+
+impl PgPolicyStore {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    async fn load(&self, id: PolicyId) -> Result<Option<Policy>, StoreError> {
+        let mut conn = self.pool.get().await.map_err(from_pool)?;
+        let row = p::coupon_policies
+            .find(id.get())
+            .select(PolicyRow::as_select())
+            .first(&mut conn)
+            .await
+            .optional()
+            .map_err(from_diesel)?;
+        row.map(Policy::try_from).transpose()
+    }
+}
+
+impl PolicyStore for PgPolicyStore {
+    fn create(
+        &self,
+        new: NewPolicy,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let row = NewPolicyRow {
+                coupon_name: &new.name,
+                coupon_code: new.code.as_ref().map(CouponCode::as_str),
+                description: new.description.as_deref(),
+                discount_type: new.discount.discount_type().as_str(),
+                discount_value: new.discount.value(),
+                minimum_order_amount: Some(new.discount.minimum_order_amount().amount()),
+                max_discount_amount: new.discount.max_discount_amount().map(Money::amount),
+                distribution_type: new.distribution.as_str(),
+                max_issue_count: new.max_issue_count.map(to_i32),
+                max_issue_per_user: i32::from(new.max_issue_per_user),
+                valid_days: to_i32(new.valid_days),
+                valid_from: new.window.from(),
+                valid_until: new.window.until(),
+                is_active: new.is_active,
+                created_at: now,
+                updated_at: now,
+            };
+            let inserted = diesel::insert_into(p::coupon_policies)
+                .values(&row)
+                .returning(PolicyRow::as_returning())
+                .get_result(&mut conn)
+                .await;
+            match inserted {
+                Ok(row) => Ok(Policy::try_from(row)?),
+                Err(e) if violated_constraint(&e) == Some("uq_coupon_policies_code") => {
+                    Err(CreatePolicyError::DuplicateCode)
+                }
+                Err(e) => Err(from_diesel(e).into()),
+            }
+        })
+    }
+
+    fn get(&self, id: PolicyId) -> PortFuture<'_, Result<Option<Policy>, StoreError>> {
+        Box::pin(self.load(id))
+    }
+
+    fn find_by_code<'a>(
+        &'a self,
+        code: &'a CouponCode,
+    ) -> PortFuture<'a, Result<Option<Policy>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let row = p::coupon_policies
+                .filter(p::coupon_code.eq(code.as_str()))
+                .select(PolicyRow::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+            row.map(Policy::try_from).transpose()
+        })
+    }
+
+    fn list(
+        &self,
+        after: Option<PolicyId>,
+        limit: u32,
+    ) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let rows = p::coupon_policies
+                .filter(p::id.gt(after.map_or(0, PolicyId::get)))
+                .order(p::id.asc())
+                .limit(i64::from(limit))
+                .select(PolicyRow::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            rows.into_iter().map(Policy::try_from).collect()
+        })
+    }
+
+    fn save<'a>(
+        &'a self,
+        policy: &'a Policy,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            // Optimistic lock on `version`; the issue counter is not written, so issuing running
+            // meanwhile neither conflicts with nor is lost by an admin change.
+            let row = diesel::update(
+                p::coupon_policies
+                    .filter(p::id.eq(policy.id.get()))
+                    .filter(p::version.eq(policy.version)),
+            )
+            .set((
+                p::coupon_name.eq(&policy.name),
+                p::description.eq(policy.description.as_deref()),
+                p::max_issue_count.eq(policy.max_issue_count.map(to_i32)),
+                p::valid_until.eq(policy.window.until()),
+                p::is_active.eq(policy.is_active),
+                p::version.eq(p::version + 1),
+                p::updated_at.eq(now),
+            ))
+            .returning(PolicyRow::as_returning())
+            .get_result(&mut conn)
+            .await
+            .optional();
+            match row {
+                Ok(Some(row)) => Ok(Policy::try_from(row)?),
+                Ok(None) if self.load(policy.id).await?.is_some() => Err(SavePolicyError::Conflict),
+                Ok(None) => Err(SavePolicyError::NotFound),
+                // A concurrent issue raised the count above a cap this change would set.
+                Err(e) if violated_constraint(&e) == Some("chk_policy_stock") => {
+                    Err(SavePolicyError::Conflict)
+                }
+                Err(e) => Err(from_diesel(e).into()),
+            }
+        })
+    }
+
+    fn set_max_issue_count(
+        &self,
+        id: PolicyId,
+        cap: u32,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            // One statement: the row lock makes the check against the issued count and the write
+            // atomic with respect to concurrent issuing. `previous` reads the pre-update row.
+            #[derive(QueryableByName)]
+            struct Changed {
+                #[diesel(sql_type = Nullable<Integer>)]
+                previous: Option<i32>,
+                #[diesel(sql_type = BigInt)]
+                id: i64,
+            }
+            let changed: Option<Changed> = diesel::sql_query(
+                "UPDATE coupon_policies AS p SET max_issue_count = $2, version = p.version + 1, updated_at = $3 \
+                 FROM (SELECT id, max_issue_count FROM coupon_policies WHERE id = $1 FOR UPDATE) AS old \
+                 WHERE p.id = old.id AND p.current_issue_count <= $2 \
+                 RETURNING old.max_issue_count AS previous, p.id",
+            )
+            .bind::<BigInt, _>(id.get())
+            .bind::<Integer, _>(to_i32(cap))
+            .bind::<Timestamptz, _>(now)
+            .get_result(&mut conn)
+            .await
+            .optional()
+            .map_err(from_diesel)?;
+            drop(conn);
+            let policy = self.load(id).await?.ok_or(SetCapError::NotFound)?;
+            match changed {
+                Some(c) if c.id == id.get() => Ok(CapChange {
+                    previous: c.previous.and_then(|v| u32::try_from(v).ok()),
+                    policy,
+                }),
+                _ => Err(SetCapError::BelowIssued {
+                    issued: policy.current_issue_count,
+                }),
+            }
+        })
+    }
+
+    fn statistics(
+        &self,
+        id: PolicyId,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<Option<PolicyStatistics>, StoreError>> {
+        Box::pin(async move {
+            let Some(policy) = self.load(id).await? else {
+                return Ok(None);
+            };
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            #[derive(QueryableByName)]
+            struct Counts {
+                #[diesel(sql_type = BigInt)]
+                issued: i64,
+                #[diesel(sql_type = BigInt)]
+                reserved: i64,
+                #[diesel(sql_type = BigInt)]
+                used: i64,
+                #[diesel(sql_type = BigInt)]
+                expired: i64,
+                #[diesel(sql_type = BigInt)]
+                cancelled: i64,
+                #[diesel(sql_type = Numeric)]
+                total_discount: Decimal,
+                #[diesel(sql_type = Nullable<Timestamptz>)]
+                last_issued_at: Option<DateTime<Utc>>,
+                #[diesel(sql_type = Nullable<Timestamptz>)]
+                last_used_at: Option<DateTime<Utc>>,
+            }
+            // Date-expired ISSUED coupons count as expired before the job flips them (SPEC §4.2).
+            let c: Counts = diesel::sql_query(
+                "SELECT count(*) AS issued, \
+                   count(*) FILTER (WHERE status = 'RESERVED') AS reserved, \
+                   count(*) FILTER (WHERE status = 'USED') AS used, \
+                   count(*) FILTER (WHERE status = 'EXPIRED' OR (status = 'ISSUED' AND expires_at < $2)) AS expired, \
+                   count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled, \
+                   coalesce(sum(discount_amount) FILTER (WHERE status = 'USED'), 0) AS total_discount, \
+                   max(issued_at) AS last_issued_at, \
+                   max(used_at) AS last_used_at \
+                 FROM coupon_issues WHERE policy_id = $1",
+            )
+            .bind::<BigInt, _>(id.get())
+            .bind::<Timestamptz, _>(now)
+            .get_result(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            let count = |n: i64| u64::try_from(n).unwrap_or(0);
+            Ok(Some(PolicyStatistics {
+                policy_id: id,
+                max_issue_count: policy.max_issue_count,
+                issued: count(c.issued),
+                reserved: count(c.reserved),
+                used: count(c.used),
+                expired: count(c.expired),
+                cancelled: count(c.cancelled),
+                remaining: policy.remaining().map(u64::from),
+                total_discount: Money::new(c.total_discount),
+                last_issued_at: c.last_issued_at,
+                last_used_at: c.last_used_at,
+            }))
+        })
+    }
+}

@@ -1,0 +1,159 @@
+//! Rows as stored, and their conversion to and from domain types. Conversions from rows are
+//! fallible: a value the domain rejects is reported as a corrupt row, never unwrapped.
+
+use chrono::{DateTime, Utc};
+use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
+use coupon_domain::discount::{DiscountRule, DiscountType};
+use coupon_domain::id::{CouponId, PolicyId, UserId};
+use coupon_domain::money::Money;
+use coupon_domain::policy::{CouponCode, DistributionType, IssuanceWindow, Policy};
+use coupon_domain::port::StoreError;
+use diesel::prelude::*;
+use rust_decimal::Decimal;
+
+use crate::error::corrupt;
+use crate::schema::{coupon_issues, coupon_policies};
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = coupon_policies, check_for_backend(diesel::pg::Pg))]
+pub struct PolicyRow {
+    pub id: i64,
+    pub coupon_name: String,
+    pub coupon_code: Option<String>,
+    pub description: Option<String>,
+    pub discount_type: String,
+    pub discount_value: Decimal,
+    pub minimum_order_amount: Option<Decimal>,
+    pub max_discount_amount: Option<Decimal>,
+    pub distribution_type: String,
+    pub max_issue_count: Option<i32>,
+    pub current_issue_count: i32,
+    pub max_issue_per_user: i32,
+    pub valid_days: i32,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub is_active: bool,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<PolicyRow> for Policy {
+    type Error = StoreError;
+
+    fn try_from(r: PolicyRow) -> Result<Self, StoreError> {
+        let bad = |field: &str| {
+            corrupt(
+                "coupon_policies",
+                format!("id {} has an invalid {field}", r.id),
+            )
+        };
+        let discount_type =
+            DiscountType::parse(&r.discount_type).ok_or_else(|| bad("discount_type"))?;
+        let discount = DiscountRule::new(
+            discount_type,
+            r.discount_value,
+            r.minimum_order_amount.map(Money::new),
+            r.max_discount_amount.map(Money::new),
+        )
+        .map_err(|_| bad("discount"))?;
+        Ok(Policy {
+            id: PolicyId::new(r.id).ok_or_else(|| bad("id"))?,
+            code: r
+                .coupon_code
+                .as_deref()
+                .map(CouponCode::parse)
+                .transpose()
+                .map_err(|_| bad("coupon_code"))?,
+            discount,
+            distribution: DistributionType::parse(&r.distribution_type)
+                .ok_or_else(|| bad("distribution_type"))?,
+            max_issue_count: r
+                .max_issue_count
+                .map(u32::try_from)
+                .transpose()
+                .map_err(|_| bad("max_issue_count"))?,
+            current_issue_count: u32::try_from(r.current_issue_count)
+                .map_err(|_| bad("current_issue_count"))?,
+            max_issue_per_user: u16::try_from(r.max_issue_per_user)
+                .map_err(|_| bad("max_issue_per_user"))?,
+            valid_days: u32::try_from(r.valid_days).map_err(|_| bad("valid_days"))?,
+            window: IssuanceWindow::new(r.valid_from, r.valid_until).map_err(|_| bad("window"))?,
+            name: r.coupon_name,
+            description: r.description,
+            is_active: r.is_active,
+            version: r.version,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = coupon_issues, check_for_backend(diesel::pg::Pg))]
+pub struct CouponRow {
+    pub id: i64,
+    pub policy_id: i64,
+    pub user_id: i64,
+    pub status: String,
+    pub reservation_id: Option<String>,
+    pub order_id: Option<String>,
+    pub discount_amount: Option<Decimal>,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub reserved_at: Option<DateTime<Utc>>,
+    pub used_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<CouponRow> for IssuedCoupon {
+    type Error = StoreError;
+
+    fn try_from(r: CouponRow) -> Result<Self, StoreError> {
+        let bad = |field: &str| {
+            corrupt(
+                "coupon_issues",
+                format!("id {} has an invalid {field}", r.id),
+            )
+        };
+        Ok(IssuedCoupon {
+            id: CouponId::new(r.id).ok_or_else(|| bad("id"))?,
+            policy_id: PolicyId::new(r.policy_id).ok_or_else(|| bad("policy_id"))?,
+            user_id: UserId::new(r.user_id).ok_or_else(|| bad("user_id"))?,
+            status: CouponStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+            reserved_at: r.reserved_at,
+            used_at: r.used_at,
+            reservation_id: r.reservation_id,
+            order_id: r.order_id,
+            discount_amount: r.discount_amount.map(Money::new),
+        })
+    }
+}
+
+/// Columns of a new policy.
+#[derive(Debug, Insertable)]
+#[diesel(table_name = coupon_policies)]
+pub struct NewPolicyRow<'a> {
+    pub coupon_name: &'a str,
+    pub coupon_code: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub discount_type: &'static str,
+    pub discount_value: Decimal,
+    pub minimum_order_amount: Option<Decimal>,
+    pub max_discount_amount: Option<Decimal>,
+    pub distribution_type: &'static str,
+    pub max_issue_count: Option<i32>,
+    pub max_issue_per_user: i32,
+    pub valid_days: i32,
+    pub valid_from: DateTime<Utc>,
+    pub valid_until: DateTime<Utc>,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A count that must fit the column's type; larger values were refused by validation already.
+pub fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

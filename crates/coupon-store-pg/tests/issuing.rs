@@ -1,0 +1,289 @@
+//! The issuing transaction under concurrency, against the real PostgreSQL: whatever the
+//! interleaving, no oversell, nobody above their per-user limit, and one outbox row per coupon.
+
+use std::sync::Arc;
+
+use chrono::{Duration, Utc};
+use coupon_domain::coupon::{IssuedCoupon, expires_at};
+use coupon_domain::discount::{DiscountRule, DiscountType};
+use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::id::UserId;
+use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
+use coupon_domain::policy::{
+    DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy, PolicyStore,
+};
+use coupon_store_pg::issue::PgCouponStore;
+use coupon_store_pg::policy::PgPolicyStore;
+use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_testkit::TestDatabase;
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
+use tokio::sync::Barrier;
+
+/// A minimal encoder: these tests look at rows, not at payloads.
+struct RowsOnly;
+
+impl EventEncoder for RowsOnly {
+    fn encode(&self, event: &CouponEvent<'_>, _: &EventContext) -> anyhow::Result<EncodedEvent> {
+        let CouponEvent::Issued { coupon, .. } = event;
+        Ok(EncodedEvent {
+            event_id: uuid_like(coupon.id.get()),
+            topic: "coupon.issued".into(),
+            key: coupon.id.to_string(),
+            event_type: "COUPON_ISSUED",
+            payload: "{}".into(),
+        })
+    }
+}
+
+fn uuid_like(n: i64) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+struct Fixture {
+    db: TestDatabase,
+    policies: PgPolicyStore,
+    coupons: Arc<PgCouponStore>,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDatabase::migrated().await;
+    let pool = PgPool::new(&PgConfig {
+        connection_string: db.connection_string(),
+        max_size: 16,
+        timeout: std::time::Duration::from_secs(30),
+    })
+    .expect("pool");
+    Fixture {
+        policies: PgPolicyStore::new(pool.clone()),
+        coupons: Arc::new(PgCouponStore::new(pool, Arc::new(RowsOnly))),
+        db,
+    }
+}
+
+async fn policy(
+    f: &Fixture,
+    distribution: DistributionType,
+    cap: Option<u32>,
+    per_user: u16,
+) -> Policy {
+    let now = Utc::now();
+    let new = NewPolicy {
+        name: "Burst".into(),
+        code: None,
+        description: None,
+        discount: DiscountRule::new(DiscountType::FixedAmount, Decimal::from(1000), None, None)
+            .expect("rule"),
+        distribution,
+        max_issue_count: cap,
+        max_issue_per_user: per_user,
+        valid_days: 30,
+        window: IssuanceWindow::new(now - Duration::hours(1), now + Duration::hours(1))
+            .expect("window"),
+        is_active: true,
+    };
+    f.policies.create(new, now).await.expect("create policy")
+}
+
+async fn issue(
+    coupons: &PgCouponStore,
+    policy: &Policy,
+    user: i64,
+) -> Result<IssuedCoupon, IssueError> {
+    let now = Utc::now();
+    let context = EventContext {
+        correlation_id: "test".into(),
+        occurred_at: now,
+    };
+    coupons
+        .issue(IssueCommand {
+            policy,
+            channel: policy.distribution,
+            user_id: UserId::new(user).expect("user"),
+            issued_at: now,
+            expires_at: expires_at(now, policy.valid_days, chrono_tz::Tz::UTC),
+            context: &context,
+        })
+        .await
+}
+
+/// Runs `requests` (user ids) at once, released together by a barrier.
+async fn burst(
+    f: &Fixture,
+    policy: &Policy,
+    users: Vec<i64>,
+) -> Vec<Result<IssuedCoupon, IssueError>> {
+    let barrier = Arc::new(Barrier::new(users.len()));
+    let tasks: Vec<_> = users
+        .into_iter()
+        .map(|user| {
+            let (coupons, policy, barrier) = (f.coupons.clone(), policy.clone(), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                issue(&coupons, &policy, user).await
+            })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.expect("task"));
+    }
+    results
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(db: &TestDatabase, sql: &str) -> i64 {
+    let mut conn = db.connect().await;
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .expect(sql)
+        .n
+}
+
+fn tally(results: &[Result<IssuedCoupon, IssueError>]) -> (usize, usize, usize) {
+    let ok = results.iter().filter(|r| r.is_ok()).count();
+    let sold_out = results
+        .iter()
+        .filter(|r| matches!(r, Err(IssueError::NotIssuable(NotIssuable::SoldOut))))
+        .count();
+    let already = results
+        .iter()
+        .filter(|r| matches!(r, Err(IssueError::AlreadyIssued)))
+        .count();
+    (ok, sold_out, already)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_users_racing_for_a_hundred_coupons_get_exactly_a_hundred() {
+    let f = fixture().await;
+    let p = policy(&f, DistributionType::FirstCome, Some(100), 1).await;
+    let results = burst(&f, &p, (1..=1000).collect()).await;
+    assert_eq!(
+        tally(&results),
+        (100, 900, 0),
+        "every request is a coupon or SOLD_OUT"
+    );
+    assert_eq!(
+        count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await,
+        100
+    );
+    assert_eq!(
+        count(
+            &f.db,
+            "SELECT current_issue_count::bigint AS n FROM coupon_policies"
+        )
+        .await,
+        100
+    );
+    assert_eq!(
+        count(&f.db, "SELECT count(*) AS n FROM outbox").await,
+        100,
+        "one event per coupon, none for refusals"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_user_firing_in_parallel_gets_exactly_their_limit() {
+    for limit in [1u16, 3] {
+        let f = fixture().await;
+        let p = policy(&f, DistributionType::Download, None, limit).await;
+        let results = burst(&f, &p, vec![42; 10]).await;
+        assert_eq!(
+            tally(&results),
+            (usize::from(limit), 0, 10 - usize::from(limit)),
+            "limit {limit}"
+        );
+        assert_eq!(
+            count(
+                &f.db,
+                "SELECT count(*) AS n FROM coupon_issues WHERE user_id = 42"
+            )
+            .await,
+            i64::from(limit)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_users_times_three_on_a_cap_of_fifty() {
+    let f = fixture().await;
+    let p = policy(&f, DistributionType::FirstCome, Some(50), 1).await;
+    let users: Vec<i64> = (1..=100).flat_map(|u| [u, u, u]).collect();
+    let results = burst(&f, &p, users).await;
+    let (ok, _, _) = tally(&results);
+    assert_eq!(ok, 50);
+    assert_eq!(
+        count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await,
+        50
+    );
+    assert_eq!(
+        count(&f.db, "SELECT count(*) AS n FROM (SELECT user_id FROM coupon_issues GROUP BY user_id HAVING count(*) > 1) t").await,
+        0,
+        "nobody above the limit"
+    );
+    assert!(results.iter().all(|r| matches!(
+        r,
+        Ok(_) | Err(IssueError::AlreadyIssued | IssueError::NotIssuable(NotIssuable::SoldOut))
+    )));
+}
+
+#[tokio::test]
+async fn the_database_refuses_what_the_policy_forbids_at_issue_time() {
+    let f = fixture().await;
+    let p = policy(&f, DistributionType::Download, Some(10), 1).await;
+    // The caller's snapshot says active; the stored policy was deactivated meanwhile.
+    let mut conn = f.db.connect().await;
+    diesel::sql_query("UPDATE coupon_policies SET is_active = false")
+        .execute(&mut conn)
+        .await
+        .expect("deactivate");
+    assert!(matches!(
+        issue(&f.coupons, &p, 1).await,
+        Err(IssueError::NotIssuable(NotIssuable::Inactive))
+    ));
+    assert_eq!(
+        count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await,
+        0,
+        "rolled back"
+    );
+    assert_eq!(
+        count(&f.db, "SELECT count(*) AS n FROM outbox").await,
+        0,
+        "no event for a refused issue"
+    );
+}
+
+#[tokio::test]
+async fn an_unlimited_policy_issues_and_counts() {
+    let f = fixture().await;
+    let p = policy(&f, DistributionType::Download, None, 2).await;
+    for user in [1, 1, 2] {
+        issue(&f.coupons, &p, user).await.expect("issued");
+    }
+    assert!(matches!(
+        issue(&f.coupons, &p, 1).await,
+        Err(IssueError::AlreadyIssued)
+    ));
+    assert_eq!(
+        count(
+            &f.db,
+            "SELECT current_issue_count::bigint AS n FROM coupon_policies"
+        )
+        .await,
+        3
+    );
+    let slots = count(
+        &f.db,
+        "SELECT max(user_slot)::bigint AS n FROM coupon_issues WHERE user_id = 1",
+    )
+    .await;
+    assert_eq!(slots, 2);
+}
