@@ -26,7 +26,7 @@ pub enum RedisError {
     #[error("no Redis connection: {0}")]
     Unavailable(#[from] deadpool_redis::PoolError),
     #[error("Redis command failed: {0}")]
-    Command(#[from] deadpool_redis::redis::RedisError),
+    Command(#[from] redis::RedisError),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
 }
@@ -89,12 +89,24 @@ impl RedisPool {
     ///
     /// # Errors
     /// On connection, command or timeout failure.
-    pub async fn query<T: deadpool_redis::redis::FromRedisValue>(
-        &self,
-        cmd: &deadpool_redis::redis::Cmd,
-    ) -> Result<T, RedisError> {
+    pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
         let mut conn = self.get().await?;
         match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RedisError::Timeout(self.timeout)),
+        }
+    }
+
+    /// Runs a Lua script (EVALSHA, loading it on first use) with the reply timeout.
+    ///
+    /// # Errors
+    /// On connection, script or timeout failure.
+    pub async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, RedisError> {
+        let mut conn = self.get().await?;
+        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
             Ok(result) => Ok(result?),
             Err(_) => Err(RedisError::Timeout(self.timeout)),
         }
@@ -128,7 +140,7 @@ impl Probe for RedisProbe {
         Box::pin(async move {
             let pong: String = self
                 .pool
-                .query(&deadpool_redis::redis::cmd("PING"))
+                .query(&redis::cmd("PING"))
                 .await
                 .map_err(|e| ProbeError(e.to_string()))?;
             if pong == "PONG" {

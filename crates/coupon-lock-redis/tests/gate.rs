@@ -1,0 +1,161 @@
+//! The first-come gate against the real Redis.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use coupon_domain::discount::{DiscountRule, DiscountType};
+use coupon_domain::id::{PolicyId, UserId};
+use coupon_domain::issue::{GateDecision, StockGate};
+use coupon_domain::policy::{DistributionType, IssuanceWindow, Policy};
+use coupon_lock_redis::gate::RedisStockGate;
+use coupon_lock_redis::pool::{RedisConfig, RedisPool};
+use coupon_testkit::unique_suffix;
+use rust_decimal::Decimal;
+
+fn gate() -> RedisStockGate {
+    let pool = RedisPool::new(&RedisConfig {
+        url: redis_url(),
+        max_size: 16,
+        timeout: Duration::from_secs(5),
+        key_prefix: format!("test:{}:", unique_suffix()),
+    })
+    .expect("pool");
+    RedisStockGate::new(pool)
+}
+
+/// The Redis of the test run (`REDIS_HOST`, `REDIS_PORT`; default the local stack).
+fn redis_url() -> String {
+    let host = std::env::var("REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
+    format!("redis://{host}:{port}/")
+}
+
+fn policy(cap: Option<u32>, issued: u32, per_user: u16) -> Policy {
+    let now = Utc::now();
+    Policy {
+        id: PolicyId::new(7).expect("id"),
+        name: "Burst".into(),
+        code: None,
+        description: None,
+        discount: DiscountRule::new(DiscountType::FixedAmount, Decimal::from(1000), None, None)
+            .expect("rule"),
+        distribution: DistributionType::FirstCome,
+        max_issue_count: cap,
+        current_issue_count: issued,
+        max_issue_per_user: per_user,
+        valid_days: 30,
+        window: IssuanceWindow::new(
+            now - chrono::Duration::hours(1),
+            now + chrono::Duration::hours(1),
+        )
+        .expect("window"),
+        is_active: true,
+        version: 0,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn user(n: i64) -> UserId {
+    UserId::new(n).expect("user")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn admits_exactly_the_stock_under_concurrency() {
+    let gate = Arc::new(gate());
+    let p = Arc::new(policy(Some(100), 0, 1));
+    let tasks: Vec<_> = (1..=500)
+        .map(|u| {
+            let (gate, p) = (gate.clone(), p.clone());
+            tokio::spawn(async move { gate.admit(&p, user(u)).await.expect("redis") })
+        })
+        .collect();
+    let mut admitted = 0;
+    for t in tasks {
+        match t.await.expect("task") {
+            GateDecision::Admitted => admitted += 1,
+            GateDecision::SoldOut => {}
+            GateDecision::AlreadyHolding => panic!("distinct users"),
+        }
+    }
+    assert_eq!(admitted, 100);
+}
+
+#[tokio::test]
+async fn a_user_at_their_limit_is_turned_away_and_units_come_back() {
+    let gate = gate();
+    let p = policy(Some(2), 0, 1);
+    assert_eq!(
+        gate.admit(&p, user(1)).await.ok(),
+        Some(GateDecision::Admitted)
+    );
+    assert_eq!(
+        gate.admit(&p, user(1)).await.ok(),
+        Some(GateDecision::AlreadyHolding)
+    );
+    assert_eq!(
+        gate.admit(&p, user(2)).await.ok(),
+        Some(GateDecision::Admitted)
+    );
+    assert_eq!(
+        gate.admit(&p, user(3)).await.ok(),
+        Some(GateDecision::SoldOut)
+    );
+    // PostgreSQL refused user 2 for another reason: the unit and their place come back.
+    gate.give_back(p.id, user(2)).await.expect("give back");
+    assert_eq!(
+        gate.admit(&p, user(3)).await.ok(),
+        Some(GateDecision::Admitted)
+    );
+    assert_eq!(
+        gate.admit(&p, user(2)).await.ok(),
+        Some(GateDecision::SoldOut)
+    );
+}
+
+#[tokio::test]
+async fn an_emptied_gate_is_rebuilt_from_the_stores_numbers() {
+    let gate = gate();
+    let before = policy(Some(10), 0, 1);
+    assert_eq!(
+        gate.admit(&before, user(1)).await.ok(),
+        Some(GateDecision::Admitted)
+    );
+    gate.forget(before.id).await.expect("forget");
+    // PostgreSQL now says 9 of 10 are issued: one unit is left whatever the gate knew before.
+    let after = policy(Some(10), 9, 1);
+    assert_eq!(
+        gate.admit(&after, user(2)).await.ok(),
+        Some(GateDecision::Admitted)
+    );
+    assert_eq!(
+        gate.admit(&after, user(3)).await.ok(),
+        Some(GateDecision::SoldOut)
+    );
+    gate.mark_sold_out(after.id).await.expect("sold out");
+    assert_eq!(
+        gate.admit(&after, user(4)).await.ok(),
+        Some(GateDecision::SoldOut)
+    );
+}
+
+#[tokio::test]
+async fn unlimited_stock_only_dedupes() {
+    let gate = gate();
+    let p = policy(None, 0, 2);
+    for _ in 0..2 {
+        assert_eq!(
+            gate.admit(&p, user(5)).await.ok(),
+            Some(GateDecision::Admitted)
+        );
+    }
+    assert_eq!(
+        gate.admit(&p, user(5)).await.ok(),
+        Some(GateDecision::AlreadyHolding)
+    );
+    assert_eq!(
+        gate.admit(&p, user(6)).await.ok(),
+        Some(GateDecision::Admitted)
+    );
+}
