@@ -88,11 +88,7 @@ impl IssuanceWindow {
     /// # Errors
     /// When `from` is not strictly before `until`.
     pub fn new(from: DateTime<Utc>, until: DateTime<Utc>) -> Result<Self, InvalidDateRange> {
-        if from < until {
-            Ok(Self { from, until })
-        } else {
-            Err(InvalidDateRange)
-        }
+        if from < until { Ok(Self { from, until }) } else { Err(InvalidDateRange) }
     }
 
     pub fn from(&self) -> DateTime<Utc> {
@@ -151,8 +147,7 @@ pub enum NotIssuable {
 impl Policy {
     /// Coupons left under the cap; `None` when unlimited.
     pub fn remaining(&self) -> Option<u32> {
-        self.max_issue_count
-            .map(|cap| cap.saturating_sub(self.current_issue_count))
+        self.max_issue_count.map(|cap| cap.saturating_sub(self.current_issue_count))
     }
 
     /// Whether a coupon can be issued through `channel` at `now`, checked in the order a user
@@ -161,11 +156,7 @@ impl Policy {
     ///
     /// # Errors
     /// The first rule that refuses.
-    pub fn check_issuable(
-        &self,
-        channel: DistributionType,
-        now: DateTime<Utc>,
-    ) -> Result<(), NotIssuable> {
+    pub fn check_issuable(&self, channel: DistributionType, now: DateTime<Utc>) -> Result<(), NotIssuable> {
         if self.distribution != channel {
             return Err(NotIssuable::WrongChannel);
         }
@@ -202,13 +193,12 @@ pub struct NewPolicy {
 }
 
 /// A change to a live policy. Only changes that cannot hurt holders or break promises already
-/// made are allowed: a cap can only go up (or become unlimited), the window can only be extended.
+/// made are allowed: a cap can only go up, the window can only be extended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyChange {
     pub name: Option<String>,
     pub description: Option<String>,
     pub max_issue_count: Option<u32>,
-    pub unlimited: bool,
     pub valid_until: Option<DateTime<Utc>>,
     pub is_active: Option<bool>,
 }
@@ -235,33 +225,22 @@ impl PolicyChange {
         if let Some(description) = &self.description {
             next.description = Some(description.clone());
         }
-        if self.unlimited {
-            next.max_issue_count = None;
-        } else if let Some(cap) = self.max_issue_count {
+        if let Some(cap) = self.max_issue_count {
             match policy.max_issue_count {
                 Some(current) if cap >= current => next.max_issue_count = Some(cap),
                 Some(current) => {
-                    return Err(ChangeRefused::CapLowered {
-                        current: current.to_string(),
-                    });
+                    return Err(ChangeRefused::CapLowered { current: current.to_string() });
                 }
                 None => {
-                    return Err(ChangeRefused::CapLowered {
-                        current: "unlimited".into(),
-                    });
+                    return Err(ChangeRefused::CapLowered { current: "unlimited".into() });
                 }
             }
         }
         if let Some(until) = self.valid_until {
             if until < policy.window.until() {
-                return Err(ChangeRefused::WindowShortened {
-                    current: policy.window.until(),
-                });
+                return Err(ChangeRefused::WindowShortened { current: policy.window.until() });
             }
-            next.window = IssuanceWindow {
-                from: policy.window.from(),
-                until,
-            };
+            next.window = IssuanceWindow { from: policy.window.from(), until };
         }
         if let Some(active) = self.is_active {
             next.is_active = active;
@@ -292,8 +271,7 @@ mod tests {
             current_issue_count: issued,
             max_issue_per_user: 1,
             valid_days: 30,
-            window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
-                .expect("window"),
+            window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1)).expect("window"),
             is_active: true,
             version: 0,
             created_at: now,
@@ -303,10 +281,7 @@ mod tests {
 
     #[test]
     fn codes_are_trimmed_and_upper_cased() {
-        assert_eq!(
-            CouponCode::parse("  welcome-2024 ").map(|c| c.0),
-            Ok("WELCOME-2024".to_owned())
-        );
+        assert_eq!(CouponCode::parse("  welcome-2024 ").map(|c| c.0), Ok("WELCOME-2024".to_owned()));
         assert!(CouponCode::parse("   ").is_err());
         assert!(CouponCode::parse("two words").is_err());
         assert!(CouponCode::parse(&"A".repeat(51)).is_err());
@@ -325,10 +300,7 @@ mod tests {
         let now = Utc::now();
         let p = policy(DistributionType::FirstCome, Some(10), 3);
         assert_eq!(p.check_issuable(DistributionType::FirstCome, now), Ok(()));
-        assert_eq!(
-            p.check_issuable(DistributionType::Download, now),
-            Err(NotIssuable::WrongChannel)
-        );
+        assert_eq!(p.check_issuable(DistributionType::Download, now), Err(NotIssuable::WrongChannel));
         assert_eq!(
             p.check_issuable(DistributionType::FirstCome, now - Duration::days(2)),
             Err(NotIssuable::NotStarted)
@@ -337,62 +309,26 @@ mod tests {
             p.check_issuable(DistributionType::FirstCome, now + Duration::days(2)),
             Err(NotIssuable::Ended)
         );
-        let inactive = Policy {
-            is_active: false,
-            ..p.clone()
-        };
-        assert_eq!(
-            inactive.check_issuable(DistributionType::FirstCome, now),
-            Err(NotIssuable::Inactive)
-        );
+        let inactive = Policy { is_active: false, ..p.clone() };
+        assert_eq!(inactive.check_issuable(DistributionType::FirstCome, now), Err(NotIssuable::Inactive));
         let sold_out = policy(DistributionType::FirstCome, Some(3), 3);
-        assert_eq!(
-            sold_out.check_issuable(DistributionType::FirstCome, now),
-            Err(NotIssuable::SoldOut)
-        );
-        assert_eq!(
-            policy(DistributionType::Download, None, 1_000_000).remaining(),
-            None
-        );
+        assert_eq!(sold_out.check_issuable(DistributionType::FirstCome, now), Err(NotIssuable::SoldOut));
+        assert_eq!(policy(DistributionType::Download, None, 1_000_000).remaining(), None);
     }
 
     #[test]
     fn changes_only_raise_the_cap_and_extend_the_window() {
         let p = policy(DistributionType::Download, Some(100), 10);
-        let raised = PolicyChange {
-            max_issue_count: Some(200),
-            ..Default::default()
-        }
-        .apply(&p);
+        let raised = PolicyChange { max_issue_count: Some(200), ..Default::default() }.apply(&p);
         assert_eq!(raised.map(|p| p.max_issue_count), Ok(Some(200)));
-        let lowered = PolicyChange {
-            max_issue_count: Some(99),
-            ..Default::default()
-        }
-        .apply(&p);
+        let lowered = PolicyChange { max_issue_count: Some(99), ..Default::default() }.apply(&p);
         assert!(matches!(lowered, Err(ChangeRefused::CapLowered { .. })));
-        let unlimited = PolicyChange {
-            unlimited: true,
-            ..Default::default()
-        }
-        .apply(&p);
-        assert_eq!(unlimited.map(|p| p.max_issue_count), Ok(None));
-        let shorter = PolicyChange {
-            valid_until: Some(p.window.until() - Duration::hours(1)),
-            ..Default::default()
-        };
-        assert!(matches!(
-            shorter.apply(&p),
-            Err(ChangeRefused::WindowShortened { .. })
-        ));
-        let longer = PolicyChange {
-            valid_until: Some(p.window.until() + Duration::days(7)),
-            ..Default::default()
-        };
-        assert_eq!(
-            longer.apply(&p).map(|n| n.window.until()),
-            Ok(p.window.until() + Duration::days(7))
-        );
+        let shorter =
+            PolicyChange { valid_until: Some(p.window.until() - Duration::hours(1)), ..Default::default() };
+        assert!(matches!(shorter.apply(&p), Err(ChangeRefused::WindowShortened { .. })));
+        let longer =
+            PolicyChange { valid_until: Some(p.window.until() + Duration::days(7)), ..Default::default() };
+        assert_eq!(longer.apply(&p).map(|n| n.window.until()), Ok(p.window.until() + Duration::days(7)));
     }
 }
 
