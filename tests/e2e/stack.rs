@@ -32,11 +32,8 @@ async fn all_three_binaries_become_ready_and_expose_metrics() {
     ];
 
     for port in ports {
-        let (status, body) = wait_for_ready(
-            &format!("http://127.0.0.1:{port}/health/ready"),
-            Duration::from_secs(30),
-        )
-        .await;
+        let (status, body) =
+            wait_for_ready(&format!("http://127.0.0.1:{port}/health/ready"), Duration::from_secs(30)).await;
         assert_eq!(status, 200, "port {port}: {body}");
     }
 
@@ -48,10 +45,7 @@ async fn all_three_binaries_become_ready_and_expose_metrics() {
         "redis_pool_connections",
         "process_resident_memory_bytes",
     ] {
-        assert!(
-            api_metrics.contains(name),
-            "api-server /metrics lacks {name}"
-        );
+        assert!(api_metrics.contains(name), "api-server /metrics lacks {name}");
     }
     for port in &ports[1..] {
         let text = metrics(*port).await;
@@ -60,9 +54,7 @@ async fn all_three_binaries_become_ready_and_expose_metrics() {
     }
 
     // An unknown route on any binary answers in the SPEC envelope.
-    let response = reqwest::get(format!("http://127.0.0.1:{}/api/nothing", ports[0]))
-        .await
-        .expect("request");
+    let response = reqwest::get(format!("http://127.0.0.1:{}/api/nothing", ports[0])).await.expect("request");
     assert_eq!(response.status().as_u16(), 404);
     let body: serde_json::Value = response.json().await.expect("json");
     assert_eq!(body["code"], "NOT_FOUND");
@@ -72,9 +64,7 @@ async fn all_three_binaries_become_ready_and_expose_metrics() {
     stop_worker.cancel();
     stop_scheduler.cancel();
     for task in tasks {
-        let outcome = tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("stops in time");
+        let outcome = tokio::time::timeout(Duration::from_secs(10), task).await.expect("stops in time");
         assert!(outcome.expect("task").is_ok());
     }
 }

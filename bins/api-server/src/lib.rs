@@ -67,9 +67,7 @@ pub struct Application {
 
 impl std::fmt::Debug for Application {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Application")
-            .field("port", &self.port)
-            .finish_non_exhaustive()
+        f.debug_struct("Application").field("port", &self.port).finish_non_exhaustive()
     }
 }
 
@@ -103,12 +101,9 @@ impl Application {
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout.max(settings.redis.timeout),
         };
-        let listener = TcpListener::bind((settings.http.host.as_str(), settings.http.port))
-            .with_context(|| {
-                format!(
-                    "binding {}:{} (HTTP_HOST, HTTP_PORT)",
-                    settings.http.host, settings.http.port
-                )
+        let listener =
+            TcpListener::bind((settings.http.host.as_str(), settings.http.port)).with_context(|| {
+                format!("binding {}:{} (HTTP_HOST, HTTP_PORT)", settings.http.host, settings.http.port)
             })?;
         let port = listener.local_addr()?.port();
         let options = ServerOptions {

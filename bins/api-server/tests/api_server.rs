@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use api_server::Application;
 use coupon_store_pg::migrate;
-use coupon_testkit::process::{
-    assert_refuses_setting, assert_starts_and_stops, closed_port, free_port,
-};
+use coupon_testkit::process::{assert_refuses_setting, assert_starts_and_stops, closed_port, free_port};
 use coupon_testkit::{TestDatabase, TestEnv};
 use serde_json::Value;
 
@@ -47,30 +45,21 @@ async fn ready_when_postgres_and_redis_answer() {
 
 #[tokio::test]
 async fn readiness_names_a_down_redis_while_liveness_stays_up() {
-    let env = TestEnv::new()
-        .await
-        .set("REDIS_PORT", closed_port().to_string())
-        .set("REDIS_TIMEOUT", "1");
+    let env = TestEnv::new().await.set("REDIS_PORT", closed_port().to_string()).set("REDIS_TIMEOUT", "1");
     let base = start(&env);
     let (status, body) = get(&format!("{base}/health/ready")).await;
     assert_eq!(status, 503, "{body}");
     assert_eq!(body["status"], "DOWN");
     assert_eq!(check(&body, "redis")["status"], "DOWN");
-    assert!(
-        check(&body, "redis")["error"]
-            .as_str()
-            .is_some_and(|e| !e.is_empty())
-    );
+    assert!(check(&body, "redis")["error"].as_str().is_some_and(|e| !e.is_empty()));
     assert_eq!(check(&body, "postgres")["status"], "UP");
     assert_eq!(get(&format!("{base}/health/live")).await.0, 200);
 }
 
 #[tokio::test]
 async fn readiness_names_a_down_postgres() {
-    let env = TestEnv::new()
-        .await
-        .set("DATABASE_PORT", closed_port().to_string())
-        .set("DATABASE_TIMEOUT", "1");
+    let env =
+        TestEnv::new().await.set("DATABASE_PORT", closed_port().to_string()).set("DATABASE_TIMEOUT", "1");
     let base = start(&env);
     let (status, body) = get(&format!("{base}/health/ready")).await;
     assert_eq!(status, 503, "{body}");
@@ -87,9 +76,7 @@ async fn the_binary_starts_serves_and_drains_on_sigterm() {
 
 #[tokio::test]
 async fn the_binary_refuses_a_bad_setting_and_names_it() {
-    let env = TestEnv::new()
-        .await
-        .set("DATABASE_PORT", "five-four-three-two");
+    let env = TestEnv::new().await.set("DATABASE_PORT", "five-four-three-two");
     assert_refuses_setting(BIN, &env.vars, "DATABASE_PORT").await;
 }
 
@@ -100,21 +87,12 @@ async fn the_migrate_subcommand_builds_the_schema_and_is_idempotent() {
     for _ in 0..2 {
         let status = tokio::time::timeout(
             Duration::from_secs(60),
-            tokio::process::Command::new(BIN)
-                .arg("migrate")
-                .env_clear()
-                .envs(&env.vars)
-                .status(),
+            tokio::process::Command::new(BIN).arg("migrate").env_clear().envs(&env.vars).status(),
         )
         .await
         .expect("migrate finishes")
         .expect("run migrate");
         assert!(status.success());
     }
-    assert!(
-        migrate::pending(&db.connection_string())
-            .await
-            .expect("pending")
-            .is_empty()
-    );
+    assert!(migrate::pending(&db.connection_string()).await.expect("pending").is_empty());
 }

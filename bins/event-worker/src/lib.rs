@@ -26,9 +26,7 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("admin_port", &self.admin.port())
-            .finish_non_exhaustive()
+        f.debug_struct("App").field("admin_port", &self.admin.port()).finish_non_exhaustive()
     }
 }
 
@@ -51,22 +49,11 @@ impl App {
         let ops = OpsState {
             probes: vec![pg.probe(), broker.probe()],
             render_metrics: Arc::new(move || metrics.render()),
-            probe_timeout: settings
-                .database
-                .timeout
-                .max(settings.kafka.request_timeout),
+            probe_timeout: settings.database.timeout.max(settings.kafka.request_timeout),
         };
         let admin = AdminServer::start(&settings.http.host, settings.worker.admin_port, ops)?;
-        tracing::info!(
-            admin_port = admin.port(),
-            "event-worker admin server listening"
-        );
-        Ok(Self {
-            settings,
-            broker,
-            admin,
-            cancel: CancellationToken::new(),
-        })
+        tracing::info!(admin_port = admin.port(), "event-worker admin server listening");
+        Ok(Self { settings, broker, admin, cancel: CancellationToken::new() })
     }
 
     /// Port of `/metrics` and `/health/*`.
@@ -85,12 +72,7 @@ impl App {
     /// # Errors
     /// When the admin server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            broker,
-            admin,
-            cancel,
-        } = self;
+        let Self { settings, broker, admin, cancel } = self;
         let kafka = &settings.kafka;
         let config = BrokerConfig {
             bootstrap_servers: kafka.bootstrap_servers.clone(),
@@ -98,13 +80,7 @@ impl App {
             client_id: "coupon-event-worker".into(),
         };
         let topics = kafka.topics.all_with_dlq();
-        let connect = broker.connect(
-            &config,
-            &topics,
-            kafka.partitions,
-            kafka.replication_factor,
-            &cancel,
-        );
+        let connect = broker.connect(&config, &topics, kafka.partitions, kafka.replication_factor, &cancel);
         tokio::join!(connect, shutdown::wait(&cancel));
         admin.stop().await?;
         tracing::info!("event-worker stopped");

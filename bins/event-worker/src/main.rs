@@ -7,7 +7,5 @@ use coupon_runtime::settings::Settings;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("configuration")?;
     coupon_runtime::telemetry::init(&settings.log);
-    event_worker::App::build(settings)?
-        .run_until_stopped()
-        .await
+    event_worker::App::build(settings)?.run_until_stopped().await
 }

@@ -32,17 +32,11 @@ async fn creates_every_topic_with_three_partitions_then_reports_ready_and_stops(
     let topics = settings.kafka.topics.all_with_dlq();
     assert_eq!(topics.len(), 13);
     for topic in &topics {
-        assert_eq!(
-            broker.partitions(topic).await.expect("metadata"),
-            Some(3),
-            "{topic}"
-        );
+        assert_eq!(broker.partitions(topic).await.expect("metadata"), Some(3), "{topic}");
     }
 
     stop.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(10), running)
-        .await
-        .expect("stops in time");
+    let outcome = tokio::time::timeout(Duration::from_secs(10), running).await.expect("stops in time");
     assert!(outcome.expect("task").is_ok());
 }
 
@@ -50,10 +44,7 @@ async fn creates_every_topic_with_three_partitions_then_reports_ready_and_stops(
 async fn reports_kafka_down_without_hanging_and_still_stops() {
     let env = TestEnv::new()
         .await
-        .set(
-            "KAFKA_BOOTSTRAP_SERVERS",
-            format!("127.0.0.1:{}", closed_port()),
-        )
+        .set("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", closed_port()))
         .set("KAFKA_REQUEST_TIMEOUT", "1");
     let app = App::build(env.settings()).expect("worker builds while Kafka is down");
     let url = format!("http://127.0.0.1:{}/health/ready", app.admin_port());
@@ -62,28 +53,17 @@ async fn reports_kafka_down_without_hanging_and_still_stops() {
 
     let (status, body) = wait_for_ready(&url, Duration::from_secs(2)).await;
     assert_eq!(status, 503, "{body}");
-    let kafka = body["checks"]
-        .as_array()
-        .and_then(|c| c.iter().find(|c| c["name"] == "kafka"))
-        .cloned();
-    assert_eq!(
-        kafka.map(|k| k["status"].clone()),
-        Some("DOWN".into()),
-        "{body}"
-    );
+    let kafka = body["checks"].as_array().and_then(|c| c.iter().find(|c| c["name"] == "kafka")).cloned();
+    assert_eq!(kafka.map(|k| k["status"].clone()), Some("DOWN".into()), "{body}");
 
     stop.cancel();
-    let outcome = tokio::time::timeout(Duration::from_secs(5), running)
-        .await
-        .expect("stops while retrying");
+    let outcome = tokio::time::timeout(Duration::from_secs(5), running).await.expect("stops while retrying");
     assert!(outcome.expect("task").is_ok());
 }
 
 #[tokio::test]
 async fn the_binary_starts_and_stops_cleanly_on_sigterm() {
     let port = free_port();
-    let env = TestEnv::new()
-        .await
-        .set("WORKER_ADMIN_PORT", port.to_string());
+    let env = TestEnv::new().await.set("WORKER_ADMIN_PORT", port.to_string());
     assert_starts_and_stops(BIN, &env.vars, port).await;
 }

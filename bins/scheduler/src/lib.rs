@@ -21,9 +21,7 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("admin_port", &self.admin.port())
-            .finish_non_exhaustive()
+        f.debug_struct("App").field("admin_port", &self.admin.port()).finish_non_exhaustive()
     }
 }
 
@@ -48,15 +46,8 @@ impl App {
             probe_timeout: settings.database.timeout,
         };
         let admin = AdminServer::start(&settings.http.host, settings.scheduler.admin_port, ops)?;
-        tracing::info!(
-            admin_port = admin.port(),
-            "scheduler admin server listening"
-        );
-        Ok(Self {
-            settings,
-            admin,
-            cancel: CancellationToken::new(),
-        })
+        tracing::info!(admin_port = admin.port(), "scheduler admin server listening");
+        Ok(Self { settings, admin, cancel: CancellationToken::new() })
     }
 
     /// Port of `/metrics` and `/health/*`.
@@ -74,11 +65,7 @@ impl App {
     /// # Errors
     /// When the admin server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self {
-            settings,
-            admin,
-            cancel,
-        } = self;
+        let Self { settings, admin, cancel } = self;
         let s = &settings.scheduler;
         tracing::info!(
             reservation_timeout = s.reservation_timeout_cron.expression,

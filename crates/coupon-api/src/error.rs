@@ -70,8 +70,9 @@ impl ErrorCode {
             | InvalidOrderAmount => StatusCode::BAD_REQUEST,
             Unauthenticated => StatusCode::UNAUTHORIZED,
             UnauthorizedCouponAccess | AccessBlocked => StatusCode::FORBIDDEN,
-            CouponNotFound | CouponCodeNotFound | PolicyNotFound | ReservationNotFound
-            | NotFound => StatusCode::NOT_FOUND,
+            CouponNotFound | CouponCodeNotFound | PolicyNotFound | ReservationNotFound | NotFound => {
+                StatusCode::NOT_FOUND
+            }
             MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             DuplicateCouponCode
             | CouponAlreadyIssued
@@ -120,20 +121,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            field_errors: Vec::new(),
-        }
+        Self { code, message: message.into(), field_errors: Vec::new() }
     }
 
     /// `VALIDATION_ERROR` listing the invalid fields.
     pub fn validation(field_errors: Vec<FieldError>) -> Self {
-        Self {
-            code: ErrorCode::ValidationError,
-            message: "Request validation failed".into(),
-            field_errors,
-        }
+        Self { code: ErrorCode::ValidationError, message: "Request validation failed".into(), field_errors }
     }
 
     /// A failure the client cannot act on. The cause is logged here, once, and not sent.
@@ -145,10 +138,7 @@ impl ApiError {
     /// A dependency is down: the client may retry later.
     pub fn unavailable(dependency: &str, cause: &dyn fmt::Display) -> Self {
         tracing::warn!(dependency, error = %cause, "dependency unavailable");
-        Self::new(
-            ErrorCode::ServiceUnavailable,
-            format!("{dependency} is unavailable, retry later"),
-        )
+        Self::new(ErrorCode::ServiceUnavailable, format!("{dependency} is unavailable, retry later"))
     }
 }
 
@@ -201,48 +191,27 @@ impl ApiError {
 pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as J;
     let api = match &err {
-        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => ApiError::new(
-            ErrorCode::PayloadTooLarge,
-            format!("Request body exceeds {limit} bytes"),
-        ),
-        J::ContentType => ApiError::new(
-            ErrorCode::InvalidRequest,
-            "Content-Type must be application/json",
-        ),
-        J::Deserialize(e) if e.is_data() => ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("Invalid request body: {e}"),
-        ),
-        J::Deserialize(e) => {
-            ApiError::new(ErrorCode::InvalidRequest, format!("Malformed JSON: {e}"))
+        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
+            ApiError::new(ErrorCode::PayloadTooLarge, format!("Request body exceeds {limit} bytes"))
         }
-        other => ApiError::new(
-            ErrorCode::InvalidRequest,
-            format!("Invalid request body: {other}"),
-        ),
+        J::ContentType => ApiError::new(ErrorCode::InvalidRequest, "Content-Type must be application/json"),
+        J::Deserialize(e) if e.is_data() => {
+            ApiError::new(ErrorCode::InvalidRequest, format!("Invalid request body: {e}"))
+        }
+        J::Deserialize(e) => ApiError::new(ErrorCode::InvalidRequest, format!("Malformed JSON: {e}")),
+        other => ApiError::new(ErrorCode::InvalidRequest, format!("Invalid request body: {other}")),
     };
     api.into()
 }
 
 /// Path parameter errors (e.g. a non-numeric id).
 pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::new(
-        ErrorCode::InvalidRequest,
-        format!("Invalid path parameter: {err}"),
-    )
-    .into()
+    ApiError::new(ErrorCode::InvalidRequest, format!("Invalid path parameter: {err}")).into()
 }
 
 /// Query string errors.
-pub fn query_error(
-    err: actix_web::error::QueryPayloadError,
-    _req: &HttpRequest,
-) -> actix_web::Error {
-    ApiError::new(
-        ErrorCode::InvalidRequest,
-        format!("Invalid query parameter: {err}"),
-    )
-    .into()
+pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
+    ApiError::new(ErrorCode::InvalidRequest, format!("Invalid query parameter: {err}")).into()
 }
 
 #[cfg(test)]
@@ -253,25 +222,14 @@ mod tests {
     fn codes_serialize_as_spec_names_with_spec_statuses() {
         let cases = [
             (ErrorCode::CouponSoldOut, "COUPON_SOLD_OUT", 410),
-            (
-                ErrorCode::CouponIssuePeriodNotStarted,
-                "COUPON_ISSUE_PERIOD_NOT_STARTED",
-                400,
-            ),
-            (
-                ErrorCode::UnauthorizedCouponAccess,
-                "UNAUTHORIZED_COUPON_ACCESS",
-                403,
-            ),
+            (ErrorCode::CouponIssuePeriodNotStarted, "COUPON_ISSUE_PERIOD_NOT_STARTED", 400),
+            (ErrorCode::UnauthorizedCouponAccess, "UNAUTHORIZED_COUPON_ACCESS", 403),
             (ErrorCode::CouponNotAvailable, "COUPON_NOT_AVAILABLE", 409),
             (ErrorCode::RateLimited, "RATE_LIMITED", 429),
             (ErrorCode::ServiceUnavailable, "SERVICE_UNAVAILABLE", 503),
         ];
         for (code, name, status) in cases {
-            assert_eq!(
-                serde_json::to_value(code).ok(),
-                Some(serde_json::Value::from(name))
-            );
+            assert_eq!(serde_json::to_value(code).ok(), Some(serde_json::Value::from(name)));
             assert_eq!(code.status().as_u16(), status);
         }
     }

@@ -44,26 +44,16 @@ pub async fn error_envelope(
         }
     };
     let api = api_error_of(&response);
-    Ok(ServiceResponse::new(
-        http_req,
-        render(&api, &path, &response),
-    ))
+    Ok(ServiceResponse::new(http_req, render(&api, &path, &response)))
 }
 
 /// The [`ApiError`] behind an error response, or one made from its status when the framework
 /// produced the response itself.
 fn api_error_of(response: &HttpResponse) -> ApiError {
-    response
-        .extensions()
-        .get::<ApiError>()
-        .cloned()
-        .unwrap_or_else(|| {
-            let reason = response
-                .status()
-                .canonical_reason()
-                .unwrap_or("Request failed");
-            ApiError::new(ErrorCode::for_status(response.status()), reason)
-        })
+    response.extensions().get::<ApiError>().cloned().unwrap_or_else(|| {
+        let reason = response.status().canonical_reason().unwrap_or("Request failed");
+        ApiError::new(ErrorCode::for_status(response.status()), reason)
+    })
 }
 
 /// The envelope response, keeping the original's headers (Retry-After, X-RateLimit-*, Allow).
@@ -74,10 +64,7 @@ fn render(api: &ApiError, path: &str, original: &HttpResponse) -> HttpResponse {
             builder.append_header((name.clone(), value.clone()));
         }
     }
-    builder.insert_header((
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    ));
+    builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
     builder.json(api.body(path))
 }
 
@@ -89,9 +76,7 @@ pub async fn http_metrics(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let result = next.call(req).await;
     let status = match &result {
         Ok(res) => res.status().as_u16().to_string(),

@@ -53,10 +53,7 @@ struct Check {
 }
 
 async fn live() -> HttpResponse {
-    HttpResponse::Ok().json(Health {
-        status: "UP",
-        checks: Vec::new(),
-    })
+    HttpResponse::Ok().json(Health { status: "UP", checks: Vec::new() })
 }
 
 /// 200 when every dependency answers, else 503 naming the ones that did not. Probes run
@@ -72,18 +69,11 @@ async fn ready(state: web::Data<OpsState>) -> HttpResponse {
         if let Some(error) = &outcome {
             tracing::warn!(dependency = probe.name(), error, "readiness check failed");
         }
-        Check {
-            name: probe.name(),
-            status: if outcome.is_none() { "UP" } else { "DOWN" },
-            error: outcome,
-        }
+        Check { name: probe.name(), status: if outcome.is_none() { "UP" } else { "DOWN" }, error: outcome }
     }))
     .await;
     let up = checks.iter().all(|c| c.error.is_none());
-    let body = Health {
-        status: if up { "UP" } else { "DOWN" },
-        checks,
-    };
+    let body = Health { status: if up { "UP" } else { "DOWN" }, checks };
     if up {
         return HttpResponse::Ok().json(body);
     }
@@ -93,7 +83,5 @@ async fn ready(state: web::Data<OpsState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body((state.render_metrics)())
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body((state.render_metrics)())
 }

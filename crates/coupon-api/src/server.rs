@@ -55,11 +55,7 @@ where
             .wrap(from_fn(http_metrics))
             .wrap(TracingLogger::default())
             .app_data(ops_state.clone())
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_BODY_BYTES)
-                    .error_handler(json_error),
-            )
+            .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
             .app_data(web::QueryConfig::default().error_handler(query_error))
             .configure(ops::configure)
@@ -94,18 +90,11 @@ impl AdminServer {
     pub fn start(host: &str, port: u16, ops_state: OpsState) -> std::io::Result<Self> {
         let listener = TcpListener::bind((host, port))?;
         let port = listener.local_addr()?.port();
-        let options = ServerOptions {
-            workers: 1,
-            shutdown_timeout: Duration::from_secs(1),
-            handle_signals: false,
-        };
+        let options =
+            ServerOptions { workers: 1, shutdown_timeout: Duration::from_secs(1), handle_signals: false };
         let server = serve(listener, ops_state, (), |_cfg, ()| {}, &options)?;
         let handle = server.handle();
-        Ok(Self {
-            port,
-            handle,
-            task: tokio::spawn(server),
-        })
+        Ok(Self { port, handle, task: tokio::spawn(server) })
     }
 
     /// The bound port.
@@ -130,10 +119,7 @@ pub fn resource(path: &str) -> actix_web::Resource {
 }
 
 async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(
-        ErrorCode::MethodNotAllowed,
-        "Method not allowed on this endpoint",
-    ))
+    Err(ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this endpoint"))
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -185,11 +171,7 @@ mod tests {
                     .wrap(from_fn(error_envelope))
                     .wrap(from_fn(http_metrics))
                     .app_data(state($probes))
-                    .app_data(
-                        web::JsonConfig::default()
-                            .limit(64)
-                            .error_handler(json_error),
-                    )
+                    .app_data(web::JsonConfig::default().limit(64).error_handler(json_error))
                     .configure(ops::configure)
                     .service(resource("/echo").route(web::post().to(echo)))
                     .default_service(web::to(not_found)),

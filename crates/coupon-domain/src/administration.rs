@@ -7,8 +7,8 @@ use crate::clock::Clock;
 use crate::id::PolicyId;
 use crate::issue::StockGate;
 use crate::policy::{
-    CapChange, ChangeRefused, CouponCode, CreatePolicyError, DistributionType, NewPolicy,
-    NotIssuable, Policy, PolicyChange, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
+    CapChange, ChangeRefused, CouponCode, CreatePolicyError, DistributionType, NewPolicy, NotIssuable,
+    Policy, PolicyChange, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
 };
 use crate::port::StoreError;
 
@@ -45,16 +45,8 @@ impl std::fmt::Debug for PolicyAdmin {
 }
 
 impl PolicyAdmin {
-    pub fn new(
-        policies: Arc<dyn PolicyStore>,
-        gate: Arc<dyn StockGate>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self {
-            policies,
-            gate,
-            clock,
-        }
+    pub fn new(policies: Arc<dyn PolicyStore>, gate: Arc<dyn StockGate>, clock: Arc<dyn Clock>) -> Self {
+        Self { policies, gate, clock }
     }
 
     /// # Errors
@@ -71,11 +63,7 @@ impl PolicyAdmin {
 
     /// # Errors
     /// The store is unavailable.
-    pub async fn list(
-        &self,
-        after: Option<PolicyId>,
-        limit: u32,
-    ) -> Result<Vec<Policy>, StoreError> {
+    pub async fn list(&self, after: Option<PolicyId>, limit: u32) -> Result<Vec<Policy>, StoreError> {
         self.policies.list(after, limit).await
     }
 
@@ -84,17 +72,9 @@ impl PolicyAdmin {
     /// # Errors
     /// The change lowers the cap or shortens the window, the policy is gone or was changed
     /// concurrently, or the store is unavailable.
-    pub async fn change(
-        &self,
-        id: PolicyId,
-        change: &PolicyChange,
-    ) -> Result<Policy, ChangePolicyError> {
-        let current = self
-            .policies
-            .get(id)
-            .await
-            .map_err(SavePolicyError::from)?
-            .ok_or(SavePolicyError::NotFound)?;
+    pub async fn change(&self, id: PolicyId, change: &PolicyChange) -> Result<Policy, ChangePolicyError> {
+        let current =
+            self.policies.get(id).await.map_err(SavePolicyError::from)?.ok_or(SavePolicyError::NotFound)?;
         let next = change.apply(&current)?;
         let saved = self.policies.save(&next, self.clock.now()).await?;
         self.forget_gate(id).await;
@@ -106,29 +86,15 @@ impl PolicyAdmin {
     /// # Errors
     /// As [`PolicyAdmin::change`].
     pub async fn deactivate(&self, id: PolicyId) -> Result<Policy, ChangePolicyError> {
-        self.change(
-            id,
-            &PolicyChange {
-                is_active: Some(false),
-                ..PolicyChange::default()
-            },
-        )
-        .await
+        self.change(id, &PolicyChange { is_active: Some(false), ..PolicyChange::default() }).await
     }
 
     /// `PATCH …/remaining-quantity`: any cap not below the issued count.
     ///
     /// # Errors
     /// `BelowIssued` with the issued count, `NotFound`, or the store is unavailable.
-    pub async fn set_max_issue_count(
-        &self,
-        id: PolicyId,
-        cap: u32,
-    ) -> Result<CapChange, SetCapError> {
-        let change = self
-            .policies
-            .set_max_issue_count(id, cap, self.clock.now())
-            .await?;
+    pub async fn set_max_issue_count(&self, id: PolicyId, cap: u32) -> Result<CapChange, SetCapError> {
+        let change = self.policies.set_max_issue_count(id, cap, self.clock.now()).await?;
         self.forget_gate(id).await;
         Ok(change)
     }
@@ -151,27 +117,19 @@ impl PolicyAdmin {
                 message: "This is not a valid coupon code",
             });
         };
-        let answer = |valid, message| CodeCheck {
-            code: code.as_str().to_owned(),
-            valid,
-            message,
-        };
+        let answer = |valid, message| CodeCheck { code: code.as_str().to_owned(), valid, message };
         let Some(policy) = self.policies.find_by_code(&code).await? else {
             return Ok(answer(false, "No coupon has this code"));
         };
-        Ok(
-            match policy.check_issuable(DistributionType::Code, self.clock.now()) {
-                Ok(()) => answer(true, "The coupon can be issued"),
-                Err(NotIssuable::Inactive | NotIssuable::WrongChannel) => {
-                    answer(false, "This coupon is not available")
-                }
-                Err(NotIssuable::NotStarted) => {
-                    answer(false, "The issuance period has not started")
-                }
-                Err(NotIssuable::Ended) => answer(false, "The issuance period has ended"),
-                Err(NotIssuable::SoldOut) => answer(false, "The coupon is sold out"),
-            },
-        )
+        Ok(match policy.check_issuable(DistributionType::Code, self.clock.now()) {
+            Ok(()) => answer(true, "The coupon can be issued"),
+            Err(NotIssuable::Inactive | NotIssuable::WrongChannel) => {
+                answer(false, "This coupon is not available")
+            }
+            Err(NotIssuable::NotStarted) => answer(false, "The issuance period has not started"),
+            Err(NotIssuable::Ended) => answer(false, "The issuance period has ended"),
+            Err(NotIssuable::SoldOut) => answer(false, "The coupon is sold out"),
+        })
     }
 
     /// The gate of a changed policy is rebuilt from the store on next use; failing to drop it

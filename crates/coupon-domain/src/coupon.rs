@@ -25,26 +25,16 @@ impl CouponStatus {
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Issued,
-            Self::Reserved,
-            Self::Used,
-            Self::Expired,
-            Self::Cancelled,
-        ]
-        .into_iter()
-        .find(|status| status.as_str() == s)
+        [Self::Issued, Self::Reserved, Self::Used, Self::Expired, Self::Cancelled]
+            .into_iter()
+            .find(|status| status.as_str() == s)
     }
 
     /// The status every read reports: an `ISSUED` coupon whose date has passed is `EXPIRED` at
     /// once, before the expiry job flips the row (SPEC §4.2). A `RESERVED` one stays `RESERVED`
     /// until its reservation resolves.
     pub fn effective(self, expires_at: DateTime<Utc>, now: DateTime<Utc>) -> Self {
-        if self == CouponStatus::Issued && now > expires_at {
-            CouponStatus::Expired
-        } else {
-            self
-        }
+        if self == CouponStatus::Issued && now > expires_at { CouponStatus::Expired } else { self }
     }
 }
 
@@ -53,9 +43,7 @@ impl CouponStatus {
 /// 23:59:59.
 pub fn expires_at(issued_at: DateTime<Utc>, valid_days: u32, zone: Tz) -> DateTime<Utc> {
     let issued_day = issued_at.with_timezone(&zone).date_naive();
-    let last_day = issued_day
-        .checked_add_days(Days::new(u64::from(valid_days)))
-        .unwrap_or(issued_day);
+    let last_day = issued_day.checked_add_days(Days::new(u64::from(valid_days))).unwrap_or(issued_day);
     let end_of_day = NaiveTime::from_hms_opt(23, 59, 59).unwrap_or(NaiveTime::MIN);
     let local = last_day.and_time(end_of_day);
     match zone.from_local_datetime(&local) {
@@ -64,12 +52,7 @@ pub fn expires_at(issued_at: DateTime<Utc>, valid_days: u32, zone: Tz) -> DateTi
         LocalResult::Ambiguous(_, later) => later.with_timezone(&Utc),
         // 23:59:59 skipped by a DST jump (no such zone today): the day ends at the jump.
         LocalResult::None => zone
-            .from_local_datetime(
-                &last_day
-                    .succ_opt()
-                    .unwrap_or(last_day)
-                    .and_time(NaiveTime::MIN),
-            )
+            .from_local_datetime(&last_day.succ_opt().unwrap_or(last_day).and_time(NaiveTime::MIN))
             .earliest()
             .map_or(issued_at, |t| t.with_timezone(&Utc)),
     }
@@ -82,44 +65,27 @@ mod tests {
     use super::*;
 
     fn utc(y: i32, m: u32, d: u32, h: u32, min: u32, s: u32) -> DateTime<Utc> {
-        Utc.with_ymd_and_hms(y, m, d, h, min, s)
-            .single()
-            .expect("valid instant")
+        Utc.with_ymd_and_hms(y, m, d, h, min, s).single().expect("valid instant")
     }
 
     #[test]
     fn spec_example_in_utc() {
-        assert_eq!(
-            expires_at(utc(2024, 1, 1, 10, 0, 0), 30, Tz::UTC),
-            utc(2024, 1, 31, 23, 59, 59)
-        );
+        assert_eq!(expires_at(utc(2024, 1, 1, 10, 0, 0), 30, Tz::UTC), utc(2024, 1, 31, 23, 59, 59));
     }
 
     #[test]
     fn the_day_is_counted_in_the_business_time_zone() {
         // 2024-01-01T20:00Z is already 2024-01-02 05:00 in Seoul.
         let seoul = chrono_tz::Asia::Seoul;
-        assert_eq!(
-            expires_at(utc(2024, 1, 1, 20, 0, 0), 1, seoul),
-            utc(2024, 1, 3, 14, 59, 59)
-        );
+        assert_eq!(expires_at(utc(2024, 1, 1, 20, 0, 0), 1, seoul), utc(2024, 1, 3, 14, 59, 59));
     }
 
     #[test]
     fn a_date_expired_issued_coupon_reads_as_expired() {
         let end = utc(2024, 1, 31, 23, 59, 59);
-        assert_eq!(
-            CouponStatus::Issued.effective(end, end),
-            CouponStatus::Issued
-        );
-        assert_eq!(
-            CouponStatus::Issued.effective(end, utc(2024, 2, 1, 0, 0, 0)),
-            CouponStatus::Expired
-        );
-        assert_eq!(
-            CouponStatus::Reserved.effective(end, utc(2024, 2, 1, 0, 0, 0)),
-            CouponStatus::Reserved
-        );
+        assert_eq!(CouponStatus::Issued.effective(end, end), CouponStatus::Issued);
+        assert_eq!(CouponStatus::Issued.effective(end, utc(2024, 2, 1, 0, 0, 0)), CouponStatus::Expired);
+        assert_eq!(CouponStatus::Reserved.effective(end, utc(2024, 2, 1, 0, 0, 0)), CouponStatus::Reserved);
         assert_eq!(CouponStatus::parse("USED"), Some(CouponStatus::Used));
         assert_eq!(CouponStatus::parse("used"), None);
     }

@@ -70,27 +70,16 @@ impl DiscountRule {
             return Err(InvalidDiscountValue("discountValue must be greater than 0"));
         }
         if discount_type == DiscountType::Percentage && value > Decimal::ONE_HUNDRED {
-            return Err(InvalidDiscountValue(
-                "a percentage discount must be at most 100",
-            ));
+            return Err(InvalidDiscountValue("a percentage discount must be at most 100"));
         }
         let minimum_order_amount = minimum_order_amount.unwrap_or(Money::ZERO);
         if minimum_order_amount < Money::ZERO {
-            return Err(InvalidDiscountValue(
-                "minimumOrderAmount cannot be negative",
-            ));
+            return Err(InvalidDiscountValue("minimumOrderAmount cannot be negative"));
         }
         if max_discount_amount.is_some_and(|cap| !cap.is_positive()) {
-            return Err(InvalidDiscountValue(
-                "maxDiscountAmount must be greater than 0",
-            ));
+            return Err(InvalidDiscountValue("maxDiscountAmount must be greater than 0"));
         }
-        Ok(Self {
-            discount_type,
-            value,
-            minimum_order_amount,
-            max_discount_amount,
-        })
+        Ok(Self { discount_type, value, minimum_order_amount, max_discount_amount })
     }
 
     pub fn discount_type(&self) -> DiscountType {
@@ -123,9 +112,7 @@ impl DiscountRule {
             return Err(DiscountError::InvalidOrderAmount);
         }
         if order_amount < self.minimum_order_amount {
-            return Err(DiscountError::MinimumOrderNotMet {
-                minimum: self.minimum_order_amount,
-            });
+            return Err(DiscountError::MinimumOrderNotMet { minimum: self.minimum_order_amount });
         }
         let raw = match self.discount_type {
             DiscountType::FixedAmount => Money::new(self.value),
@@ -152,13 +139,8 @@ mod tests {
     use super::*;
 
     fn rule(t: DiscountType, value: i64, min: Option<i64>, cap: Option<i64>) -> DiscountRule {
-        DiscountRule::new(
-            t,
-            Decimal::from(value),
-            min.map(Money::from),
-            cap.map(Money::from),
-        )
-        .expect("valid rule")
+        DiscountRule::new(t, Decimal::from(value), min.map(Money::from), cap.map(Money::from))
+            .expect("valid rule")
     }
 
     #[test]
@@ -186,19 +168,11 @@ mod tests {
     #[test]
     fn order_must_be_positive_and_meet_the_minimum() {
         let r = rule(DiscountType::FixedAmount, 1_000, Some(10_000), None);
-        assert_eq!(
-            r.discount_for(Money::ZERO),
-            Err(DiscountError::InvalidOrderAmount)
-        );
-        assert_eq!(
-            r.discount_for(Money::from(-5)),
-            Err(DiscountError::InvalidOrderAmount)
-        );
+        assert_eq!(r.discount_for(Money::ZERO), Err(DiscountError::InvalidOrderAmount));
+        assert_eq!(r.discount_for(Money::from(-5)), Err(DiscountError::InvalidOrderAmount));
         assert_eq!(
             r.discount_for(Money::from(9_999)),
-            Err(DiscountError::MinimumOrderNotMet {
-                minimum: Money::from(10_000)
-            })
+            Err(DiscountError::MinimumOrderNotMet { minimum: Money::from(10_000) })
         );
         assert_eq!(
             r.discount_for(Money::from(10_000)),
@@ -214,18 +188,13 @@ mod tests {
         assert!(DiscountRule::new(Percentage, Decimal::from(101), None, None).is_err());
         assert!(DiscountRule::new(Percentage, Decimal::from(-1), None, None).is_err());
         assert!(DiscountRule::new(Percentage, Decimal::from(100), None, None).is_ok());
-        assert!(
-            DiscountRule::new(Percentage, Decimal::from(10), Some(Money::from(-1)), None).is_err()
-        );
+        assert!(DiscountRule::new(Percentage, Decimal::from(10), Some(Money::from(-1)), None).is_err());
         assert!(DiscountRule::new(Percentage, Decimal::from(10), None, Some(Money::ZERO)).is_err());
     }
 
     fn any_rule() -> impl Strategy<Value = DiscountRule> {
         (
-            prop_oneof![
-                Just(DiscountType::FixedAmount),
-                Just(DiscountType::Percentage)
-            ],
+            prop_oneof![Just(DiscountType::FixedAmount), Just(DiscountType::Percentage)],
             1i64..=100_000,
             proptest::option::of(0i64..=50_000),
             proptest::option::of(1i64..=50_000),

@@ -12,10 +12,7 @@ use crate::policy::Policy;
 #[derive(Debug, Clone)]
 pub enum CouponEvent<'a> {
     /// `coupon.issued`
-    Issued {
-        coupon: &'a IssuedCoupon,
-        policy: &'a Policy,
-    },
+    Issued { coupon: &'a IssuedCoupon, policy: &'a Policy },
 }
 
 /// Where the event comes from.
@@ -42,9 +39,5 @@ pub struct EncodedEvent {
 pub trait EventEncoder: Send + Sync + 'static {
     /// # Errors
     /// Serialisation failed (a bug, not an input problem); the change is then not committed.
-    fn encode(
-        &self,
-        event: &CouponEvent<'_>,
-        context: &EventContext,
-    ) -> anyhow::Result<EncodedEvent>;
+    fn encode(&self, event: &CouponEvent<'_>, context: &EventContext) -> anyhow::Result<EncodedEvent>;
 }

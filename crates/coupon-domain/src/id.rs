@@ -52,9 +52,6 @@ mod tests {
         assert_eq!(UserId::new(0), None);
         assert_eq!(UserId::new(-5), None);
         assert_eq!(UserId::new(42).map(UserId::get), Some(42));
-        assert_eq!(
-            CouponId::new(7).map(|id| id.to_string()).as_deref(),
-            Some("7")
-        );
+        assert_eq!(CouponId::new(7).map(|id| id.to_string()).as_deref(), Some("7"));
     }
 }

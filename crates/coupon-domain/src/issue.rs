@@ -71,10 +71,7 @@ pub trait CouponStore: Send + Sync + 'static {
     /// `AlreadyIssued`), appends `coupon.issued` to the outbox, and increments the policy's counter
     /// only while the policy is active, in its window, issuing through `channel` and under its cap
     /// (else the matching [`NotIssuable`]). Resolves after commit.
-    fn issue<'a>(
-        &'a self,
-        command: IssueCommand<'a>,
-    ) -> PortFuture<'a, Result<IssuedCoupon, IssueError>>;
+    fn issue<'a>(&'a self, command: IssueCommand<'a>) -> PortFuture<'a, Result<IssuedCoupon, IssueError>>;
 }
 
 /// The first-come gate's answer.
@@ -124,9 +121,7 @@ pub struct Issuing {
 
 impl std::fmt::Debug for Issuing {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Issuing")
-            .field("zone", &self.zone)
-            .finish_non_exhaustive()
+        f.debug_struct("Issuing").field("zone", &self.zone).finish_non_exhaustive()
     }
 }
 
@@ -138,13 +133,7 @@ impl Issuing {
         clock: Arc<dyn Clock>,
         zone: Tz,
     ) -> Self {
-        Self {
-            policies,
-            coupons,
-            gate,
-            clock,
-            zone,
-        }
+        Self { policies, coupons, gate, clock, zone }
     }
 
     /// `POST /api/coupons/download`: by code (CODE) or by policy id (DOWNLOAD, FIRST_COME).
@@ -159,19 +148,11 @@ impl Issuing {
     ) -> Result<Issued, IssueError> {
         let (policy, channel) = match target {
             IssueTarget::Code(code) => {
-                let policy = self
-                    .policies
-                    .find_by_code(&code)
-                    .await?
-                    .ok_or(IssueError::CodeNotFound)?;
+                let policy = self.policies.find_by_code(&code).await?.ok_or(IssueError::CodeNotFound)?;
                 (policy, DistributionType::Code)
             }
             IssueTarget::Policy(id) => {
-                let policy = self
-                    .policies
-                    .get(id)
-                    .await?
-                    .ok_or(IssueError::PolicyNotFound)?;
+                let policy = self.policies.get(id).await?.ok_or(IssueError::PolicyNotFound)?;
                 // Downloading by id is the DOWNLOAD and FIRST_COME channel; anything else refuses.
                 let channel = match policy.distribution {
                     DistributionType::FirstCome => DistributionType::FirstCome,
@@ -180,8 +161,7 @@ impl Issuing {
                 (policy, channel)
             }
         };
-        self.issue_under(policy, channel, user, correlation_id)
-            .await
+        self.issue_under(policy, channel, user, correlation_id).await
     }
 
     /// `POST /api/coupons/direct-issue`: one coupon for each distinct user of a DIRECT policy.
@@ -197,11 +177,7 @@ impl Issuing {
         users: &[UserId],
         correlation_id: &str,
     ) -> Result<Vec<(UserId, Result<IssuedCoupon, IssueError>)>, IssueError> {
-        let policy = self
-            .policies
-            .get(policy_id)
-            .await?
-            .ok_or(IssueError::PolicyNotFound)?;
+        let policy = self.policies.get(policy_id).await?.ok_or(IssueError::PolicyNotFound)?;
         let mut seen = std::collections::HashSet::with_capacity(users.len());
         let mut outcomes = Vec::with_capacity(users.len());
         for &user in users {
@@ -209,12 +185,7 @@ impl Issuing {
                 continue;
             }
             let outcome = self
-                .issue_under(
-                    policy.clone(),
-                    DistributionType::Direct,
-                    user,
-                    correlation_id.to_owned(),
-                )
+                .issue_under(policy.clone(), DistributionType::Direct, user, correlation_id.to_owned())
                 .await
                 .map(|issued| issued.coupon);
             outcomes.push((user, outcome));
@@ -232,10 +203,7 @@ impl Issuing {
         let now = self.clock.now();
         policy.check_issuable(channel, now)?;
         let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
-        let context = EventContext {
-            correlation_id,
-            occurred_at: now,
-        };
+        let context = EventContext { correlation_id, occurred_at: now };
         let command = IssueCommand {
             policy: &policy,
             channel,
@@ -265,17 +233,10 @@ impl Issuing {
     }
 
     /// Keeps the gate in step with what the store decided for an admitted request.
-    async fn settle_gate(
-        &self,
-        policy: &Policy,
-        user: UserId,
-        outcome: &Result<IssuedCoupon, IssueError>,
-    ) {
+    async fn settle_gate(&self, policy: &Policy, user: UserId, outcome: &Result<IssuedCoupon, IssueError>) {
         let settled = match outcome {
             Ok(_) => return,
-            Err(IssueError::NotIssuable(NotIssuable::SoldOut)) => {
-                self.gate.mark_sold_out(policy.id).await
-            }
+            Err(IssueError::NotIssuable(NotIssuable::SoldOut)) => self.gate.mark_sold_out(policy.id).await,
             Err(_) => self.gate.give_back(policy.id, user).await,
         };
         if let Err(e) = settled {

@@ -53,10 +53,7 @@ impl Broker {
             .client_id(config.client_id.as_str())
             .backoff_config(backoff);
         let client = within(config.request_timeout, builder.build()).await?;
-        Ok(Self {
-            client: Arc::new(client),
-            timeout: config.request_timeout,
-        })
+        Ok(Self { client: Arc::new(client), timeout: config.request_timeout })
     }
 
     /// The underlying client, for producers and consumers.
@@ -114,17 +111,12 @@ impl Broker {
     /// When the broker cannot be reached.
     pub async fn partitions(&self, topic: &str) -> Result<Option<usize>, BrokerError> {
         let topics = within(self.timeout, self.client.list_topics()).await?;
-        Ok(topics
-            .into_iter()
-            .find(|t| t.name == topic)
-            .map(|t| t.partitions.len()))
+        Ok(topics.into_iter().find(|t| t.name == topic).map(|t| t.partitions.len()))
     }
 
     /// A readiness probe that fetches cluster metadata.
     pub fn probe(&self) -> Arc<dyn Probe> {
-        Arc::new(KafkaProbe {
-            broker: self.clone(),
-        })
+        Arc::new(KafkaProbe { broker: self.clone() })
     }
 }
 
@@ -185,9 +177,7 @@ impl LazyBroker {
         loop {
             let attempt = async {
                 let broker = Broker::connect(config).await?;
-                broker
-                    .ensure_topics(topics, partitions, replication_factor)
-                    .await?;
+                broker.ensure_topics(topics, partitions, replication_factor).await?;
                 Ok::<_, BrokerError>(broker)
             };
             let outcome = tokio::select! {
@@ -213,9 +203,7 @@ impl LazyBroker {
 
     /// Readiness: down until connected, then a metadata round trip.
     pub fn probe(&self) -> Arc<dyn Probe> {
-        Arc::new(LazyProbe {
-            broker: self.clone(),
-        })
+        Arc::new(LazyProbe { broker: self.clone() })
     }
 }
 

@@ -79,11 +79,7 @@ pub fn instant(t: DateTime<Utc>) -> String {
 }
 
 impl EventEncoder for JsonEventEncoder {
-    fn encode(
-        &self,
-        event: &CouponEvent<'_>,
-        context: &EventContext,
-    ) -> anyhow::Result<EncodedEvent> {
+    fn encode(&self, event: &CouponEvent<'_>, context: &EventContext) -> anyhow::Result<EncodedEvent> {
         let event_id = uuid::Uuid::new_v4().to_string();
         let (topic, key, event_type, payload) = match event {
             CouponEvent::Issued { coupon, policy } => {
@@ -109,13 +105,7 @@ impl EventEncoder for JsonEventEncoder {
                 )
             }
         };
-        Ok(EncodedEvent {
-            event_id,
-            topic: topic.clone(),
-            key,
-            event_type,
-            payload,
-        })
+        Ok(EncodedEvent { event_id, topic: topic.clone(), key, event_type, payload })
     }
 }
 
@@ -130,11 +120,7 @@ fn envelope<D: Serialize>(
         event_type,
         timestamp: instant(context.occurred_at),
         data,
-        metadata: Metadata {
-            correlation_id: &context.correlation_id,
-            source: SOURCE,
-            version: VERSION,
-        },
+        metadata: Metadata { correlation_id: &context.correlation_id, source: SOURCE, version: VERSION },
     };
     Ok(serde_json::to_string(&envelope)?)
 }

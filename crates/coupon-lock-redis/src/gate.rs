@@ -57,23 +57,16 @@ impl StockGate for RedisStockGate {
         Box::pin(async move {
             let (stock, holders) = self.keys(policy.id);
             let initial = policy.remaining().map_or(-1, i64::from);
-            let ttl = (policy.window.until() - Utc::now()).num_seconds().max(0) as u64
-                + AFTER_WINDOW.as_secs();
+            let ttl =
+                (policy.window.until() - Utc::now()).num_seconds().max(0) as u64 + AFTER_WINDOW.as_secs();
             let mut invocation = self.admit.key(stock);
-            invocation
-                .key(holders)
-                .arg(user.get())
-                .arg(policy.max_issue_per_user)
-                .arg(initial)
-                .arg(ttl);
+            invocation.key(holders).arg(user.get()).arg(policy.max_issue_per_user).arg(initial).arg(ttl);
             let answer: i64 = self.pool.invoke(&invocation).await.map_err(unavailable)?;
             match answer {
                 0 => Ok(GateDecision::Admitted),
                 1 => Ok(GateDecision::SoldOut),
                 2 => Ok(GateDecision::AlreadyHolding),
-                other => Err(StoreError::Unexpected(anyhow::anyhow!(
-                    "gate script answered {other}"
-                ))),
+                other => Err(StoreError::Unexpected(anyhow::anyhow!("gate script answered {other}"))),
             }
         })
     }

@@ -62,14 +62,8 @@ impl RedisPool {
             recycle: Some(config.timeout),
         };
         cfg.pool = Some(pool_cfg);
-        let pool = cfg
-            .create_pool(Some(Runtime::Tokio1))
-            .map_err(|e| RedisError::Build(e.to_string()))?;
-        Ok(Self {
-            pool,
-            timeout: config.timeout,
-            key_prefix: Arc::from(config.key_prefix.as_str()),
-        })
+        let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| RedisError::Build(e.to_string()))?;
+        Ok(Self { pool, timeout: config.timeout, key_prefix: Arc::from(config.key_prefix.as_str()) })
     }
 
     /// A connection, waiting at most the configured timeout.
@@ -138,16 +132,9 @@ impl Probe for RedisProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            let pong: String = self
-                .pool
-                .query(&redis::cmd("PING"))
-                .await
-                .map_err(|e| ProbeError(e.to_string()))?;
-            if pong == "PONG" {
-                Ok(())
-            } else {
-                Err(ProbeError(format!("unexpected PING reply {pong:?}")))
-            }
+            let pong: String =
+                self.pool.query(&redis::cmd("PING")).await.map_err(|e| ProbeError(e.to_string()))?;
+            if pong == "PONG" { Ok(()) } else { Err(ProbeError(format!("unexpected PING reply {pong:?}"))) }
         })
     }
 }

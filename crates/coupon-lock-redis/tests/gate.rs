@@ -45,11 +45,8 @@ fn policy(cap: Option<u32>, issued: u32, per_user: u16) -> Policy {
         current_issue_count: issued,
         max_issue_per_user: per_user,
         valid_days: 30,
-        window: IssuanceWindow::new(
-            now - chrono::Duration::hours(1),
-            now + chrono::Duration::hours(1),
-        )
-        .expect("window"),
+        window: IssuanceWindow::new(now - chrono::Duration::hours(1), now + chrono::Duration::hours(1))
+            .expect("window"),
         is_active: true,
         version: 0,
         created_at: now,
@@ -86,58 +83,28 @@ async fn admits_exactly_the_stock_under_concurrency() {
 async fn a_user_at_their_limit_is_turned_away_and_units_come_back() {
     let gate = gate();
     let p = policy(Some(2), 0, 1);
-    assert_eq!(
-        gate.admit(&p, user(1)).await.ok(),
-        Some(GateDecision::Admitted)
-    );
-    assert_eq!(
-        gate.admit(&p, user(1)).await.ok(),
-        Some(GateDecision::AlreadyHolding)
-    );
-    assert_eq!(
-        gate.admit(&p, user(2)).await.ok(),
-        Some(GateDecision::Admitted)
-    );
-    assert_eq!(
-        gate.admit(&p, user(3)).await.ok(),
-        Some(GateDecision::SoldOut)
-    );
+    assert_eq!(gate.admit(&p, user(1)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&p, user(1)).await.ok(), Some(GateDecision::AlreadyHolding));
+    assert_eq!(gate.admit(&p, user(2)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&p, user(3)).await.ok(), Some(GateDecision::SoldOut));
     // PostgreSQL refused user 2 for another reason: the unit and their place come back.
     gate.give_back(p.id, user(2)).await.expect("give back");
-    assert_eq!(
-        gate.admit(&p, user(3)).await.ok(),
-        Some(GateDecision::Admitted)
-    );
-    assert_eq!(
-        gate.admit(&p, user(2)).await.ok(),
-        Some(GateDecision::SoldOut)
-    );
+    assert_eq!(gate.admit(&p, user(3)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&p, user(2)).await.ok(), Some(GateDecision::SoldOut));
 }
 
 #[tokio::test]
 async fn an_emptied_gate_is_rebuilt_from_the_stores_numbers() {
     let gate = gate();
     let before = policy(Some(10), 0, 1);
-    assert_eq!(
-        gate.admit(&before, user(1)).await.ok(),
-        Some(GateDecision::Admitted)
-    );
+    assert_eq!(gate.admit(&before, user(1)).await.ok(), Some(GateDecision::Admitted));
     gate.forget(before.id).await.expect("forget");
     // PostgreSQL now says 9 of 10 are issued: one unit is left whatever the gate knew before.
     let after = policy(Some(10), 9, 1);
-    assert_eq!(
-        gate.admit(&after, user(2)).await.ok(),
-        Some(GateDecision::Admitted)
-    );
-    assert_eq!(
-        gate.admit(&after, user(3)).await.ok(),
-        Some(GateDecision::SoldOut)
-    );
+    assert_eq!(gate.admit(&after, user(2)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&after, user(3)).await.ok(), Some(GateDecision::SoldOut));
     gate.mark_sold_out(after.id).await.expect("sold out");
-    assert_eq!(
-        gate.admit(&after, user(4)).await.ok(),
-        Some(GateDecision::SoldOut)
-    );
+    assert_eq!(gate.admit(&after, user(4)).await.ok(), Some(GateDecision::SoldOut));
 }
 
 #[tokio::test]
@@ -145,17 +112,8 @@ async fn unlimited_stock_only_dedupes() {
     let gate = gate();
     let p = policy(None, 0, 2);
     for _ in 0..2 {
-        assert_eq!(
-            gate.admit(&p, user(5)).await.ok(),
-            Some(GateDecision::Admitted)
-        );
+        assert_eq!(gate.admit(&p, user(5)).await.ok(), Some(GateDecision::Admitted));
     }
-    assert_eq!(
-        gate.admit(&p, user(5)).await.ok(),
-        Some(GateDecision::AlreadyHolding)
-    );
-    assert_eq!(
-        gate.admit(&p, user(6)).await.ok(),
-        Some(GateDecision::Admitted)
-    );
+    assert_eq!(gate.admit(&p, user(5)).await.ok(), Some(GateDecision::AlreadyHolding));
+    assert_eq!(gate.admit(&p, user(6)).await.ok(), Some(GateDecision::Admitted));
 }

@@ -8,9 +8,8 @@ use std::sync::{Arc, OnceLock};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds: fine-grained below 100 ms, where the service's targets are.
-const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+const LATENCY_BUCKETS: &[f64] =
+    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// A gauge sampler run at every scrape, e.g. to publish connection-pool sizes.
 pub type Sampler = Arc<dyn Fn() + Send + Sync>;
@@ -25,9 +24,7 @@ pub struct Metrics {
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics")
-            .field("samplers", &self.samplers.len())
-            .finish()
+        f.debug_struct("Metrics").field("samplers", &self.samplers.len()).finish()
     }
 }
 
@@ -52,11 +49,7 @@ impl Metrics {
         };
         let process = metrics_process::Collector::default();
         process.describe();
-        Ok(Self {
-            handle,
-            process: Arc::new(process),
-            samplers: Vec::new(),
-        })
+        Ok(Self { handle, process: Arc::new(process), samplers: Vec::new() })
     }
 
     /// Adds a sampler run before each render.

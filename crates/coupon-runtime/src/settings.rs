@@ -48,107 +48,39 @@ pub const KEYS: &[Key] = &[
     key("REDIS_HOST", "127.0.0.1", "Redis host."),
     key("REDIS_PORT", "6379", "Redis port."),
     key("REDIS_POOL_SIZE", "32", "Redis connections per process."),
-    key(
-        "REDIS_TIMEOUT",
-        "2",
-        "Seconds to wait for a Redis connection or reply.",
-    ),
-    key(
-        "REDIS_KEY_PREFIX",
-        "coupon:",
-        "Prefix of every Redis key (lets tests and tenants share one Redis).",
-    ),
-    key(
-        "KAFKA_BOOTSTRAP_SERVERS",
-        "127.0.0.1:9092",
-        "Comma-separated Kafka bootstrap brokers.",
-    ),
-    key(
-        "KAFKA_REQUEST_TIMEOUT",
-        "10",
-        "Seconds a Kafka request (and its retries) may take before it fails.",
-    ),
-    key(
-        "KAFKA_TOPIC_PARTITIONS",
-        "3",
-        "Partitions of the topics the service creates.",
-    ),
+    key("REDIS_TIMEOUT", "2", "Seconds to wait for a Redis connection or reply."),
+    key("REDIS_KEY_PREFIX", "coupon:", "Prefix of every Redis key (lets tests and tenants share one Redis)."),
+    key("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Comma-separated Kafka bootstrap brokers."),
+    key("KAFKA_REQUEST_TIMEOUT", "10", "Seconds a Kafka request (and its retries) may take before it fails."),
+    key("KAFKA_TOPIC_PARTITIONS", "3", "Partitions of the topics the service creates."),
     key(
         "KAFKA_REPLICATION_FACTOR",
         "1",
         "Replication factor of the topics the service creates (use 3 on a real cluster).",
     ),
-    key(
-        "KAFKA_TOPIC_COUPON_ISSUED",
-        "coupon.issued",
-        "Topic of coupon.issued events.",
-    ),
-    key(
-        "KAFKA_TOPIC_COUPON_RESERVED",
-        "coupon.reserved",
-        "Topic of coupon.reserved events.",
-    ),
-    key(
-        "KAFKA_TOPIC_COUPON_USED",
-        "coupon.used",
-        "Topic of coupon.used events.",
-    ),
-    key(
-        "KAFKA_TOPIC_COUPON_CANCELLED",
-        "coupon.cancelled",
-        "Topic of coupon.cancelled events.",
-    ),
-    key(
-        "KAFKA_TOPIC_COUPON_EXPIRED",
-        "coupon.expired",
-        "Topic of coupon.expired events.",
-    ),
+    key("KAFKA_TOPIC_COUPON_ISSUED", "coupon.issued", "Topic of coupon.issued events."),
+    key("KAFKA_TOPIC_COUPON_RESERVED", "coupon.reserved", "Topic of coupon.reserved events."),
+    key("KAFKA_TOPIC_COUPON_USED", "coupon.used", "Topic of coupon.used events."),
+    key("KAFKA_TOPIC_COUPON_CANCELLED", "coupon.cancelled", "Topic of coupon.cancelled events."),
+    key("KAFKA_TOPIC_COUPON_EXPIRED", "coupon.expired", "Topic of coupon.expired events."),
     key(
         "KAFKA_TOPIC_PAYMENT_COMPLETED",
         "payment.completed.v1",
         "Consumed: payments that confirm a reservation.",
     ),
-    key(
-        "KAFKA_TOPIC_PAYMENT_FAILED",
-        "payment.failed.v1",
-        "Consumed: payments that release a reservation.",
-    ),
-    key(
-        "KAFKA_TOPIC_ORDER_CANCELLED",
-        "order.cancelled",
-        "Consumed: cancelled orders (release or restore).",
-    ),
+    key("KAFKA_TOPIC_PAYMENT_FAILED", "payment.failed.v1", "Consumed: payments that release a reservation."),
+    key("KAFKA_TOPIC_ORDER_CANCELLED", "order.cancelled", "Consumed: cancelled orders (release or restore)."),
     key(
         "KAFKA_TOPIC_COUPON_ISSUE_REQUESTED",
         "coupon.issue-requested",
         "Consumed: EVENT-type issue requests.",
     ),
     key("HTTP_HOST", "0.0.0.0", "api-server listen address."),
-    key(
-        "HTTP_PORT",
-        "8080",
-        "api-server port (0 picks a free port).",
-    ),
-    key(
-        "HTTP_WORKERS",
-        "0",
-        "actix-web worker threads; 0 = one per core.",
-    ),
-    key(
-        "SHUTDOWN_TIMEOUT",
-        "30",
-        "Seconds to drain in-flight work after SIGTERM/SIGINT.",
-    ),
-    key(
-        "WORKER_ADMIN_PORT",
-        "9101",
-        "event-worker port for /metrics and /health/* (0 picks a free port).",
-    ),
-    key(
-        "SCHEDULER_ADMIN_PORT",
-        "9102",
-        "scheduler port for /metrics and /health/* (0 picks a free port).",
-    ),
+    key("HTTP_PORT", "8080", "api-server port (0 picks a free port)."),
+    key("HTTP_WORKERS", "0", "actix-web worker threads; 0 = one per core."),
+    key("SHUTDOWN_TIMEOUT", "30", "Seconds to drain in-flight work after SIGTERM/SIGINT."),
+    key("WORKER_ADMIN_PORT", "9101", "event-worker port for /metrics and /health/* (0 picks a free port)."),
+    key("SCHEDULER_ADMIN_PORT", "9102", "scheduler port for /metrics and /health/* (0 picks a free port)."),
     key(
         "COUPON_RESERVATION_TIMEOUT",
         "10",
@@ -159,41 +91,17 @@ pub const KEYS: &[Key] = &[
         "",
         "Comma-separated bearer tokens for admin endpoints, 16+ characters each (secret).",
     ),
-    key(
-        "COUPON_TIMEZONE",
-        "UTC",
-        "Business time zone (IANA name) for expiry dates and daily statistics.",
-    ),
-    key(
-        "COUPON_RATE_LIMIT_ENABLED",
-        "true",
-        "Per-user rate limits on issuing endpoints.",
-    ),
+    key("COUPON_TIMEZONE", "UTC", "Business time zone (IANA name) for expiry dates and daily statistics."),
+    key("COUPON_RATE_LIMIT_ENABLED", "true", "Per-user rate limits on issuing endpoints."),
     key(
         "SCHEDULER_RESERVATION_TIMEOUT_CRON",
         "0 * * * * *",
         "Cron (with seconds) of the reservation-timeout job.",
     ),
-    key(
-        "SCHEDULER_EXPIRY_CRON",
-        "0 0 0 * * *",
-        "Cron (with seconds) of the expiry job.",
-    ),
-    key(
-        "SCHEDULER_STATISTICS_CRON",
-        "0 0 * * * *",
-        "Cron (with seconds) of the statistics job.",
-    ),
-    key(
-        "LOG_FORMAT",
-        "json",
-        "`json` (one object per line) or `pretty` (local development).",
-    ),
-    key(
-        "LOG_LEVEL",
-        "info",
-        "tracing filter, e.g. `info,coupon_store_pg=debug`; RUST_LOG overrides it.",
-    ),
+    key("SCHEDULER_EXPIRY_CRON", "0 0 0 * * *", "Cron (with seconds) of the expiry job."),
+    key("SCHEDULER_STATISTICS_CRON", "0 0 * * * *", "Cron (with seconds) of the statistics job."),
+    key("LOG_FORMAT", "json", "`json` (one object per line) or `pretty` (local development)."),
+    key("LOG_LEVEL", "info", "tracing filter, e.g. `info,coupon_store_pg=debug`; RUST_LOG overrides it."),
 ];
 
 /// A setting that could not be read or parsed. The message names the variable.
@@ -307,12 +215,7 @@ impl TopicSettings {
 
     /// Topics the service consumes.
     pub fn consumed(&self) -> [&str; 4] {
-        [
-            &self.payment_completed,
-            &self.payment_failed,
-            &self.order_cancelled,
-            &self.coupon_issue_requested,
-        ]
+        [&self.payment_completed, &self.payment_failed, &self.order_cancelled, &self.coupon_issue_requested]
     }
 
     /// Every topic the service needs, dead-letter topics of the consumed ones included.
@@ -388,23 +291,16 @@ impl Settings {
 
     /// Reads the given environment instead of the process's; tests use this so that they never
     /// mutate global state.
-    pub fn from_env(
-        vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<Self, SettingsError> {
+    pub fn from_env(vars: impl IntoIterator<Item = (String, String)>) -> Result<Self, SettingsError> {
         let env: HashMap<String, String> = vars.into_iter().collect();
         let mut builder = Config::builder();
         for k in KEYS {
             builder = builder.set_default(k.name.to_ascii_lowercase(), k.default)?;
         }
-        if let Some(path) = env
-            .get("COUPON_CONFIG_FILE")
-            .filter(|p| !p.trim().is_empty())
-        {
+        if let Some(path) = env.get("COUPON_CONFIG_FILE").filter(|p| !p.trim().is_empty()) {
             builder = builder.add_source(File::new(path.trim(), FileFormat::Toml).required(true));
         }
-        let config = builder
-            .add_source(Environment::default().source(Some(env)))
-            .build()?;
+        let config = builder.add_source(Environment::default().source(Some(env))).build()?;
         Reader(config).settings()
     }
 }
@@ -466,18 +362,13 @@ impl Reader {
                 statistics_cron: self.cron("SCHEDULER_STATISTICS_CRON")?,
                 admin_port: self.parse("SCHEDULER_ADMIN_PORT")?,
             },
-            worker: WorkerSettings {
-                admin_port: self.parse("WORKER_ADMIN_PORT")?,
-            },
+            worker: WorkerSettings { admin_port: self.parse("WORKER_ADMIN_PORT")? },
             log: LogSettings {
                 format: match self.string("LOG_FORMAT")?.to_ascii_lowercase().as_str() {
                     "json" => LogFormat::Json,
                     "pretty" => LogFormat::Pretty,
                     other => {
-                        return Err(invalid(
-                            "LOG_FORMAT",
-                            format!("{other:?} is neither json nor pretty"),
-                        ));
+                        return Err(invalid("LOG_FORMAT", format!("{other:?} is neither json nor pretty")));
                     }
                 },
                 level: self.non_empty("LOG_LEVEL")?,
@@ -506,9 +397,7 @@ impl Reader {
         T::Err: fmt::Display,
     {
         let value = self.string(key)?;
-        value
-            .parse()
-            .map_err(|e| invalid(key, format!("{value:?}: {e}")))
+        value.parse().map_err(|e| invalid(key, format!("{value:?}: {e}")))
     }
 
     fn positive<T>(&self, key: &'static str) -> Result<T, SettingsError>
@@ -528,10 +417,7 @@ impl Reader {
         match value.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" => Ok(false),
-            _ => Err(invalid(
-                key,
-                format!("{value:?} is not a boolean (true/false)"),
-            )),
+            _ => Err(invalid(key, format!("{value:?} is not a boolean (true/false)"))),
         }
     }
 
@@ -539,8 +425,7 @@ impl Reader {
         let value = self.string(key)?;
         let parsed = match value.parse::<u64>() {
             Ok(n) => Ok(unit.times(n)),
-            Err(_) => humantime::parse_duration(&value)
-                .map_err(|e| invalid(key, format!("{value:?}: {e}"))),
+            Err(_) => humantime::parse_duration(&value).map_err(|e| invalid(key, format!("{value:?}: {e}"))),
         }?;
         if parsed.is_zero() {
             return Err(invalid(key, "must be longer than zero"));
@@ -580,10 +465,7 @@ impl Reader {
             if token.chars().count() < 16 || token.chars().any(char::is_whitespace) {
                 return Err(invalid(
                     key,
-                    format!(
-                        "token #{} must be at least 16 characters without spaces",
-                        i + 1
-                    ),
+                    format!("token #{} must be at least 16 characters without spaces", i + 1),
                 ));
             }
             tokens.push(SecretString::from(token.to_owned()));
@@ -595,26 +477,16 @@ impl Reader {
         let name = self.non_empty(key)?;
         let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
         if name.len() > 240 || !name.chars().all(legal) {
-            return Err(invalid(
-                key,
-                format!("{name:?} is not a legal Kafka topic name"),
-            ));
+            return Err(invalid(key, format!("{name:?} is not a legal Kafka topic name")));
         }
         Ok(name)
     }
 
     fn cron(&self, key: &'static str) -> Result<CronSchedule, SettingsError> {
         let expression = self.non_empty(key)?;
-        let schedule = cron::Schedule::from_str(&expression).map_err(|e| {
-            invalid(
-                key,
-                format!("{expression:?}: {e} (six fields, seconds first)"),
-            )
-        })?;
-        Ok(CronSchedule {
-            expression,
-            schedule,
-        })
+        let schedule = cron::Schedule::from_str(&expression)
+            .map_err(|e| invalid(key, format!("{expression:?}: {e} (six fields, seconds first)")))?;
+        Ok(CronSchedule { expression, schedule })
     }
 }
 
@@ -635,10 +507,7 @@ impl Unit {
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> SettingsError {
-    SettingsError::Invalid {
-        key,
-        reason: reason.into(),
-    }
+    SettingsError::Invalid { key, reason: reason.into() }
 }
 
 #[cfg(test)]

@@ -31,9 +31,7 @@ pub struct PgCouponStore {
 
 impl std::fmt::Debug for PgCouponStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgCouponStore")
-            .field("pool", &self.pool)
-            .finish_non_exhaustive()
+        f.debug_struct("PgCouponStore").field("pool", &self.pool).finish_non_exhaustive()
     }
 }
 
@@ -56,10 +54,7 @@ impl From<diesel::result::Error> for Abort {
 }
 
 impl CouponStore for PgCouponStore {
-    fn issue<'a>(
-        &'a self,
-        command: IssueCommand<'a>,
-    ) -> PortFuture<'a, Result<IssuedCoupon, IssueError>> {
+    fn issue<'a>(&'a self, command: IssueCommand<'a>) -> PortFuture<'a, Result<IssuedCoupon, IssueError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
             let encoder = &self.encoder;
@@ -68,10 +63,7 @@ impl CouponStore for PgCouponStore {
                     let coupon = take_slot(conn, &command).await?;
                     let event = encoder
                         .encode(
-                            &CouponEvent::Issued {
-                                coupon: &coupon,
-                                policy: command.policy,
-                            },
+                            &CouponEvent::Issued { coupon: &coupon, policy: command.policy },
                             command.context,
                         )
                         .map_err(|e| Abort::Refused(IssueError::Unexpected(e)))?;
@@ -94,10 +86,7 @@ impl CouponStore for PgCouponStore {
 /// Concurrent requests of one user race for the same slot: the unique index makes the losers wait
 /// for the winner's commit and then insert nothing, and the loop tries the next free slot with a
 /// fresh snapshot (READ COMMITTED). When every slot is held the user is at the limit.
-async fn take_slot(
-    conn: &mut AsyncPgConnection,
-    command: &IssueCommand<'_>,
-) -> Result<IssuedCoupon, Abort> {
+async fn take_slot(conn: &mut AsyncPgConnection, command: &IssueCommand<'_>) -> Result<IssuedCoupon, Abort> {
     let limit = i32::from(command.policy.max_issue_per_user);
     for _ in 0..=limit {
         let inserted: Option<CouponRow> = diesel::sql_query(
@@ -151,10 +140,7 @@ async fn held_slots(
 /// Counts the coupon against the policy, only while the policy can issue through the channel at
 /// the issue time and is under its cap. This conditional update, not the earlier checks, is what
 /// decides: it runs under the row lock, after every concurrent issuer ahead of it committed.
-async fn count_issue(
-    conn: &mut AsyncPgConnection,
-    command: &IssueCommand<'_>,
-) -> Result<(), Abort> {
+async fn count_issue(conn: &mut AsyncPgConnection, command: &IssueCommand<'_>) -> Result<(), Abort> {
     let updated = diesel::sql_query(
         "UPDATE coupon_policies SET current_issue_count = current_issue_count + 1 \
          WHERE id = $1 AND is_active AND distribution_type = $2 AND valid_from <= $3 AND valid_until > $3 \
@@ -168,9 +154,7 @@ async fn count_issue(
     if updated == 1 {
         return Ok(());
     }
-    Err(Abort::Refused(
-        refusal(conn, command.channel, command.issued_at, command.policy).await?,
-    ))
+    Err(Abort::Refused(refusal(conn, command.channel, command.issued_at, command.policy).await?))
 }
 
 /// Why the counter update refused: the policy as it is now, judged by the domain's rule.

@@ -26,9 +26,7 @@ pub struct MigrateError(String);
 /// When the database is unreachable or a migration fails (that migration is rolled back).
 pub async fn run_pending(connection_string: &SecretString) -> Result<Vec<String>, MigrateError> {
     let mut harness = harness(connection_string).await?;
-    let applied = harness
-        .run_pending_migrations(MIGRATIONS)
-        .map_err(|e| MigrateError(e.to_string()))?;
+    let applied = harness.run_pending_migrations(MIGRATIONS).map_err(|e| MigrateError(e.to_string()))?;
     Ok(versions(applied))
 }
 
@@ -38,9 +36,7 @@ pub async fn run_pending(connection_string: &SecretString) -> Result<Vec<String>
 /// When the database is unreachable or a `down.sql` fails.
 pub async fn revert_all(connection_string: &SecretString) -> Result<Vec<String>, MigrateError> {
     let mut harness = harness(connection_string).await?;
-    let reverted = harness
-        .revert_all_migrations(MIGRATIONS)
-        .map_err(|e| MigrateError(e.to_string()))?;
+    let reverted = harness.revert_all_migrations(MIGRATIONS).map_err(|e| MigrateError(e.to_string()))?;
     Ok(versions(reverted))
 }
 
@@ -50,13 +46,8 @@ pub async fn revert_all(connection_string: &SecretString) -> Result<Vec<String>,
 /// When the database is unreachable.
 pub async fn pending(connection_string: &SecretString) -> Result<Vec<String>, MigrateError> {
     let mut harness = harness(connection_string).await?;
-    let pending = harness
-        .pending_migrations(MIGRATIONS)
-        .map_err(|e| MigrateError(e.to_string()))?;
-    Ok(pending
-        .iter()
-        .map(|m| m.name().version().to_string())
-        .collect())
+    let pending = harness.pending_migrations(MIGRATIONS).map_err(|e| MigrateError(e.to_string()))?;
+    Ok(pending.iter().map(|m| m.name().version().to_string()).collect())
 }
 
 async fn harness(

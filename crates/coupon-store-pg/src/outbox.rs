@@ -10,10 +10,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 ///
 /// # Errors
 /// The insert failed (the caller's transaction then rolls back).
-pub async fn append(
-    conn: &mut AsyncPgConnection,
-    event: &EncodedEvent,
-) -> Result<(), diesel::result::Error> {
+pub async fn append(conn: &mut AsyncPgConnection, event: &EncodedEvent) -> Result<(), diesel::result::Error> {
     diesel::sql_query(
         "INSERT INTO outbox (event_id, topic, event_key, event_type, payload) VALUES ($1::uuid, $2, $3, $4, $5)",
     )

@@ -104,11 +104,7 @@ impl PolicyStore for PgPolicyStore {
         })
     }
 
-    fn list(
-        &self,
-        after: Option<PolicyId>,
-        limit: u32,
-    ) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
+    fn list(&self, after: Option<PolicyId>, limit: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
             let rows = p::coupon_policies
@@ -133,9 +129,7 @@ impl PolicyStore for PgPolicyStore {
             // Optimistic lock on `version`; the issue counter is not written, so issuing running
             // meanwhile neither conflicts with nor is lost by an admin change.
             let row = diesel::update(
-                p::coupon_policies
-                    .filter(p::id.eq(policy.id.get()))
-                    .filter(p::version.eq(policy.version)),
+                p::coupon_policies.filter(p::id.eq(policy.id.get())).filter(p::version.eq(policy.version)),
             )
             .set((
                 p::coupon_name.eq(&policy.name),
@@ -196,13 +190,10 @@ impl PolicyStore for PgPolicyStore {
             drop(conn);
             let policy = self.load(id).await?.ok_or(SetCapError::NotFound)?;
             match changed {
-                Some(c) if c.id == id.get() => Ok(CapChange {
-                    previous: c.previous.and_then(|v| u32::try_from(v).ok()),
-                    policy,
-                }),
-                _ => Err(SetCapError::BelowIssued {
-                    issued: policy.current_issue_count,
-                }),
+                Some(c) if c.id == id.get() => {
+                    Ok(CapChange { previous: c.previous.and_then(|v| u32::try_from(v).ok()), policy })
+                }
+                _ => Err(SetCapError::BelowIssued { issued: policy.current_issue_count }),
             }
         })
     }

@@ -41,9 +41,7 @@ pub struct PgPool {
 
 impl std::fmt::Debug for PgPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgPool")
-            .field("status", &self.pool.status())
-            .finish()
+        f.debug_struct("PgPool").field("status", &self.pool.status()).finish()
     }
 }
 
@@ -54,9 +52,8 @@ impl PgPool {
     /// # Errors
     /// When the configuration is invalid.
     pub fn new(config: &PgConfig) -> Result<Self, PgPoolError> {
-        let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(
-            config.connection_string.expose_secret(),
-        );
+        let manager =
+            AsyncDieselConnectionManager::<AsyncPgConnection>::new(config.connection_string.expose_secret());
         let pool = Pool::builder(manager)
             .max_size(config.max_size)
             .wait_timeout(Some(config.timeout))
@@ -102,11 +99,7 @@ impl Probe for PgProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            let mut conn = self
-                .pool
-                .get()
-                .await
-                .map_err(|e| ProbeError(e.to_string()))?;
+            let mut conn = self.pool.get().await.map_err(|e| ProbeError(e.to_string()))?;
             diesel::sql_query("SELECT 1")
                 .execute(&mut conn)
                 .await

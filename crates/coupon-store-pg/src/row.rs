@@ -42,14 +42,8 @@ impl TryFrom<PolicyRow> for Policy {
     type Error = StoreError;
 
     fn try_from(r: PolicyRow) -> Result<Self, StoreError> {
-        let bad = |field: &str| {
-            corrupt(
-                "coupon_policies",
-                format!("id {} has an invalid {field}", r.id),
-            )
-        };
-        let discount_type =
-            DiscountType::parse(&r.discount_type).ok_or_else(|| bad("discount_type"))?;
+        let bad = |field: &str| corrupt("coupon_policies", format!("id {} has an invalid {field}", r.id));
+        let discount_type = DiscountType::parse(&r.discount_type).ok_or_else(|| bad("discount_type"))?;
         let discount = DiscountRule::new(
             discount_type,
             r.discount_value,
@@ -75,8 +69,7 @@ impl TryFrom<PolicyRow> for Policy {
                 .map_err(|_| bad("max_issue_count"))?,
             current_issue_count: u32::try_from(r.current_issue_count)
                 .map_err(|_| bad("current_issue_count"))?,
-            max_issue_per_user: u16::try_from(r.max_issue_per_user)
-                .map_err(|_| bad("max_issue_per_user"))?,
+            max_issue_per_user: u16::try_from(r.max_issue_per_user).map_err(|_| bad("max_issue_per_user"))?,
             valid_days: u32::try_from(r.valid_days).map_err(|_| bad("valid_days"))?,
             window: IssuanceWindow::new(r.valid_from, r.valid_until).map_err(|_| bad("window"))?,
             name: r.coupon_name,
@@ -109,12 +102,7 @@ impl TryFrom<CouponRow> for IssuedCoupon {
     type Error = StoreError;
 
     fn try_from(r: CouponRow) -> Result<Self, StoreError> {
-        let bad = |field: &str| {
-            corrupt(
-                "coupon_issues",
-                format!("id {} has an invalid {field}", r.id),
-            )
-        };
+        let bad = |field: &str| corrupt("coupon_issues", format!("id {} has an invalid {field}", r.id));
         Ok(IssuedCoupon {
             id: CouponId::new(r.id).ok_or_else(|| bad("id"))?,
             policy_id: PolicyId::new(r.policy_id).ok_or_else(|| bad("policy_id"))?,

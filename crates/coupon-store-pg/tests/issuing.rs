@@ -9,9 +9,7 @@ use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::UserId;
 use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
-use coupon_domain::policy::{
-    DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy, PolicyStore,
-};
+use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy, PolicyStore};
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
@@ -63,12 +61,7 @@ async fn fixture() -> Fixture {
     }
 }
 
-async fn policy(
-    f: &Fixture,
-    distribution: DistributionType,
-    cap: Option<u32>,
-    per_user: u16,
-) -> Policy {
+async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, per_user: u16) -> Policy {
     let now = Utc::now();
     let new = NewPolicy {
         name: "Burst".into(),
@@ -80,23 +73,15 @@ async fn policy(
         max_issue_count: cap,
         max_issue_per_user: per_user,
         valid_days: 30,
-        window: IssuanceWindow::new(now - Duration::hours(1), now + Duration::hours(1))
-            .expect("window"),
+        window: IssuanceWindow::new(now - Duration::hours(1), now + Duration::hours(1)).expect("window"),
         is_active: true,
     };
     f.policies.create(new, now).await.expect("create policy")
 }
 
-async fn issue(
-    coupons: &PgCouponStore,
-    policy: &Policy,
-    user: i64,
-) -> Result<IssuedCoupon, IssueError> {
+async fn issue(coupons: &PgCouponStore, policy: &Policy, user: i64) -> Result<IssuedCoupon, IssueError> {
     let now = Utc::now();
-    let context = EventContext {
-        correlation_id: "test".into(),
-        occurred_at: now,
-    };
+    let context = EventContext { correlation_id: "test".into(), occurred_at: now };
     coupons
         .issue(IssueCommand {
             policy,
@@ -110,11 +95,7 @@ async fn issue(
 }
 
 /// Runs `requests` (user ids) at once, released together by a barrier.
-async fn burst(
-    f: &Fixture,
-    policy: &Policy,
-    users: Vec<i64>,
-) -> Vec<Result<IssuedCoupon, IssueError>> {
+async fn burst(f: &Fixture, policy: &Policy, users: Vec<i64>) -> Vec<Result<IssuedCoupon, IssueError>> {
     let barrier = Arc::new(Barrier::new(users.len()));
     let tasks: Vec<_> = users
         .into_iter()
@@ -141,23 +122,14 @@ struct Count {
 
 async fn count(db: &TestDatabase, sql: &str) -> i64 {
     let mut conn = db.connect().await;
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .expect(sql)
-        .n
+    diesel::sql_query(sql).get_result::<Count>(&mut conn).await.expect(sql).n
 }
 
 fn tally(results: &[Result<IssuedCoupon, IssueError>]) -> (usize, usize, usize) {
     let ok = results.iter().filter(|r| r.is_ok()).count();
-    let sold_out = results
-        .iter()
-        .filter(|r| matches!(r, Err(IssueError::NotIssuable(NotIssuable::SoldOut))))
-        .count();
-    let already = results
-        .iter()
-        .filter(|r| matches!(r, Err(IssueError::AlreadyIssued)))
-        .count();
+    let sold_out =
+        results.iter().filter(|r| matches!(r, Err(IssueError::NotIssuable(NotIssuable::SoldOut)))).count();
+    let already = results.iter().filter(|r| matches!(r, Err(IssueError::AlreadyIssued))).count();
     (ok, sold_out, already)
 }
 
@@ -166,23 +138,9 @@ async fn a_thousand_users_racing_for_a_hundred_coupons_get_exactly_a_hundred() {
     let f = fixture().await;
     let p = policy(&f, DistributionType::FirstCome, Some(100), 1).await;
     let results = burst(&f, &p, (1..=1000).collect()).await;
-    assert_eq!(
-        tally(&results),
-        (100, 900, 0),
-        "every request is a coupon or SOLD_OUT"
-    );
-    assert_eq!(
-        count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await,
-        100
-    );
-    assert_eq!(
-        count(
-            &f.db,
-            "SELECT current_issue_count::bigint AS n FROM coupon_policies"
-        )
-        .await,
-        100
-    );
+    assert_eq!(tally(&results), (100, 900, 0), "every request is a coupon or SOLD_OUT");
+    assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await, 100);
+    assert_eq!(count(&f.db, "SELECT current_issue_count::bigint AS n FROM coupon_policies").await, 100);
     assert_eq!(
         count(&f.db, "SELECT count(*) AS n FROM outbox").await,
         100,
@@ -196,17 +154,9 @@ async fn one_user_firing_in_parallel_gets_exactly_their_limit() {
         let f = fixture().await;
         let p = policy(&f, DistributionType::Download, None, limit).await;
         let results = burst(&f, &p, vec![42; 10]).await;
+        assert_eq!(tally(&results), (usize::from(limit), 0, 10 - usize::from(limit)), "limit {limit}");
         assert_eq!(
-            tally(&results),
-            (usize::from(limit), 0, 10 - usize::from(limit)),
-            "limit {limit}"
-        );
-        assert_eq!(
-            count(
-                &f.db,
-                "SELECT count(*) AS n FROM coupon_issues WHERE user_id = 42"
-            )
-            .await,
+            count(&f.db, "SELECT count(*) AS n FROM coupon_issues WHERE user_id = 42").await,
             i64::from(limit)
         );
     }
@@ -220,10 +170,7 @@ async fn a_hundred_users_times_three_on_a_cap_of_fifty() {
     let results = burst(&f, &p, users).await;
     let (ok, _, _) = tally(&results);
     assert_eq!(ok, 50);
-    assert_eq!(
-        count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await,
-        50
-    );
+    assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await, 50);
     assert_eq!(
         count(&f.db, "SELECT count(*) AS n FROM (SELECT user_id FROM coupon_issues GROUP BY user_id HAVING count(*) > 1) t").await,
         0,
@@ -245,20 +192,9 @@ async fn the_database_refuses_what_the_policy_forbids_at_issue_time() {
         .execute(&mut conn)
         .await
         .expect("deactivate");
-    assert!(matches!(
-        issue(&f.coupons, &p, 1).await,
-        Err(IssueError::NotIssuable(NotIssuable::Inactive))
-    ));
-    assert_eq!(
-        count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await,
-        0,
-        "rolled back"
-    );
-    assert_eq!(
-        count(&f.db, "SELECT count(*) AS n FROM outbox").await,
-        0,
-        "no event for a refused issue"
-    );
+    assert!(matches!(issue(&f.coupons, &p, 1).await, Err(IssueError::NotIssuable(NotIssuable::Inactive))));
+    assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await, 0, "rolled back");
+    assert_eq!(count(&f.db, "SELECT count(*) AS n FROM outbox").await, 0, "no event for a refused issue");
 }
 
 #[tokio::test]
@@ -268,22 +204,8 @@ async fn an_unlimited_policy_issues_and_counts() {
     for user in [1, 1, 2] {
         issue(&f.coupons, &p, user).await.expect("issued");
     }
-    assert!(matches!(
-        issue(&f.coupons, &p, 1).await,
-        Err(IssueError::AlreadyIssued)
-    ));
-    assert_eq!(
-        count(
-            &f.db,
-            "SELECT current_issue_count::bigint AS n FROM coupon_policies"
-        )
-        .await,
-        3
-    );
-    let slots = count(
-        &f.db,
-        "SELECT max(user_slot)::bigint AS n FROM coupon_issues WHERE user_id = 1",
-    )
-    .await;
+    assert!(matches!(issue(&f.coupons, &p, 1).await, Err(IssueError::AlreadyIssued)));
+    assert_eq!(count(&f.db, "SELECT current_issue_count::bigint AS n FROM coupon_policies").await, 3);
+    let slots = count(&f.db, "SELECT max(user_slot)::bigint AS n FROM coupon_issues WHERE user_id = 1").await;
     assert_eq!(slots, 2);
 }

@@ -45,20 +45,11 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
         ]
     );
     assert!(migrate::pending(&conn).await.expect("pending").is_empty());
-    assert!(
-        migrate::run_pending(&conn)
-            .await
-            .expect("re-run")
-            .is_empty(),
-        "a second run applies nothing"
-    );
+    assert!(migrate::run_pending(&conn).await.expect("re-run").is_empty(), "a second run applies nothing");
 
     let reverted = migrate::revert_all(&conn).await.expect("revert");
     assert_eq!(reverted.len(), 7);
-    assert!(
-        tables(&db).await.is_empty(),
-        "every down.sql removes what its up.sql created"
-    );
+    assert!(tables(&db).await.is_empty(), "every down.sql removes what its up.sql created");
     assert_eq!(migrate::pending(&conn).await.expect("pending").len(), 7);
 
     assert_eq!(migrate::run_pending(&conn).await.expect("reapply").len(), 7);

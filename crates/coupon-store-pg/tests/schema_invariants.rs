@@ -9,10 +9,7 @@ const POLICY: &str = "INSERT INTO coupon_policies \
     VALUES (1, 'Launch', 'FIXED_AMOUNT', 1000, 'FIRST_COME', 1, 2, 30, now() - interval '1 day', now() + interval '1 day')";
 
 async fn exec(conn: &mut AsyncPgConnection, sql: &str) -> Result<usize, String> {
-    diesel::sql_query(sql)
-        .execute(conn)
-        .await
-        .map_err(|e| e.to_string())
+    diesel::sql_query(sql).execute(conn).await.map_err(|e| e.to_string())
 }
 
 async fn setup() -> AsyncPgConnection {
@@ -32,49 +29,25 @@ fn coupon(id: i64, user: i64, slot: i16, status: &str) -> String {
 #[tokio::test]
 async fn the_issue_counter_can_never_pass_the_cap() {
     let mut conn = setup().await;
-    assert_eq!(
-        exec(
-            &mut conn,
-            "UPDATE coupon_policies SET current_issue_count = 1"
-        )
-        .await,
-        Ok(1)
-    );
-    let oversell = exec(
-        &mut conn,
-        "UPDATE coupon_policies SET current_issue_count = 2",
-    )
-    .await;
+    assert_eq!(exec(&mut conn, "UPDATE coupon_policies SET current_issue_count = 1").await, Ok(1));
+    let oversell = exec(&mut conn, "UPDATE coupon_policies SET current_issue_count = 2").await;
     assert!(oversell.is_err_and(|e| e.contains("chk_policy_stock")));
 }
 
 #[tokio::test]
 async fn a_user_slot_is_held_once_and_cancelled_coupons_free_it() {
     let mut conn = setup().await;
-    exec(&mut conn, &coupon(1, 7, 1, "ISSUED"))
-        .await
-        .expect("first coupon");
+    exec(&mut conn, &coupon(1, 7, 1, "ISSUED")).await.expect("first coupon");
     let twice = exec(&mut conn, &coupon(2, 7, 1, "ISSUED")).await;
     assert!(twice.is_err_and(|e| e.contains("uq_coupon_issues_user_slot")));
-    exec(
-        &mut conn,
-        "UPDATE coupon_issues SET status = 'CANCELLED' WHERE id = 1",
-    )
-    .await
-    .expect("revoke");
-    assert_eq!(
-        exec(&mut conn, &coupon(3, 7, 1, "ISSUED")).await,
-        Ok(1),
-        "a cancelled coupon frees its slot"
-    );
+    exec(&mut conn, "UPDATE coupon_issues SET status = 'CANCELLED' WHERE id = 1").await.expect("revoke");
+    assert_eq!(exec(&mut conn, &coupon(3, 7, 1, "ISSUED")).await, Ok(1), "a cancelled coupon frees its slot");
 }
 
 #[tokio::test]
 async fn a_coupon_has_at_most_one_live_reservation() {
     let mut conn = setup().await;
-    exec(&mut conn, &coupon(1, 7, 1, "ISSUED"))
-        .await
-        .expect("coupon");
+    exec(&mut conn, &coupon(1, 7, 1, "ISSUED")).await.expect("coupon");
     let reserve = |id: &str| {
         format!(
             "INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_amount, discount_amount, reserved_at, expires_at) \
@@ -84,45 +57,24 @@ async fn a_coupon_has_at_most_one_live_reservation() {
     exec(&mut conn, &reserve("R-1")).await.expect("first hold");
     let second = exec(&mut conn, &reserve("R-2")).await;
     assert!(second.is_err_and(|e| e.contains("uq_coupon_reservations_live")));
-    exec(
-        &mut conn,
-        "UPDATE coupon_reservations SET status = 'EXPIRED'",
-    )
-    .await
-    .expect("expire");
-    assert_eq!(
-        exec(&mut conn, &reserve("R-2")).await,
-        Ok(1),
-        "an ended hold frees the coupon"
-    );
+    exec(&mut conn, "UPDATE coupon_reservations SET status = 'EXPIRED'").await.expect("expire");
+    assert_eq!(exec(&mut conn, &reserve("R-2")).await, Ok(1), "an ended hold frees the coupon");
 }
 
 #[tokio::test]
 async fn policy_rules_are_check_constraints() {
     let mut conn = setup().await;
     let cases = [
-        (
-            "discount_value = 150, discount_type = 'PERCENTAGE'",
-            "chk_policy_discount_value",
-        ),
+        ("discount_value = 150, discount_type = 'PERCENTAGE'", "chk_policy_discount_value"),
         ("discount_value = 0", "chk_policy_discount_value"),
         ("valid_from = valid_until", "chk_policy_window"),
         ("distribution_type = 'CODE'", "chk_policy_code_required"),
         ("coupon_code = 'lower'", "coupon_policies_coupon_code_check"),
-        (
-            "distribution_type = 'LOTTERY'",
-            "coupon_policies_distribution_type_check",
-        ),
-        (
-            "max_issue_per_user = 0",
-            "coupon_policies_max_issue_per_user_check",
-        ),
+        ("distribution_type = 'LOTTERY'", "coupon_policies_distribution_type_check"),
+        ("max_issue_per_user = 0", "coupon_policies_max_issue_per_user_check"),
     ];
     for (set, constraint) in cases {
         let result = exec(&mut conn, &format!("UPDATE coupon_policies SET {set}")).await;
-        assert!(
-            result.as_ref().is_err_and(|e| e.contains(constraint)),
-            "{set}: {result:?}"
-        );
+        assert!(result.as_ref().is_err_and(|e| e.contains(constraint)), "{set}: {result:?}");
     }
 }

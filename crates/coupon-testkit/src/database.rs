@@ -35,11 +35,7 @@ impl TestDatabase {
         let mut admin = admin_connection(&server).await;
         let template = ensure_template(&server, &mut admin).await;
         let name = format!("{TEST_DB_PREFIX}{}", crate::unique_suffix());
-        exec(
-            &mut admin,
-            &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""),
-        )
-        .await;
+        exec(&mut admin, &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await;
         Self { name, server }
     }
 
@@ -102,17 +98,9 @@ async fn ensure_template(server: &DatabaseSettings, admin: &mut AsyncPgConnectio
         exec(admin, &format!("DROP DATABASE IF EXISTS \"{building}\"")).await;
         exec(admin, &format!("CREATE DATABASE \"{building}\"")).await;
         migrate_on_own_runtime(server.connection_string_for(&building));
-        exec(
-            admin,
-            &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\""),
-        )
-        .await;
+        exec(admin, &format!("ALTER DATABASE \"{building}\" RENAME TO \"{template}\"")).await;
     }
-    exec(
-        admin,
-        &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})"),
-    )
-    .await;
+    exec(admin, &format!("SELECT pg_advisory_unlock({TEMPLATE_LOCK})")).await;
     template
 }
 
@@ -122,10 +110,7 @@ async fn ensure_template(server: &DatabaseSettings, admin: &mut AsyncPgConnectio
 /// renamed and cloned.
 fn migrate_on_own_runtime(conn_str: SecretString) {
     let outcome = std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
         runtime.block_on(async {
             let conn = AsyncPgConnection::establish(conn_str.expose_secret()).await?;
             let mut harness = AsyncMigrationHarness::new(conn);
@@ -147,15 +132,14 @@ async fn database_exists(admin: &mut AsyncPgConnection, name: &str) -> bool {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let count: Count =
-        match diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
-            .bind::<diesel::sql_types::Text, _>(name)
-            .get_result(admin)
-            .await
-        {
-            Ok(c) => c,
-            Err(e) => panic!("cannot list databases: {e}"),
-        };
+    let count: Count = match diesel::sql_query("SELECT count(*) AS n FROM pg_database WHERE datname = $1")
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result(admin)
+        .await
+    {
+        Ok(c) => c,
+        Err(e) => panic!("cannot list databases: {e}"),
+    };
     count.n > 0
 }
 

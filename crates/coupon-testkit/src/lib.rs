@@ -66,10 +66,7 @@ impl TestEnv {
             ("KAFKA_TOPIC_PAYMENT_COMPLETED", "payment.completed.v1"),
             ("KAFKA_TOPIC_PAYMENT_FAILED", "payment.failed.v1"),
             ("KAFKA_TOPIC_ORDER_CANCELLED", "order.cancelled"),
-            (
-                "KAFKA_TOPIC_COUPON_ISSUE_REQUESTED",
-                "coupon.issue-requested",
-            ),
+            ("KAFKA_TOPIC_COUPON_ISSUE_REQUESTED", "coupon.issue-requested"),
         ] {
             set(key, format!("{base}.t{id}"));
         }

@@ -42,10 +42,7 @@ impl Running {
             .kill_on_drop(true)
             .spawn();
         match child {
-            Ok(child) => Self {
-                child,
-                name: program.to_owned(),
-            },
+            Ok(child) => Self { child, name: program.to_owned() },
             Err(e) => panic!("cannot start {program}: {e}"),
         }
     }
@@ -55,13 +52,8 @@ impl Running {
     /// # Panics
     /// When the process is already gone or `kill` fails.
     pub async fn terminate(&self) {
-        let Some(pid) = self.child.id() else {
-            panic!("{} already exited", self.name)
-        };
-        let status = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .await;
+        let Some(pid) = self.child.id() else { panic!("{} already exited", self.name) };
+        let status = Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
         assert!(status.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
     }
 
@@ -116,11 +108,7 @@ pub async fn assert_starts_and_stops(program: &str, env: &HashMap<String, String
 /// # Panics
 /// When it starts, or its error does not name the key.
 pub async fn assert_refuses_setting(program: &str, env: &HashMap<String, String>, key: &str) {
-    let output = Command::new(program)
-        .env_clear()
-        .envs(env)
-        .stdin(Stdio::null())
-        .output();
+    let output = Command::new(program).env_clear().envs(env).stdin(Stdio::null()).output();
     let output = match tokio::time::timeout(Duration::from_secs(30), output).await {
         Ok(Ok(output)) => output,
         Ok(Err(e)) => panic!("cannot run {program}: {e}"),
@@ -128,8 +116,5 @@ pub async fn assert_refuses_setting(program: &str, env: &HashMap<String, String>
     };
     assert!(!output.status.success(), "{program} accepted the bad {key}");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        stderr.contains(key),
-        "{program}'s error does not name {key}: {stderr}"
-    );
+    assert!(stderr.contains(key), "{program}'s error does not name {key}: {stderr}");
 }
