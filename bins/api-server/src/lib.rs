@@ -6,14 +6,24 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use coupon_api::auth::AdminTokens;
 use coupon_api::ops::OpsState;
 use coupon_api::server::{ServerOptions, serve};
+use coupon_api::state::AppState;
+use coupon_domain::administration::PolicyAdmin;
+use coupon_domain::clock::SystemClock;
+use coupon_domain::issue::Issuing;
+use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
+use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::telemetry;
+use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::migrate;
+use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
+use secrecy::ExposeSecret;
 
 /// Command line. Configuration comes from the environment (README, "Configuration").
 #[derive(Debug, Parser)]
@@ -59,6 +69,33 @@ impl Cli {
     }
 }
 
+/// The use cases over the real adapters.
+fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
+    let topics = &settings.kafka.topics;
+    let encoder = Arc::new(JsonEventEncoder::new(ProducedTopics {
+        coupon_issued: topics.coupon_issued.clone(),
+        coupon_reserved: topics.coupon_reserved.clone(),
+        coupon_used: topics.coupon_used.clone(),
+        coupon_cancelled: topics.coupon_cancelled.clone(),
+        coupon_expired: topics.coupon_expired.clone(),
+    }));
+    let policies = Arc::new(PgPolicyStore::new(pg.clone()));
+    let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder));
+    let gate = Arc::new(RedisStockGate::new(redis.clone()));
+    let clock = Arc::new(SystemClock);
+    AppState {
+        issuing: Issuing::new(
+            policies.clone(),
+            coupons,
+            gate.clone(),
+            clock.clone(),
+            settings.coupon.timezone,
+        ),
+        policies: PolicyAdmin::new(policies, gate, clock.clone()),
+        clock,
+    }
+}
+
 /// A built, listening api-server.
 pub struct Application {
     port: u16,
@@ -101,6 +138,10 @@ impl Application {
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout.max(settings.redis.timeout),
         };
+        let state = app_state(&settings, &pg, &redis);
+        let tokens = AdminTokens::new(
+            settings.coupon.admin_tokens.iter().map(|t| t.expose_secret().to_owned()).collect(),
+        );
         let listener =
             TcpListener::bind((settings.http.host.as_str(), settings.http.port)).with_context(|| {
                 format!("binding {}:{} (HTTP_HOST, HTTP_PORT)", settings.http.host, settings.http.port)
@@ -111,7 +152,9 @@ impl Application {
             shutdown_timeout: settings.http.shutdown_timeout,
             handle_signals: true,
         };
-        let server = serve(listener, ops, (), |_cfg, ()| {}, &options)?;
+        let routes =
+            |cfg: &mut actix_web::web::ServiceConfig, (state, tokens)| coupon_api::routes(cfg, state, tokens);
+        let server = serve(listener, ops, (state, tokens), routes, &options)?;
         tracing::info!(port, "api-server listening");
         Ok(Self { port, server })
     }

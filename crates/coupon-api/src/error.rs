@@ -234,3 +234,103 @@ mod tests {
         }
     }
 }
+
+/// Domain outcomes as SPEC §5 codes. Every mapping lives here, so one outcome has one code
+/// whichever endpoint reports it.
+mod from_domain {
+    use coupon_domain::administration::ChangePolicyError;
+    use coupon_domain::issue::IssueError;
+    use coupon_domain::policy::{
+        ChangeRefused, CreatePolicyError, NotIssuable, SavePolicyError, SetCapError,
+    };
+    use coupon_domain::port::StoreError;
+
+    use super::{ApiError, ErrorCode, FieldError};
+
+    impl From<StoreError> for ApiError {
+        fn from(e: StoreError) -> Self {
+            match e {
+                StoreError::Unavailable(cause) => ApiError::unavailable("the coupon store", &cause),
+                StoreError::Unexpected(cause) => ApiError::unexpected(&cause),
+            }
+        }
+    }
+
+    impl From<NotIssuable> for ApiError {
+        fn from(e: NotIssuable) -> Self {
+            let code = match e {
+                NotIssuable::Inactive => ErrorCode::PolicyInactive,
+                NotIssuable::WrongChannel => ErrorCode::InvalidIssueType,
+                NotIssuable::NotStarted => ErrorCode::CouponIssuePeriodNotStarted,
+                NotIssuable::Ended => ErrorCode::CouponIssuePeriodExpired,
+                NotIssuable::SoldOut => ErrorCode::CouponSoldOut,
+            };
+            ApiError::new(code, e.to_string())
+        }
+    }
+
+    impl From<IssueError> for ApiError {
+        fn from(e: IssueError) -> Self {
+            match e {
+                IssueError::PolicyNotFound => ApiError::new(ErrorCode::PolicyNotFound, e.to_string()),
+                IssueError::CodeNotFound => ApiError::new(ErrorCode::CouponCodeNotFound, e.to_string()),
+                IssueError::NotIssuable(reason) => reason.into(),
+                IssueError::AlreadyIssued => ApiError::new(ErrorCode::CouponAlreadyIssued, e.to_string()),
+                IssueError::Unavailable(cause) => ApiError::unavailable("the coupon store", &cause),
+                IssueError::Unexpected(cause) => ApiError::unexpected(&cause),
+            }
+        }
+    }
+
+    impl From<CreatePolicyError> for ApiError {
+        fn from(e: CreatePolicyError) -> Self {
+            match e {
+                CreatePolicyError::DuplicateCode => {
+                    ApiError::new(ErrorCode::DuplicateCouponCode, e.to_string())
+                }
+                CreatePolicyError::Store(e) => e.into(),
+            }
+        }
+    }
+
+    impl From<SavePolicyError> for ApiError {
+        fn from(e: SavePolicyError) -> Self {
+            match e {
+                SavePolicyError::NotFound => ApiError::new(ErrorCode::PolicyNotFound, e.to_string()),
+                SavePolicyError::Conflict => ApiError::new(ErrorCode::ConcurrentModification, e.to_string()),
+                SavePolicyError::Store(e) => e.into(),
+            }
+        }
+    }
+
+    impl From<ChangePolicyError> for ApiError {
+        fn from(e: ChangePolicyError) -> Self {
+            match e {
+                ChangePolicyError::Refused(refused) => {
+                    let field = match refused {
+                        ChangeRefused::CapLowered { .. } => "maxIssueCount",
+                        ChangeRefused::WindowShortened { .. } => "validUntil",
+                    };
+                    ApiError::validation(vec![FieldError {
+                        field: field.into(),
+                        message: refused.to_string(),
+                    }])
+                }
+                ChangePolicyError::Save(e) => e.into(),
+            }
+        }
+    }
+
+    impl From<SetCapError> for ApiError {
+        fn from(e: SetCapError) -> Self {
+            match e {
+                SetCapError::NotFound => ApiError::new(ErrorCode::PolicyNotFound, e.to_string()),
+                SetCapError::BelowIssued { .. } => ApiError::validation(vec![FieldError {
+                    field: "newMaxIssueCount".into(),
+                    message: e.to_string(),
+                }]),
+                SetCapError::Store(e) => e.into(),
+            }
+        }
+    }
+}

@@ -4,7 +4,21 @@
 //! Handlers translate HTTP into domain use cases and back; no business rule lives here. It knows
 //! the domain and nothing of PostgreSQL, Redis or Kafka: dependencies arrive as ports.
 
+pub mod auth;
+pub mod coupons;
 pub mod error;
 mod middleware;
 pub mod ops;
+pub mod policies;
 pub mod server;
+pub mod state;
+mod wire;
+
+use actix_web::web;
+
+/// Registers every business route, with the state and admin tokens they need.
+pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens: auth::AdminTokens) {
+    cfg.app_data(web::Data::new(state)).app_data(web::Data::new(admin_tokens));
+    policies::configure(cfg);
+    coupons::configure(cfg);
+}

@@ -122,6 +122,7 @@ impl PolicyAdmin {
             return Ok(answer(false, "No coupon has this code"));
         };
         Ok(match policy.check_issuable(DistributionType::Code, self.clock.now()) {
+            Ok(()) if policy.is_sold_out() => answer(false, "The coupon is sold out"),
             Ok(()) => answer(true, "The coupon can be issued"),
             Err(NotIssuable::Inactive | NotIssuable::WrongChannel) => {
                 answer(false, "This coupon is not available")

@@ -150,9 +150,8 @@ impl Policy {
         self.max_issue_count.map(|cap| cap.saturating_sub(self.current_issue_count))
     }
 
-    /// Whether a coupon can be issued through `channel` at `now`, checked in the order a user
-    /// would want to hear about it: the wrong channel or an inactive policy first, then time,
-    /// then stock.
+    /// Whether a coupon can be issued through `channel` at `now`: the wrong channel or an inactive
+    /// policy first, then time. Stock is decided later, by the gate and the store.
     ///
     /// # Errors
     /// The first rule that refuses.
@@ -169,10 +168,14 @@ impl Policy {
         if now >= self.window.until {
             return Err(NotIssuable::Ended);
         }
-        if self.remaining() == Some(0) {
-            return Err(NotIssuable::SoldOut);
-        }
         Ok(())
+    }
+
+    /// Whether the cap is reached. Not part of [`Policy::check_issuable`]: a user who already
+    /// holds the coupon should hear `COUPON_ALREADY_ISSUED` rather than `COUPON_SOLD_OUT`, and
+    /// only the gate or the store know who holds what.
+    pub fn is_sold_out(&self) -> bool {
+        self.remaining() == Some(0)
     }
 }
 
@@ -312,7 +315,9 @@ mod tests {
         let inactive = Policy { is_active: false, ..p.clone() };
         assert_eq!(inactive.check_issuable(DistributionType::FirstCome, now), Err(NotIssuable::Inactive));
         let sold_out = policy(DistributionType::FirstCome, Some(3), 3);
-        assert_eq!(sold_out.check_issuable(DistributionType::FirstCome, now), Err(NotIssuable::SoldOut));
+        assert_eq!(sold_out.check_issuable(DistributionType::FirstCome, now), Ok(()));
+        assert!(sold_out.is_sold_out());
+        assert!(!p.is_sold_out());
         assert_eq!(policy(DistributionType::Download, None, 1_000_000).remaining(), None);
     }
 

@@ -177,8 +177,7 @@ async fn refusal(
     let current = Policy::try_from(row).map_err(|e| Abort::Refused(e.into()))?;
     Ok(match current.check_issuable(channel, at) {
         Err(reason) => reason.into(),
-        // Unreachable unless the policy changed between the update and this read; stock is the
-        // only thing that moves that fast.
+        // Channel, activity and window allow it, so the cap refused.
         Ok(()) => NotIssuable::SoldOut.into(),
     })
 }

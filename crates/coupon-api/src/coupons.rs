@@ -1,0 +1,229 @@
+//! Issuing endpoints (SPEC §5): download (by code or policy id), admin direct issue, and the
+//! public code check.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+use coupon_domain::coupon::IssuedCoupon;
+use coupon_domain::id::UserId;
+use coupon_domain::issue::IssueTarget;
+use coupon_domain::policy::{CouponCode, Policy};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::{Admin, Caller};
+use crate::error::{ApiError, ErrorCode};
+use crate::server::resource;
+use crate::state::AppState;
+use crate::wire::{Checks, correlation_id, instant, maybe_instant, policy_id};
+
+/// Most users one direct-issue request may name.
+pub const MAX_DIRECT_USERS: usize = 1000;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/coupons/download").route(web::post().to(download)))
+        .service(resource("/api/coupons/direct-issue").route(web::post().to(direct_issue)))
+        .service(resource("/api/coupons/validate/{couponCode}").route(web::get().to(validate)));
+}
+
+/// An issued coupon on the wire (SPEC §5, issued-coupon JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CouponBody {
+    coupon_id: i64,
+    policy_id: i64,
+    user_id: i64,
+    coupon_name: String,
+    coupon_code: Option<String>,
+    discount_type: &'static str,
+    discount_value: Decimal,
+    minimum_order_amount: Decimal,
+    max_discount_amount: Option<Decimal>,
+    status: &'static str,
+    issued_at: String,
+    expiry_date: String,
+    used_at: Option<String>,
+    reservation_id: Option<String>,
+    order_id: Option<String>,
+    discount_amount: Option<Decimal>,
+}
+
+impl CouponBody {
+    /// The coupon as a client sees it `now`: a date-expired coupon reads as `EXPIRED`.
+    pub fn new(coupon: &IssuedCoupon, policy: &Policy, now: chrono::DateTime<chrono::Utc>) -> Self {
+        Self {
+            coupon_id: coupon.id.get(),
+            policy_id: coupon.policy_id.get(),
+            user_id: coupon.user_id.get(),
+            coupon_name: policy.name.clone(),
+            coupon_code: policy.code.as_ref().map(|c| c.as_str().to_owned()),
+            discount_type: policy.discount.discount_type().as_str(),
+            discount_value: policy.discount.value().normalize(),
+            minimum_order_amount: policy.discount.minimum_order_amount().amount().normalize(),
+            max_discount_amount: policy.discount.max_discount_amount().map(|m| m.amount().normalize()),
+            status: coupon.status.effective(coupon.expires_at, now).as_str(),
+            issued_at: instant(coupon.issued_at),
+            expiry_date: instant(coupon.expires_at),
+            used_at: maybe_instant(coupon.used_at),
+            reservation_id: coupon.reservation_id.clone(),
+            order_id: coupon.order_id.clone(),
+            discount_amount: coupon.discount_amount.map(|m| m.amount().normalize()),
+        }
+    }
+}
+
+/// Body of `POST /api/coupons/download`: `couponCode` (CODE) or `couponPolicyId` (DOWNLOAD,
+/// FIRST_COME), and the caller's own `userId`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DownloadBody {
+    coupon_code: Option<String>,
+    coupon_policy_id: Option<i64>,
+    user_id: Option<i64>,
+}
+
+async fn download(
+    req: HttpRequest,
+    caller: Caller,
+    state: web::Data<AppState>,
+    body: web::Json<DownloadBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut checks = Checks::default();
+    let user = checks.required("userId", body.user_id).and_then(|u| {
+        let user = UserId::new(u);
+        if user.is_none() {
+            checks.fail("userId", "must be a positive integer");
+        }
+        user
+    });
+    let target = match (body.coupon_code.as_deref(), body.coupon_policy_id) {
+        (Some(code), None) => match CouponCode::parse(code) {
+            Ok(code) => Some(IssueTarget::Code(code)),
+            Err(e) => {
+                checks.fail("couponCode", e.to_string());
+                None
+            }
+        },
+        (None, Some(id)) => Some(IssueTarget::Policy(policy_id(id)?)),
+        _ => {
+            checks.fail("couponCode", "give exactly one of couponCode and couponPolicyId");
+            None
+        }
+    };
+    checks.finish()?;
+    let (Some(user), Some(target)) = (user, target) else {
+        return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
+    };
+    caller.must_be(user)?;
+    let issued = state.issuing.download(user, target, correlation_id(&req)).await?;
+    tracing::info!(coupon.id = %issued.coupon.id, policy.id = %issued.policy.id, user.id = %user, "coupon issued");
+    Ok(HttpResponse::Created().json(CouponBody::new(&issued.coupon, &issued.policy, state.clock.now())))
+}
+
+/// Body of `POST /api/coupons/direct-issue`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DirectIssueBody {
+    coupon_policy_id: Option<i64>,
+    user_ids: Option<Vec<i64>>,
+    issued_by: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectIssueResult {
+    user_id: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    coupon_id: Option<i64>,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error_code: Option<ErrorCode>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DirectIssueSummary {
+    total_requested: usize,
+    success_count: usize,
+    failure_count: usize,
+    results: Vec<DirectIssueResult>,
+}
+
+async fn direct_issue(
+    req: HttpRequest,
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<DirectIssueBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.into_inner();
+    let mut checks = Checks::default();
+    let policy = checks.required("couponPolicyId", body.coupon_policy_id);
+    let raw_users = checks.required("userIds", body.user_ids).unwrap_or_default();
+    if body.coupon_policy_id.is_some() && raw_users.is_empty() {
+        checks.fail("userIds", "must name at least one user");
+    }
+    if raw_users.len() > MAX_DIRECT_USERS {
+        checks.fail("userIds", format!("must name at most {MAX_DIRECT_USERS} users"));
+    }
+    let users: Vec<UserId> = raw_users.iter().filter_map(|&u| UserId::new(u)).collect();
+    if users.len() != raw_users.len() {
+        checks.fail("userIds", "every user id must be a positive integer");
+    }
+    checks.finish()?;
+    let policy = policy_id(policy.unwrap_or_default())?;
+    let outcomes = state.issuing.direct(policy, &users, &correlation_id(&req)).await?;
+    let results: Vec<DirectIssueResult> = outcomes
+        .into_iter()
+        .map(|(user, outcome)| match outcome {
+            Ok(coupon) => DirectIssueResult {
+                user_id: user.get(),
+                coupon_id: Some(coupon.id.get()),
+                status: "SUCCESS",
+                error_code: None,
+            },
+            Err(e) => {
+                let error = ApiError::from(e);
+                DirectIssueResult {
+                    user_id: user.get(),
+                    coupon_id: None,
+                    status: "FAILED",
+                    error_code: Some(error.code),
+                }
+            }
+        })
+        .collect();
+    let success_count = results.iter().filter(|r| r.status == "SUCCESS").count();
+    tracing::info!(
+        policy.id = %policy,
+        issued_by = body.issued_by.as_deref().unwrap_or(""),
+        requested = results.len(),
+        succeeded = success_count,
+        "direct issue"
+    );
+    Ok(HttpResponse::Created().json(DirectIssueSummary {
+        total_requested: results.len(),
+        success_count,
+        failure_count: results.len() - success_count,
+        results,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CodeCheckBody {
+    coupon_code: String,
+    valid: bool,
+    message: &'static str,
+}
+
+async fn validate(
+    _: Caller,
+    state: web::Data<AppState>,
+    code: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let check = state.policies.check_code(&code.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(CodeCheckBody {
+        coupon_code: check.code,
+        valid: check.valid,
+        message: check.message,
+    }))
+}

@@ -1,0 +1,407 @@
+//! Admin endpoints of coupon policies (SPEC §5): create, read, list, change, deactivate, set the
+//! cap, statistics.
+
+use actix_web::{HttpResponse, web};
+use chrono::{DateTime, Utc};
+use coupon_domain::discount::{DiscountRule, DiscountType};
+use coupon_domain::id::PolicyId;
+use coupon_domain::money::Money;
+use coupon_domain::policy::{
+    CouponCode, DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyChange, PolicyStatistics,
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::Admin;
+use crate::error::{ApiError, ErrorCode};
+use crate::server::resource;
+use crate::state::AppState;
+use crate::wire::{Checks, instant, maybe_instant, page_limit, policy_id, policy_not_found};
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/coupon-policies").route(web::post().to(create)).route(web::get().to(list)))
+        .service(
+            resource("/api/coupon-policies/{id}")
+                .route(web::get().to(get))
+                .route(web::patch().to(change))
+                .route(web::delete().to(deactivate)),
+        )
+        .service(resource("/api/coupon-policies/{id}/remaining-quantity").route(web::patch().to(set_cap)))
+        .service(resource("/api/coupon-policies/{id}/statistics").route(web::get().to(statistics)));
+}
+
+/// Body of `POST /api/coupon-policies`. Every field is optional here so that a missing one is
+/// reported as a field error, not as unreadable JSON.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePolicyBody {
+    coupon_name: Option<String>,
+    coupon_code: Option<String>,
+    description: Option<String>,
+    discount_type: Option<String>,
+    discount_value: Option<Decimal>,
+    minimum_order_amount: Option<Decimal>,
+    max_discount_amount: Option<Decimal>,
+    distribution_type: Option<String>,
+    max_issue_count: Option<i64>,
+    max_issue_per_user: Option<i64>,
+    valid_days: Option<i64>,
+    valid_from: Option<DateTime<Utc>>,
+    valid_until: Option<DateTime<Utc>>,
+    is_active: Option<bool>,
+}
+
+impl CreatePolicyBody {
+    /// Field checks first (all reported together), then the domain rules with their own codes
+    /// (`INVALID_DISCOUNT_VALUE`, `INVALID_DATE_RANGE`).
+    fn into_new_policy(self) -> Result<NewPolicy, ApiError> {
+        let mut checks = Checks::default();
+        let name = checks.required("couponName", self.coupon_name.map(|n| n.trim().to_owned()));
+        if name.as_ref().is_some_and(|n| n.is_empty() || n.chars().count() > 100) {
+            checks.fail("couponName", "must be 1 to 100 characters");
+        }
+        let code = match self.coupon_code.as_deref().map(CouponCode::parse) {
+            Some(Err(e)) => {
+                checks.fail("couponCode", e.to_string());
+                None
+            }
+            Some(Ok(code)) => Some(code),
+            None => None,
+        };
+        if self.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
+            checks.fail("description", "must be at most 1000 characters");
+        }
+        let discount_type = checks.required("discountType", self.discount_type);
+        let discount_type = discount_type.and_then(|t| {
+            let parsed = DiscountType::parse(&t);
+            if parsed.is_none() {
+                checks.fail("discountType", "must be FIXED_AMOUNT or PERCENTAGE");
+            }
+            parsed
+        });
+        let discount_value = checks.required("discountValue", self.discount_value);
+        let distribution = checks.required("distributionType", self.distribution_type).and_then(|t| {
+            let parsed = DistributionType::parse(&t);
+            if parsed.is_none() {
+                checks.fail("distributionType", "must be CODE, DOWNLOAD, FIRST_COME, EVENT or DIRECT");
+            }
+            parsed
+        });
+        if distribution == Some(DistributionType::Code) && self.coupon_code.is_none() {
+            checks.fail("couponCode", "is required for CODE policies");
+        }
+        let max_issue_count =
+            in_range(&mut checks, "maxIssueCount", self.max_issue_count, 0, i64::from(i32::MAX));
+        let per_user = in_range(&mut checks, "maxIssuePerUser", self.max_issue_per_user.or(Some(1)), 1, 1000);
+        let valid_days = checks.required("validDays", self.valid_days);
+        let valid_days = in_range(&mut checks, "validDays", valid_days, 1, 36_500);
+        let valid_from = checks.required("validFrom", self.valid_from);
+        let valid_until = checks.required("validUntil", self.valid_until);
+        checks.finish()?;
+
+        // Every `required` above succeeded, or `finish` returned.
+        let (
+            Some(name),
+            Some(discount_type),
+            Some(value),
+            Some(distribution),
+            Some(per_user),
+            Some(valid_days),
+            Some(from),
+            Some(until),
+        ) = (
+            name,
+            discount_type,
+            discount_value,
+            distribution,
+            per_user,
+            valid_days,
+            valid_from,
+            valid_until,
+        )
+        else {
+            return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
+        };
+        let discount = DiscountRule::new(
+            discount_type,
+            value,
+            self.minimum_order_amount.map(Money::new),
+            self.max_discount_amount.map(Money::new),
+        )
+        .map_err(|e| ApiError::new(ErrorCode::InvalidDiscountValue, e.to_string()))?;
+        let window = IssuanceWindow::new(from, until)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidDateRange, e.to_string()))?;
+        Ok(NewPolicy {
+            name,
+            code,
+            description: self.description,
+            discount,
+            distribution,
+            max_issue_count: max_issue_count.and_then(|n| u32::try_from(n).ok()),
+            max_issue_per_user: u16::try_from(per_user).unwrap_or(1),
+            valid_days: u32::try_from(valid_days).unwrap_or(1),
+            window,
+            is_active: self.is_active.unwrap_or(true),
+        })
+    }
+}
+
+fn in_range(checks: &mut Checks, field: &str, value: Option<i64>, min: i64, max: i64) -> Option<i64> {
+    match value {
+        Some(v) if v < min || v > max => {
+            checks.fail(field, format!("must be between {min} and {max}"));
+            None
+        }
+        other => other,
+    }
+}
+
+/// A policy on the wire (SPEC §5, policy JSON).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyBody {
+    id: i64,
+    coupon_name: String,
+    coupon_code: Option<String>,
+    description: Option<String>,
+    discount_type: &'static str,
+    discount_value: Decimal,
+    minimum_order_amount: Decimal,
+    max_discount_amount: Option<Decimal>,
+    distribution_type: &'static str,
+    max_issue_count: Option<u32>,
+    current_issue_count: u32,
+    max_issue_per_user: u16,
+    valid_days: u32,
+    valid_from: String,
+    valid_until: String,
+    is_active: bool,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<&Policy> for PolicyBody {
+    fn from(p: &Policy) -> Self {
+        Self {
+            id: p.id.get(),
+            coupon_name: p.name.clone(),
+            coupon_code: p.code.as_ref().map(|c| c.as_str().to_owned()),
+            description: p.description.clone(),
+            discount_type: p.discount.discount_type().as_str(),
+            discount_value: p.discount.value().normalize(),
+            minimum_order_amount: p.discount.minimum_order_amount().amount().normalize(),
+            max_discount_amount: p.discount.max_discount_amount().map(|m| m.amount().normalize()),
+            distribution_type: p.distribution.as_str(),
+            max_issue_count: p.max_issue_count,
+            current_issue_count: p.current_issue_count,
+            max_issue_per_user: p.max_issue_per_user,
+            valid_days: p.valid_days,
+            valid_from: instant(p.window.from()),
+            valid_until: instant(p.window.until()),
+            is_active: p.is_active,
+            created_at: instant(p.created_at),
+            updated_at: instant(p.updated_at),
+        }
+    }
+}
+
+async fn create(
+    _: Admin,
+    state: web::Data<AppState>,
+    body: web::Json<CreatePolicyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let new = body.into_inner().into_new_policy()?;
+    let policy = state.policies.create(new).await?;
+    tracing::info!(policy.id = %policy.id, "coupon policy created");
+    Ok(HttpResponse::Created().json(PolicyBody::from(&policy)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    cursor: Option<i64>,
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PolicyPage {
+    policies: Vec<PolicyBody>,
+    next_cursor: Option<i64>,
+    has_more: bool,
+}
+
+async fn list(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = page_limit(query.limit, 20, 100)?;
+    let after = query.cursor.and_then(PolicyId::new);
+    // One extra row says whether there is a next page.
+    let mut policies = state.policies.list(after, limit + 1).await?;
+    let has_more = policies.len() > limit as usize;
+    policies.truncate(limit as usize);
+    let next_cursor = if has_more { policies.last().map(|p| p.id.get()) } else { None };
+    Ok(HttpResponse::Ok().json(PolicyPage {
+        policies: policies.iter().map(PolicyBody::from).collect(),
+        next_cursor,
+        has_more,
+    }))
+}
+
+async fn get(_: Admin, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+    let id = policy_id(id.into_inner())?;
+    let policy = state.policies.get(id).await?.ok_or_else(policy_not_found)?;
+    Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
+}
+
+/// Body of `PATCH /api/coupon-policies/{id}`: only the fields to change.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChangePolicyBody {
+    coupon_name: Option<String>,
+    description: Option<String>,
+    max_issue_count: Option<i64>,
+    valid_until: Option<DateTime<Utc>>,
+    is_active: Option<bool>,
+}
+
+async fn change(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<ChangePolicyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = policy_id(id.into_inner())?;
+    let body = body.into_inner();
+    let mut checks = Checks::default();
+    if body.coupon_name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 100) {
+        checks.fail("couponName", "must be 1 to 100 characters");
+    }
+    if body.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
+        checks.fail("description", "must be at most 1000 characters");
+    }
+    let cap = in_range(&mut checks, "maxIssueCount", body.max_issue_count, 0, i64::from(i32::MAX));
+    checks.finish()?;
+    let change = PolicyChange {
+        name: body.coupon_name.map(|n| n.trim().to_owned()),
+        description: body.description,
+        max_issue_count: cap.and_then(|n| u32::try_from(n).ok()),
+        valid_until: body.valid_until,
+        is_active: body.is_active,
+    };
+    let policy = state.policies.change(id, &change).await?;
+    tracing::info!(policy.id = %policy.id, version = policy.version, "coupon policy changed");
+    Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
+}
+
+async fn deactivate(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = policy_id(id.into_inner())?;
+    let policy = state.policies.deactivate(id).await?;
+    tracing::info!(policy.id = %policy.id, "coupon policy deactivated");
+    Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
+}
+
+/// Body of `PATCH …/remaining-quantity` (guide §4.4).
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetCapBody {
+    new_max_issue_count: Option<i64>,
+    modified_by: Option<String>,
+    reason: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CapChanged {
+    coupon_policy_id: i64,
+    previous_max_issue_count: Option<u32>,
+    new_max_issue_count: Option<u32>,
+    current_issued_count: u32,
+    remaining_count: Option<u32>,
+    success: bool,
+}
+
+async fn set_cap(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+    body: web::Json<SetCapBody>,
+) -> Result<HttpResponse, ApiError> {
+    let id = policy_id(id.into_inner())?;
+    let body = body.into_inner();
+    let mut checks = Checks::default();
+    let cap = checks.required("newMaxIssueCount", body.new_max_issue_count);
+    let cap = in_range(&mut checks, "newMaxIssueCount", cap, 0, i64::from(i32::MAX));
+    checks.finish()?;
+    let cap = cap.and_then(|c| u32::try_from(c).ok()).unwrap_or(0);
+    let change = state.policies.set_max_issue_count(id, cap).await?;
+    // The audit trail of stock changes: who, why, from what to what.
+    tracing::info!(
+        policy.id = %id,
+        previous = ?change.previous,
+        new = cap,
+        modified_by = body.modified_by.as_deref().unwrap_or(""),
+        reason = body.reason.as_deref().unwrap_or(""),
+        "coupon policy cap set"
+    );
+    let p = &change.policy;
+    Ok(HttpResponse::Ok().json(CapChanged {
+        coupon_policy_id: p.id.get(),
+        previous_max_issue_count: change.previous,
+        new_max_issue_count: p.max_issue_count,
+        current_issued_count: p.current_issue_count,
+        remaining_count: p.remaining(),
+        success: true,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatisticsBody {
+    policy_id: i64,
+    max_issue_count: Option<u32>,
+    issued_count: u64,
+    reserved_count: u64,
+    used_count: u64,
+    expired_count: u64,
+    cancelled_count: u64,
+    remaining_count: Option<u64>,
+    usage_rate: Decimal,
+    total_discount_amount: Decimal,
+    last_issued_at: Option<String>,
+    last_used_at: Option<String>,
+}
+
+impl From<&PolicyStatistics> for StatisticsBody {
+    fn from(s: &PolicyStatistics) -> Self {
+        Self {
+            policy_id: s.policy_id.get(),
+            max_issue_count: s.max_issue_count,
+            issued_count: s.issued,
+            reserved_count: s.reserved,
+            used_count: s.used,
+            expired_count: s.expired,
+            cancelled_count: s.cancelled,
+            remaining_count: s.remaining,
+            usage_rate: s.usage_rate().normalize(),
+            total_discount_amount: s.total_discount.amount().normalize(),
+            last_issued_at: maybe_instant(s.last_issued_at),
+            last_used_at: maybe_instant(s.last_used_at),
+        }
+    }
+}
+
+async fn statistics(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let id = policy_id(id.into_inner())?;
+    let stats = state.policies.statistics(id).await?.ok_or_else(policy_not_found)?;
+    Ok(HttpResponse::Ok().json(StatisticsBody::from(&stats)))
+}

@@ -1,0 +1,84 @@
+//! Pieces of the wire format shared by the endpoints: instants, ids in paths, paging, the
+//! correlation id of a request.
+
+use actix_web::{HttpMessage, HttpRequest};
+use chrono::{DateTime, SecondsFormat, Utc};
+use tracing_actix_web::RequestId;
+
+use crate::error::{ApiError, ErrorCode, FieldError};
+
+/// RFC 3339 in UTC with a `Z`, to the second (`2024-01-01T10:00:00Z`).
+pub fn instant(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+pub fn maybe_instant(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(instant)
+}
+
+/// The id that ties what this request causes (events, logs) together: the caller's
+/// `X-Correlation-Id` when it sends one, else this request's id.
+pub fn correlation_id(req: &HttpRequest) -> String {
+    req.headers()
+        .get("X-Correlation-Id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|v| !v.is_empty() && v.len() <= 100)
+        .map(str::to_owned)
+        .or_else(|| req.extensions().get::<RequestId>().map(ToString::to_string))
+        .unwrap_or_default()
+}
+
+/// Collects field errors while a request body is checked.
+#[derive(Debug, Default)]
+pub struct Checks(Vec<FieldError>);
+
+impl Checks {
+    pub fn fail(&mut self, field: &str, message: impl Into<String>) {
+        self.0.push(FieldError { field: field.to_owned(), message: message.into() });
+    }
+
+    /// A required field's value, or a field error.
+    pub fn required<T>(&mut self, field: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.fail(field, "is required");
+        }
+        value
+    }
+
+    /// `VALIDATION_ERROR` listing every failure, if any.
+    ///
+    /// # Errors
+    /// When at least one check failed.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() { Ok(()) } else { Err(ApiError::validation(self.0)) }
+    }
+}
+
+/// `limit` of a paged query: default when absent, else within 1..=max.
+///
+/// # Errors
+/// `VALIDATION_ERROR` when out of range.
+pub fn page_limit(limit: Option<i64>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match limit {
+        None => Ok(default),
+        Some(n) if n >= 1 && n <= i64::from(max) => Ok(u32::try_from(n).unwrap_or(max)),
+        Some(_) => Err(ApiError::validation(vec![FieldError {
+            field: "limit".into(),
+            message: format!("must be between 1 and {max}"),
+        }])),
+    }
+}
+
+/// A policy id from a path: a non-positive id names no policy.
+///
+/// # Errors
+/// 404 `POLICY_NOT_FOUND`.
+pub fn policy_id(raw: i64) -> Result<coupon_domain::id::PolicyId, ApiError> {
+    coupon_domain::id::PolicyId::new(raw).ok_or_else(policy_not_found)
+}
+
+/// 404 `POLICY_NOT_FOUND`.
+pub fn policy_not_found() -> ApiError {
+    ApiError::new(ErrorCode::PolicyNotFound, "no coupon policy has this id")
+}

@@ -1,0 +1,109 @@
+//! Helpers of the black-box tests (the library of this test-only package): start api-servers
+//! in-process, call them as a client would, and look at the rows they leave.
+
+use std::time::Duration;
+
+use coupon_testkit::{ADMIN_TOKEN, TestEnv};
+use diesel::QueryableByName;
+use diesel::sql_types::BigInt;
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+
+/// A running api-server's base URL.
+pub fn start_api(env: &TestEnv) -> String {
+    let app = api_server::Application::build(env.settings()).expect("api-server builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped());
+    base
+}
+
+/// An HTTP client that keeps enough connections open for bursts.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(256)
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("client")
+}
+
+/// Status and JSON body of a response.
+pub async fn answer(response: reqwest::Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+pub async fn admin_post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    answer(client.post(url).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request")).await
+}
+
+pub async fn admin_patch(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
+    answer(client.patch(url).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request")).await
+}
+
+pub async fn admin_get(client: &reqwest::Client, url: &str) -> (u16, Value) {
+    answer(client.get(url).bearer_auth(ADMIN_TOKEN).send().await.expect("request")).await
+}
+
+/// A policy body valid now, to adjust per test.
+pub fn policy_body(distribution: &str, cap: Option<i64>, per_user: i64) -> Value {
+    let now = chrono::Utc::now();
+    json!({
+        "couponName": "Black Friday",
+        "discountType": "PERCENTAGE",
+        "discountValue": 10,
+        "maxDiscountAmount": 5000,
+        "distributionType": distribution,
+        "maxIssueCount": cap,
+        "maxIssuePerUser": per_user,
+        "validDays": 30,
+        "validFrom": (now - chrono::Duration::hours(1)).to_rfc3339(),
+        "validUntil": (now + chrono::Duration::days(1)).to_rfc3339(),
+    })
+}
+
+/// Creates a policy and returns its id.
+pub async fn create_policy(client: &reqwest::Client, base: &str, body: Value) -> i64 {
+    let (status, created) = admin_post(client, &format!("{base}/api/coupon-policies"), body).await;
+    assert_eq!(status, 201, "{created}");
+    created["id"].as_i64().expect("id")
+}
+
+/// `POST /api/coupons/download` as `user` for itself.
+pub async fn download(client: &reqwest::Client, base: &str, user: i64, body: Value) -> (u16, Value) {
+    let response = client
+        .post(format!("{base}/api/coupons/download"))
+        .header("X-User-Id", user.to_string())
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    answer(response).await
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+/// A number the database computes (`SELECT … AS n`).
+pub async fn count(env: &TestEnv, sql: &str) -> i64 {
+    let mut conn = env.database.connect().await;
+    diesel::sql_query(sql).get_result::<Count>(&mut conn).await.expect(sql).n
+}
+
+/// Deletes every Redis key of this test environment, as a `FLUSHDB` would for it alone.
+pub async fn flush_redis(env: &TestEnv) {
+    let settings = env.settings();
+    let client = redis::Client::open(settings.redis.url()).expect("redis url");
+    let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*", settings.redis.key_prefix))
+        .query_async(&mut conn)
+        .await
+        .expect("keys");
+    if !keys.is_empty() {
+        let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.expect("del");
+    }
+}
