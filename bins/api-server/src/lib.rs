@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coupon_api::auth::AdminTokens;
+use coupon_api::limits::Limits;
 use coupon_api::ops::OpsState;
 use coupon_api::server::{ServerOptions, serve};
 use coupon_api::state::AppState;
@@ -15,6 +16,7 @@ use coupon_domain::clock::SystemClock;
 use coupon_domain::issue::Issuing;
 use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
 use coupon_lock_redis::gate::RedisStockGate;
+use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
@@ -71,6 +73,20 @@ impl Cli {
 
 /// The use cases over the real adapters.
 fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
+    let coupon = &settings.coupon;
+    let limits = if coupon.rate_limit_enabled {
+        Limits::enabled(Arc::new(RedisRateLimiter::new(
+            redis.clone(),
+            LimitConfig {
+                per_minute: coupon.rate_limit_per_minute,
+                per_hour: coupon.rate_limit_per_hour,
+                unknown_codes_per_hour: coupon.unknown_code_limit,
+                block_for: coupon.block_duration,
+            },
+        )))
+    } else {
+        Limits::disabled()
+    };
     let topics = &settings.kafka.topics;
     let encoder = Arc::new(JsonEventEncoder::new(ProducedTopics {
         coupon_issued: topics.coupon_issued.clone(),
@@ -93,6 +109,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
         ),
         policies: PolicyAdmin::new(policies, gate, clock.clone()),
         clock,
+        limits,
     }
 }
 

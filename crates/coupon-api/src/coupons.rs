@@ -4,13 +4,14 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::id::UserId;
-use coupon_domain::issue::IssueTarget;
+use coupon_domain::issue::{IssueError, IssueTarget};
 use coupon_domain::policy::{CouponCode, Policy};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorCode};
+use crate::limits::{client_ip, rate_headers};
 use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant, policy_id};
@@ -114,9 +115,28 @@ async fn download(
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
     caller.must_be(user)?;
-    let issued = state.issuing.download(user, target, correlation_id(&req)).await?;
+    let rate = state.limits.admit_issue(user).await?;
+    let ip = client_ip(&req);
+    if matches!(target, IssueTarget::Code(_)) {
+        state.limits.ensure_not_blocked(user, &ip).await?;
+    }
+    let issued = match state.issuing.download(user, target, correlation_id(&req)).await {
+        Ok(issued) => issued,
+        Err(e) => {
+            if matches!(e, IssueError::CodeNotFound) {
+                state.limits.note_unknown_code(user, &ip).await;
+            }
+            let mut error = ApiError::from(e);
+            error.headers.extend(rate.iter().flat_map(rate_headers));
+            return Err(error);
+        }
+    };
     tracing::info!(coupon.id = %issued.coupon.id, policy.id = %issued.policy.id, user.id = %user, "coupon issued");
-    Ok(HttpResponse::Created().json(CouponBody::new(&issued.coupon, &issued.policy, state.clock.now())))
+    let mut response = HttpResponse::Created();
+    for header in rate.iter().flat_map(rate_headers) {
+        response.insert_header(header);
+    }
+    Ok(response.json(CouponBody::new(&issued.coupon, &issued.policy, state.clock.now())))
 }
 
 /// Body of `POST /api/coupons/direct-issue`.
@@ -216,11 +236,17 @@ struct CodeCheckBody {
 }
 
 async fn validate(
-    _: Caller,
+    req: HttpRequest,
+    caller: Caller,
     state: web::Data<AppState>,
     code: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let ip = client_ip(&req);
+    state.limits.ensure_not_blocked(caller.0, &ip).await?;
     let check = state.policies.check_code(&code.into_inner()).await?;
+    if check.unknown {
+        state.limits.note_unknown_code(caller.0, &ip).await;
+    }
     Ok(HttpResponse::Ok().json(CodeCheckBody {
         coupon_code: check.code,
         valid: check.valid,

@@ -117,16 +117,23 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub field_errors: Vec<FieldError>,
+    /// Extra response headers (`Retry-After`, `X-RateLimit-*`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), field_errors: Vec::new() }
+        Self { code, message: message.into(), field_errors: Vec::new(), headers: Vec::new() }
     }
 
     /// `VALIDATION_ERROR` listing the invalid fields.
     pub fn validation(field_errors: Vec<FieldError>) -> Self {
-        Self { code: ErrorCode::ValidationError, message: "Request validation failed".into(), field_errors }
+        Self {
+            code: ErrorCode::ValidationError,
+            message: "Request validation failed".into(),
+            field_errors,
+            headers: Vec::new(),
+        }
     }
 
     /// A failure the client cannot act on. The cause is logged here, once, and not sent.
@@ -154,7 +161,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut response = HttpResponse::new(self.status_code());
+        let mut builder = HttpResponse::build(self.status_code());
+        for (name, value) in &self.headers {
+            builder.insert_header((*name, value.as_str()));
+        }
+        let mut response = builder.finish();
         response.extensions_mut().insert(self.clone());
         response
     }

@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod coupons;
 pub mod error;
+pub mod limits;
 mod middleware;
 pub mod ops;
 pub mod policies;

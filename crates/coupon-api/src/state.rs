@@ -6,12 +6,15 @@ use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::Clock;
 use coupon_domain::issue::Issuing;
 
+use crate::limits::Limits;
+
 /// The application behind the routes.
 #[derive(Clone)]
 pub struct AppState {
     pub issuing: Issuing,
     pub policies: PolicyAdmin,
     pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
 }
 
 impl std::fmt::Debug for AppState {

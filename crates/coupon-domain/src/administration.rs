@@ -28,6 +28,8 @@ pub struct CodeCheck {
     pub code: String,
     pub valid: bool,
     pub message: &'static str,
+    /// No policy has this code: counts towards a code-guessing block.
+    pub unknown: bool,
 }
 
 /// The policy administration use case.
@@ -115,11 +117,13 @@ impl PolicyAdmin {
                 code: raw.trim().to_owned(),
                 valid: false,
                 message: "This is not a valid coupon code",
+                unknown: true,
             });
         };
-        let answer = |valid, message| CodeCheck { code: code.as_str().to_owned(), valid, message };
+        let answer =
+            |valid, message| CodeCheck { code: code.as_str().to_owned(), valid, message, unknown: false };
         let Some(policy) = self.policies.find_by_code(&code).await? else {
-            return Ok(answer(false, "No coupon has this code"));
+            return Ok(CodeCheck { unknown: true, ..answer(false, "No coupon has this code") });
         };
         Ok(match policy.check_issuable(DistributionType::Code, self.clock.now()) {
             Ok(()) if policy.is_sold_out() => answer(false, "The coupon is sold out"),

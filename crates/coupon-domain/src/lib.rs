@@ -11,6 +11,7 @@ pub mod discount;
 pub mod event;
 pub mod id;
 pub mod issue;
+pub mod limits;
 pub mod money;
 pub mod policy;
 pub mod port;

@@ -5,4 +5,5 @@
 //! It knows the domain's ports and nothing of PostgreSQL, Kafka or HTTP.
 
 pub mod gate;
+pub mod limits;
 pub mod pool;

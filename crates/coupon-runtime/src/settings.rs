@@ -92,7 +92,23 @@ pub const KEYS: &[Key] = &[
         "Comma-separated bearer tokens for admin endpoints, 16+ characters each (secret).",
     ),
     key("COUPON_TIMEZONE", "UTC", "Business time zone (IANA name) for expiry dates and daily statistics."),
-    key("COUPON_RATE_LIMIT_ENABLED", "true", "Per-user rate limits on issuing endpoints."),
+    key(
+        "COUPON_RATE_LIMIT_ENABLED",
+        "true",
+        "Rate limits and code-guessing blocks (switch off for load tests).",
+    ),
+    key("COUPON_RATE_LIMIT_PER_MINUTE", "5", "Issuing requests per user per minute."),
+    key("COUPON_RATE_LIMIT_PER_HOUR", "20", "Issuing requests per user per hour."),
+    key(
+        "COUPON_UNKNOWN_CODE_LIMIT",
+        "10",
+        "Unknown coupon codes per hour from one user or address before it is blocked.",
+    ),
+    key(
+        "COUPON_BLOCK_DURATION",
+        "24",
+        "Hours a code-guessing user or address stays blocked (ACCESS_BLOCKED).",
+    ),
     key(
         "SCHEDULER_RESERVATION_TIMEOUT_CRON",
         "0 * * * * *",
@@ -243,6 +259,10 @@ pub struct CouponSettings {
     pub admin_tokens: Vec<SecretString>,
     pub timezone: chrono_tz::Tz,
     pub rate_limit_enabled: bool,
+    pub rate_limit_per_minute: u32,
+    pub rate_limit_per_hour: u32,
+    pub unknown_code_limit: u32,
+    pub block_duration: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -355,6 +375,10 @@ impl Reader {
                 admin_tokens: self.tokens("COUPON_ADMIN_TOKENS")?,
                 timezone: self.parse("COUPON_TIMEZONE")?,
                 rate_limit_enabled: self.bool("COUPON_RATE_LIMIT_ENABLED")?,
+                rate_limit_per_minute: self.positive("COUPON_RATE_LIMIT_PER_MINUTE")?,
+                rate_limit_per_hour: self.positive("COUPON_RATE_LIMIT_PER_HOUR")?,
+                unknown_code_limit: self.positive("COUPON_UNKNOWN_CODE_LIMIT")?,
+                block_duration: self.duration("COUPON_BLOCK_DURATION", Unit::Hours)?,
             },
             scheduler: SchedulerSettings {
                 reservation_timeout_cron: self.cron("SCHEDULER_RESERVATION_TIMEOUT_CRON")?,
@@ -495,6 +519,7 @@ impl Reader {
 enum Unit {
     Seconds,
     Minutes,
+    Hours,
 }
 
 impl Unit {
@@ -502,6 +527,7 @@ impl Unit {
         match self {
             Unit::Seconds => Duration::from_secs(n),
             Unit::Minutes => Duration::from_secs(n.saturating_mul(60)),
+            Unit::Hours => Duration::from_secs(n.saturating_mul(3600)),
         }
     }
 }
