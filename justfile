@@ -39,3 +39,7 @@ fmt:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Benchmarks that print numbers, e.g. `just bench issue` (see deploy/local/bench.sh)
+bench *ARGS:
+    deploy/local/bench.sh {{ARGS}}

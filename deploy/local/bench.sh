@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Benchmarks on the local machine, printing numbers (never asserting timings in tests).
+#
+#   deploy/local/bench.sh issue [SECONDS] [CONNECTIONS]
+#
+# issue: a release api-server on a fresh database, a FIRST_COME policy whose cap is far above what
+# the run can issue, and wrk driving POST /api/coupons/download with a distinct user per request
+# for SECONDS (default 20) over CONNECTIONS (default 64). Then the same wrk against /health/live of
+# the same server (the HTTP ceiling), and a check of PostgreSQL: coupons issued = 201 answers (plus
+# at most the requests still in flight when wrk stopped), every coupon with its outbox row.
+source "$(dirname "$0")/lib.sh"
+
+what="${1:-}"
+seconds="${2:-20}"
+connections="${3:-64}"
+[ "$what" = issue ] || die "usage: $0 issue [SECONDS] [CONNECTIONS]"
+
+command -v wrk >/dev/null || apt_install wrk
+command -v curl >/dev/null || apt_install curl
+ensure_postgres
+ensure_redis
+
+bench_db=coupon_bench
+port=8090
+token=bench-admin-token-0123456789
+cd "$ROOT"
+log "building api-server (release)"
+cargo build --quiet --release -p api-server
+psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qc "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db"
+DATABASE_NAME=$bench_db target/release/api-server migrate >/dev/null 2>&1 || die "migrations failed"
+
+export DATABASE_NAME=$bench_db HTTP_PORT=$port COUPON_ADMIN_TOKENS=$token REDIS_KEY_PREFIX="bench:$$:" LOG_LEVEL=warn
+target/release/api-server >"$LOCAL/bench-api-server.log" 2>&1 &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+api_ready() { [ "$(http_status $port /health/ready)" = 200 ]; }
+wait_for 30 api-server api_ready
+
+until=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+policy=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' \
+    -d "{\"couponName\":\"bench\",\"discountType\":\"FIXED_AMOUNT\",\"discountValue\":1000,\"distributionType\":\"FIRST_COME\",\"maxIssueCount\":1000000000,\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
+    sed -E 's/.*"id":([0-9]+).*/\1/')
+[ -n "$policy" ] || die "cannot create the bench policy"
+
+log "issuing for ${seconds}s over $connections connections (policy $policy)"
+result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/issue.lua \
+    "http://127.0.0.1:$port" -- "$policy" "$(( $(date +%s) % 100000 * 1000000000 ))" | tee "$LOCAL/bench-issue.txt" | grep -E '^(RESULT|status)')
+sleep 2
+log "HTTP ceiling: GET /health/live, same server, same load"
+ceiling=$(wrk -t2 -c"$connections" -d10s "http://127.0.0.1:$port/health/live" | awk '/Requests\/sec/ {print $2}')
+
+q() { psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d $bench_db -tAc "$1"; }
+rows=$(q "SELECT count(*) FROM coupon_issues")
+outbox=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_ISSUED'")
+counter=$(q "SELECT current_issue_count FROM coupon_policies WHERE id = $policy")
+created=$(sed -E 's/.*created=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
+rate=$(sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
+
+echo
+echo "== bench issue ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL, Redis and wrk on this machine)"
+echo "$result"
+echo "issues/s:            $(( created / seconds ))   (requests/s incl. non-201: $rate)"
+echo "HTTP ceiling (/health/live): ${ceiling} req/s   ratio: $(awk -v a="$created" -v s="$seconds" -v c="$ceiling" 'BEGIN {printf "%.3f", a / s / c}')"
+echo "rows: $rows   counter: $counter   outbox rows: $outbox   201 answers: $created"
+ok=1
+[ "$rows" = "$counter" ] || { echo "FAIL: rows ≠ counter"; ok=0; }
+[ "$rows" = "$outbox" ] || { echo "FAIL: a coupon without its outbox row"; ok=0; }
+[ "$rows" -ge "$created" ] || { echo "FAIL: fewer rows than 201 answers"; ok=0; }
+[ "$rows" -le $(( created + connections )) ] || { echo "FAIL: more rows than 201 answers + requests in flight"; ok=0; }
+[ $ok = 1 ] && echo "CHECK OK: every 201 is a committed coupon with its event; extra rows ($(( rows - created ))) are requests in flight when wrk stopped"
+[ $ok = 1 ]
