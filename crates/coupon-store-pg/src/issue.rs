@@ -1,5 +1,8 @@
 //! `CouponStore` on PostgreSQL: the issuing transaction.
 //!
+//! Policies with a per-user limit of one are issued in batches ([`crate::group_commit`]); the
+//! per-request transaction below serves higher limits.
+//!
 //! Order of statements matters for throughput. Every issuer of a policy queues on the policy
 //! row's lock, so the counter update comes **last** and the lock is held only from it to commit.
 //! The user's slot and the outbox row are written first. A refused counter update rolls all of
@@ -18,6 +21,7 @@ use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{from_diesel, from_pool};
+use crate::group_commit::GroupCommit;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::row::{CouponRow, PolicyRow};
@@ -27,6 +31,7 @@ use crate::row::{CouponRow, PolicyRow};
 pub struct PgCouponStore {
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
+    group: GroupCommit,
 }
 
 impl std::fmt::Debug for PgCouponStore {
@@ -37,12 +42,35 @@ impl std::fmt::Debug for PgCouponStore {
 
 impl PgCouponStore {
     pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
-        Self { pool, encoder }
+        Self { group: GroupCommit::new(pool.clone(), encoder.clone()), pool, encoder }
+    }
+
+    /// One request, one transaction: for per-user limits above one, where the free slot is found
+    /// by trying them in turn.
+    async fn issue_alone(&self, command: IssueCommand<'_>) -> Result<IssuedCoupon, IssueError> {
+        let mut conn = self.pool.get().await.map_err(from_pool)?;
+        let encoder = &self.encoder;
+        let outcome = conn
+            .transaction::<_, Abort, _>(async |conn| {
+                let coupon = take_slot(conn, &command).await?;
+                let event = encoder
+                    .encode(&CouponEvent::Issued { coupon: &coupon, policy: command.policy }, command.context)
+                    .map_err(|e| Abort::Refused(IssueError::Unexpected(e)))?;
+                outbox::append(conn, &event).await?;
+                count_issue(conn, &command).await?;
+                Ok(coupon)
+            })
+            .await;
+        match outcome {
+            Ok(coupon) => Ok(coupon),
+            Err(Abort::Refused(e)) => Err(e),
+            Err(Abort::Db(e)) => Err(from_diesel(e).into()),
+        }
     }
 }
 
 /// Ends the transaction: a business refusal rolls back like a database error does.
-enum Abort {
+pub(crate) enum Abort {
     Refused(IssueError),
     Db(diesel::result::Error),
 }
@@ -56,26 +84,10 @@ impl From<diesel::result::Error> for Abort {
 impl CouponStore for PgCouponStore {
     fn issue<'a>(&'a self, command: IssueCommand<'a>) -> PortFuture<'a, Result<IssuedCoupon, IssueError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
-            let encoder = &self.encoder;
-            let outcome = conn
-                .transaction::<_, Abort, _>(async |conn| {
-                    let coupon = take_slot(conn, &command).await?;
-                    let event = encoder
-                        .encode(
-                            &CouponEvent::Issued { coupon: &coupon, policy: command.policy },
-                            command.context,
-                        )
-                        .map_err(|e| Abort::Refused(IssueError::Unexpected(e)))?;
-                    outbox::append(conn, &event).await?;
-                    count_issue(conn, &command).await?;
-                    Ok(coupon)
-                })
-                .await;
-            match outcome {
-                Ok(coupon) => Ok(coupon),
-                Err(Abort::Refused(e)) => Err(e),
-                Err(Abort::Db(e)) => Err(from_diesel(e).into()),
+            if command.policy.max_issue_per_user == 1 {
+                self.group.issue(command).await
+            } else {
+                self.issue_alone(command).await
             }
         })
     }
@@ -158,7 +170,7 @@ async fn count_issue(conn: &mut AsyncPgConnection, command: &IssueCommand<'_>) -
 }
 
 /// Why the counter update refused: the policy as it is now, judged by the domain's rule.
-async fn refusal(
+pub(crate) async fn refusal(
     conn: &mut AsyncPgConnection,
     channel: coupon_domain::policy::DistributionType,
     at: DateTime<Utc>,

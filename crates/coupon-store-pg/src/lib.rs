@@ -8,6 +8,7 @@
 //! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
 
 mod error;
+mod group_commit;
 pub mod issue;
 pub mod migrate;
 pub mod outbox;

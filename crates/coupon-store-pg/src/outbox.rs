@@ -3,7 +3,7 @@
 //! event. The relay in event-worker publishes and prunes them.
 
 use coupon_domain::event::EncodedEvent;
-use diesel::sql_types::Text;
+use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 /// Appends `event` inside the caller's transaction.
@@ -19,6 +19,36 @@ pub async fn append(conn: &mut AsyncPgConnection, event: &EncodedEvent) -> Resul
     .bind::<Text, _>(&event.key)
     .bind::<Text, _>(event.event_type)
     .bind::<Text, _>(&event.payload)
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+/// Appends several events in one statement, inside the caller's transaction.
+///
+/// # Errors
+/// The insert failed (the caller's transaction then rolls back).
+pub async fn append_all(
+    conn: &mut AsyncPgConnection,
+    events: &[EncodedEvent],
+) -> Result<(), diesel::result::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |f: fn(&EncodedEvent) -> &str| events.iter().map(|e| f(e).to_owned()).collect::<Vec<String>>();
+    diesel::sql_query(
+        "INSERT INTO outbox (event_id, topic, event_key, event_type, payload) \
+         SELECT e.event_id::uuid, e.topic, e.event_key, e.event_type, e.payload \
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+              WITH ORDINALITY AS e(event_id, topic, event_key, event_type, payload, ord) \
+         ORDER BY e.ord",
+    )
+    .bind::<Array<Text>, _>(column(|e| &e.event_id))
+    .bind::<Array<Text>, _>(column(|e| &e.topic))
+    .bind::<Array<Text>, _>(column(|e| &e.key))
+    .bind::<Array<Text>, _>(column(|e| e.event_type))
+    .bind::<Array<Text>, _>(column(|e| &e.payload))
     .execute(conn)
     .await
     .map(|_| ())

@@ -1,0 +1,329 @@
+//! Group commit for issuing (ADR 0005).
+//!
+//! Every issue of a policy must update that policy's counter row, and PostgreSQL holds the row
+//! lock until commit, WAL flush included. Issued one per transaction, a policy tops out near one
+//! commit per flush (about a thousand a second), however many cores there are. So the requests of
+//! one policy that arrive while a batch is committing form the next batch, decided by **one**
+//! transaction: one multi-row insert of coupons, one multi-row insert of their outbox events, one
+//! conditional counter update for the whole batch, one commit. Each caller gets its own answer
+//! after that commit.
+//!
+//! Batching is opportunistic: a lone request is a batch of one and waits for nothing. Under load,
+//! batches grow to what arrived during the previous commit (at most [`MAX_BATCH`]). Each api-server
+//! instance batches its own requests; instances still serialise on the row lock, one batch at a
+//! time.
+//!
+//! The rules are unchanged and still enforced by the database: the unique slot index turns away a
+//! user who already holds the coupon (or appears twice in one batch), and the counter update grants
+//! at most the stock left under the cap; requests beyond it are rolled back inside the transaction
+//! and answered `COUPON_SOLD_OUT`. Only policies with a per-user limit of one are batched; higher
+//! limits take the per-request path, which picks free slots one by one.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use coupon_domain::coupon::IssuedCoupon;
+use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
+use coupon_domain::id::PolicyId;
+use coupon_domain::issue::{IssueCommand, IssueError};
+use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::{from_diesel, from_pool};
+use crate::issue::refusal;
+use crate::pool::PgPool;
+use crate::row::CouponRow;
+
+/// Most requests decided by one transaction.
+pub const MAX_BATCH: usize = 512;
+/// Requests waiting for a policy's batcher before callers wait to enqueue.
+const QUEUE: usize = 16 * MAX_BATCH;
+/// A policy's batcher stops after this long without requests (and starts again on the next one).
+const IDLE: Duration = Duration::from_secs(60);
+
+/// One caller waiting for its coupon.
+struct Pending {
+    policy: Arc<Policy>,
+    user_id: i64,
+    issued_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    context: EventContext,
+    reply: oneshot::Sender<Result<IssuedCoupon, IssueError>>,
+}
+
+type Key = (PolicyId, DistributionType);
+
+/// The batchers of one process, one per policy and channel.
+#[derive(Clone)]
+pub struct GroupCommit {
+    pool: PgPool,
+    encoder: Arc<dyn EventEncoder>,
+    queues: Arc<Mutex<HashMap<Key, mpsc::Sender<Pending>>>>,
+}
+
+impl GroupCommit {
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
+        Self { pool, encoder, queues: Arc::default() }
+    }
+
+    /// Queues the request with the other requests of its policy and waits for the batch's commit.
+    pub async fn issue(&self, command: IssueCommand<'_>) -> Result<IssuedCoupon, IssueError> {
+        let (reply, answer) = oneshot::channel();
+        let mut pending = Pending {
+            policy: Arc::new(command.policy.clone()),
+            user_id: command.user_id.get(),
+            issued_at: command.issued_at,
+            expires_at: command.expires_at,
+            context: command.context.clone(),
+            reply,
+        };
+        let key = (command.policy.id, command.channel);
+        // A batcher that just stopped for idleness refuses the request; start a new one and retry.
+        for _ in 0..2 {
+            let queue = self.queue(key);
+            match queue.send(pending).await {
+                Ok(()) => {
+                    return answer.await.unwrap_or_else(|_| {
+                        Err(IssueError::Unexpected(anyhow::anyhow!(
+                            "the issue batcher stopped before answering"
+                        )))
+                    });
+                }
+                Err(mpsc::error::SendError(returned)) => {
+                    pending = returned;
+                    self.forget(key, &queue);
+                }
+            }
+        }
+        Err(IssueError::Unexpected(anyhow::anyhow!("no issue batcher could take the request")))
+    }
+
+    fn queue(&self, key: Key) -> mpsc::Sender<Pending> {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        queues
+            .entry(key)
+            .or_insert_with(|| {
+                let (sender, receiver) = mpsc::channel(QUEUE);
+                tokio::spawn(run(self.clone(), key, receiver));
+                sender
+            })
+            .clone()
+    }
+
+    fn forget(&self, key: Key, stale: &mpsc::Sender<Pending>) {
+        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if queues.get(&key).is_some_and(|current| current.same_channel(stale)) {
+            queues.remove(&key);
+        }
+    }
+}
+
+/// A policy's batcher: takes what is waiting, decides it in one transaction, answers, repeats.
+async fn run(group: GroupCommit, key: Key, mut receiver: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    loop {
+        match tokio::time::timeout(IDLE, receiver.recv_many(&mut batch, MAX_BATCH)).await {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(_) => {
+                // Idle: stop taking requests; answer any that raced in, then leave.
+                receiver.close();
+                while let Ok(pending) = receiver.try_recv() {
+                    batch.push(pending);
+                }
+                if batch.is_empty() {
+                    return;
+                }
+            }
+        }
+        metrics::histogram!("coupon_issue_batch_size").record(batch.len() as f64);
+        let outcomes = decide(&group, key.1, &batch).await;
+        for (pending, outcome) in batch.drain(..).zip(outcomes) {
+            // The caller may have gone (client disconnected); the coupon is committed regardless.
+            let _ = pending.reply.send(outcome);
+        }
+    }
+}
+
+/// A refusal that applies to the whole batch, copied into each caller's answer.
+#[derive(Debug, Clone, Copy)]
+enum BatchRefusal {
+    NotIssuable(NotIssuable),
+    PolicyNotFound,
+}
+
+impl From<BatchRefusal> for IssueError {
+    fn from(r: BatchRefusal) -> Self {
+        match r {
+            BatchRefusal::NotIssuable(reason) => reason.into(),
+            BatchRefusal::PolicyNotFound => IssueError::PolicyNotFound,
+        }
+    }
+}
+
+/// Why the batch transaction ended without committing.
+enum Abort {
+    Refused(BatchRefusal),
+    Failed(IssueError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Db(e)
+    }
+}
+
+/// The answer of every request of the batch, in order.
+async fn decide(
+    group: &GroupCommit,
+    channel: DistributionType,
+    batch: &[Pending],
+) -> Vec<Result<IssuedCoupon, IssueError>> {
+    let failed = |message: String| -> Vec<Result<IssuedCoupon, IssueError>> {
+        batch.iter().map(|_| Err(IssueError::Unavailable(message.clone()))).collect()
+    };
+    let mut conn = match group.pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => return failed(from_pool(e).to_string()),
+    };
+    let outcome = conn
+        .transaction::<_, Abort, _>(async |conn| batch_transaction(conn, group, channel, batch).await)
+        .await;
+    match outcome {
+        Ok(outcomes) => outcomes,
+        Err(Abort::Refused(reason)) => batch.iter().map(|_| Err(reason.into())).collect(),
+        Err(Abort::Failed(e)) => {
+            tracing::error!(error = %e, "issue batch failed");
+            failed("the coupon store failed; retry".into())
+        }
+        Err(Abort::Db(e)) => failed(from_diesel(e).to_string()),
+    }
+}
+
+async fn batch_transaction(
+    conn: &mut AsyncPgConnection,
+    group: &GroupCommit,
+    channel: DistributionType,
+    batch: &[Pending],
+) -> Result<Vec<Result<IssuedCoupon, IssueError>>, Abort> {
+    let policy = &batch[0].policy;
+    let issued_at = batch.iter().map(|p| p.issued_at).max().unwrap_or_else(Utc::now);
+
+    // 1. One coupon per request in the user's slot 1; the unique index skips users who hold one
+    //    already, and the second request of a user within the batch.
+    let rows: Vec<CouponRow> = diesel::sql_query(
+        "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, issued_at, expires_at) \
+         SELECT $1, r.user_id, 1, 'ISSUED', r.issued_at, r.expires_at \
+         FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS r(user_id, issued_at, expires_at, ord) \
+         ORDER BY r.ord \
+         ON CONFLICT (policy_id, user_id, user_slot) WHERE status <> 'CANCELLED' DO NOTHING \
+         RETURNING id, policy_id, user_id, status, reservation_id, order_id, discount_amount, \
+                   issued_at, expires_at, reserved_at, used_at",
+    )
+    .bind::<BigInt, _>(policy.id.get())
+    .bind::<Array<BigInt>, _>(batch.iter().map(|p| p.user_id).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(batch.iter().map(|p| p.issued_at).collect::<Vec<_>>())
+    .bind::<Array<Timestamptz>, _>(batch.iter().map(|p| p.expires_at).collect::<Vec<_>>())
+    .load(conn)
+    .await?;
+    let mut by_user: HashMap<i64, IssuedCoupon> = HashMap::with_capacity(rows.len());
+    for row in rows {
+        let coupon = IssuedCoupon::try_from(row).map_err(|e| Abort::Failed(e.into()))?;
+        by_user.insert(coupon.user_id.get(), coupon);
+    }
+
+    // Arrival order decides who gets the stock when there is not enough for all.
+    let mut winners: Vec<usize> = Vec::with_capacity(by_user.len());
+    let mut seen = std::collections::HashSet::with_capacity(batch.len());
+    for (i, p) in batch.iter().enumerate() {
+        if by_user.contains_key(&p.user_id) && seen.insert(p.user_id) {
+            winners.push(i);
+        }
+    }
+
+    // 2. Their events, before the counter update so that the hot row lock is held only from the
+    //    update to commit.
+    let events = winners
+        .iter()
+        .map(|&i| {
+            let p = &batch[i];
+            group.encoder.encode(&CouponEvent::Issued { coupon: &by_user[&p.user_id], policy }, &p.context)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|e| Abort::Failed(IssueError::Unexpected(e)))?;
+    crate::outbox::append_all(conn, &events).await?;
+
+    // 3. The counter, for the whole batch, granting at most the stock left under the cap.
+    #[derive(QueryableByName)]
+    struct Granted {
+        #[diesel(sql_type = BigInt)]
+        granted: i64,
+    }
+    let wanted = i64::try_from(winners.len()).unwrap_or(i64::MAX);
+    let granted: Option<Granted> = diesel::sql_query(
+        "WITH p AS ( \
+           SELECT id, LEAST($2, COALESCE(max_issue_count::bigint - current_issue_count, $2)) AS granted \
+           FROM coupon_policies \
+           WHERE id = $1 AND is_active AND distribution_type = $3 AND valid_from <= $4 AND valid_until > $4 \
+           FOR NO KEY UPDATE) \
+         UPDATE coupon_policies c SET current_issue_count = c.current_issue_count + p.granted::int \
+         FROM p WHERE c.id = p.id RETURNING p.granted",
+    )
+    .bind::<BigInt, _>(policy.id.get())
+    .bind::<BigInt, _>(wanted)
+    .bind::<Text, _>(channel.as_str())
+    .bind::<Timestamptz, _>(issued_at)
+    .get_result(conn)
+    .await
+    .optional()?;
+    let Some(Granted { granted }) = granted else {
+        // Not issuable through this channel now: every request gets the reason.
+        return Err(match refusal(conn, channel, issued_at, policy).await {
+            Ok(IssueError::NotIssuable(reason)) => Abort::Refused(BatchRefusal::NotIssuable(reason)),
+            Ok(IssueError::PolicyNotFound) => Abort::Refused(BatchRefusal::PolicyNotFound),
+            Ok(other) => Abort::Failed(other),
+            Err(crate::issue::Abort::Refused(e)) => Abort::Failed(e),
+            Err(crate::issue::Abort::Db(e)) => Abort::Db(e),
+        });
+    };
+    let granted = usize::try_from(granted).unwrap_or(0);
+
+    // 4. Past the stock: remove the coupons (and events) of the latest arrivals.
+    let losers = &winners[granted.min(winners.len())..];
+    if !losers.is_empty() {
+        let ids: Vec<i64> = losers.iter().map(|&i| by_user[&batch[i].user_id].id.get()).collect();
+        let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        diesel::sql_query("DELETE FROM outbox WHERE event_type = 'COUPON_ISSUED' AND event_key = ANY($1)")
+            .bind::<Array<Text>, _>(keys)
+            .execute(conn)
+            .await?;
+        diesel::sql_query("DELETE FROM coupon_issues WHERE id = ANY($1)")
+            .bind::<Array<BigInt>, _>(ids)
+            .execute(conn)
+            .await?;
+    }
+
+    // Each user's fate is that of their first request in the batch; later requests of the same
+    // user are answered as a second request would be.
+    let granted_users: std::collections::HashSet<i64> =
+        winners[..granted.min(winners.len())].iter().map(|&i| batch[i].user_id).collect();
+    let first_of_user: HashMap<i64, usize> = winners.iter().map(|&i| (batch[i].user_id, i)).collect();
+    Ok(batch
+        .iter()
+        .enumerate()
+        .map(|(i, p)| match first_of_user.get(&p.user_id) {
+            Some(&first) if first == i && granted_users.contains(&p.user_id) => {
+                Ok(by_user[&p.user_id].clone())
+            }
+            Some(_) if !granted_users.contains(&p.user_id) => Err(NotIssuable::SoldOut.into()),
+            // The user held the coupon before this batch, or got it from an earlier request in it.
+            _ => Err(IssueError::AlreadyIssued),
+        })
+        .collect())
+}
