@@ -42,6 +42,10 @@ impl RedisStockGate {
             self.pool.key(&format!("gate:{{{policy}}}:holders")),
         )
     }
+
+    fn cap_key(&self, policy: PolicyId) -> String {
+        self.pool.key(&format!("gate:{{{policy}}}:cap"))
+    }
 }
 
 fn unavailable(e: RedisError) -> StoreError {
@@ -59,8 +63,16 @@ impl StockGate for RedisStockGate {
             let initial = policy.remaining().map_or(-1, i64::from);
             let ttl =
                 (policy.window.until() - Utc::now()).num_seconds().max(0) as u64 + AFTER_WINDOW.as_secs();
+            let cap = policy.max_issue_count.map_or(-1, i64::from);
             let mut invocation = self.admit.key(stock);
-            invocation.key(holders).arg(user.get()).arg(policy.max_issue_per_user).arg(initial).arg(ttl);
+            invocation
+                .key(holders)
+                .key(self.cap_key(policy.id))
+                .arg(user.get())
+                .arg(policy.max_issue_per_user)
+                .arg(initial)
+                .arg(ttl)
+                .arg(cap);
             let answer: i64 = self.pool.invoke(&invocation).await.map_err(unavailable)?;
             match answer {
                 0 => Ok(GateDecision::Admitted),
@@ -96,7 +108,7 @@ impl StockGate for RedisStockGate {
         Box::pin(async move {
             let (stock, holders) = self.keys(policy);
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(stock).arg(holders);
+            cmd.arg(stock).arg(holders).arg(self.cap_key(policy));
             let _: i64 = self.pool.query(&cmd).await.map_err(unavailable)?;
             Ok(())
         })

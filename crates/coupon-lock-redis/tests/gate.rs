@@ -117,3 +117,17 @@ async fn unlimited_stock_only_dedupes() {
     assert_eq!(gate.admit(&p, user(5)).await.ok(), Some(GateDecision::AlreadyHolding));
     assert_eq!(gate.admit(&p, user(6)).await.ok(), Some(GateDecision::Admitted));
 }
+
+#[tokio::test]
+async fn a_raised_cap_grows_the_stock_and_an_older_cap_changes_nothing() {
+    let gate = gate();
+    let before = policy(Some(1), 0, 1);
+    assert_eq!(gate.admit(&before, user(1)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&before, user(2)).await.ok(), Some(GateDecision::SoldOut));
+    // The cap went from 1 to 3: whoever knows it opens two more units.
+    let raised = policy(Some(3), 1, 1);
+    assert_eq!(gate.admit(&raised, user(2)).await.ok(), Some(GateDecision::Admitted));
+    // A caller still holding the old cap neither shrinks nor re-grows the stock.
+    assert_eq!(gate.admit(&before, user(3)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&raised, user(4)).await.ok(), Some(GateDecision::SoldOut));
+}
