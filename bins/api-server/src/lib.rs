@@ -14,6 +14,7 @@ use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::SystemClock;
 use coupon_domain::issue::Issuing;
+use coupon_domain::policy_cache::CachedPolicies;
 use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
 use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
@@ -71,6 +72,9 @@ impl Cli {
     }
 }
 
+/// How old a policy the issuing path may act on; the issuing transaction re-checks it anyway.
+const POLICY_SNAPSHOT_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
+
 /// The use cases over the real adapters.
 fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
     let coupon = &settings.coupon;
@@ -101,7 +105,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
     let clock = Arc::new(SystemClock);
     AppState {
         issuing: Issuing::new(
-            policies.clone(),
+            Arc::new(CachedPolicies::new(policies.clone(), clock.clone(), POLICY_SNAPSHOT_TTL)),
             coupons,
             gate.clone(),
             clock.clone(),

@@ -14,5 +14,6 @@ pub mod issue;
 pub mod limits;
 pub mod money;
 pub mod policy;
+pub mod policy_cache;
 pub mod port;
 pub mod probe;

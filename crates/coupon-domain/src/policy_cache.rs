@@ -1,0 +1,276 @@
+//! Recently read policies, for the issuing path.
+//!
+//! Every issue reads its policy, and under a first-come burst that is thousands of identical reads
+//! a second. A snapshot up to [`CachedPolicies`]' time-to-live old is safe for issuing: the store
+//! re-checks activity, window, channel and stock in the issuing transaction, and the first-come
+//! gate only errs towards admitting with an old cap. Admin reads go to the store directly, and
+//! writes through this wrapper drop the entry at once.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::clock::Clock;
+use crate::id::PolicyId;
+use crate::policy::{
+    CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, PolicyStore,
+    SavePolicyError, SetCapError,
+};
+use crate::port::{PortFuture, StoreError};
+
+/// A `PolicyStore` that remembers policies read within the last `ttl`.
+pub struct CachedPolicies {
+    inner: Arc<dyn PolicyStore>,
+    clock: Arc<dyn Clock>,
+    ttl: Duration,
+    by_id: Mutex<HashMap<PolicyId, (DateTime<Utc>, Policy)>>,
+    by_code: Mutex<HashMap<String, PolicyId>>,
+}
+
+impl std::fmt::Debug for CachedPolicies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedPolicies").field("ttl", &self.ttl).finish_non_exhaustive()
+    }
+}
+
+impl CachedPolicies {
+    pub fn new(inner: Arc<dyn PolicyStore>, clock: Arc<dyn Clock>, ttl: Duration) -> Self {
+        Self { inner, clock, ttl, by_id: Mutex::default(), by_code: Mutex::default() }
+    }
+
+    fn fresh(&self, id: PolicyId) -> Option<Policy> {
+        let now = self.clock.now();
+        let entries = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.get(&id).filter(|(read_at, _)| now - *read_at < self.ttl).map(|(_, policy)| policy.clone())
+    }
+
+    fn remember(&self, policy: &Policy) {
+        let now = self.clock.now();
+        if let Some(code) = &policy.code {
+            self.by_code
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(code.as_str().to_owned(), policy.id);
+        }
+        self.by_id.lock().unwrap_or_else(PoisonError::into_inner).insert(policy.id, (now, policy.clone()));
+    }
+
+    fn forget(&self, id: PolicyId) {
+        self.by_id.lock().unwrap_or_else(PoisonError::into_inner).remove(&id);
+    }
+}
+
+impl PolicyStore for CachedPolicies {
+    fn create(
+        &self,
+        policy: NewPolicy,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
+        self.inner.create(policy, now)
+    }
+
+    fn get(&self, id: PolicyId) -> PortFuture<'_, Result<Option<Policy>, StoreError>> {
+        Box::pin(async move {
+            if let Some(policy) = self.fresh(id) {
+                return Ok(Some(policy));
+            }
+            let policy = self.inner.get(id).await?;
+            if let Some(p) = &policy {
+                self.remember(p);
+            }
+            Ok(policy)
+        })
+    }
+
+    fn find_by_code<'a>(
+        &'a self,
+        code: &'a CouponCode,
+    ) -> PortFuture<'a, Result<Option<Policy>, StoreError>> {
+        Box::pin(async move {
+            let known =
+                self.by_code.lock().unwrap_or_else(PoisonError::into_inner).get(code.as_str()).copied();
+            if let Some(policy) = known.and_then(|id| self.fresh(id)) {
+                return Ok(Some(policy));
+            }
+            // Unknown codes are not remembered: guessing is rate-limited, not cached.
+            let policy = self.inner.find_by_code(code).await?;
+            if let Some(p) = &policy {
+                self.remember(p);
+            }
+            Ok(policy)
+        })
+    }
+
+    fn list(&self, after: Option<PolicyId>, limit: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
+        self.inner.list(after, limit)
+    }
+
+    fn save<'a>(
+        &'a self,
+        policy: &'a Policy,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
+        self.forget(policy.id);
+        self.inner.save(policy, now)
+    }
+
+    fn set_max_issue_count(
+        &self,
+        id: PolicyId,
+        cap: u32,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
+        self.forget(id);
+        self.inner.set_max_issue_count(id, cap, now)
+    }
+
+    fn statistics(
+        &self,
+        id: PolicyId,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<Option<PolicyStatistics>, StoreError>> {
+        self.inner.statistics(id, now)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use rust_decimal::Decimal;
+
+    use super::*;
+    use crate::discount::{DiscountRule, DiscountType};
+    use crate::policy::{DistributionType, IssuanceWindow};
+
+    /// A clock the test moves.
+    struct ManualClock(Mutex<DateTime<Utc>>);
+
+    impl Clock for ManualClock {
+        fn now(&self) -> DateTime<Utc> {
+            *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    /// A store holding one policy and counting reads.
+    struct InMemoryPolicyStore {
+        policy: Policy,
+        reads: AtomicUsize,
+    }
+
+    fn refused<T: Send + 'static>() -> PortFuture<'static, Result<T, StoreError>> {
+        Box::pin(async { Err(StoreError::Unavailable("not in this fake".into())) })
+    }
+
+    impl PolicyStore for InMemoryPolicyStore {
+        fn create(
+            &self,
+            _: NewPolicy,
+            _: DateTime<Utc>,
+        ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
+            Box::pin(async { Err(CreatePolicyError::DuplicateCode) })
+        }
+        fn get(&self, id: PolicyId) -> PortFuture<'_, Result<Option<Policy>, StoreError>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let found = (id == self.policy.id).then(|| self.policy.clone());
+            Box::pin(async move { Ok(found) })
+        }
+        fn find_by_code<'a>(
+            &'a self,
+            code: &'a CouponCode,
+        ) -> PortFuture<'a, Result<Option<Policy>, StoreError>> {
+            self.reads.fetch_add(1, Ordering::SeqCst);
+            let found = (self.policy.code.as_ref() == Some(code)).then(|| self.policy.clone());
+            Box::pin(async move { Ok(found) })
+        }
+        fn list(&self, _: Option<PolicyId>, _: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
+            refused()
+        }
+        fn save<'a>(
+            &'a self,
+            p: &'a Policy,
+            _: DateTime<Utc>,
+        ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
+            Box::pin(async move { Ok(p.clone()) })
+        }
+        fn set_max_issue_count(
+            &self,
+            _: PolicyId,
+            _: u32,
+            _: DateTime<Utc>,
+        ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
+            Box::pin(async { Err(SetCapError::NotFound) })
+        }
+        fn statistics(
+            &self,
+            _: PolicyId,
+            _: DateTime<Utc>,
+        ) -> PortFuture<'_, Result<Option<PolicyStatistics>, StoreError>> {
+            refused()
+        }
+    }
+
+    fn fixture() -> (Arc<InMemoryPolicyStore>, Arc<ManualClock>, CachedPolicies) {
+        let now = Utc::now();
+        let policy = Policy {
+            id: PolicyId::new(1).expect("id"),
+            name: "Cached".into(),
+            code: CouponCode::parse("CACHED").ok(),
+            description: None,
+            discount: DiscountRule::new(DiscountType::FixedAmount, Decimal::from(1000), None, None)
+                .expect("rule"),
+            distribution: DistributionType::Code,
+            max_issue_count: None,
+            current_issue_count: 0,
+            max_issue_per_user: 1,
+            valid_days: 30,
+            window: IssuanceWindow::new(now, now + Duration::days(1)).expect("window"),
+            is_active: true,
+            version: 0,
+            created_at: now,
+            updated_at: now,
+        };
+        let store = Arc::new(InMemoryPolicyStore { policy, reads: AtomicUsize::new(0) });
+        let clock = Arc::new(ManualClock(Mutex::new(now)));
+        let cache = CachedPolicies::new(store.clone(), clock.clone(), Duration::seconds(1));
+        (store, clock, cache)
+    }
+
+    fn block_on<F: Future>(f: F) -> F::Output {
+        futures::executor::block_on(f)
+    }
+
+    #[test]
+    fn reads_within_the_ttl_are_served_from_memory_and_expire_after_it() {
+        let (store, clock, cache) = fixture();
+        let id = store.policy.id;
+        for _ in 0..3 {
+            assert!(block_on(cache.get(id)).expect("read").is_some());
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
+        let code = CouponCode::parse("cached").expect("code");
+        assert!(block_on(cache.find_by_code(&code)).expect("read").is_some());
+        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "the code maps to the remembered policy");
+
+        *clock.0.lock().expect("clock") += Duration::milliseconds(1001);
+        block_on(cache.get(id)).expect("read");
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn writes_drop_the_entry_and_unknown_codes_are_not_remembered() {
+        let (store, _, cache) = fixture();
+        let policy = store.policy.clone();
+        block_on(cache.get(policy.id)).expect("read");
+        block_on(cache.save(&policy, Utc::now())).expect("save");
+        block_on(cache.get(policy.id)).expect("read");
+        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+
+        let unknown = CouponCode::parse("NOPE").expect("code");
+        for _ in 0..2 {
+            assert!(block_on(cache.find_by_code(&unknown)).expect("read").is_none());
+        }
+        assert_eq!(store.reads.load(Ordering::SeqCst), 4);
+    }
+}
