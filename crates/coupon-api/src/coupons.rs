@@ -8,9 +8,10 @@ use coupon_domain::issue::{IssueError, IssueTarget};
 use coupon_domain::policy::{CouponCode, Policy};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::{Admin, Caller};
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::limits::{client_ip, rate_headers};
 use crate::server::resource;
 use crate::state::AppState;
@@ -26,7 +27,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 /// An issued coupon on the wire (SPEC §5, issued-coupon JSON).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CouponBody {
     coupon_id: i64,
@@ -73,7 +74,7 @@ impl CouponBody {
 
 /// Body of `POST /api/coupons/download`: `couponCode` (CODE) or `couponPolicyId` (DOWNLOAD,
 /// FIRST_COME), and the caller's own `userId`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DownloadBody {
     coupon_code: Option<String>,
@@ -81,7 +82,19 @@ pub struct DownloadBody {
     user_id: Option<i64>,
 }
 
-async fn download(
+#[utoipa::path(post, path = "/api/coupons/download", tag = "coupons", security(("user" = [])),
+    request_body = DownloadBody,
+    responses(
+        (status = 201, description = "Issued", body = CouponBody),
+        (status = 400, description = "VALIDATION_ERROR, POLICY_INACTIVE, INVALID_ISSUE_TYPE, COUPON_ISSUE_PERIOD_NOT_STARTED, COUPON_ISSUE_PERIOD_EXPIRED", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS, ACCESS_BLOCKED", body = ErrorBody),
+        (status = 404, description = "COUPON_CODE_NOT_FOUND, POLICY_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "COUPON_ALREADY_ISSUED", body = ErrorBody),
+        (status = 410, description = "COUPON_SOLD_OUT", body = ErrorBody),
+        (status = 429, description = "RATE_LIMITED (Retry-After, X-RateLimit-*)", body = ErrorBody),
+        (status = 503, description = "SERVICE_UNAVAILABLE", body = ErrorBody)))]
+pub(crate) async fn download(
     req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,
@@ -140,7 +153,7 @@ async fn download(
 }
 
 /// Body of `POST /api/coupons/direct-issue`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectIssueBody {
     coupon_policy_id: Option<i64>,
@@ -148,9 +161,9 @@ pub struct DirectIssueBody {
     issued_by: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DirectIssueResult {
+pub struct DirectIssueResult {
     user_id: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     coupon_id: Option<i64>,
@@ -159,16 +172,20 @@ struct DirectIssueResult {
     error_code: Option<ErrorCode>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct DirectIssueSummary {
+pub struct DirectIssueSummary {
     total_requested: usize,
     success_count: usize,
     failure_count: usize,
     results: Vec<DirectIssueResult>,
 }
 
-async fn direct_issue(
+#[utoipa::path(post, path = "/api/coupons/direct-issue", tag = "coupons", security(("admin" = [])),
+    request_body = DirectIssueBody,
+    responses((status = 201, description = "Per-user results, also when some failed", body = DirectIssueSummary), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn direct_issue(
     req: HttpRequest,
     _: Admin,
     state: web::Data<AppState>,
@@ -227,15 +244,20 @@ async fn direct_issue(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CodeCheckBody {
+pub struct CodeCheckBody {
     coupon_code: String,
     valid: bool,
     message: &'static str,
 }
 
-async fn validate(
+#[utoipa::path(get, path = "/api/coupons/validate/{couponCode}", tag = "coupons", security(("user" = [])),
+    params(("couponCode" = String, Path, description = "The code as typed; trimmed, case-insensitive")),
+    responses((status = 200, description = "Whether the code can be redeemed now (unknown codes are valid: false)", body = CodeCheckBody),
+              (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+              (status = 403, description = "ACCESS_BLOCKED", body = ErrorBody)))]
+pub(crate) async fn validate(
     req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,

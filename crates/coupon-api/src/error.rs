@@ -15,7 +15,7 @@ use serde::Serialize;
 
 /// Error codes of SPEC §5, plus the few HTTP-level ones the table does not name
 /// (`NOT_FOUND` for unknown routes, `METHOD_NOT_ALLOWED`, `PAYLOAD_TOO_LARGE`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum ErrorCode {
     ValidationError,
@@ -105,7 +105,7 @@ impl ErrorCode {
 }
 
 /// One invalid input field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: String,
     pub message: String,
@@ -172,7 +172,8 @@ impl ResponseError for ApiError {
 }
 
 /// The wire shape of every error.
-#[derive(Debug, Serialize)]
+/// The body of every error (SPEC §5).
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ErrorBody<'a> {
     pub code: ErrorCode,

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod coupons;
+pub mod docs;
 pub mod error;
 pub mod limits;
 mod middleware;
@@ -22,4 +23,5 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     cfg.app_data(web::Data::new(state)).app_data(web::Data::new(admin_tokens));
     policies::configure(cfg);
     coupons::configure(cfg);
+    docs::configure(cfg);
 }

@@ -52,13 +52,15 @@ struct Check {
     error: Option<String>,
 }
 
-async fn live() -> HttpResponse {
+#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process answers")))]
+pub(crate) async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "UP", checks: Vec::new() })
 }
 
 /// 200 when every dependency answers, else 503 naming the ones that did not. Probes run
 /// concurrently so one slow dependency does not hide the state of the others.
-async fn ready(state: web::Data<OpsState>) -> HttpResponse {
+#[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Every dependency answers"), (status = 503, description = "A dependency is down; the body names it")))]
+pub(crate) async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     let timeout = state.probe_timeout;
     let checks = futures::future::join_all(state.probes.iter().map(|probe| async move {
         let outcome = match actix_web::rt::time::timeout(timeout, probe.check()).await {
@@ -82,6 +84,7 @@ async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     response
 }
 
-async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
+pub(crate) async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body((state.render_metrics)())
 }

@@ -11,9 +11,10 @@ use coupon_domain::policy::{
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::auth::Admin;
-use crate::error::{ApiError, ErrorCode};
+use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, instant, maybe_instant, page_limit, policy_id, policy_not_found};
@@ -32,7 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 
 /// Body of `POST /api/coupon-policies`. Every field is optional here so that a missing one is
 /// reported as a field error, not as unreadable JSON.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePolicyBody {
     coupon_name: Option<String>,
@@ -157,7 +158,7 @@ fn in_range(checks: &mut Checks, field: &str, value: Option<i64>, min: i64, max:
 }
 
 /// A policy on the wire (SPEC §5, policy JSON).
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PolicyBody {
     id: i64,
@@ -205,7 +206,11 @@ impl From<&Policy> for PolicyBody {
     }
 }
 
-async fn create(
+#[utoipa::path(post, path = "/api/coupon-policies", tag = "policies", security(("admin" = [])),
+    request_body = CreatePolicyBody,
+    responses((status = 201, description = "Created", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 409, description = "DUPLICATE_COUPON_CODE", body = ErrorBody)))]
+pub(crate) async fn create(
     _: Admin,
     state: web::Data<AppState>,
     body: web::Json<CreatePolicyBody>,
@@ -222,15 +227,21 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct PolicyPage {
+pub struct PolicyPage {
     policies: Vec<PolicyBody>,
     next_cursor: Option<i64>,
     has_more: bool,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/coupon-policies", tag = "policies", security(("admin" = [])),
+    params(
+        ("cursor" = Option<i64>, Query, description = "The last id of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)")
+    ),
+    responses((status = 200, description = "A page of policies", body = PolicyPage), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody)))]
+pub(crate) async fn list(
     _: Admin,
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -249,14 +260,22 @@ async fn list(
     }))
 }
 
-async fn get(_: Admin, state: web::Data<AppState>, id: web::Path<i64>) -> Result<HttpResponse, ApiError> {
+#[utoipa::path(get, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
+    params(("id" = i64, Path, description = "Policy id")),
+    responses((status = 200, description = "The policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn get(
+    _: Admin,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
     let id = policy_id(id.into_inner())?;
     let policy = state.policies.get(id).await?.ok_or_else(policy_not_found)?;
     Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
 }
 
 /// Body of `PATCH /api/coupon-policies/{id}`: only the fields to change.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangePolicyBody {
     coupon_name: Option<String>,
@@ -266,7 +285,12 @@ pub struct ChangePolicyBody {
     is_active: Option<bool>,
 }
 
-async fn change(
+#[utoipa::path(patch, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
+    params(("id" = i64, Path, description = "Policy id")), request_body = ChangePolicyBody,
+    responses((status = 200, description = "The changed policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody),
+              (status = 409, description = "CONCURRENT_MODIFICATION", body = ErrorBody)))]
+pub(crate) async fn change(
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -295,7 +319,11 @@ async fn change(
     Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
 }
 
-async fn deactivate(
+#[utoipa::path(delete, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
+    params(("id" = i64, Path, description = "Policy id")),
+    responses((status = 200, description = "The deactivated policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn deactivate(
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -307,7 +335,7 @@ async fn deactivate(
 }
 
 /// Body of `PATCH …/remaining-quantity` (guide §4.4).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetCapBody {
     new_max_issue_count: Option<i64>,
@@ -315,9 +343,9 @@ pub struct SetCapBody {
     reason: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct CapChanged {
+pub struct CapChanged {
     coupon_policy_id: i64,
     previous_max_issue_count: Option<u32>,
     new_max_issue_count: Option<u32>,
@@ -326,7 +354,11 @@ struct CapChanged {
     success: bool,
 }
 
-async fn set_cap(
+#[utoipa::path(patch, path = "/api/coupon-policies/{id}/remaining-quantity", tag = "policies", security(("admin" = [])),
+    params(("id" = i64, Path, description = "Policy id")), request_body = SetCapBody,
+    responses((status = 200, description = "The cap was set", body = CapChanged), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn set_cap(
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,
@@ -360,9 +392,9 @@ async fn set_cap(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-struct StatisticsBody {
+pub struct StatisticsBody {
     policy_id: i64,
     max_issue_count: Option<u32>,
     issued_count: u64,
@@ -396,7 +428,11 @@ impl From<&PolicyStatistics> for StatisticsBody {
     }
 }
 
-async fn statistics(
+#[utoipa::path(get, path = "/api/coupon-policies/{id}/statistics", tag = "policies", security(("admin" = [])),
+    params(("id" = i64, Path, description = "Policy id")),
+    responses((status = 200, description = "Statistics of the policy", body = StatisticsBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+              (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
+pub(crate) async fn statistics(
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,

@@ -1,0 +1,92 @@
+//! The OpenAPI document against the running api-server: every documented operation is served, the
+//! document lists exactly the operations that exist, and Swagger UI loads.
+
+use coupon_e2e::*;
+use coupon_testkit::{ADMIN_TOKEN, TestEnv};
+use serde_json::Value;
+
+/// Every operation of the HTTP API so far, as `METHOD path`.
+const OPERATIONS: &[&str] = &[
+    "DELETE /api/coupon-policies/{id}",
+    "GET /api/coupon-policies",
+    "GET /api/coupon-policies/{id}",
+    "GET /api/coupon-policies/{id}/statistics",
+    "GET /api/coupons/validate/{couponCode}",
+    "GET /health/live",
+    "GET /health/ready",
+    "GET /metrics",
+    "PATCH /api/coupon-policies/{id}",
+    "PATCH /api/coupon-policies/{id}/remaining-quantity",
+    "POST /api/coupon-policies",
+    "POST /api/coupons/direct-issue",
+    "POST /api/coupons/download",
+];
+
+#[tokio::test]
+async fn the_document_lists_exactly_the_served_operations() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let (status, doc) =
+        answer(client.get(format!("{base}/api-docs/openapi.json")).send().await.expect("request")).await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().is_some_and(|v| v.starts_with('3')), "{doc}");
+
+    let mut documented = Vec::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("operations").keys() {
+            documented.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    documented.sort();
+    assert_eq!(documented, OPERATIONS);
+
+    for operation in OPERATIONS {
+        let (method, path) = operation.split_once(' ').expect("METHOD path");
+        let url = format!("{base}{}", path.replace("{id}", "1").replace("{couponCode}", "CODE"));
+        let request = client
+            .request(method.parse().expect("method"), &url)
+            .bearer_auth(ADMIN_TOKEN)
+            .header("X-User-Id", "1")
+            .header("Content-Type", "application/json")
+            .body("{}");
+        let (status, body) = answer(request.send().await.expect("request")).await;
+        let unknown = status == 405 || (status == 404 && body["code"] == "NOT_FOUND");
+        assert!(!unknown, "{operation} is documented but not served: {status} {body}");
+    }
+}
+
+#[tokio::test]
+async fn errors_and_auth_are_described() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let (_, doc) =
+        answer(client().get(format!("{base}/api-docs/openapi.json")).send().await.expect("request")).await;
+    let schemas = &doc["components"]["schemas"];
+    for field in ["code", "message", "status", "path", "timestamp", "fieldErrors"] {
+        assert!(schemas["ErrorBody"]["properties"][field].is_object(), "ErrorBody.{field}");
+    }
+    let codes: Vec<&str> =
+        schemas["ErrorCode"]["enum"].as_array().expect("codes").iter().filter_map(Value::as_str).collect();
+    assert!(codes.contains(&"COUPON_SOLD_OUT") && codes.contains(&"RATE_LIMITED"), "{codes:?}");
+    assert!(doc["components"]["securitySchemes"]["admin"].is_object());
+    assert!(doc["components"]["securitySchemes"]["user"].is_object());
+    let download = &doc["paths"]["/api/coupons/download"]["post"];
+    for status in ["201", "400", "401", "403", "404", "409", "410", "429"] {
+        assert!(download["responses"][status].is_object(), "download documents {status}");
+    }
+    let list = &doc["paths"]["/api/coupon-policies"]["get"]["parameters"];
+    let names: Vec<&str> =
+        list.as_array().map(|p| p.iter().filter_map(|p| p["name"].as_str()).collect()).unwrap_or_default();
+    assert_eq!(names, ["cursor", "limit"]);
+}
+
+#[tokio::test]
+async fn swagger_ui_is_served() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let response = client().get(format!("{base}/swagger-ui/")).send().await.expect("request");
+    assert_eq!(response.status().as_u16(), 200);
+    let html = response.text().await.expect("html");
+    assert!(html.contains("swagger"), "{html}");
+}
