@@ -216,12 +216,15 @@ async fn batch_transaction(
     let issued_at = batch.iter().map(|p| p.issued_at).max().unwrap_or_else(Utc::now);
 
     // 1. One coupon per request in the user's slot 1; the unique index skips users who hold one
-    //    already, and the second request of a user within the batch.
+    //    already, and the second request of a user within the batch. Rows go in in user-id order:
+    //    batches of two api-server instances then take unique-index locks in the same order and
+    //    cannot deadlock (who gets the stock is decided by arrival order below, not by insertion
+    //    order).
     let rows: Vec<CouponRow> = diesel::sql_query(
         "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, issued_at, expires_at) \
          SELECT $1, r.user_id, 1, 'ISSUED', r.issued_at, r.expires_at \
-         FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[]) WITH ORDINALITY AS r(user_id, issued_at, expires_at, ord) \
-         ORDER BY r.ord \
+         FROM unnest($2::bigint[], $3::timestamptz[], $4::timestamptz[]) AS r(user_id, issued_at, expires_at) \
+         ORDER BY r.user_id \
          ON CONFLICT (policy_id, user_id, user_slot) WHERE status <> 'CANCELLED' DO NOTHING \
          RETURNING id, policy_id, user_id, status, reservation_id, order_id, discount_amount, \
                    issued_at, expires_at, reserved_at, used_at",
