@@ -145,3 +145,54 @@ impl PolicyAdmin {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::{Duration, Utc};
+
+    use super::*;
+    use crate::fakes::{InMemoryPolicyStore, ManualClock, ScriptedGate, block_on, policy};
+    use crate::issue::GateDecision;
+
+    fn admin(policies: Vec<Policy>) -> (PolicyAdmin, Arc<ScriptedGate>, Arc<ManualClock>) {
+        let gate = Arc::new(ScriptedGate::answering(Ok(GateDecision::Admitted)));
+        let clock = Arc::new(ManualClock::at(Utc::now()));
+        (
+            PolicyAdmin::new(Arc::new(InMemoryPolicyStore::with(policies)), gate.clone(), clock.clone()),
+            gate,
+            clock,
+        )
+    }
+
+    #[test]
+    fn code_checks_answer_rather_than_fail() {
+        let now = Utc::now();
+        let mut sold_out = policy(2, DistributionType::Code, Some(1), now);
+        sold_out.current_issue_count = 1;
+        let (admin, _, clock) = admin(vec![policy(1, DistributionType::Code, None, now), sold_out]);
+        let check = |code: &str| block_on(admin.check_code(code)).expect("answered");
+
+        let ok = check(" code1 ");
+        assert_eq!((ok.code.as_str(), ok.valid, ok.unknown), ("CODE1", true, false));
+        assert_eq!((check("CODE2").valid, check("CODE2").unknown), (false, false));
+        assert_eq!((check("CODE9").valid, check("CODE9").unknown), (false, true));
+        assert_eq!((check("not a code").valid, check("not a code").unknown), (false, true));
+        clock.advance(Duration::days(2));
+        assert_eq!(check("CODE1").message, "The issuance period has ended");
+    }
+
+    #[test]
+    fn changes_to_stock_reset_the_gate() {
+        let (admin, gate, _) = admin(vec![policy(1, DistributionType::FirstCome, Some(10), Utc::now())]);
+        let id = PolicyId::new(1).expect("id");
+        block_on(admin.set_max_issue_count(id, 20)).expect("cap set");
+        block_on(admin.change(id, &PolicyChange { max_issue_count: Some(30), ..PolicyChange::default() }))
+            .expect("changed");
+        block_on(admin.deactivate(id)).expect("deactivated");
+        assert_eq!(gate.calls(), ["forget 1", "forget 1", "forget 1"]);
+        assert!(matches!(
+            block_on(admin.change(id, &PolicyChange { max_issue_count: Some(5), ..PolicyChange::default() })),
+            Err(ChangePolicyError::Refused(ChangeRefused::CapLowered { .. }))
+        ));
+    }
+}

@@ -244,3 +244,143 @@ impl Issuing {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+    use crate::fakes::{
+        InMemoryCouponStore, InMemoryPolicyStore, ManualClock, ScriptedGate, block_on, policy,
+    };
+
+    struct Fixture {
+        coupons: Arc<InMemoryCouponStore>,
+        gate: Arc<ScriptedGate>,
+        issuing: Issuing,
+    }
+
+    fn fixture(policies: Vec<Policy>, gate: Result<GateDecision, ()>) -> Fixture {
+        let now = Utc.with_ymd_and_hms(2024, 1, 1, 10, 0, 0).single().expect("instant");
+        let coupons = Arc::new(InMemoryCouponStore::default());
+        let gate = Arc::new(ScriptedGate::answering(gate));
+        let issuing = Issuing::new(
+            Arc::new(InMemoryPolicyStore::with(policies)),
+            coupons.clone(),
+            gate.clone(),
+            Arc::new(ManualClock::at(now)),
+            Tz::UTC,
+        );
+        Fixture { coupons, gate, issuing }
+    }
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2024, 1, 1, 10, 0, 0).single().expect("instant")
+    }
+
+    fn user(n: i64) -> UserId {
+        UserId::new(n).expect("user")
+    }
+
+    fn by_id(id: i64) -> IssueTarget {
+        IssueTarget::Policy(PolicyId::new(id).expect("id"))
+    }
+
+    #[test]
+    fn a_download_is_issued_with_its_expiry_and_the_policy() {
+        let f = fixture(vec![policy(1, DistributionType::Download, None, now())], Ok(GateDecision::Admitted));
+        let issued = block_on(f.issuing.download(user(7), by_id(1), "corr".into())).expect("issued");
+        assert_eq!(issued.coupon.user_id, user(7));
+        assert_eq!(issued.policy.id.get(), 1);
+        assert_eq!(
+            issued.coupon.expires_at,
+            Utc.with_ymd_and_hms(2024, 1, 31, 23, 59, 59).single().expect("instant")
+        );
+        assert!(f.gate.calls().is_empty(), "only FIRST_COME goes through the gate");
+    }
+
+    #[test]
+    fn the_gate_turns_losers_away_without_touching_the_store() {
+        for (answer, expected) in
+            [(GateDecision::SoldOut, "SoldOut"), (GateDecision::AlreadyHolding, "AlreadyIssued")]
+        {
+            let f = fixture(vec![policy(1, DistributionType::FirstCome, Some(10), now())], Ok(answer));
+            let refused =
+                block_on(f.issuing.download(user(7), by_id(1), "corr".into())).expect_err("refused");
+            assert!(format!("{refused:?}").contains(expected), "{refused:?}");
+            assert_eq!(f.coupons.calls(), 0);
+        }
+    }
+
+    #[test]
+    fn a_gate_that_is_down_leaves_the_decision_to_the_store() {
+        let f = fixture(vec![policy(1, DistributionType::FirstCome, Some(10), now())], Err(()));
+        assert!(block_on(f.issuing.download(user(7), by_id(1), "corr".into())).is_ok());
+        assert_eq!(f.coupons.calls(), 1);
+        assert_eq!(f.gate.calls(), ["admit 1 7"], "nothing to settle with a gate that is down");
+    }
+
+    #[test]
+    fn the_gate_follows_what_the_store_decided() {
+        let f = fixture(
+            vec![policy(1, DistributionType::FirstCome, Some(10), now())],
+            Ok(GateDecision::Admitted),
+        );
+        *f.coupons.refuse_next.lock().expect("lock") = Some(|| NotIssuable::SoldOut.into());
+        assert!(block_on(f.issuing.download(user(7), by_id(1), "corr".into())).is_err());
+        *f.coupons.refuse_next.lock().expect("lock") = Some(|| IssueError::AlreadyIssued);
+        assert!(block_on(f.issuing.download(user(8), by_id(1), "corr".into())).is_err());
+        assert_eq!(f.gate.calls(), ["admit 1 7", "sold_out 1", "admit 1 8", "give_back 1 8"]);
+    }
+
+    #[test]
+    fn each_channel_issues_only_its_own_policies() {
+        let code = policy(1, DistributionType::Code, None, now());
+        let code_value = code.code.clone().expect("code");
+        let f = fixture(
+            vec![
+                code,
+                policy(2, DistributionType::Direct, None, now()),
+                policy(3, DistributionType::Download, None, now()),
+            ],
+            Ok(GateDecision::Admitted),
+        );
+        let wrong = |target| {
+            matches!(
+                block_on(f.issuing.download(user(7), target, "corr".into())),
+                Err(IssueError::NotIssuable(NotIssuable::WrongChannel))
+            )
+        };
+        assert!(wrong(by_id(1)), "a CODE policy needs its code");
+        assert!(wrong(by_id(2)), "a DIRECT policy is issued by admins");
+        assert!(block_on(f.issuing.download(user(7), IssueTarget::Code(code_value), "corr".into())).is_ok());
+        assert!(matches!(
+            block_on(f.issuing.download(
+                user(7),
+                IssueTarget::Code(CouponCode::parse("NONE").expect("code")),
+                "c".into()
+            )),
+            Err(IssueError::CodeNotFound)
+        ));
+        assert!(matches!(
+            block_on(f.issuing.download(user(7), by_id(9), "c".into())),
+            Err(IssueError::PolicyNotFound)
+        ));
+    }
+
+    #[test]
+    fn direct_issue_handles_each_user_once_and_reports_each_outcome() {
+        let f =
+            fixture(vec![policy(1, DistributionType::Direct, Some(2), now())], Ok(GateDecision::Admitted));
+        let users = [user(1), user(2), user(1), user(3)];
+        let outcomes =
+            block_on(f.issuing.direct(PolicyId::new(1).expect("id"), &users, "corr")).expect("ran");
+        let summary: Vec<(i64, bool)> = outcomes.iter().map(|(u, r)| (u.get(), r.is_ok())).collect();
+        assert_eq!(summary, [(1, true), (2, true), (3, false)]);
+        assert!(matches!(outcomes[2].1, Err(IssueError::NotIssuable(NotIssuable::SoldOut))));
+        assert!(matches!(
+            block_on(f.issuing.direct(PolicyId::new(5).expect("id"), &users, "corr")),
+            Err(IssueError::PolicyNotFound)
+        ));
+    }
+}

@@ -9,6 +9,8 @@ pub mod clock;
 pub mod coupon;
 pub mod discount;
 pub mod event;
+#[cfg(test)]
+mod fakes;
 pub mod id;
 pub mod issue;
 pub mod limits;

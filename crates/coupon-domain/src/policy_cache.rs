@@ -136,141 +136,47 @@ impl PolicyStore for CachedPolicies {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
-    use rust_decimal::Decimal;
-
     use super::*;
-    use crate::discount::{DiscountRule, DiscountType};
-    use crate::policy::{DistributionType, IssuanceWindow};
+    use crate::fakes::{InMemoryPolicyStore, ManualClock, block_on, policy};
+    use crate::policy::DistributionType;
 
-    /// A clock the test moves.
-    struct ManualClock(Mutex<DateTime<Utc>>);
-
-    impl Clock for ManualClock {
-        fn now(&self) -> DateTime<Utc> {
-            *self.0.lock().unwrap_or_else(PoisonError::into_inner)
-        }
-    }
-
-    /// A store holding one policy and counting reads.
-    struct InMemoryPolicyStore {
-        policy: Policy,
-        reads: AtomicUsize,
-    }
-
-    fn refused<T: Send + 'static>() -> PortFuture<'static, Result<T, StoreError>> {
-        Box::pin(async { Err(StoreError::Unavailable("not in this fake".into())) })
-    }
-
-    impl PolicyStore for InMemoryPolicyStore {
-        fn create(
-            &self,
-            _: NewPolicy,
-            _: DateTime<Utc>,
-        ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
-            Box::pin(async { Err(CreatePolicyError::DuplicateCode) })
-        }
-        fn get(&self, id: PolicyId) -> PortFuture<'_, Result<Option<Policy>, StoreError>> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            let found = (id == self.policy.id).then(|| self.policy.clone());
-            Box::pin(async move { Ok(found) })
-        }
-        fn find_by_code<'a>(
-            &'a self,
-            code: &'a CouponCode,
-        ) -> PortFuture<'a, Result<Option<Policy>, StoreError>> {
-            self.reads.fetch_add(1, Ordering::SeqCst);
-            let found = (self.policy.code.as_ref() == Some(code)).then(|| self.policy.clone());
-            Box::pin(async move { Ok(found) })
-        }
-        fn list(&self, _: Option<PolicyId>, _: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
-            refused()
-        }
-        fn save<'a>(
-            &'a self,
-            p: &'a Policy,
-            _: DateTime<Utc>,
-        ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
-            Box::pin(async move { Ok(p.clone()) })
-        }
-        fn set_max_issue_count(
-            &self,
-            _: PolicyId,
-            _: u32,
-            _: DateTime<Utc>,
-        ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
-            Box::pin(async { Err(SetCapError::NotFound) })
-        }
-        fn statistics(
-            &self,
-            _: PolicyId,
-            _: DateTime<Utc>,
-        ) -> PortFuture<'_, Result<Option<PolicyStatistics>, StoreError>> {
-            refused()
-        }
-    }
-
-    fn fixture() -> (Arc<InMemoryPolicyStore>, Arc<ManualClock>, CachedPolicies) {
+    fn fixture() -> (Arc<InMemoryPolicyStore>, Arc<ManualClock>, CachedPolicies, Policy) {
         let now = Utc::now();
-        let policy = Policy {
-            id: PolicyId::new(1).expect("id"),
-            name: "Cached".into(),
-            code: CouponCode::parse("CACHED").ok(),
-            description: None,
-            discount: DiscountRule::new(DiscountType::FixedAmount, Decimal::from(1000), None, None)
-                .expect("rule"),
-            distribution: DistributionType::Code,
-            max_issue_count: None,
-            current_issue_count: 0,
-            max_issue_per_user: 1,
-            valid_days: 30,
-            window: IssuanceWindow::new(now, now + Duration::days(1)).expect("window"),
-            is_active: true,
-            version: 0,
-            created_at: now,
-            updated_at: now,
-        };
-        let store = Arc::new(InMemoryPolicyStore { policy, reads: AtomicUsize::new(0) });
-        let clock = Arc::new(ManualClock(Mutex::new(now)));
+        let cached = policy(1, DistributionType::Code, None, now);
+        let store = Arc::new(InMemoryPolicyStore::with([cached.clone()]));
+        let clock = Arc::new(ManualClock::at(now));
         let cache = CachedPolicies::new(store.clone(), clock.clone(), Duration::seconds(1));
-        (store, clock, cache)
-    }
-
-    fn block_on<F: Future>(f: F) -> F::Output {
-        futures::executor::block_on(f)
+        (store, clock, cache, cached)
     }
 
     #[test]
     fn reads_within_the_ttl_are_served_from_memory_and_expire_after_it() {
-        let (store, clock, cache) = fixture();
-        let id = store.policy.id;
+        let (store, clock, cache, cached) = fixture();
         for _ in 0..3 {
-            assert!(block_on(cache.get(id)).expect("read").is_some());
+            assert!(block_on(cache.get(cached.id)).expect("read").is_some());
         }
-        assert_eq!(store.reads.load(Ordering::SeqCst), 1);
-        let code = CouponCode::parse("cached").expect("code");
+        assert_eq!(store.reads(), 1);
+        let code = CouponCode::parse("code1").expect("code");
         assert!(block_on(cache.find_by_code(&code)).expect("read").is_some());
-        assert_eq!(store.reads.load(Ordering::SeqCst), 1, "the code maps to the remembered policy");
+        assert_eq!(store.reads(), 1, "the code maps to the remembered policy");
 
-        *clock.0.lock().expect("clock") += Duration::milliseconds(1001);
-        block_on(cache.get(id)).expect("read");
-        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+        clock.advance(Duration::milliseconds(1001));
+        block_on(cache.get(cached.id)).expect("read");
+        assert_eq!(store.reads(), 2);
     }
 
     #[test]
     fn writes_drop_the_entry_and_unknown_codes_are_not_remembered() {
-        let (store, _, cache) = fixture();
-        let policy = store.policy.clone();
-        block_on(cache.get(policy.id)).expect("read");
-        block_on(cache.save(&policy, Utc::now())).expect("save");
-        block_on(cache.get(policy.id)).expect("read");
-        assert_eq!(store.reads.load(Ordering::SeqCst), 2);
+        let (store, _, cache, cached) = fixture();
+        block_on(cache.get(cached.id)).expect("read");
+        block_on(cache.save(&cached, Utc::now())).expect("save");
+        block_on(cache.get(cached.id)).expect("read");
+        assert_eq!(store.reads(), 2);
 
         let unknown = CouponCode::parse("NOPE").expect("code");
         for _ in 0..2 {
             assert!(block_on(cache.find_by_code(&unknown)).expect("read").is_none());
         }
-        assert_eq!(store.reads.load(Ordering::SeqCst), 4);
+        assert_eq!(store.reads(), 4);
     }
 }
