@@ -73,6 +73,13 @@ impl TestEnv {
         Self { database, vars }
     }
 
+    /// The same database, Redis prefix and topics with one variable changed: a second instance of
+    /// the service configured differently (e.g. with a dependency that is down).
+    #[must_use]
+    pub fn clone_with(&self, key: &str, value: impl Into<String>) -> Self {
+        Self { database: self.database.clone(), vars: self.vars.clone() }.set(key, value)
+    }
+
     /// Overrides one variable.
     #[must_use]
     pub fn set(mut self, key: &str, value: impl Into<String>) -> Self {
