@@ -32,7 +32,16 @@ DATABASE_NAME=$bench_db target/release/api-server migrate >/dev/null 2>&1 || die
 export DATABASE_NAME=$bench_db HTTP_PORT=$port COUPON_ADMIN_TOKENS=$token REDIS_KEY_PREFIX="bench:$$:" LOG_LEVEL=warn
 target/release/api-server >"$LOCAL/bench-api-server.log" 2>&1 &
 server=$!
-trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+# Stop the server and drop this run's Redis keys (gate holders, rate counters) from the shared Redis.
+cleanup() {
+    kill $server 2>/dev/null
+    wait $server 2>/dev/null
+    if command -v redis-cli >/dev/null; then
+        redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${REDIS_KEY_PREFIX}*" |
+            xargs -r -n 1000 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
+    fi
+}
+trap cleanup EXIT
 api_ready() { [ "$(http_status $port /health/ready)" = 200 ]; }
 wait_for 30 api-server api_ready
 

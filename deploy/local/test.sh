@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite against the real services (started here when they are not running).
 # Each test creates its own database (cloned from a migrated template), Redis key prefix and Kafka
-# topics; leftovers of earlier runs are dropped first. Extra arguments go to the test runner.
+# topics; databases and Redis keys left by earlier runs are dropped first. Extra arguments go to the test runner.
 source "$(dirname "$0")/lib.sh"
 
 ensure_services
@@ -11,6 +11,12 @@ psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qt
     while read -r db; do
         [ -n "$db" ] && psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
     done
+
+if command -v redis-cli >/dev/null; then
+    log "dropping Redis keys of earlier runs"
+    redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern 'test:*' |
+        xargs -r -n 1000 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
+fi
 
 cd "$ROOT"
 export DATABASE_HOST DATABASE_PORT DATABASE_USER REDIS_HOST REDIS_PORT KAFKA_BOOTSTRAP_SERVERS

@@ -93,17 +93,30 @@ pub async fn count(env: &TestEnv, sql: &str) -> i64 {
     diesel::sql_query(sql).get_result::<Count>(&mut conn).await.expect(sql).n
 }
 
-/// Deletes every Redis key of this test environment, as a `FLUSHDB` would for it alone.
+/// Deletes every Redis key of this test environment, as a `FLUSHDB` would for it alone. `SCAN`, not
+/// `KEYS`: the Redis is shared, and `KEYS` walks the whole keyspace in one blocking call.
 pub async fn flush_redis(env: &TestEnv) {
     let settings = env.settings();
     let client = redis::Client::open(settings.redis.url()).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*", settings.redis.key_prefix))
-        .query_async(&mut conn)
-        .await
-        .expect("keys");
-    if !keys.is_empty() {
-        let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.expect("del");
+    let pattern = format!("{}*", settings.redis.key_prefix);
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await
+            .expect("scan");
+        if !keys.is_empty() {
+            let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await.expect("del");
+        }
+        if next == 0 {
+            return;
+        }
+        cursor = next;
     }
 }
