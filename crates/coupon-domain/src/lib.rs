@@ -13,6 +13,7 @@ pub mod event;
 mod fakes;
 pub mod id;
 pub mod issue;
+pub mod lifecycle;
 pub mod limits;
 pub mod money;
 pub mod policy;
