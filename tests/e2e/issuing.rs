@@ -208,20 +208,6 @@ async fn unlimited_stock_with_a_per_user_limit_of_two() {
     assert_eq!(stats["remainingCount"], Value::Null, "unlimited");
 }
 
-async fn one_after_another(
-    client: &reqwest::Client,
-    base: &str,
-    user: i64,
-    body: &Value,
-    n: usize,
-) -> Vec<u16> {
-    let mut statuses = Vec::new();
-    for _ in 0..n {
-        statuses.push(download(client, base, user, body.clone()).await.0);
-    }
-    statuses
-}
-
 #[tokio::test]
 async fn users_act_only_for_themselves() {
     let env = TestEnv::new().await;

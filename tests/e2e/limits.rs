@@ -26,24 +26,12 @@ async fn the_sixth_issue_request_in_a_minute_is_rate_limited() {
     clear_of_minute_boundary().await;
 
     for expected_remaining in (0..5).rev() {
-        let response = client
-            .post(format!("{base}/api/coupons/download"))
-            .header("X-User-Id", "3")
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+        let response = download_response(&client, &base, 3, &body).await;
         assert_eq!(response.status().as_u16(), 201);
         assert_eq!(response.headers()["X-RateLimit-Limit"], "5");
         assert_eq!(response.headers()["X-RateLimit-Remaining"], expected_remaining.to_string().as_str());
     }
-    let response = client
-        .post(format!("{base}/api/coupons/download"))
-        .header("X-User-Id", "3")
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
+    let response = download_response(&client, &base, 3, &body).await;
     assert_eq!(response.status().as_u16(), 429);
     let retry_after: u64 =
         response.headers()["Retry-After"].to_str().ok().and_then(|v| v.parse().ok()).expect("Retry-After");
@@ -67,14 +55,8 @@ async fn the_hourly_limit_holds_across_minutes() {
     let base = start_api(&env);
     let client = client();
     let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 10)).await;
-    let statuses: Vec<u16> = {
-        let mut statuses = Vec::new();
-        for _ in 0..4 {
-            statuses
-                .push(download(&client, &base, 8, json!({"couponPolicyId": policy, "userId": 8})).await.0);
-        }
-        statuses
-    };
+    let statuses =
+        one_after_another(&client, &base, 8, &json!({"couponPolicyId": policy, "userId": 8}), 4).await;
     assert_eq!(statuses, vec![201, 201, 201, 429]);
 }
 

@@ -69,16 +69,40 @@ pub async fn create_policy(client: &reqwest::Client, base: &str, body: Value) ->
     created["id"].as_i64().expect("id")
 }
 
-/// `POST /api/coupons/download` as `user` for itself.
-pub async fn download(client: &reqwest::Client, base: &str, user: i64, body: Value) -> (u16, Value) {
-    let response = client
+/// `POST /api/coupons/download` as `user`, the raw response (for its headers).
+pub async fn download_response(
+    client: &reqwest::Client,
+    base: &str,
+    user: i64,
+    body: &Value,
+) -> reqwest::Response {
+    client
         .post(format!("{base}/api/coupons/download"))
         .header("X-User-Id", user.to_string())
-        .json(&body)
+        .json(body)
         .send()
         .await
-        .expect("request");
-    answer(response).await
+        .expect("request")
+}
+
+/// `POST /api/coupons/download` as `user` for itself.
+pub async fn download(client: &reqwest::Client, base: &str, user: i64, body: Value) -> (u16, Value) {
+    answer(download_response(client, base, user, &body).await).await
+}
+
+/// The statuses of `n` downloads sent one after another.
+pub async fn one_after_another(
+    client: &reqwest::Client,
+    base: &str,
+    user: i64,
+    body: &Value,
+    n: usize,
+) -> Vec<u16> {
+    let mut statuses = Vec::with_capacity(n);
+    for _ in 0..n {
+        statuses.push(download(client, base, user, body.clone()).await.0);
+    }
+    statuses
 }
 
 #[derive(QueryableByName)]

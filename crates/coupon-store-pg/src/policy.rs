@@ -8,6 +8,7 @@ use coupon_domain::policy::{
     SavePolicyError, SetCapError,
 };
 use coupon_domain::port::{PortFuture, StoreError};
+use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Timestamptz};
 use diesel_async::RunQueryDsl;
@@ -30,14 +31,17 @@ impl PgPolicyStore {
     }
 
     async fn load(&self, id: PolicyId) -> Result<Option<Policy>, StoreError> {
+        self.first(p::coupon_policies.filter(p::id.eq(id.get())).into_boxed()).await
+    }
+
+    /// The policy the query selects, if any.
+    async fn first(
+        &self,
+        query: crate::schema::coupon_policies::BoxedQuery<'_, Pg>,
+    ) -> Result<Option<Policy>, StoreError> {
         let mut conn = self.pool.get().await.map_err(from_pool)?;
-        let row = p::coupon_policies
-            .find(id.get())
-            .select(PolicyRow::as_select())
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(from_diesel)?;
+        let row =
+            query.select(PolicyRow::as_select()).first(&mut conn).await.optional().map_err(from_diesel)?;
         row.map(Policy::try_from).transpose()
     }
 }
@@ -91,17 +95,7 @@ impl PolicyStore for PgPolicyStore {
         &'a self,
         code: &'a CouponCode,
     ) -> PortFuture<'a, Result<Option<Policy>, StoreError>> {
-        Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
-            let row = p::coupon_policies
-                .filter(p::coupon_code.eq(code.as_str()))
-                .select(PolicyRow::as_select())
-                .first(&mut conn)
-                .await
-                .optional()
-                .map_err(from_diesel)?;
-            row.map(Policy::try_from).transpose()
-        })
+        Box::pin(self.first(p::coupon_policies.filter(p::coupon_code.eq(code.as_str())).into_boxed()))
     }
 
     fn list(&self, after: Option<PolicyId>, limit: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {
