@@ -2,18 +2,24 @@
 # Benchmarks on the local machine, printing numbers (never asserting timings in tests).
 #
 #   deploy/local/bench.sh issue [SECONDS] [CONNECTIONS]
+#   deploy/local/bench.sh reserve [SECONDS] [CONNECTIONS]
 #
 # issue: a release api-server on a fresh database, a FIRST_COME policy whose cap is far above what
 # the run can issue, and wrk driving POST /api/coupons/download with a distinct user per request
 # for SECONDS (default 20) over CONNECTIONS (default 64). Then the same wrk against /health/live of
 # the same server (the HTTP ceiling), and a check of PostgreSQL: coupons issued = 201 answers (plus
 # at most the requests still in flight when wrk stopped), every coupon with its outbox row.
+#
+# reserve: 300,000 coupons of distinct users issued up front (SQL), then wrk driving reserve → use
+# cycles, one coupon per cycle, the two requests pipelined on one connection. Prints cycles/s and
+# the latency of the cycle, then checks PostgreSQL: every used coupon has its confirmed reservation
+# and its coupon.reserved and coupon.used outbox rows.
 source "$(dirname "$0")/lib.sh"
 
 what="${1:-}"
 seconds="${2:-20}"
 connections="${3:-64}"
-[ "$what" = issue ] || die "usage: $0 issue [SECONDS] [CONNECTIONS]"
+case "$what" in issue | reserve) ;; *) die "usage: $0 issue|reserve [SECONDS] [CONNECTIONS]" ;; esac
 
 command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
@@ -45,7 +51,49 @@ trap cleanup EXIT
 api_ready() { [ "$(http_status $port /health/ready)" = 200 ]; }
 wait_for 30 api-server api_ready
 
+q() { psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d $bench_db -tAc "$1"; }
 until=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+
+if [ "$what" = reserve ]; then
+    coupons=300000
+    policy=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' \
+        -d "{\"couponName\":\"bench\",\"discountType\":\"PERCENTAGE\",\"discountValue\":10,\"maxDiscountAmount\":3000,\"distributionType\":\"DOWNLOAD\",\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
+        sed -E 's/.*"id":([0-9]+).*/\1/')
+    [ -n "$policy" ] || die "cannot create the bench policy"
+    log "issuing $coupons coupons to $coupons users"
+    q "INSERT INTO coupon_issues (policy_id, user_id, status, issued_at, expires_at)
+       SELECT $policy, u, 'ISSUED', now(), now() + interval '30 days' FROM generate_series(1, $coupons) u" >/dev/null
+    q "VACUUM ANALYZE coupon_issues" >/dev/null
+    first=$(q "SELECT min(id) FROM coupon_issues")
+    [ "$(q "SELECT count(*) FROM coupon_issues WHERE id - $first + 1 = user_id")" = "$coupons" ] ||
+        die "coupon ids are not contiguous"
+    log "reserve → use for ${seconds}s over $connections connections"
+    result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/reserve.lua \
+        "http://127.0.0.1:$port" -- "$first" "$coupons" 1 "run$$" 2 | tee "$LOCAL/bench-reserve.txt" |
+        grep -E '^(RESULT|status)')
+    sleep 1
+    used=$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED'")
+    confirmed=$(q "SELECT count(*) FROM coupon_reservations WHERE status = 'CONFIRMED'")
+    held=$(q "SELECT count(*) FROM coupon_reservations")
+    events_used=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_USED'")
+    events_reserved=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_RESERVED'")
+    echo
+    echo "== bench reserve ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL and wrk on this machine)"
+    echo "$result"
+    echo "reserve+use cycles/s: $(( used / seconds ))   (coupons used: $used in ${seconds}s)"
+    echo "p95 above is per response, timed from the start of its cycle: the use's time is the cycle's."
+    echo "reservations: $held   confirmed: $confirmed   coupon.reserved rows: $events_reserved   coupon.used rows: $events_used"
+    ok=1
+    [ "$used" = "$confirmed" ] || { echo "FAIL: used coupons ≠ confirmed reservations"; ok=0; }
+    [ "$used" = "$events_used" ] || { echo "FAIL: a use without its coupon.used row"; ok=0; }
+    [ "$held" = "$events_reserved" ] || { echo "FAIL: a reservation without its coupon.reserved row"; ok=0; }
+    [ "$(grep -c '^status' <<<"$result")" = 1 ] || { echo "FAIL: answers other than 200"; ok=0; }
+    [ $ok = 1 ] && echo "CHECK OK: every cycle committed its reservation, its use and both events"
+    [ $ok = 1 ]
+    exit
+fi
+
 policy=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
     -H 'Content-Type: application/json' \
     -d "{\"couponName\":\"bench\",\"discountType\":\"FIXED_AMOUNT\",\"discountValue\":1000,\"distributionType\":\"FIRST_COME\",\"maxIssueCount\":1000000000,\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
@@ -59,7 +107,6 @@ sleep 2
 log "HTTP ceiling: GET /health/live, same server, same load"
 ceiling=$(wrk -t2 -c"$connections" -d10s "http://127.0.0.1:$port/health/live" | awk '/Requests\/sec/ {print $2}')
 
-q() { psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d $bench_db -tAc "$1"; }
 rows=$(q "SELECT count(*) FROM coupon_issues")
 outbox=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_ISSUED'")
 counter=$(q "SELECT current_issue_count FROM coupon_policies WHERE id = $policy")

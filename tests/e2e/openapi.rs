@@ -8,18 +8,28 @@ use serde_json::Value;
 /// Every operation of the HTTP API so far, as `METHOD path`.
 const OPERATIONS: &[&str] = &[
     "DELETE /api/coupon-policies/{id}",
+    "DELETE /api/coupons/apply/{reservationId}",
+    "DELETE /api/coupons/reserve/{reservationId}",
     "GET /api/coupon-policies",
     "GET /api/coupon-policies/{id}",
     "GET /api/coupon-policies/{id}/statistics",
+    "GET /api/coupons/users/{userId}",
+    "GET /api/coupons/users/{userId}/expiring",
+    "GET /api/coupons/users/{userId}/statistics",
     "GET /api/coupons/validate/{couponCode}",
+    "GET /api/statistics/daily",
     "GET /health/live",
     "GET /health/ready",
     "GET /metrics",
     "PATCH /api/coupon-policies/{id}",
     "PATCH /api/coupon-policies/{id}/remaining-quantity",
+    "POST /api/admin/jobs/{name}/run",
     "POST /api/coupon-policies",
+    "POST /api/coupons/apply",
     "POST /api/coupons/direct-issue",
     "POST /api/coupons/download",
+    "POST /api/coupons/reserve",
+    "POST /api/coupons/use",
 ];
 
 #[tokio::test]
@@ -43,7 +53,14 @@ async fn the_document_lists_exactly_the_served_operations() {
 
     for operation in OPERATIONS {
         let (method, path) = operation.split_once(' ').expect("METHOD path");
-        let url = format!("{base}{}", path.replace("{id}", "1").replace("{couponCode}", "CODE"));
+        let url = format!(
+            "{base}{}",
+            path.replace("{id}", "1")
+                .replace("{couponCode}", "CODE")
+                .replace("{reservationId}", "R1")
+                .replace("{userId}", "1")
+                .replace("{name}", "statistics")
+        );
         let request = client
             .request(method.parse().expect("method"), &url)
             .bearer_auth(ADMIN_TOKEN)

@@ -3,6 +3,7 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -12,9 +13,11 @@ use coupon_api::ops::OpsState;
 use coupon_api::server::{ServerOptions, serve};
 use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
-use coupon_domain::clock::SystemClock;
+use coupon_domain::clock::{Clock, SystemClock};
 use coupon_domain::issue::Issuing;
+use coupon_domain::jobs::{JobSettings, Jobs};
 use coupon_domain::policy_cache::CachedPolicies;
+use coupon_domain::reservation::Checkout;
 use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
 use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
@@ -22,10 +25,13 @@ use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::telemetry;
+use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::migrate;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::reservation::PgReservationStore;
+use coupon_store_pg::wallet::PgWalletStore;
 use secrecy::ExposeSecret;
 
 /// Command line. Configuration comes from the environment (README, "Configuration").
@@ -76,6 +82,45 @@ impl Cli {
 const POLICY_SNAPSHOT_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 /// The use cases over the real adapters.
+/// The outbox's event encoder, with the configured topic names.
+pub fn encoder(settings: &Settings) -> Arc<JsonEventEncoder> {
+    let topics = &settings.kafka.topics;
+    Arc::new(JsonEventEncoder::new(ProducedTopics {
+        coupon_issued: topics.coupon_issued.clone(),
+        coupon_reserved: topics.coupon_reserved.clone(),
+        coupon_used: topics.coupon_used.clone(),
+        coupon_cancelled: topics.coupon_cancelled.clone(),
+        coupon_expired: topics.coupon_expired.clone(),
+    }))
+}
+
+/// A scheduled run keeps its job's lock at least this long, so a second scheduler pod whose cron
+/// tick for the same instant comes a moment later skips it (cron ticks are a second apart at most).
+const HOLD_SCHEDULED_LOCK: Duration = Duration::from_millis(500);
+
+/// The housekeeping jobs of SPEC §7 under their PostgreSQL locks, as the scheduler runs them and
+/// as `POST /api/admin/jobs/{name}/run` runs them in the api-server.
+pub fn jobs(settings: &Settings, pg: &PgPool, clock: Arc<dyn Clock>) -> Jobs {
+    let holder = format!(
+        "{}:{}:{}",
+        std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    Jobs::new(
+        Arc::new(PgJobLock::new(pg.clone())),
+        Arc::new(PgHousekeeping::new(pg.clone(), encoder(settings))),
+        clock,
+        holder,
+        JobSettings {
+            batch_size: settings.scheduler.batch_size,
+            lease: settings.scheduler.lock_lease,
+            hold_at_least: HOLD_SCHEDULED_LOCK,
+            zone: settings.coupon.timezone,
+        },
+    )
+}
+
 fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
     let coupon = &settings.coupon;
     let limits = if coupon.rate_limit_enabled {
@@ -91,16 +136,9 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
     } else {
         Limits::disabled()
     };
-    let topics = &settings.kafka.topics;
-    let encoder = Arc::new(JsonEventEncoder::new(ProducedTopics {
-        coupon_issued: topics.coupon_issued.clone(),
-        coupon_reserved: topics.coupon_reserved.clone(),
-        coupon_used: topics.coupon_used.clone(),
-        coupon_cancelled: topics.coupon_cancelled.clone(),
-        coupon_expired: topics.coupon_expired.clone(),
-    }));
+    let encoder = encoder(settings);
     let policies = Arc::new(PgPolicyStore::new(pg.clone()));
-    let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder));
+    let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()));
     let gate = Arc::new(RedisStockGate::new(redis.clone()));
     let clock = Arc::new(SystemClock);
     AppState {
@@ -112,7 +150,15 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
             settings.coupon.timezone,
         ),
         policies: PolicyAdmin::new(policies, gate, clock.clone()),
+        checkout: Checkout::new(
+            Arc::new(PgReservationStore::new(pg.clone(), encoder)),
+            clock.clone(),
+            settings.coupon.reservation_timeout,
+        ),
+        wallet: Arc::new(PgWalletStore::new(pg.clone())),
+        jobs: jobs(settings, pg, clock.clone()),
         clock,
+        zone: settings.coupon.timezone,
         limits,
     }
 }

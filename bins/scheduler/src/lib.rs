@@ -4,17 +4,22 @@
 
 use std::sync::Arc;
 
+use chrono::Utc;
 use coupon_api::ops::OpsState;
 use coupon_api::server::AdminServer;
+use coupon_domain::clock::SystemClock;
+use coupon_domain::jobs::{JobName, JobOutcome, Jobs, Trigger};
 use coupon_runtime::metrics::Metrics;
-use coupon_runtime::settings::Settings;
+use coupon_runtime::settings::{CronSchedule, Settings};
 use coupon_runtime::shutdown;
 use coupon_store_pg::pool::{PgConfig, PgPool};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// A built scheduler, its admin port bound.
 pub struct App {
     settings: Settings,
+    jobs: Jobs,
     admin: AdminServer,
     cancel: CancellationToken,
 }
@@ -47,7 +52,9 @@ impl App {
         };
         let admin = AdminServer::start(&settings.http.host, settings.scheduler.admin_port, ops)?;
         tracing::info!(admin_port = admin.port(), "scheduler admin server listening");
-        Ok(Self { settings, admin, cancel: CancellationToken::new() })
+        let jobs = api_server::jobs(&settings, &pg, Arc::new(SystemClock));
+        tracing::info!(holder = jobs.holder(), "scheduler ready");
+        Ok(Self { settings, jobs, admin, cancel: CancellationToken::new() })
     }
 
     /// Port of `/metrics` and `/health/*`.
@@ -60,12 +67,14 @@ impl App {
         self.cancel.clone()
     }
 
-    /// Runs until SIGTERM/SIGINT (or the shutdown token), then stops the admin server.
+    /// Runs the jobs on their schedules until SIGTERM/SIGINT (or the shutdown token). A run in
+    /// progress finishes its current batch loop before the scheduler stops; then the admin server
+    /// stops.
     ///
     /// # Errors
     /// When the admin server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { settings, admin, cancel } = self;
+        let Self { settings, jobs, admin, cancel } = self;
         let s = &settings.scheduler;
         tracing::info!(
             reservation_timeout = s.reservation_timeout_cron.expression,
@@ -73,9 +82,53 @@ impl App {
             statistics = s.statistics_cron.expression,
             "job schedules loaded"
         );
+        let stop = CancellationToken::new();
+        let tasks: Vec<_> = [
+            (JobName::ReservationTimeout, &s.reservation_timeout_cron),
+            (JobName::Expiry, &s.expiry_cron),
+            (JobName::Statistics, &s.statistics_cron),
+        ]
+        .into_iter()
+        .map(|(job, cron)| tokio::spawn(on_schedule(jobs.clone(), job, cron.clone(), stop.clone())))
+        .collect();
         shutdown::wait(&cancel).await;
+        stop.cancel();
+        let drain = futures::future::join_all(tasks);
+        if tokio::time::timeout(settings.http.shutdown_timeout, drain).await.is_err() {
+            tracing::warn!("a job was still running when the shutdown timeout passed");
+        }
         admin.stop().await?;
         tracing::info!("scheduler stopped");
         Ok(())
+    }
+}
+
+/// Runs `job` at each instant of `cron` until `stop`. Ticks missed while a run was in progress
+/// are skipped, not queued: every job catches up with all due rows in one run.
+async fn on_schedule(jobs: Jobs, job: JobName, cron: CronSchedule, stop: CancellationToken) {
+    let mut last = Utc::now();
+    loop {
+        let Some(next) = cron.schedule.after(&last.max(Utc::now())).next() else {
+            tracing::warn!(job = job.as_str(), cron = cron.expression, "the schedule has no next instant");
+            return;
+        };
+        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(wait) => {}
+        }
+        last = next;
+        let span = tracing::info_span!("job", job = job.as_str());
+        match jobs.run(job, Trigger::Schedule).instrument(span).await {
+            Ok(JobOutcome::Ran(report)) => tracing::info!(
+                job = job.as_str(),
+                affected = report.affected,
+                batches = report.batches,
+                duration_ms = (report.finished_at - report.started_at).num_milliseconds(),
+                "job ran"
+            ),
+            Ok(JobOutcome::Busy) => tracing::debug!(job = job.as_str(), "another scheduler holds the job"),
+            Err(e) => tracing::error!(job = job.as_str(), error = %e, "job failed"),
+        }
     }
 }

@@ -7,7 +7,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ErrorBody, ErrorCode, FieldError};
-use crate::{coupons, ops, policies};
+use crate::{checkout, coupons, ops, policies, wallet};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -30,6 +30,16 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         coupons::download,
         coupons::direct_issue,
         coupons::validate,
+        checkout::reserve,
+        checkout::apply,
+        checkout::release,
+        checkout::release_alias,
+        checkout::confirm,
+        wallet::list,
+        wallet::expiring,
+        wallet::summary,
+        wallet::daily,
+        wallet::run_job,
         ops::live,
         ops::ready,
         ops::metrics,
@@ -39,6 +49,9 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
     tags(
         (name = "policies", description = "Coupon policies (admin)"),
         (name = "coupons", description = "Issuing coupons"),
+        (name = "checkout", description = "Two-phase use: hold, confirm, release"),
+        (name = "wallet", description = "A user's coupons"),
+        (name = "statistics", description = "Daily statistics and scheduler jobs (admin)"),
         (name = "operations", description = "Health and metrics (open)")
     )
 )]

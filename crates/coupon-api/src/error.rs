@@ -251,13 +251,81 @@ mod tests {
 /// whichever endpoint reports it.
 mod from_domain {
     use coupon_domain::administration::ChangePolicyError;
+    use coupon_domain::discount::DiscountError;
     use coupon_domain::issue::IssueError;
+    use coupon_domain::lifecycle::Forbidden;
     use coupon_domain::policy::{
         ChangeRefused, CreatePolicyError, NotIssuable, SavePolicyError, SetCapError,
     };
     use coupon_domain::port::StoreError;
+    use coupon_domain::reservation::{ConfirmError, ReleaseError, ReserveError};
 
     use super::{ApiError, ErrorCode, FieldError};
+
+    impl From<Forbidden> for ApiError {
+        fn from(e: Forbidden) -> Self {
+            let code = match e {
+                Forbidden::NotAvailable => ErrorCode::CouponNotAvailable,
+                Forbidden::AlreadyUsed => ErrorCode::CouponAlreadyUsed,
+                Forbidden::Expired => ErrorCode::CouponExpired,
+            };
+            ApiError::new(code, e.to_string())
+        }
+    }
+
+    impl From<DiscountError> for ApiError {
+        fn from(e: DiscountError) -> Self {
+            let code = match e {
+                DiscountError::InvalidOrderAmount => ErrorCode::InvalidOrderAmount,
+                DiscountError::MinimumOrderNotMet { .. } => ErrorCode::MinimumOrderNotMet,
+            };
+            ApiError::new(code, e.to_string())
+        }
+    }
+
+    impl From<ReserveError> for ApiError {
+        fn from(e: ReserveError) -> Self {
+            let message = e.to_string();
+            let code = match e {
+                ReserveError::Forbidden(forbidden) => return forbidden.into(),
+                ReserveError::Discount(discount) => return discount.into(),
+                ReserveError::Store(store) => return store.into(),
+                ReserveError::CouponNotFound => ErrorCode::CouponNotFound,
+                ReserveError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
+                ReserveError::IdConflict(_) | ReserveError::IdReleased(_) => ErrorCode::CouponNotAvailable,
+                ReserveError::IdExpired(_) => ErrorCode::ReservationExpired,
+            };
+            ApiError::new(code, message)
+        }
+    }
+
+    impl From<ConfirmError> for ApiError {
+        fn from(e: ConfirmError) -> Self {
+            let message = e.to_string();
+            let code = match e {
+                ConfirmError::Store(store) => return store.into(),
+                ConfirmError::NotFound => ErrorCode::ReservationNotFound,
+                ConfirmError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
+                ConfirmError::OrderMismatch | ConfirmError::Released => ErrorCode::CouponNotAvailable,
+                ConfirmError::UsedByAnotherPayment => ErrorCode::CouponAlreadyUsed,
+                ConfirmError::Expired => ErrorCode::ReservationExpired,
+            };
+            ApiError::new(code, message)
+        }
+    }
+
+    impl From<ReleaseError> for ApiError {
+        fn from(e: ReleaseError) -> Self {
+            let message = e.to_string();
+            let code = match e {
+                ReleaseError::Store(store) => return store.into(),
+                ReleaseError::NotFound => ErrorCode::ReservationNotFound,
+                ReleaseError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
+                ReleaseError::AlreadyUsed => ErrorCode::CouponAlreadyUsed,
+            };
+            ApiError::new(code, message)
+        }
+    }
 
     impl From<StoreError> for ApiError {
         fn from(e: StoreError) -> Self {

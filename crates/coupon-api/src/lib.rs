@@ -5,6 +5,7 @@
 //! the domain and nothing of PostgreSQL, Redis or Kafka: dependencies arrive as ports.
 
 pub mod auth;
+pub mod checkout;
 pub mod coupons;
 pub mod docs;
 pub mod error;
@@ -14,6 +15,7 @@ pub mod ops;
 pub mod policies;
 pub mod server;
 pub mod state;
+pub mod wallet;
 mod wire;
 
 use actix_web::web;
@@ -23,5 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     cfg.app_data(web::Data::new(state)).app_data(web::Data::new(admin_tokens));
     policies::configure(cfg);
     coupons::configure(cfg);
+    checkout::configure(cfg);
+    wallet::configure(cfg);
     docs::configure(cfg);
 }

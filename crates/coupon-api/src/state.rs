@@ -1,10 +1,13 @@
-//! What the handlers share: the use cases and the clock.
+//! What the handlers share: the use cases, the clock and the business time zone.
 
 use std::sync::Arc;
 
 use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::Clock;
 use coupon_domain::issue::Issuing;
+use coupon_domain::jobs::Jobs;
+use coupon_domain::reservation::Checkout;
+use coupon_domain::wallet::WalletStore;
 
 use crate::limits::Limits;
 
@@ -13,7 +16,12 @@ use crate::limits::Limits;
 pub struct AppState {
     pub issuing: Issuing,
     pub policies: PolicyAdmin,
+    pub checkout: Checkout,
+    pub wallet: Arc<dyn WalletStore>,
+    pub jobs: Jobs,
     pub clock: Arc<dyn Clock>,
+    /// The business time zone (daily statistics' default range).
+    pub zone: chrono_tz::Tz,
     pub limits: Limits,
 }
 

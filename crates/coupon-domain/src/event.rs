@@ -7,12 +7,21 @@ use chrono::{DateTime, Utc};
 
 use crate::coupon::IssuedCoupon;
 use crate::policy::Policy;
+use crate::reservation::{CancelReason, Reservation};
 
 /// Something that happened to a coupon.
 #[derive(Debug, Clone)]
 pub enum CouponEvent<'a> {
     /// `coupon.issued`
     Issued { coupon: &'a IssuedCoupon, policy: &'a Policy },
+    /// `coupon.reserved`: a checkout holds the coupon.
+    Reserved { reservation: &'a Reservation },
+    /// `coupon.used`: the reservation was confirmed.
+    Used { reservation: &'a Reservation, used_at: DateTime<Utc> },
+    /// `coupon.cancelled`: a hold or a use ended without a sale.
+    Cancelled { reservation: &'a Reservation, reason: CancelReason, cancelled_at: DateTime<Utc> },
+    /// `coupon.expired`: the coupon passed its date.
+    Expired { coupon: &'a IssuedCoupon },
 }
 
 /// Where the event comes from.

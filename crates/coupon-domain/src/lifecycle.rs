@@ -86,56 +86,6 @@ pub fn next(
     }
 }
 
-/// Status of a reservation (SPEC §4.4).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ReservationStatus {
-    Pending,
-    Confirmed,
-    Cancelled,
-    Expired,
-}
-
-impl ReservationStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ReservationStatus::Pending => "PENDING",
-            ReservationStatus::Confirmed => "CONFIRMED",
-            ReservationStatus::Cancelled => "CANCELLED",
-            ReservationStatus::Expired => "EXPIRED",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [Self::Pending, Self::Confirmed, Self::Cancelled, Self::Expired].into_iter().find(|r| r.as_str() == s)
-    }
-}
-
-/// A client-chosen reservation id: 1–50 characters of `A-Z a-z 0-9 _ -` (SPEC §4.4), case kept.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ReservationId(String);
-
-/// Why a string is not a reservation id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("a reservationId is 1 to 50 characters of letters, digits, '_' and '-'")]
-pub struct InvalidReservationId;
-
-impl ReservationId {
-    /// # Errors
-    /// When the input is empty, too long, or has other characters (nothing is trimmed: the id is
-    /// the client's key, byte for byte).
-    pub fn parse(raw: &str) -> Result<Self, InvalidReservationId> {
-        let legal = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if raw.is_empty() || raw.len() > 50 || !raw.chars().all(legal) {
-            return Err(InvalidReservationId);
-        }
-        Ok(Self(raw.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -221,16 +171,5 @@ mod tests {
             let outcome = next(CouponStatus::Used, t, date_passed);
             prop_assert_eq!(outcome.is_ok(), t == Transition::Restore);
         }
-    }
-
-    #[test]
-    fn reservation_ids_are_kept_as_given() {
-        assert_eq!(ReservationId::parse("RESV-2024_0001").map(|r| r.0), Ok("RESV-2024_0001".to_owned()));
-        for bad in ["", " RESV", "a b", "résa", &"x".repeat(51)] {
-            assert_eq!(ReservationId::parse(bad), Err(InvalidReservationId), "{bad:?}");
-        }
-        assert!(ReservationId::parse(&"x".repeat(50)).is_ok());
-        assert_eq!(ReservationStatus::parse("PENDING"), Some(ReservationStatus::Pending));
-        assert_eq!(ReservationStatus::parse("pending"), None);
     }
 }

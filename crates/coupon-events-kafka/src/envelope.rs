@@ -9,6 +9,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::CouponCode;
+use coupon_domain::reservation::ExternalRef;
 use rust_decimal::Decimal;
 use serde::Serialize;
 
@@ -73,6 +74,55 @@ struct IssuedData<'a> {
     issued_at: String,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ReservedData<'a> {
+    reservation_id: &'a str,
+    coupon_id: i64,
+    user_id: i64,
+    order_id: Option<&'a str>,
+    order_amount: Decimal,
+    discount_amount: Decimal,
+    reserved_at: String,
+    expires_at: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct UsedData<'a> {
+    coupon_id: i64,
+    user_id: i64,
+    reservation_id: &'a str,
+    order_id: Option<&'a str>,
+    payment_id: Option<&'a str>,
+    original_amount: Decimal,
+    discount_amount: Decimal,
+    final_amount: Decimal,
+    used_at: String,
+    late_confirmation: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct CancelledData<'a> {
+    coupon_id: i64,
+    reservation_id: &'a str,
+    user_id: i64,
+    order_id: Option<&'a str>,
+    cancelled_at: String,
+    reason: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExpiredData {
+    coupon_id: i64,
+    user_id: i64,
+    policy_id: i64,
+    expired_at: String,
+    reason: &'static str,
+}
+
 /// RFC 3339 in UTC with a `Z`, to the second (`2024-01-01T10:00:00Z`).
 pub fn instant(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
@@ -81,7 +131,7 @@ pub fn instant(t: DateTime<Utc>) -> String {
 impl EventEncoder for JsonEventEncoder {
     fn encode(&self, event: &CouponEvent<'_>, context: &EventContext) -> anyhow::Result<EncodedEvent> {
         let event_id = uuid::Uuid::new_v4().to_string();
-        let (topic, key, event_type, payload) = match event {
+        let (topic, coupon_id, event_type, payload) = match event {
             CouponEvent::Issued { coupon, policy } => {
                 let data = IssuedData {
                     coupon_id: coupon.id.get(),
@@ -96,15 +146,84 @@ impl EventEncoder for JsonEventEncoder {
                     expiry_date: instant(coupon.expires_at),
                     issued_at: instant(coupon.issued_at),
                 };
-                let event_type = "COUPON_ISSUED";
                 (
                     &self.topics.coupon_issued,
-                    coupon.id.to_string(),
-                    event_type,
-                    envelope(&event_id, event_type, data, context)?,
+                    coupon.id.get(),
+                    "COUPON_ISSUED",
+                    envelope(&event_id, "COUPON_ISSUED", data, context)?,
+                )
+            }
+            CouponEvent::Reserved { reservation: r } => {
+                let data = ReservedData {
+                    reservation_id: r.id.as_str(),
+                    coupon_id: r.coupon_id.get(),
+                    user_id: r.user_id.get(),
+                    order_id: r.order_id.as_ref().map(ExternalRef::as_str),
+                    order_amount: r.order_amount.amount().normalize(),
+                    discount_amount: r.discount.amount().normalize(),
+                    reserved_at: instant(r.reserved_at),
+                    expires_at: instant(r.expires_at),
+                };
+                (
+                    &self.topics.coupon_reserved,
+                    r.coupon_id.get(),
+                    "COUPON_RESERVED",
+                    envelope(&event_id, "COUPON_RESERVED", data, context)?,
+                )
+            }
+            CouponEvent::Used { reservation: r, used_at } => {
+                let data = UsedData {
+                    coupon_id: r.coupon_id.get(),
+                    user_id: r.user_id.get(),
+                    reservation_id: r.id.as_str(),
+                    order_id: r.order_id.as_ref().map(ExternalRef::as_str),
+                    payment_id: r.payment_id.as_ref().map(ExternalRef::as_str),
+                    original_amount: r.order_amount.amount().normalize(),
+                    discount_amount: r.discount.amount().normalize(),
+                    final_amount: r.final_amount().amount().normalize(),
+                    used_at: instant(*used_at),
+                    late_confirmation: r.late_confirmation,
+                };
+                (
+                    &self.topics.coupon_used,
+                    r.coupon_id.get(),
+                    "COUPON_USED",
+                    envelope(&event_id, "COUPON_USED", data, context)?,
+                )
+            }
+            CouponEvent::Cancelled { reservation: r, reason, cancelled_at } => {
+                let data = CancelledData {
+                    coupon_id: r.coupon_id.get(),
+                    reservation_id: r.id.as_str(),
+                    user_id: r.user_id.get(),
+                    order_id: r.order_id.as_ref().map(ExternalRef::as_str),
+                    cancelled_at: instant(*cancelled_at),
+                    reason: reason.as_str(),
+                };
+                (
+                    &self.topics.coupon_cancelled,
+                    r.coupon_id.get(),
+                    "COUPON_CANCELLED",
+                    envelope(&event_id, "COUPON_CANCELLED", data, context)?,
+                )
+            }
+            CouponEvent::Expired { coupon } => {
+                let data = ExpiredData {
+                    coupon_id: coupon.id.get(),
+                    user_id: coupon.user_id.get(),
+                    policy_id: coupon.policy_id.get(),
+                    expired_at: instant(coupon.expires_at),
+                    reason: "VALIDITY_PERIOD_EXPIRED",
+                };
+                (
+                    &self.topics.coupon_expired,
+                    coupon.id.get(),
+                    "COUPON_EXPIRED",
+                    envelope(&event_id, "COUPON_EXPIRED", data, context)?,
                 )
             }
         };
+        let key = coupon_id.to_string();
         Ok(EncodedEvent { event_id, topic: topic.clone(), key, event_type, payload })
     }
 }

@@ -116,6 +116,12 @@ pub const KEYS: &[Key] = &[
     ),
     key("SCHEDULER_EXPIRY_CRON", "0 0 0 * * *", "Cron (with seconds) of the expiry job."),
     key("SCHEDULER_STATISTICS_CRON", "0 0 * * * *", "Cron (with seconds) of the statistics job."),
+    key("SCHEDULER_BATCH_SIZE", "500", "Rows per transaction of the reservation-timeout and expiry jobs."),
+    key(
+        "SCHEDULER_LOCK_LEASE",
+        "600",
+        "Seconds a job's cluster-wide lock outlives a scheduler that died while running the job.",
+    ),
     key("LOG_FORMAT", "json", "`json` (one object per line) or `pretty` (local development)."),
     key("LOG_LEVEL", "info", "tracing filter, e.g. `info,coupon_store_pg=debug`; RUST_LOG overrides it."),
 ];
@@ -270,6 +276,8 @@ pub struct SchedulerSettings {
     pub reservation_timeout_cron: CronSchedule,
     pub expiry_cron: CronSchedule,
     pub statistics_cron: CronSchedule,
+    pub batch_size: u32,
+    pub lock_lease: Duration,
     pub admin_port: u16,
 }
 
@@ -384,6 +392,11 @@ impl Reader {
                 reservation_timeout_cron: self.cron("SCHEDULER_RESERVATION_TIMEOUT_CRON")?,
                 expiry_cron: self.cron("SCHEDULER_EXPIRY_CRON")?,
                 statistics_cron: self.cron("SCHEDULER_STATISTICS_CRON")?,
+                batch_size: match self.parse("SCHEDULER_BATCH_SIZE")? {
+                    0 => return Err(invalid("SCHEDULER_BATCH_SIZE", "must be at least 1")),
+                    n => n,
+                },
+                lock_lease: self.duration("SCHEDULER_LOCK_LEASE", Unit::Seconds)?,
                 admin_port: self.parse("SCHEDULER_ADMIN_PORT")?,
             },
             worker: WorkerSettings { admin_port: self.parse("WORKER_ADMIN_PORT")? },

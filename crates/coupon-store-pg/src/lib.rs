@@ -9,10 +9,13 @@
 
 mod error;
 mod group_commit;
+pub mod housekeeping;
 pub mod issue;
 pub mod migrate;
 pub mod outbox;
 pub mod policy;
 pub mod pool;
+pub mod reservation;
 mod row;
 mod schema;
+pub mod wallet;

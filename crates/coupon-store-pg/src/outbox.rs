@@ -3,6 +3,8 @@
 //! event. The relay in event-worker publishes and prunes them.
 
 use coupon_domain::event::EncodedEvent;
+use diesel::pg::Pg;
+use diesel::query_builder::BoxedSqlQuery;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -35,21 +37,35 @@ pub async fn append_all(
     if events.is_empty() {
         return Ok(());
     }
-    let column =
-        |f: fn(&EncodedEvent) -> &str| events.iter().map(|e| f(e).to_owned()).collect::<Vec<String>>();
-    diesel::sql_query(
+    bind_events(diesel::sql_query(insert_sql(1, "TRUE")).into_boxed(), events).execute(conn).await.map(|_| ())
+}
+
+/// The insert of [`append_all`] as SQL, for the end of a data-modifying statement: the events are
+/// the five text arrays bound by [`bind_events`] at `$first` to `$first + 4`, and they are written
+/// only when `condition` holds (e.g. `EXISTS (SELECT 1 FROM changed)`), so the events and the
+/// change they describe land together or not at all.
+pub(crate) fn insert_sql(first: usize, condition: &str) -> String {
+    let [a, b, c, d, e] = [first, first + 1, first + 2, first + 3, first + 4];
+    format!(
         "INSERT INTO outbox (event_id, topic, event_key, event_type, payload) \
          SELECT e.event_id::uuid, e.topic, e.event_key, e.event_type, e.payload \
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[]) \
+         FROM unnest(${a}::text[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[]) \
               WITH ORDINALITY AS e(event_id, topic, event_key, event_type, payload, ord) \
-         ORDER BY e.ord",
+         WHERE {condition} ORDER BY e.ord"
     )
-    .bind::<Array<Text>, _>(column(|e| &e.event_id))
-    .bind::<Array<Text>, _>(column(|e| &e.topic))
-    .bind::<Array<Text>, _>(column(|e| &e.key))
-    .bind::<Array<Text>, _>(column(|e| e.event_type))
-    .bind::<Array<Text>, _>(column(|e| &e.payload))
-    .execute(conn)
-    .await
-    .map(|_| ())
+}
+
+/// Binds `events` for [`insert_sql`].
+pub(crate) fn bind_events<'a>(
+    query: BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery>,
+    events: &[EncodedEvent],
+) -> BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery> {
+    let column =
+        |f: fn(&EncodedEvent) -> &str| events.iter().map(|e| f(e).to_owned()).collect::<Vec<String>>();
+    query
+        .bind::<Array<Text>, _>(column(|e| &e.event_id))
+        .bind::<Array<Text>, _>(column(|e| &e.topic))
+        .bind::<Array<Text>, _>(column(|e| &e.key))
+        .bind::<Array<Text>, _>(column(|e| e.event_type))
+        .bind::<Array<Text>, _>(column(|e| &e.payload))
 }

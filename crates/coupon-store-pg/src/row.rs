@@ -8,11 +8,12 @@ use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::money::Money;
 use coupon_domain::policy::{CouponCode, DistributionType, IssuanceWindow, Policy};
 use coupon_domain::port::StoreError;
+use coupon_domain::reservation::{ExternalRef, Reservation, ReservationId, ReservationStatus};
 use diesel::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::error::corrupt;
-use crate::schema::{coupon_issues, coupon_policies};
+use crate::schema::{coupon_issues, coupon_policies, coupon_reservations};
 
 #[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
 #[diesel(table_name = coupon_policies, check_for_backend(diesel::pg::Pg))]
@@ -144,4 +145,51 @@ pub struct NewPolicyRow<'a> {
 /// A count that must fit the column's type; larger values were refused by validation already.
 pub fn to_i32(n: u32) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[derive(Debug, Clone, Queryable, Selectable, QueryableByName)]
+#[diesel(table_name = coupon_reservations, check_for_backend(diesel::pg::Pg))]
+pub struct ReservationRow {
+    pub reservation_id: String,
+    pub coupon_id: i64,
+    pub user_id: i64,
+    pub order_id: Option<String>,
+    pub order_amount: Decimal,
+    pub discount_amount: Decimal,
+    pub status: String,
+    pub reserved_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub payment_id: Option<String>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub late_confirmation: bool,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub cancel_reason: Option<String>,
+}
+
+impl TryFrom<ReservationRow> for Reservation {
+    type Error = StoreError;
+
+    fn try_from(r: ReservationRow) -> Result<Self, StoreError> {
+        let id = r.reservation_id;
+        let bad = |field: &str| corrupt("coupon_reservations", format!("{id} has an invalid {field}"));
+        let reference = |raw: Option<String>, max, field| {
+            raw.map(|raw| ExternalRef::parse(&raw, max)).transpose().map_err(|_| bad(field))
+        };
+        Ok(Reservation {
+            coupon_id: CouponId::new(r.coupon_id).ok_or_else(|| bad("coupon_id"))?,
+            user_id: UserId::new(r.user_id).ok_or_else(|| bad("user_id"))?,
+            order_id: reference(r.order_id, ExternalRef::ORDER_MAX, "order_id")?,
+            order_amount: Money::new(r.order_amount),
+            discount: Money::new(r.discount_amount),
+            status: ReservationStatus::parse(&r.status).ok_or_else(|| bad("status"))?,
+            reserved_at: r.reserved_at,
+            expires_at: r.expires_at,
+            payment_id: reference(r.payment_id, ExternalRef::PAYMENT_MAX, "payment_id")?,
+            confirmed_at: r.confirmed_at,
+            late_confirmation: r.late_confirmation,
+            cancelled_at: r.cancelled_at,
+            cancel_reason: r.cancel_reason,
+            id: ReservationId::parse(&id).map_err(|_| bad("reservation_id"))?,
+        })
+    }
 }

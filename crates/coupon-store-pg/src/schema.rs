@@ -60,5 +60,61 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    coupon_reservations (reservation_id) {
+        reservation_id -> Varchar,
+        coupon_id -> Int8,
+        user_id -> Int8,
+        order_id -> Nullable<Varchar>,
+        order_amount -> Numeric,
+        discount_amount -> Numeric,
+        status -> Varchar,
+        reserved_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        payment_id -> Nullable<Varchar>,
+        confirmed_at -> Nullable<Timestamptz>,
+        late_confirmation -> Bool,
+        cancelled_at -> Nullable<Timestamptz>,
+        cancel_reason -> Nullable<Varchar>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    daily_statistics (stat_date) {
+        stat_date -> Date,
+        total_issued -> Int8,
+        total_used -> Int8,
+        total_reserved -> Int8,
+        total_expired -> Int8,
+        issue_by_hour -> Jsonb,
+        usage_by_hour -> Jsonb,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    job_runs (id) {
+        id -> Int8,
+        job_name -> Varchar,
+        runner -> Varchar,
+        trigger -> Varchar,
+        started_at -> Timestamptz,
+        finished_at -> Timestamptz,
+        affected -> Int8,
+        outcome -> Varchar,
+        error -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(coupon_issues -> coupon_policies (policy_id));
-diesel::allow_tables_to_appear_in_same_query!(coupon_policies, coupon_issues, outbox);
+diesel::joinable!(coupon_reservations -> coupon_issues (coupon_id));
+diesel::allow_tables_to_appear_in_same_query!(
+    coupon_policies,
+    coupon_issues,
+    coupon_reservations,
+    daily_statistics,
+    job_runs,
+    outbox
+);

@@ -25,7 +25,7 @@ struct RowsOnly;
 
 impl EventEncoder for RowsOnly {
     fn encode(&self, event: &CouponEvent<'_>, _: &EventContext) -> anyhow::Result<EncodedEvent> {
-        let CouponEvent::Issued { coupon, .. } = event;
+        let CouponEvent::Issued { coupon, .. } = event else { anyhow::bail!("only issuing is tested here") };
         Ok(EncodedEvent {
             event_id: uuid_like(coupon.id.get()),
             topic: "coupon.issued".into(),

@@ -24,13 +24,23 @@ async fn tables(db: &TestDatabase) -> Vec<String> {
     rows.into_iter().map(|t| t.table_name).collect()
 }
 
+/// How many migration directories the repository holds: every one of them must be embedded.
+fn migrations_on_disk() -> usize {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+    std::fs::read_dir(&dir)
+        .expect("read migrations/")
+        .filter(|entry| entry.as_ref().expect("dir entry").path().join("up.sql").is_file())
+        .count()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
     let db = TestDatabase::empty().await;
     let conn = db.connection_string();
+    let count = migrations_on_disk();
 
     let applied = migrate::run_pending(&conn).await.expect("apply");
-    assert_eq!(applied.len(), 7, "{applied:?}");
+    assert_eq!(applied.len(), count, "{applied:?}");
     assert_eq!(
         tables(&db).await,
         [
@@ -40,6 +50,7 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
             "coupon_reservations",
             "daily_statistics",
             "job_locks",
+            "job_runs",
             "outbox",
             "processed_events"
         ]
@@ -48,9 +59,9 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
     assert!(migrate::run_pending(&conn).await.expect("re-run").is_empty(), "a second run applies nothing");
 
     let reverted = migrate::revert_all(&conn).await.expect("revert");
-    assert_eq!(reverted.len(), 7);
+    assert_eq!(reverted.len(), count);
     assert!(tables(&db).await.is_empty(), "every down.sql removes what its up.sql created");
-    assert_eq!(migrate::pending(&conn).await.expect("pending").len(), 7);
+    assert_eq!(migrate::pending(&conn).await.expect("pending").len(), count);
 
-    assert_eq!(migrate::run_pending(&conn).await.expect("reapply").len(), 7);
+    assert_eq!(migrate::run_pending(&conn).await.expect("reapply").len(), count);
 }

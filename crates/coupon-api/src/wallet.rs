@@ -1,0 +1,303 @@
+//! The user's wallet (SPEC §5), the daily statistics and the admin's "run a job now".
+
+use std::collections::BTreeMap;
+
+use actix_web::{HttpResponse, web};
+use chrono::{Days, NaiveDate};
+use coupon_domain::id::{CouponId, UserId};
+use coupon_domain::jobs::{JobName, JobOutcome, Trigger};
+use coupon_domain::wallet::{DailyStatistics, WalletFilter};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{Admin, Caller};
+use crate::coupons::CouponBody;
+use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use crate::server::resource;
+use crate::state::AppState;
+use crate::wire::{instant, page_limit};
+
+/// Longest range of `GET /api/statistics/daily`.
+const MAX_DAYS: u64 = 366;
+
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/coupons/users/{userId}").route(web::get().to(list)))
+        .service(resource("/api/coupons/users/{userId}/expiring").route(web::get().to(expiring)))
+        .service(resource("/api/coupons/users/{userId}/statistics").route(web::get().to(summary)))
+        .service(resource("/api/statistics/daily").route(web::get().to(daily)))
+        .service(resource("/api/admin/jobs/{name}/run").route(web::post().to(run_job)));
+}
+
+fn field(name: &str, message: impl Into<String>) -> ApiError {
+    ApiError::validation(vec![FieldError { field: name.into(), message: message.into() }])
+}
+
+/// The path's user, who must be the caller.
+fn owner(caller: Caller, raw: i64) -> Result<UserId, ApiError> {
+    let user = UserId::new(raw).ok_or_else(|| field("userId", "must be a positive integer"))?;
+    caller.must_be(user)?;
+    Ok(user)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct WalletQuery {
+    /// AVAILABLE, UNUSED, RESERVED, USED or EXPIRED; all coupons when absent.
+    status: Option<String>,
+    /// `nextCursor` of the previous page.
+    cursor: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletPageBody {
+    coupons: Vec<CouponBody>,
+    next_cursor: Option<i64>,
+    has_more: bool,
+}
+
+#[utoipa::path(get, path = "/api/coupons/users/{userId}", tag = "wallet", security(("user" = [])),
+    params(("userId" = i64, Path, description = "Must equal X-User-Id"),
+        ("status" = Option<String>, Query, description = "AVAILABLE, UNUSED, RESERVED, USED or EXPIRED; all coupons when absent"),
+        ("cursor" = Option<i64>, Query, description = "nextCursor of the previous page"),
+        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)")),
+    responses(
+        (status = 200, description = "The user's coupons, newest first", body = WalletPageBody),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS", body = ErrorBody)))]
+pub(crate) async fn list(
+    caller: Caller,
+    state: web::Data<AppState>,
+    user: web::Path<i64>,
+    query: web::Query<WalletQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user = owner(caller, user.into_inner())?;
+    let query = query.into_inner();
+    let filter = match query.status.as_deref() {
+        None => WalletFilter::All,
+        Some(raw) => WalletFilter::parse(raw)
+            .ok_or_else(|| field("status", "must be AVAILABLE, UNUSED, RESERVED, USED or EXPIRED"))?,
+    };
+    let cursor = query
+        .cursor
+        .map(|c| CouponId::new(c).ok_or_else(|| field("cursor", "must be a positive integer")))
+        .transpose()?;
+    let limit = page_limit(query.limit, 20, 100)?;
+    let now = state.clock.now();
+    let page = state.wallet.page(user, filter, cursor, limit, now).await?;
+    Ok(HttpResponse::Ok().json(WalletPageBody {
+        coupons: page.coupons.iter().map(|(coupon, policy)| CouponBody::new(coupon, policy, now)).collect(),
+        next_cursor: page.next_cursor.map(CouponId::get),
+        has_more: page.has_more,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ExpiringQuery {
+    /// Coupons whose date ends within this many days, 1 to 365 (default 7).
+    days: Option<i64>,
+    /// At most this many, 1 to 100 (default 10).
+    limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExpiringBody {
+    days: u32,
+    coupons: Vec<CouponBody>,
+}
+
+#[utoipa::path(get, path = "/api/coupons/users/{userId}/expiring", tag = "wallet", security(("user" = [])),
+    params(("userId" = i64, Path, description = "Must equal X-User-Id"),
+        ("days" = Option<i64>, Query, description = "Within this many days, 1 to 365 (default 7)"),
+        ("limit" = Option<i64>, Query, description = "At most this many, 1 to 100 (default 10)")),
+    responses(
+        (status = 200, description = "Usable coupons about to expire, soonest first", body = ExpiringBody),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS", body = ErrorBody)))]
+pub(crate) async fn expiring(
+    caller: Caller,
+    state: web::Data<AppState>,
+    user: web::Path<i64>,
+    query: web::Query<ExpiringQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user = owner(caller, user.into_inner())?;
+    let days = match query.days {
+        None => 7,
+        Some(d @ 1..=365) => u32::try_from(d).unwrap_or(7),
+        Some(_) => return Err(field("days", "must be between 1 and 365")),
+    };
+    let limit = page_limit(query.limit, 10, 100)?;
+    let now = state.clock.now();
+    let until = now + chrono::Duration::days(i64::from(days));
+    let coupons = state.wallet.expiring(user, now, until, limit).await?;
+    Ok(HttpResponse::Ok().json(ExpiringBody {
+        days,
+        coupons: coupons.iter().map(|(coupon, policy)| CouponBody::new(coupon, policy, now)).collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletSummaryBody {
+    user_id: i64,
+    total_coupons: u64,
+    available_coupons: u64,
+    used_coupons: u64,
+    expired_coupons: u64,
+    #[schema(value_type = f64)]
+    total_saved_amount: Decimal,
+}
+
+#[utoipa::path(get, path = "/api/coupons/users/{userId}/statistics", tag = "wallet", security(("user" = [])),
+    params(("userId" = i64, Path, description = "Must equal X-User-Id")),
+    responses(
+        (status = 200, description = "The user's totals (revoked coupons count nowhere)", body = WalletSummaryBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS", body = ErrorBody)))]
+pub(crate) async fn summary(
+    caller: Caller,
+    state: web::Data<AppState>,
+    user: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let user = owner(caller, user.into_inner())?;
+    let s = state.wallet.summary(user, state.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(WalletSummaryBody {
+        user_id: user.get(),
+        total_coupons: s.total,
+        available_coupons: s.available,
+        used_coupons: s.used,
+        expired_coupons: s.expired,
+        total_saved_amount: s.total_saved.amount().normalize(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DailyQuery {
+    /// First day, `YYYY-MM-DD` (default: six days before `to`).
+    from: Option<String>,
+    /// Last day, `YYYY-MM-DD` (default: today in COUPON_TIMEZONE).
+    to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DayBody {
+    date: String,
+    total_issued: u64,
+    total_used: u64,
+    total_reserved: u64,
+    total_expired: u64,
+    /// `"0"` to `"23"`: coupons issued in each hour of the day.
+    issue_by_hour: BTreeMap<String, u64>,
+    usage_by_hour: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DailyBody {
+    days: Vec<DayBody>,
+}
+
+fn buckets(hours: &[u64; 24]) -> BTreeMap<String, u64> {
+    hours.iter().enumerate().map(|(h, n)| (h.to_string(), *n)).collect()
+}
+
+impl From<&DailyStatistics> for DayBody {
+    fn from(d: &DailyStatistics) -> Self {
+        Self {
+            date: d.date.to_string(),
+            total_issued: d.total_issued,
+            total_used: d.total_used,
+            total_reserved: d.total_reserved,
+            total_expired: d.total_expired,
+            issue_by_hour: buckets(&d.issue_by_hour),
+            usage_by_hour: buckets(&d.usage_by_hour),
+        }
+    }
+}
+
+fn date(name: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    raw.map(|raw| {
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| field(name, "must be a date YYYY-MM-DD"))
+    })
+    .transpose()
+}
+
+#[utoipa::path(get, path = "/api/statistics/daily", tag = "statistics", security(("admin" = [])),
+    params(("from" = Option<String>, Query, description = "First day, YYYY-MM-DD (default: six days before to)"),
+        ("to" = Option<String>, Query, description = "Last day, YYYY-MM-DD (default: today in COUPON_TIMEZONE)")),
+    responses(
+        (status = 200, description = "Rows kept by the statistics job, by date", body = DailyBody),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, description = "No admin token", body = ErrorBody),
+        (status = 403, description = "Token not accepted", body = ErrorBody)))]
+pub(crate) async fn daily(
+    _: Admin,
+    state: web::Data<AppState>,
+    query: web::Query<DailyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let today = state.clock.now().with_timezone(&state.zone).date_naive();
+    let to = date("to", query.to.as_deref())?.unwrap_or(today);
+    let from = date("from", query.from.as_deref())?
+        .unwrap_or_else(|| to.checked_sub_days(Days::new(6)).unwrap_or(to));
+    if from > to {
+        return Err(field("from", "must not be after to"));
+    }
+    if from.checked_add_days(Days::new(MAX_DAYS)).is_some_and(|limit| to >= limit) {
+        return Err(field("to", format!("the range is at most {MAX_DAYS} days")));
+    }
+    let days = state.wallet.daily(from, to).await?;
+    Ok(HttpResponse::Ok().json(DailyBody { days: days.iter().map(DayBody::from).collect() }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobRunBody {
+    job: &'static str,
+    trigger: &'static str,
+    outcome: &'static str,
+    affected: u64,
+    batches: u32,
+    started_at: String,
+    finished_at: String,
+}
+
+#[utoipa::path(post, path = "/api/admin/jobs/{name}/run", tag = "statistics", security(("admin" = [])),
+    params(("name" = String, Path, description = "reservation-timeout, expiry or statistics")),
+    responses(
+        (status = 200, description = "The run, finished", body = JobRunBody),
+        (status = 401, description = "No admin token", body = ErrorBody),
+        (status = 403, description = "Token not accepted", body = ErrorBody),
+        (status = 404, description = "NOT_FOUND: no such job", body = ErrorBody),
+        (status = 409, description = "LOCK_ACQUISITION_FAILED: the job is running elsewhere", body = ErrorBody)))]
+pub(crate) async fn run_job(
+    _: Admin,
+    state: web::Data<AppState>,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let job = JobName::parse(&name).ok_or_else(|| {
+        ApiError::new(ErrorCode::NotFound, "no such job; jobs are reservation-timeout, expiry and statistics")
+    })?;
+    match state.jobs.run(job, Trigger::Manual).await? {
+        JobOutcome::Busy => Err(ApiError::new(
+            ErrorCode::LockAcquisitionFailed,
+            format!("{} is running elsewhere; try again when it finishes", job.as_str()),
+        )),
+        JobOutcome::Ran(report) => {
+            tracing::info!(job = job.as_str(), affected = report.affected, "job run by an admin");
+            Ok(HttpResponse::Ok().json(JobRunBody {
+                job: job.as_str(),
+                trigger: report.trigger.as_str(),
+                outcome: "SUCCEEDED",
+                affected: report.affected,
+                batches: report.batches,
+                started_at: instant(report.started_at),
+                finished_at: instant(report.finished_at),
+            }))
+        }
+    }
+}

@@ -1,0 +1,344 @@
+//! The batches of the housekeeping jobs (SPEC §7) and the jobs' cluster-wide locks.
+//!
+//! Each batch is one transaction that claims its rows with `FOR UPDATE SKIP LOCKED`, so a batch
+//! never waits behind a checkout that is holding a coupon right now: that coupon is simply left for
+//! the next run. Coupon rows are always locked before reservation rows, in the order every other
+//! writer uses (see [`crate::reservation`]).
+//!
+//! The job lock follows ShedLock: a row per job whose `locked_until` lies in the future while a
+//! runner holds it, compared with the database's clock so pods with skewed clocks agree, and
+//! lapsing on its own when the holder dies.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
+use coupon_domain::coupon::IssuedCoupon;
+use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::jobs::{Housekeeping, JobLock, JobName, JobReport};
+use coupon_domain::port::{PortFuture, StoreError};
+use coupon_domain::reservation::{CancelReason, Reservation};
+use diesel::sql_types::{BigInt, Date, Interval, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::error::{from_diesel, from_pool};
+use crate::outbox;
+use crate::pool::PgPool;
+use crate::row::{CouponRow, ReservationRow};
+
+/// The jobs' batches in PostgreSQL.
+#[derive(Clone)]
+pub struct PgHousekeeping {
+    pool: PgPool,
+    encoder: Arc<dyn EventEncoder>,
+}
+
+impl std::fmt::Debug for PgHousekeeping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgHousekeeping").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+/// Ends a batch's transaction: the database failed, or an event could not be encoded.
+enum Failure {
+    Db(diesel::result::Error),
+    Store(StoreError),
+}
+
+impl From<diesel::result::Error> for Failure {
+    fn from(e: diesel::result::Error) -> Self {
+        Failure::Db(e)
+    }
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Failure::Store(e)
+    }
+}
+
+impl From<Failure> for StoreError {
+    fn from(f: Failure) -> Self {
+        match f {
+            Failure::Db(e) => from_diesel(e),
+            Failure::Store(e) => e,
+        }
+    }
+}
+
+fn encode_all<'e>(
+    encoder: &dyn EventEncoder,
+    events: impl Iterator<Item = CouponEvent<'e>>,
+    context: &EventContext,
+) -> Result<Vec<EncodedEvent>, Failure> {
+    events
+        .map(|event| encoder.encode(&event, context).map_err(|e| Failure::Store(StoreError::Unexpected(e))))
+        .collect()
+}
+
+fn count(rows: usize) -> u64 {
+    u64::try_from(rows).unwrap_or(u64::MAX)
+}
+
+impl PgHousekeeping {
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
+        Self { pool, encoder }
+    }
+
+    async fn connection(&self) -> Result<crate::pool::PgConn, StoreError> {
+        self.pool.get().await.map_err(from_pool)
+    }
+}
+
+async fn time_out(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    now: DateTime<Utc>,
+    batch: u32,
+    context: &EventContext,
+) -> Result<u64, Failure> {
+    // The join also checks that the coupon is still held by the reservation: a coupon whose hold
+    // was confirmed or released after this statement's snapshot drops out when its lock is taken.
+    let rows: Vec<ReservationRow> = diesel::sql_query(
+        "WITH due AS (SELECT c.id AS coupon_id, r.reservation_id FROM coupon_reservations r \
+                      JOIN coupon_issues c ON c.id = r.coupon_id AND c.reservation_id = r.reservation_id \
+                                           AND c.status = 'RESERVED' \
+                      WHERE r.status = 'PENDING' AND r.expires_at < $1 \
+                      ORDER BY r.expires_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED), \
+              c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
+                    version = version + 1, updated_at = $1 FROM due WHERE coupon_issues.id = due.coupon_id \
+                    RETURNING coupon_issues.id) \
+         UPDATE coupon_reservations SET status = 'EXPIRED', cancelled_at = $1, cancel_reason = $3, updated_at = $1 \
+         FROM due WHERE coupon_reservations.reservation_id = due.reservation_id \
+           AND coupon_reservations.status = 'PENDING' AND due.coupon_id IN (SELECT id FROM c) \
+         RETURNING coupon_reservations.reservation_id, coupon_reservations.coupon_id, coupon_reservations.user_id, \
+                   coupon_reservations.order_id, coupon_reservations.order_amount, \
+                   coupon_reservations.discount_amount, coupon_reservations.status, \
+                   coupon_reservations.reserved_at, coupon_reservations.expires_at, coupon_reservations.payment_id, \
+                   coupon_reservations.confirmed_at, coupon_reservations.late_confirmation, \
+                   coupon_reservations.cancelled_at, coupon_reservations.cancel_reason",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(i64::from(batch))
+    .bind::<Text, _>(CancelReason::ReservationTimeout.as_str())
+    .load(conn)
+    .await?;
+    let reservations = rows.into_iter().map(Reservation::try_from).collect::<Result<Vec<_>, StoreError>>()?;
+    let events = encode_all(
+        encoder,
+        reservations.iter().map(|reservation| CouponEvent::Cancelled {
+            reservation,
+            reason: CancelReason::ReservationTimeout,
+            cancelled_at: now,
+        }),
+        context,
+    )?;
+    outbox::append_all(conn, &events).await?;
+    Ok(count(reservations.len()))
+}
+
+async fn expire(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    now: DateTime<Utc>,
+    batch: u32,
+    context: &EventContext,
+) -> Result<u64, Failure> {
+    let rows: Vec<CouponRow> = diesel::sql_query(
+        "WITH due AS (SELECT id FROM coupon_issues WHERE status = 'ISSUED' AND expires_at < $1 \
+                      ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
+         UPDATE coupon_issues SET status = 'EXPIRED', version = version + 1, updated_at = $1 \
+         FROM due WHERE coupon_issues.id = due.id AND coupon_issues.status = 'ISSUED' \
+         RETURNING coupon_issues.id, coupon_issues.policy_id, coupon_issues.user_id, coupon_issues.status, \
+                   coupon_issues.reservation_id, coupon_issues.order_id, coupon_issues.discount_amount, \
+                   coupon_issues.issued_at, coupon_issues.expires_at, coupon_issues.reserved_at, \
+                   coupon_issues.used_at",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<BigInt, _>(i64::from(batch))
+    .load(conn)
+    .await?;
+    let coupons = rows.into_iter().map(IssuedCoupon::try_from).collect::<Result<Vec<_>, StoreError>>()?;
+    let events = encode_all(encoder, coupons.iter().map(|coupon| CouponEvent::Expired { coupon }), context)?;
+    outbox::append_all(conn, &events).await?;
+    Ok(count(coupons.len()))
+}
+
+/// Recomputes one business day's row from the source tables. Idempotent: the row is replaced.
+async fn refresh_day(
+    conn: &mut AsyncPgConnection,
+    day: NaiveDate,
+    zone: Tz,
+) -> Result<(), diesel::result::Error> {
+    diesel::sql_query(
+        "WITH bounds AS (SELECT ($1::date)::timestamp AT TIME ZONE $2 AS s, \
+                                ($1::date + 1)::timestamp AT TIME ZONE $2 AS e), \
+              issued AS (SELECT extract(hour FROM i.issued_at AT TIME ZONE $2)::int AS h, count(*) AS n \
+                         FROM coupon_issues i, bounds WHERE i.issued_at >= bounds.s AND i.issued_at < bounds.e \
+                         GROUP BY 1), \
+              used AS (SELECT extract(hour FROM i.used_at AT TIME ZONE $2)::int AS h, count(*) AS n \
+                       FROM coupon_issues i, bounds WHERE i.used_at >= bounds.s AND i.used_at < bounds.e \
+                       GROUP BY 1) \
+         INSERT INTO daily_statistics (stat_date, total_issued, total_used, total_reserved, total_expired, \
+                                       issue_by_hour, usage_by_hour, updated_at) \
+         SELECT $1, \
+                (SELECT COALESCE(sum(n), 0) FROM issued), \
+                (SELECT COALESCE(sum(n), 0) FROM used), \
+                (SELECT count(*) FROM coupon_reservations r, bounds \
+                  WHERE r.reserved_at >= bounds.s AND r.reserved_at < bounds.e), \
+                (SELECT count(*) FROM coupon_issues i, bounds \
+                  WHERE i.status = 'EXPIRED' AND i.expires_at >= bounds.s AND i.expires_at < bounds.e), \
+                (SELECT COALESCE(jsonb_object_agg(h::text, n), '{}'::jsonb) FROM issued), \
+                (SELECT COALESCE(jsonb_object_agg(h::text, n), '{}'::jsonb) FROM used), \
+                now() \
+         ON CONFLICT (stat_date) DO UPDATE SET total_issued = EXCLUDED.total_issued, \
+                total_used = EXCLUDED.total_used, total_reserved = EXCLUDED.total_reserved, \
+                total_expired = EXCLUDED.total_expired, issue_by_hour = EXCLUDED.issue_by_hour, \
+                usage_by_hour = EXCLUDED.usage_by_hour, updated_at = EXCLUDED.updated_at",
+    )
+    .bind::<Date, _>(day)
+    .bind::<Text, _>(zone.name())
+    .execute(conn)
+    .await
+    .map(|_| ())
+}
+
+impl Housekeeping for PgHousekeeping {
+    fn time_out_reservations<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        batch: u32,
+        context: &'a EventContext,
+    ) -> PortFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let encoder = &*self.encoder;
+            let n = conn
+                .transaction::<_, Failure, _>(async |conn| time_out(conn, encoder, now, batch, context).await)
+                .await?;
+            metrics::counter!("coupon_reservations_timed_out_total").increment(n);
+            Ok(n)
+        })
+    }
+
+    fn expire_coupons<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        batch: u32,
+        context: &'a EventContext,
+    ) -> PortFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let encoder = &*self.encoder;
+            let n = conn
+                .transaction::<_, Failure, _>(async |conn| expire(conn, encoder, now, batch, context).await)
+                .await?;
+            metrics::counter!("coupon_coupons_expired_total").increment(n);
+            Ok(n)
+        })
+    }
+
+    fn refresh_statistics<'a>(
+        &'a self,
+        first: NaiveDate,
+        last: NaiveDate,
+        zone: Tz,
+    ) -> PortFuture<'a, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let mut days = 0;
+            for day in first.iter_days().take_while(|day| *day <= last) {
+                refresh_day(&mut conn, day, zone).await.map_err(from_diesel)?;
+                days += 1;
+            }
+            Ok(days)
+        })
+    }
+}
+
+/// The jobs' locks and run history in PostgreSQL (`job_locks`, `job_runs`).
+#[derive(Debug, Clone)]
+pub struct PgJobLock {
+    pool: PgPool,
+}
+
+impl PgJobLock {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+fn interval(d: Duration) -> diesel::data_types::PgInterval {
+    diesel::data_types::PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+impl JobLock for PgJobLock {
+    fn acquire<'a>(
+        &'a self,
+        job: JobName,
+        holder: &'a str,
+        lease: Duration,
+    ) -> PortFuture<'a, Result<bool, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let taken = diesel::sql_query(
+                "INSERT INTO job_locks (job_name, locked_until, locked_at, locked_by) \
+                 VALUES ($1, clock_timestamp() + $2, clock_timestamp(), $3) \
+                 ON CONFLICT (job_name) DO UPDATE SET locked_until = EXCLUDED.locked_until, \
+                     locked_at = EXCLUDED.locked_at, locked_by = EXCLUDED.locked_by \
+                 WHERE job_locks.locked_until <= clock_timestamp()",
+            )
+            .bind::<Text, _>(job.as_str())
+            .bind::<Interval, _>(interval(lease))
+            .bind::<Text, _>(holder)
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            Ok(taken == 1)
+        })
+    }
+
+    fn release<'a>(
+        &'a self,
+        holder: &'a str,
+        report: &'a JobReport,
+        error: Option<&'a str>,
+        hold_at_least: Duration,
+    ) -> PortFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let outcome = if error.is_some() { "FAILED" } else { "SUCCEEDED" };
+            let job = report.job.as_str();
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            diesel::sql_query(
+                "WITH run AS (INSERT INTO job_runs (job_name, runner, trigger, started_at, finished_at, affected, \
+                                                    outcome, error) \
+                              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)) \
+                 UPDATE job_locks SET locked_until = GREATEST(clock_timestamp(), locked_at + $9), \
+                        last_finished_at = $5, last_outcome = $7 \
+                 WHERE job_name = $1 AND locked_by = $2",
+            )
+            .bind::<Text, _>(job)
+            .bind::<Text, _>(holder)
+            .bind::<Text, _>(report.trigger.as_str())
+            .bind::<Timestamptz, _>(report.started_at)
+            .bind::<Timestamptz, _>(report.finished_at)
+            .bind::<BigInt, _>(i64::try_from(report.affected).unwrap_or(i64::MAX))
+            .bind::<Text, _>(outcome)
+            .bind::<Nullable<Text>, _>(error)
+            .bind::<Interval, _>(interval(hold_at_least))
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            let seconds = (report.finished_at - report.started_at).as_seconds_f64();
+            metrics::counter!("coupon_job_runs_total", "job" => job, "outcome" => outcome).increment(1);
+            metrics::histogram!("coupon_job_duration_seconds", "job" => job).record(seconds);
+            metrics::counter!("coupon_job_affected_rows_total", "job" => job).increment(report.affected);
+            if error.is_none() {
+                let finished = report.finished_at.timestamp_millis() as f64 / 1000.0;
+                metrics::gauge!("coupon_job_last_success_timestamp_seconds", "job" => job).set(finished);
+            }
+            Ok(())
+        })
+    }
+}

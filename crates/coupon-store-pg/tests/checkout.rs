@@ -1,0 +1,440 @@
+//! Reservations and the housekeeping jobs against the real PostgreSQL: races between checkouts,
+//! the timeout and the late-confirmation rule, expiry in batches, and the job lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration as StdDuration;
+
+use chrono::{DateTime, Duration, Utc};
+use coupon_domain::clock::SystemClock;
+use coupon_domain::discount::{DiscountRule, DiscountType};
+use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::id::{CouponId, UserId};
+use coupon_domain::jobs::{Housekeeping, JobLock, JobName, JobOutcome, JobSettings, Jobs, Trigger};
+use coupon_domain::lifecycle::Forbidden;
+use coupon_domain::money::Money;
+use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyStore};
+use coupon_domain::reservation::{
+    CancelReason, Checkout, ConfirmError, ConfirmRequest, ExternalRef, ReservationId, ReservationStatus,
+    ReserveError, ReserveRequest,
+};
+use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
+use coupon_store_pg::policy::PgPolicyStore;
+use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::reservation::PgReservationStore;
+use coupon_testkit::TestDatabase;
+use diesel::QueryableByName;
+use diesel::sql_types::{BigInt, Text};
+use diesel_async::RunQueryDsl;
+use rust_decimal::Decimal;
+use tokio::sync::Barrier;
+
+/// Names each event by its type, with a unique id: these tests look at rows, not payloads.
+#[derive(Default)]
+struct TypesOnly;
+
+static EVENTS: AtomicU64 = AtomicU64::new(0);
+
+impl EventEncoder for TypesOnly {
+    fn encode(&self, event: &CouponEvent<'_>, _: &EventContext) -> anyhow::Result<EncodedEvent> {
+        let (event_type, coupon) = match event {
+            CouponEvent::Issued { coupon, .. } => ("COUPON_ISSUED", coupon.id),
+            CouponEvent::Reserved { reservation } => ("COUPON_RESERVED", reservation.coupon_id),
+            CouponEvent::Used { reservation, .. } => ("COUPON_USED", reservation.coupon_id),
+            CouponEvent::Cancelled { reservation, .. } => ("COUPON_CANCELLED", reservation.coupon_id),
+            CouponEvent::Expired { coupon } => ("COUPON_EXPIRED", coupon.id),
+        };
+        let n = EVENTS.fetch_add(1, Ordering::Relaxed);
+        Ok(EncodedEvent {
+            event_id: format!("00000000-0000-4000-8000-{n:012}"),
+            topic: event_type.to_lowercase(),
+            key: coupon.to_string(),
+            event_type,
+            payload: "{}".into(),
+        })
+    }
+}
+
+struct Fixture {
+    db: TestDatabase,
+    pool: PgPool,
+    store: Arc<PgReservationStore>,
+    policy: Policy,
+}
+
+async fn fixture() -> Fixture {
+    let db = TestDatabase::migrated().await;
+    let pool = PgPool::new(&PgConfig {
+        connection_string: db.connection_string(),
+        max_size: 16,
+        timeout: StdDuration::from_secs(30),
+    })
+    .expect("pool");
+    let now = Utc::now();
+    let policy = PgPolicyStore::new(pool.clone())
+        .create(
+            NewPolicy {
+                name: "Ten percent".into(),
+                code: None,
+                description: None,
+                discount: DiscountRule::new(
+                    DiscountType::Percentage,
+                    Decimal::from(10),
+                    Some(Money::from(10_000)),
+                    None,
+                )
+                .expect("rule"),
+                distribution: DistributionType::Download,
+                max_issue_count: None,
+                max_issue_per_user: 1,
+                valid_days: 30,
+                window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
+                    .expect("window"),
+                is_active: true,
+            },
+            now,
+        )
+        .await
+        .expect("policy");
+    let store = Arc::new(PgReservationStore::new(pool.clone(), Arc::new(TypesOnly)));
+    Fixture { db, pool, store, policy }
+}
+
+#[derive(QueryableByName)]
+struct Id {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+#[derive(QueryableByName)]
+struct Word {
+    #[diesel(sql_type = Text)]
+    word: String,
+}
+
+/// Issued coupons for users `first..first+n`, expiring at `expires_at` (arranged with SQL).
+async fn coupons(f: &Fixture, first: i64, n: i64, expires_at: DateTime<Utc>) -> Vec<CouponId> {
+    let mut conn = f.db.connect().await;
+    let rows: Vec<Id> = diesel::sql_query(
+        "INSERT INTO coupon_issues (policy_id, user_id, status, issued_at, expires_at) \
+         SELECT $1, u, 'ISSUED', $2 - interval '40 days', $2 FROM generate_series($3::bigint, $4::bigint) u \
+         RETURNING id",
+    )
+    .bind::<BigInt, _>(f.policy.id.get())
+    .bind::<diesel::sql_types::Timestamptz, _>(expires_at)
+    .bind::<BigInt, _>(first)
+    .bind::<BigInt, _>(first + n - 1)
+    .load(&mut conn)
+    .await
+    .expect("coupons");
+    rows.into_iter().map(|r| CouponId::new(r.id).expect("id")).collect()
+}
+
+async fn word(f: &Fixture, sql: &str) -> String {
+    let mut conn = f.db.connect().await;
+    diesel::sql_query(sql).get_result::<Word>(&mut conn).await.expect(sql).word
+}
+
+fn checkout(f: &Fixture, timeout: StdDuration) -> Checkout {
+    Checkout::new(f.store.clone(), Arc::new(SystemClock), timeout)
+}
+
+fn id(raw: &str) -> ReservationId {
+    ReservationId::parse(raw).expect("reservation id")
+}
+
+fn order(raw: &str) -> ExternalRef {
+    ExternalRef::parse(raw, ExternalRef::ORDER_MAX).expect("order id")
+}
+
+fn hold(reservation: &str, user: i64, coupon: CouponId, amount: i64) -> ReserveRequest {
+    ReserveRequest {
+        reservation_id: id(reservation),
+        user: UserId::new(user).expect("user"),
+        coupon,
+        order_amount: Money::from(amount),
+        order_id: Some(order(&format!("ORDER-{reservation}"))),
+    }
+}
+
+fn payment(reservation: &str, pay: &str) -> ConfirmRequest {
+    ConfirmRequest {
+        reservation_id: id(reservation),
+        order_id: order(&format!("ORDER-{reservation}")),
+        payment_id: Some(ExternalRef::parse(pay, ExternalRef::PAYMENT_MAX).expect("payment id")),
+        user: None,
+    }
+}
+
+fn jobs(f: &Fixture, holder: &str) -> Jobs {
+    Jobs::new(
+        Arc::new(PgJobLock::new(f.pool.clone())),
+        Arc::new(PgHousekeeping::new(f.pool.clone(), Arc::new(TypesOnly))),
+        Arc::new(SystemClock),
+        holder.into(),
+        JobSettings {
+            batch_size: 100,
+            lease: StdDuration::from_secs(60),
+            hold_at_least: StdDuration::ZERO,
+            zone: chrono_tz::Tz::UTC,
+        },
+    )
+}
+
+async fn run(jobs: &Jobs, job: JobName) -> u64 {
+    match jobs.run(job, Trigger::Manual).await.expect("job") {
+        JobOutcome::Ran(report) => report.affected,
+        JobOutcome::Busy => panic!("{} was busy", job.as_str()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_checkouts_racing_for_one_coupon_one_wins() {
+    let f = fixture().await;
+    let coupon = coupons(&f, 42, 1, Utc::now() + Duration::days(5)).await[0];
+    let barrier = Arc::new(Barrier::new(10));
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (checkout, barrier) = (checkout(&f, StdDuration::from_secs(600)), barrier.clone());
+            tokio::spawn(async move {
+                barrier.wait().await;
+                checkout.reserve(&hold(&format!("R{i}"), 42, coupon, 50_000), "test".into()).await
+            })
+        })
+        .collect();
+    let mut won = 0;
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(reserved) => {
+                won += 1;
+                assert_eq!(reserved.reservation.discount, Money::from(5_000), "10% of 50,000");
+            }
+            Err(ReserveError::Forbidden(Forbidden::NotAvailable)) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(won, 1);
+    assert_eq!(
+        word(&f, "SELECT count(*)::text AS word FROM coupon_reservations WHERE status = 'PENDING'").await,
+        "1"
+    );
+    assert_eq!(word(&f, "SELECT status AS word FROM coupon_issues").await, "RESERVED");
+    assert_eq!(word(&f, "SELECT string_agg(event_type, ',') AS word FROM outbox").await, "COUPON_RESERVED");
+}
+
+#[tokio::test]
+async fn reserve_confirm_and_their_replays() {
+    let f = fixture().await;
+    let coupon = coupons(&f, 42, 1, Utc::now() + Duration::days(5)).await[0];
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    let first = checkout.reserve(&hold("R1", 42, coupon, 12_345), "c1".into()).await.expect("reserve");
+    assert_eq!(first.reservation.discount, Money::from(1_234), "10% of 12,345 rounded down");
+    let again = checkout.reserve(&hold("R1", 42, coupon, 12_345), "c2".into()).await.expect("replay");
+    assert!(again.replay);
+    assert_eq!(again.reservation.reserved_at, first.reservation.reserved_at, "the same answer");
+    assert!(matches!(
+        checkout.reserve(&hold("R1", 42, coupon, 20_000), "c3".into()).await,
+        Err(ReserveError::IdConflict(_))
+    ));
+    assert!(matches!(
+        checkout.reserve(&hold("R1", 43, coupon, 12_345), "c4".into()).await,
+        Err(ReserveError::NotOwner)
+    ));
+
+    let used = checkout.confirm(&payment("R1", "P1"), "c5".into()).await.expect("confirm");
+    assert_eq!(used.reservation.status, ReservationStatus::Confirmed);
+    assert!(checkout.confirm(&payment("R1", "P1"), "c6".into()).await.expect("replay").replay);
+    assert!(matches!(
+        checkout.confirm(&payment("R1", "P2"), "c7".into()).await,
+        Err(ConfirmError::UsedByAnotherPayment)
+    ));
+    assert_eq!(
+        word(
+            &f,
+            "SELECT status || ' ' || order_id || ' ' || discount_amount::int AS word FROM coupon_issues"
+        )
+        .await,
+        "USED ORDER-R1 1234"
+    );
+    assert_eq!(
+        word(&f, "SELECT string_agg(event_type, ',' ORDER BY id) AS word FROM outbox").await,
+        "COUPON_RESERVED,COUPON_USED",
+        "one event per change, none for replays or refusals"
+    );
+}
+
+#[tokio::test]
+async fn a_timed_out_reservation_is_released_by_the_job_and_late_payments_follow_spec_4_4() {
+    let f = fixture().await;
+    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let short = checkout(&f, StdDuration::from_millis(1));
+    let long = checkout(&f, StdDuration::from_secs(600));
+    let jobs = jobs(&f, "pod-a");
+    // Coupon 0: times out, nobody else takes it, the late payment is honoured.
+    short.reserve(&hold("A1", 42, ids[0], 50_000), "t".into()).await.expect("reserve");
+    // Coupon 1: times out, is reserved again under B2, and the late payment of B1 is refused.
+    short.reserve(&hold("B1", 43, ids[1], 50_000), "t".into()).await.expect("reserve");
+    tokio::time::sleep(StdDuration::from_millis(20)).await;
+    assert_eq!(run(&jobs, JobName::ReservationTimeout).await, 2);
+    assert_eq!(run(&jobs, JobName::ReservationTimeout).await, 0, "idempotent");
+    long.reserve(&hold("B2", 43, ids[1], 30_000), "t".into()).await.expect("free again");
+
+    let late = long.confirm(&payment("A1", "P1"), "t".into()).await.expect("honoured");
+    assert!(late.reservation.late_confirmation);
+    assert!(matches!(long.confirm(&payment("B1", "P2"), "t".into()).await, Err(ConfirmError::Expired)));
+    // Releasing the old reservation does not free the coupon that B2 holds.
+    let old = long.release(&id("B1"), None, CancelReason::PaymentFailed, "t".into()).await.expect("release");
+    assert!(old.replay);
+    assert_eq!(
+        word(
+            &f,
+            &format!(
+                "SELECT status || ' ' || reservation_id AS word FROM coupon_issues WHERE id = {}",
+                ids[1]
+            )
+        )
+        .await,
+        "RESERVED B2"
+    );
+    assert_eq!(
+        word(&f, "SELECT string_agg(reservation_id || '=' || status, ',' ORDER BY reservation_id) AS word FROM coupon_reservations").await,
+        "A1=CONFIRMED,B1=EXPIRED,B2=PENDING"
+    );
+    assert_eq!(
+        word(&f, "SELECT count(*)::text AS word FROM outbox WHERE event_type = 'COUPON_CANCELLED'").await,
+        "2",
+        "one coupon.cancelled per timeout"
+    );
+}
+
+#[tokio::test]
+async fn releases_and_order_cancellations() {
+    let f = fixture().await;
+    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    checkout.reserve(&hold("R1", 42, ids[0], 50_000), "t".into()).await.expect("reserve");
+    let released = checkout
+        .release(&id("R1"), Some(UserId::new(42).expect("user")), CancelReason::Released, "t".into())
+        .await
+        .expect("release");
+    assert!(!released.replay);
+    assert!(
+        checkout.release(&id("R1"), None, CancelReason::Released, "t".into()).await.expect("again").replay
+    );
+    assert!(matches!(
+        checkout.reserve(&hold("R1", 42, ids[0], 50_000), "t".into()).await,
+        Err(ReserveError::IdReleased(_))
+    ));
+
+    // Used, then the order is cancelled: the coupon comes back, once.
+    checkout.reserve(&hold("R2", 43, ids[1], 50_000), "t".into()).await.expect("reserve");
+    checkout.confirm(&payment("R2", "P1"), "t".into()).await.expect("confirm");
+    let restored = checkout.cancel_order(ids[1], &order("ORDER-R2"), "t".into()).await.expect("restore");
+    assert!(!restored.replay);
+    assert!(checkout.cancel_order(ids[1], &order("ORDER-R2"), "t".into()).await.expect("again").replay);
+    assert_eq!(
+        word(
+            &f,
+            &format!(
+                "SELECT status || coalesce(order_id, '-') AS word FROM coupon_issues WHERE id = {}",
+                ids[1]
+            )
+        )
+        .await,
+        "ISSUED-"
+    );
+    // It can be held again by a new checkout.
+    checkout.reserve(&hold("R3", 43, ids[1], 50_000), "t".into()).await.expect("reusable");
+}
+
+#[tokio::test]
+async fn expiry_runs_in_batches_and_waits_for_holds() {
+    let f = fixture().await;
+    let past = Utc::now() - Duration::hours(1);
+    coupons(&f, 1, 250, past).await;
+    let held = coupons(&f, 1000, 1, Utc::now() + Duration::milliseconds(300)).await[0];
+    checkout(&f, StdDuration::from_secs(600))
+        .reserve(&hold("H1", 1000, held, 50_000), "t".into())
+        .await
+        .expect("reserve");
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+
+    let jobs = jobs(&f, "pod-a");
+    let JobOutcome::Ran(report) = jobs.run(JobName::Expiry, Trigger::Manual).await.expect("run") else {
+        panic!("busy")
+    };
+    assert_eq!((report.affected, report.batches), (250, 3), "batches of 100");
+    assert_eq!(run(&jobs, JobName::Expiry).await, 0, "a second run changes nothing");
+    assert_eq!(
+        word(&f, "SELECT count(*)::text AS word FROM coupon_issues WHERE status = 'EXPIRED'").await,
+        "250"
+    );
+    assert_eq!(
+        word(&f, &format!("SELECT status AS word FROM coupon_issues WHERE id = {held}")).await,
+        "RESERVED",
+        "a held coupon past its date waits for its reservation"
+    );
+    assert_eq!(
+        word(&f, "SELECT count(*)::text AS word FROM outbox WHERE event_type = 'COUPON_EXPIRED'").await,
+        "250"
+    );
+    assert_eq!(
+        word(
+            &f,
+            "SELECT count(*)::text AS word FROM job_runs WHERE job_name = 'expiry' AND outcome = 'SUCCEEDED'"
+        )
+        .await,
+        "2"
+    );
+}
+
+#[tokio::test]
+async fn the_job_lock_has_one_holder_and_lapses() {
+    let f = fixture().await;
+    let lock = PgJobLock::new(f.pool.clone());
+    assert!(lock.acquire(JobName::Statistics, "pod-a", StdDuration::from_millis(300)).await.expect("a"));
+    assert!(!lock.acquire(JobName::Statistics, "pod-b", StdDuration::from_secs(60)).await.expect("b"));
+    assert!(lock.acquire(JobName::Expiry, "pod-b", StdDuration::from_secs(60)).await.expect("another job"));
+    assert_eq!(
+        jobs(&f, "pod-b").run(JobName::Statistics, Trigger::Manual).await.expect("busy"),
+        JobOutcome::Busy
+    );
+    tokio::time::sleep(StdDuration::from_millis(400)).await;
+    assert!(
+        lock.acquire(JobName::Statistics, "pod-b", StdDuration::from_secs(60)).await.expect("lapsed"),
+        "a dead holder's lock lapses"
+    );
+}
+
+#[tokio::test]
+async fn statistics_count_the_day_in_hourly_buckets() {
+    let f = fixture().await;
+    let ids = coupons(&f, 1, 3, Utc::now() + Duration::days(5)).await;
+    let mut conn = f.db.connect().await;
+    diesel::sql_query("UPDATE coupon_issues SET issued_at = now()").execute(&mut conn).await.expect("today");
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    checkout.reserve(&hold("S1", 1, ids[0], 50_000), "t".into()).await.expect("reserve");
+    checkout.confirm(&payment("S1", "P1"), "t".into()).await.expect("confirm");
+    let housekeeping = PgHousekeeping::new(f.pool.clone(), Arc::new(TypesOnly));
+    // The day and hour as the database stored them (no race with a clock tick here).
+    let today: chrono::NaiveDate =
+        word(&f, "SELECT (min(issued_at) AT TIME ZONE 'UTC')::date::text AS word FROM coupon_issues")
+            .await
+            .parse()
+            .expect("date");
+    assert_eq!(housekeeping.refresh_statistics(today, today, chrono_tz::Tz::UTC).await.expect("refresh"), 1);
+    housekeeping.refresh_statistics(today, today, chrono_tz::Tz::UTC).await.expect("idempotent");
+    let hour = word(
+        &f,
+        "SELECT extract(hour FROM min(issued_at) AT TIME ZONE 'UTC')::int::text AS word FROM coupon_issues",
+    )
+    .await;
+    assert_eq!(
+        word(&f, &format!(
+            "SELECT total_issued || ' ' || total_used || ' ' || total_reserved || ' ' || (issue_by_hour->>'{hour}') \
+             AS word FROM daily_statistics"
+        ))
+        .await,
+        "3 1 1 3"
+    );
+}

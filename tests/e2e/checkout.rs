@@ -1,0 +1,374 @@
+//! Two-phase use and the wallet over HTTP, as the order service and the user's app call them:
+//! SPEC §4.5's discount vectors through `reserve`, every refusal code, the release and use
+//! endpoints, admin job runs, and wallet paging that never skips or repeats a coupon.
+
+use std::collections::HashSet;
+
+use coupon_e2e::*;
+use coupon_testkit::TestEnv;
+use serde_json::{Value, json};
+
+/// A policy with this discount; returns its id.
+async fn discount_policy(client: &reqwest::Client, base: &str, rule: Value) -> i64 {
+    let mut body = policy_body("DOWNLOAD", None, 1);
+    for (k, v) in rule.as_object().expect("rule") {
+        body[k] = v.clone();
+    }
+    create_policy(client, base, body).await
+}
+
+/// Downloads a coupon of `policy` for `user`; returns its id.
+async fn coupon(client: &reqwest::Client, base: &str, policy: i64, user: i64) -> i64 {
+    let (status, body) =
+        download(client, base, user, json!({"couponPolicyId": policy, "userId": user})).await;
+    assert_eq!(status, 201, "{body}");
+    body["couponId"].as_i64().expect("couponId")
+}
+
+async fn post_as(client: &reqwest::Client, url: &str, user: i64, body: Value) -> (u16, Value) {
+    answer(client.post(url).header("X-User-Id", user.to_string()).json(&body).send().await.expect("request"))
+        .await
+}
+
+async fn reserve(client: &reqwest::Client, base: &str, user: i64, body: Value) -> (u16, Value) {
+    post_as(client, &format!("{base}/api/coupons/reserve"), user, body).await
+}
+
+#[tokio::test]
+async fn the_spec_discount_vectors_through_reserve() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let vectors = [
+        (
+            json!({"discountType": "PERCENTAGE", "discountValue": 10, "maxDiscountAmount": null}),
+            50_000,
+            5_000,
+        ),
+        (
+            json!({"discountType": "PERCENTAGE", "discountValue": 20, "maxDiscountAmount": 10_000}),
+            100_000,
+            10_000,
+        ),
+        (
+            json!({"discountType": "FIXED_AMOUNT", "discountValue": 10_000, "maxDiscountAmount": null}),
+            5_000,
+            5_000,
+        ),
+        (
+            json!({"discountType": "PERCENTAGE", "discountValue": 12.5, "maxDiscountAmount": null}),
+            40_000,
+            5_000,
+        ),
+        (
+            json!({"discountType": "PERCENTAGE", "discountValue": 10, "maxDiscountAmount": null}),
+            12_345,
+            1_234,
+        ),
+    ];
+    for (i, (rule, order, discount)) in vectors.into_iter().enumerate() {
+        let user = 100 + i64::try_from(i).expect("index");
+        let policy = discount_policy(&client, &base, rule.clone()).await;
+        let id = coupon(&client, &base, policy, user).await;
+        let body =
+            json!({"reservationId": format!("V{i}"), "userId": user, "couponId": id, "orderAmount": order});
+        let (status, held) = reserve(&client, &base, user, body).await;
+        assert_eq!(status, 200, "{rule} {held}");
+        assert_eq!(held["discountAmount"], json!(discount), "{rule} on {order}");
+        assert_eq!(held["finalAmount"], json!(order - discount));
+        assert_eq!(held["status"], "PENDING");
+    }
+
+    let policy = discount_policy(&client, &base, json!({"minimumOrderAmount": 30_000})).await;
+    let id = coupon(&client, &base, policy, 7).await;
+    let at = |amount: i64, rid: &str| json!({"reservationId": rid, "userId": 7, "couponId": id, "orderAmount": amount});
+    let (status, body) = reserve(&client, &base, 7, at(29_999, "M1")).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("MINIMUM_ORDER_NOT_MET")), "{body}");
+    let (status, body) = reserve(&client, &base, 7, at(0, "M2")).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_ORDER_AMOUNT")), "{body}");
+    let (status, body) = reserve(&client, &base, 7, at(30_000, "M3")).await;
+    assert_eq!((status, &body["discountAmount"]), (200, &json!(3_000)), "minimum exactly met: {body}");
+}
+
+#[tokio::test]
+async fn reserve_apply_use_release_and_their_refusals() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = discount_policy(&client, &base, json!({})).await;
+    let (mine, other) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
+    let body = |rid: &str, coupon: i64, amount: i64| json!({"reservationId": rid, "userId": 1, "couponId": coupon, "orderAmount": amount, "orderId": "ORDER-1"});
+    let code = |(status, body): (u16, Value)| (status, body["code"].as_str().unwrap_or_default().to_owned());
+
+    let (status, applied) =
+        post_as(&client, &format!("{base}/api/coupons/apply"), 1, body("R1", mine, 40_000)).await;
+    assert_eq!(status, 200, "{applied}");
+    assert_eq!(
+        (applied["couponName"].as_str(), applied["discountAmount"].as_i64()),
+        (Some("Black Friday"), Some(4_000))
+    );
+    let (status, again) = reserve(&client, &base, 1, body("R1", mine, 40_000)).await;
+    assert_eq!(
+        (status, &again["reservedAt"]),
+        (200, &applied["reservedAt"]),
+        "the same request, the same answer"
+    );
+    assert_eq!(
+        code(reserve(&client, &base, 1, body("R1", mine, 50_000)).await),
+        (409, "COUPON_NOT_AVAILABLE".into())
+    );
+    assert_eq!(
+        code(reserve(&client, &base, 1, body("R2", mine, 40_000)).await),
+        (409, "COUPON_NOT_AVAILABLE".into())
+    );
+    assert_eq!(
+        code(reserve(&client, &base, 1, body("R3", other, 40_000)).await),
+        (403, "UNAUTHORIZED_COUPON_ACCESS".into())
+    );
+    assert_eq!(
+        code(reserve(&client, &base, 2, body("R4", mine, 40_000)).await),
+        (403, "UNAUTHORIZED_COUPON_ACCESS".into())
+    );
+    assert_eq!(
+        code(reserve(&client, &base, 1, body("R5", 999_999, 40_000)).await),
+        (404, "COUPON_NOT_FOUND".into())
+    );
+    assert_eq!(
+        code(reserve(&client, &base, 1, body("bad id!", mine, 40_000)).await),
+        (400, "VALIDATION_ERROR".into())
+    );
+    let no_user = client
+        .post(format!("{base}/api/coupons/reserve"))
+        .json(&body("R6", mine, 1))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(code(answer(no_user).await), (401, "UNAUTHENTICATED".into()));
+
+    let use_url = format!("{base}/api/coupons/use");
+    let payment = |pay: &str| json!({"reservationId": "R1", "orderId": "ORDER-1", "paymentId": pay});
+    assert_eq!(
+        code(post_as(&client, &use_url, 1, json!({"reservationId": "NOPE", "orderId": "O"})).await),
+        (404, "RESERVATION_NOT_FOUND".into())
+    );
+    assert_eq!(
+        code(
+            post_as(
+                &client,
+                &use_url,
+                1,
+                json!({"reservationId": "R1", "orderId": "ORDER-2", "paymentId": "P1"})
+            )
+            .await
+        ),
+        (409, "COUPON_NOT_AVAILABLE".into()),
+        "another order"
+    );
+    let (status, used) = post_as(&client, &use_url, 1, payment("P1")).await;
+    assert_eq!((status, used["status"].as_str()), (200, Some("CONFIRMED")), "{used}");
+    assert_eq!(post_as(&client, &use_url, 1, payment("P1")).await.0, 200, "idempotent");
+    assert_eq!(code(post_as(&client, &use_url, 1, payment("P2")).await), (409, "COUPON_ALREADY_USED".into()));
+    let release = |rid: &str, user: i64| {
+        client.delete(format!("{base}/api/coupons/apply/{rid}")).header("X-User-Id", user.to_string()).send()
+    };
+    assert_eq!(
+        code(answer(release("R1", 1).await.expect("request")).await),
+        (409, "COUPON_ALREADY_USED".into())
+    );
+
+    // Hold and release the other coupon, by both paths.
+    let (status, _) = reserve(
+        &client,
+        &base,
+        2,
+        json!({"reservationId": "S1", "userId": 2, "couponId": other, "orderAmount": 10_000}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        code(answer(release("S1", 1).await.expect("request")).await),
+        (403, "UNAUTHORIZED_COUPON_ACCESS".into())
+    );
+    let (status, released) = answer(
+        client
+            .delete(format!("{base}/api/coupons/reserve/S1"))
+            .header("X-User-Id", "2")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!((status, released["status"].as_str()), (200, Some("CANCELLED")), "{released}");
+    assert_eq!(answer(release("S1", 2).await.expect("request")).await.0, 200, "releasing twice is harmless");
+    assert_eq!(
+        code(answer(release("NOPE", 2).await.expect("request")).await),
+        (404, "RESERVATION_NOT_FOUND".into())
+    );
+
+    let (status, totals) = answer(
+        client
+            .get(format!("{base}/api/coupons/users/1/statistics"))
+            .header("X-User-Id", "1")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        totals,
+        json!({"userId": 1, "totalCoupons": 1, "availableCoupons": 0, "usedCoupons": 1, "expiredCoupons": 0, "totalSavedAmount": 4000})
+    );
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM outbox WHERE event_type IN ('COUPON_RESERVED', 'COUPON_USED', 'COUPON_CANCELLED')").await,
+        4,
+        "reserved ×2, used, cancelled: one event per change"
+    );
+}
+
+#[tokio::test]
+async fn wallet_pages_see_each_coupon_once_for_every_filter() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = discount_policy(&client, &base, json!({"maxIssuePerUser": 1000})).await;
+    // 1,000 coupons of user 5 in every state, one per slot (arranged with SQL).
+    let mut conn = env.database.connect().await;
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query(format!(
+            "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, issued_at, expires_at, reservation_id, \
+                                        reserved_at, used_at) \
+             SELECT {policy}, 5, s, st, now() - interval '40 days', \
+                    CASE WHEN s % 6 = 1 THEN now() - interval '1 day' ELSE now() + interval '3 days' END, \
+                    CASE WHEN st = 'RESERVED' THEN 'W' || s END, CASE WHEN st = 'RESERVED' THEN now() END, \
+                    CASE WHEN st = 'USED' THEN now() END \
+             FROM generate_series(1, 1000) s, \
+                  LATERAL (SELECT (ARRAY['ISSUED','ISSUED','RESERVED','USED','EXPIRED','CANCELLED'])[s % 6 + 1] AS st) t"
+        )),
+        &mut conn,
+    )
+    .await
+    .expect("coupons");
+    let expected = [
+        ("", "TRUE"),
+        ("AVAILABLE", "status = 'ISSUED' AND expires_at >= now()"),
+        ("UNUSED", "status = 'RESERVED' OR (status = 'ISSUED' AND expires_at >= now())"),
+        ("RESERVED", "status = 'RESERVED'"),
+        ("USED", "status = 'USED'"),
+        ("EXPIRED", "status = 'EXPIRED' OR (status = 'ISSUED' AND expires_at < now())"),
+    ];
+    for (filter, predicate) in expected {
+        let want = count(
+            &env,
+            &format!("SELECT count(*) AS n FROM coupon_issues WHERE user_id = 5 AND ({predicate})"),
+        )
+        .await;
+        let mut seen = HashSet::new();
+        let mut cursor: Option<i64> = None;
+        let mut pages = 0;
+        loop {
+            let mut url = format!("{base}/api/coupons/users/5?limit=7");
+            if !filter.is_empty() {
+                url.push_str(&format!("&status={filter}"));
+            }
+            if let Some(c) = cursor {
+                url.push_str(&format!("&cursor={c}"));
+            }
+            let (status, page) =
+                answer(client.get(url).header("X-User-Id", "5").send().await.expect("request")).await;
+            assert_eq!(status, 200, "{page}");
+            let coupons = page["coupons"].as_array().expect("coupons");
+            assert!(coupons.len() <= 7);
+            for c in coupons {
+                assert!(seen.insert(c["couponId"].as_i64().expect("id")), "{filter}: a coupon seen twice");
+                if filter == "EXPIRED" {
+                    assert_eq!(c["status"], "EXPIRED", "date-expired coupons read as EXPIRED");
+                }
+            }
+            pages += 1;
+            if page["hasMore"] != json!(true) {
+                assert!(page["nextCursor"].is_null());
+                break;
+            }
+            cursor = page["nextCursor"].as_i64();
+        }
+        assert_eq!(i64::try_from(seen.len()).expect("len"), want, "filter {filter:?} over {pages} pages");
+    }
+    let (status, body) = answer(
+        client
+            .get(format!("{base}/api/coupons/users/5?status=NEW"))
+            .header("X-User-Id", "5")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")));
+    let (status, _) = answer(
+        client
+            .get(format!("{base}/api/coupons/users/5"))
+            .header("X-User-Id", "6")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, soon) = answer(
+        client
+            .get(format!("{base}/api/coupons/users/5/expiring?days=7&limit=100"))
+            .header("X-User-Id", "5")
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let soon = soon["coupons"].as_array().expect("coupons");
+    assert_eq!(soon.len(), 100, "capped by limit");
+    assert!(soon.iter().all(|c| c["status"] == "ISSUED"));
+}
+
+#[tokio::test]
+async fn admins_run_jobs_and_read_daily_statistics() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = discount_policy(&client, &base, json!({})).await;
+    coupon(&client, &base, policy, 1).await;
+    let (status, run) =
+        admin_post(&client, &format!("{base}/api/admin/jobs/statistics/run"), json!({})).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(
+        (run["job"].as_str(), run["affected"].as_i64()),
+        (Some("statistics"), Some(2)),
+        "yesterday and today"
+    );
+    for job in ["reservation-timeout", "expiry"] {
+        assert_eq!(
+            admin_post(&client, &format!("{base}/api/admin/jobs/{job}/run"), json!({})).await.0,
+            200,
+            "{job}"
+        );
+    }
+    let (status, body) = admin_post(&client, &format!("{base}/api/admin/jobs/cleanup/run"), json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+    let unauthorised =
+        client.post(format!("{base}/api/admin/jobs/expiry/run")).send().await.expect("request");
+    assert_eq!(unauthorised.status().as_u16(), 401);
+
+    let today = chrono::Utc::now().date_naive();
+    let (status, daily) = admin_get(
+        &client,
+        &format!("{base}/api/statistics/daily?from={}&to={today}", today.pred_opt().expect("day")),
+    )
+    .await;
+    assert_eq!(status, 200, "{daily}");
+    let days = daily["days"].as_array().expect("days");
+    let row = days.iter().find(|d| d["date"] == today.to_string()).expect("today's row");
+    assert_eq!(row["totalIssued"], 1);
+    assert_eq!(row["issueByHour"].as_object().map(serde_json::Map::len), Some(24));
+    let (status, body) =
+        admin_get(&client, &format!("{base}/api/statistics/daily?from={today}&to=2000-01-01")).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")));
+}
