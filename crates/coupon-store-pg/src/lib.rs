@@ -15,6 +15,7 @@ pub mod migrate;
 pub mod outbox;
 pub mod policy;
 pub mod pool;
+mod prepared;
 pub mod reservation;
 mod row;
 mod schema;

@@ -3,10 +3,10 @@
 //! event. The relay in event-worker publishes and prunes them.
 
 use coupon_domain::event::EncodedEvent;
-use diesel::pg::Pg;
-use diesel::query_builder::BoxedSqlQuery;
 use diesel::sql_types::{Array, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::prepared::Prepared;
 
 /// Appends `event` inside the caller's transaction.
 ///
@@ -37,7 +37,8 @@ pub async fn append_all(
     if events.is_empty() {
         return Ok(());
     }
-    bind_events(diesel::sql_query(insert_sql(1, "TRUE")).into_boxed(), events).execute(conn).await.map(|_| ())
+    let sql = insert_sql(1, "TRUE");
+    bind_events(Prepared::new(&sql), events).execute(conn).await.map(|_| ())
 }
 
 /// The insert of [`append_all`] as SQL, for the end of a data-modifying statement: the events are
@@ -56,10 +57,7 @@ pub(crate) fn insert_sql(first: usize, condition: &str) -> String {
 }
 
 /// Binds `events` for [`insert_sql`].
-pub(crate) fn bind_events<'a>(
-    query: BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery>,
-    events: &[EncodedEvent],
-) -> BoxedSqlQuery<'a, Pg, diesel::query_builder::SqlQuery> {
+pub(crate) fn bind_events<'a>(query: Prepared<'a>, events: &[EncodedEvent]) -> Prepared<'a> {
     let column =
         |f: fn(&EncodedEvent) -> &str| events.iter().map(|e| f(e).to_owned()).collect::<Vec<String>>();
     query
@@ -69,3 +67,4 @@ pub(crate) fn bind_events<'a>(
         .bind::<Array<Text>, _>(column(|e| e.event_type))
         .bind::<Array<Text>, _>(column(|e| &e.payload))
 }
+

@@ -1,16 +1,19 @@
 //! `ReservationStore` on PostgreSQL: reserve, confirm, release and order cancellation.
 //!
-//! Each operation is one transaction of two statements. The first reads what the domain's
-//! `decide_*` rule needs (coupon with its `version`, policy, reservation). The second writes the
-//! decision as one data-modifying statement: the coupon update, guarded by the version read, the
-//! reservation change, and the outbox events, each part conditional on the one before. If anything
-//! changed in between (another checkout, the timeout job), the guard matches no row, the
-//! transaction rolls back and the operation starts again from a fresh read.
+//! Each operation is two statements and no explicit transaction. The first reads what the
+//! domain's `decide_*` rule needs (coupon with its `version`, policy, reservation). The second
+//! writes the decision as one data-modifying statement, which PostgreSQL runs and commits
+//! atomically: the coupon update, guarded by the version read, the reservation change and the
+//! outbox events, each part conditional on the one before. If anything changed in between (another
+//! checkout, the timeout job), the guard matches no row, nothing is written, and the operation
+//! starts again from a fresh read. Two round trips and one commit per operation, where BEGIN and
+//! COMMIT would add two more; the write is a [`Prepared`] statement, planned once per connection.
 //!
 //! Every write that touches a reservation also bumps its coupon's `version`, in the same
 //! statement, and touches the coupon first. So a version that did not move means the reservation
 //! did not move either, and writers queue on the coupon row in one order (no deadlock between
-//! two operations on one coupon).
+//! two operations on one coupon). The statement still checks that the coupon and the reservation
+//! changed together and fails as a whole (nothing committed) if they did not.
 
 use std::sync::Arc;
 
@@ -28,11 +31,12 @@ use coupon_domain::reservation::{
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Nullable, Numeric, Text, Timestamptz};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{from_diesel, from_pool};
 use crate::outbox;
 use crate::pool::PgPool;
+use crate::prepared::Prepared;
 use crate::row::{CouponRow, PolicyRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
 
@@ -75,13 +79,12 @@ impl<E> From<diesel::result::Error> for Abort<E> {
     }
 }
 
-/// Runs `$attempt` (an async closure over the connection) in a transaction until it settles, at
-/// most [`ATTEMPTS`] times, and returns its answer from the enclosing function.
-macro_rules! settle_in_transaction {
-    ($conn:expr, $error:ty, $what:literal, $attempt:expr) => {{
+/// Runs `$attempt` (a future of one read and one write, evaluated afresh on each round) until it
+/// settles, at most [`ATTEMPTS`] times, and returns its answer from the enclosing function.
+macro_rules! settle {
+    ($what:literal, $attempt:expr) => {{
         for _ in 0..ATTEMPTS {
-            let outcome = $conn.transaction::<_, Abort<$error>, _>($attempt).await;
-            if let Some(answer) = settle(outcome) {
+            if let Some(answer) = settle($attempt.await) {
                 return answer;
             }
         }
@@ -129,10 +132,17 @@ impl Changed {
     }
 }
 
-/// The statement's tail: counts of what changed, after the outbox insert at `$first..$first+4`.
+/// The statement's tail: the outbox insert at `$first..$first+4`, then the counts of what
+/// changed. Coupon and reservation change together or the statement fails as a whole: the cast of
+/// a non-number raises an error, so a broken invariant is never committed half-done (the branch
+/// holds a subquery, so the planner cannot evaluate it ahead of time).
 fn tail(first: usize) -> String {
     format!(
-        ", o AS ({}) SELECT (SELECT count(*) FROM c) AS coupons, (SELECT count(*) FROM r) AS reservations",
+        ", o AS ({}) \
+         SELECT (SELECT count(*) FROM c) AS coupons, \
+                CASE WHEN (SELECT count(*) FROM c) = (SELECT count(*) FROM r) THEN (SELECT count(*) FROM r) \
+                     ELSE ('coupon and reservation out of step: ' || (SELECT count(*) FROM r))::bigint \
+                END AS reservations",
         outbox::insert_sql(first, "EXISTS (SELECT 1 FROM r)")
     )
 }
@@ -190,8 +200,7 @@ async fn free<E: From<StoreError>>(
                     RETURNING reservation_id){}",
         tail(6)
     );
-    let query = diesel::sql_query(sql)
-        .into_boxed()
+    let query = Prepared::new(&sql)
         .bind::<Timestamptz, _>(now)
         .bind::<BigInt, _>(reservation.coupon_id.get())
         .bind::<BigInt, _>(version)
@@ -215,9 +224,7 @@ impl ReservationStore for PgReservationStore {
     fn reserve<'a>(&'a self, command: ReserveCommand<'a>) -> PortFuture<'a, Result<Reserved, ReserveError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            settle_in_transaction!(conn, ReserveError, "reserve", async |conn| {
-                reserve(conn, &*self.encoder, &command).await
-            })
+            settle!("reserve", reserve(&mut conn, &*self.encoder, &command))
         })
     }
 
@@ -229,9 +236,7 @@ impl ReservationStore for PgReservationStore {
     ) -> PortFuture<'a, Result<Confirmed, ConfirmError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            settle_in_transaction!(conn, ConfirmError, "confirm", async |conn| {
-                confirm(conn, &*self.encoder, request, now, context).await
-            })
+            settle!("confirm", confirm(&mut conn, &*self.encoder, request, now, context))
         })
     }
 
@@ -245,24 +250,7 @@ impl ReservationStore for PgReservationStore {
     ) -> PortFuture<'a, Result<Released, ReleaseError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            settle_in_transaction!(conn, ReleaseError, "release", async |conn| {
-                let (row, _, version) =
-                    reservation_by_id(conn, id).await?.ok_or(Abort::Refused(ReleaseError::NotFound))?;
-                let mut reservation = domain(Reservation::try_from(row))?;
-                if decide_release(&reservation, user).map_err(Abort::Refused)? == ReleaseDecision::Replay {
-                    return Ok(Released { reservation, replay: true });
-                }
-                reservation.status = ReservationStatus::Cancelled;
-                reservation.cancelled_at = Some(now);
-                reservation.cancel_reason = Some(reason.as_str().to_owned());
-                let event = encode(
-                    &*self.encoder,
-                    &CouponEvent::Cancelled { reservation: &reservation, reason, cancelled_at: now },
-                    context,
-                )?;
-                free(conn, &reservation, version, reason, now, &event).await?;
-                Ok(Released { reservation, replay: false })
-            })
+            settle!("release", release(&mut conn, &*self.encoder, id, user, reason, now, context))
         })
     }
 
@@ -275,9 +263,10 @@ impl ReservationStore for PgReservationStore {
     ) -> PortFuture<'a, Result<Released, RestoreError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            settle_in_transaction!(conn, RestoreError, "order cancellation", async |conn| {
-                cancel_order(conn, &*self.encoder, coupon, order, now, context).await
-            })
+            settle!(
+                "order cancellation",
+                cancel_order(&mut conn, &*self.encoder, coupon, order, now, context)
+            )
         })
     }
 }
@@ -340,8 +329,7 @@ async fn reserve(
                     RETURNING reservation_id){}",
         tail(9)
     );
-    let query = diesel::sql_query(sql)
-        .into_boxed()
+    let query = Prepared::new(&sql)
         .bind::<Text, _>(reservation.id.as_str().to_owned())
         .bind::<Timestamptz, _>(command.now)
         .bind::<BigInt, _>(reservation.coupon_id.get())
@@ -399,8 +387,7 @@ async fn confirm(
                     RETURNING reservation_id){}",
         tail(12)
     );
-    let query = diesel::sql_query(sql)
-        .into_boxed()
+    let query = Prepared::new(&sql)
         .bind::<Text, _>(reservation.id.as_str().to_owned())
         .bind::<Text, _>(request.order_id.as_str().to_owned())
         .bind::<Numeric, _>(reservation.discount.amount())
@@ -418,6 +405,33 @@ async fn confirm(
         metrics::counter!("coupon_late_confirmations_total", "outcome" => "honoured").increment(1);
     }
     Ok(Confirmed { reservation, replay: false })
+}
+
+async fn release(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    id: &ReservationId,
+    user: Option<UserId>,
+    reason: CancelReason,
+    now: DateTime<Utc>,
+    context: &EventContext,
+) -> Result<Released, Abort<ReleaseError>> {
+    let (row, _, version) =
+        reservation_by_id(conn, id).await?.ok_or(Abort::Refused(ReleaseError::NotFound))?;
+    let mut reservation = domain(Reservation::try_from(row))?;
+    if decide_release(&reservation, user).map_err(Abort::Refused)? == ReleaseDecision::Replay {
+        return Ok(Released { reservation, replay: true });
+    }
+    reservation.status = ReservationStatus::Cancelled;
+    reservation.cancelled_at = Some(now);
+    reservation.cancel_reason = Some(reason.as_str().to_owned());
+    let event = encode(
+        encoder,
+        &CouponEvent::Cancelled { reservation: &reservation, reason, cancelled_at: now },
+        context,
+    )?;
+    free(conn, &reservation, version, reason, now, &event).await?;
+    Ok(Released { reservation, replay: false })
 }
 
 async fn cancel_order(
@@ -480,8 +494,7 @@ async fn cancel_order(
                     RETURNING reservation_id){}",
         tail(7)
     );
-    let query = diesel::sql_query(sql)
-        .into_boxed()
+    let query = Prepared::new(&sql)
         .bind::<Text, _>(coupon.status.as_str())
         .bind::<Timestamptz, _>(now)
         .bind::<BigInt, _>(coupon_id.get())

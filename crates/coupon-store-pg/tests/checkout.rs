@@ -222,6 +222,36 @@ async fn ten_checkouts_racing_for_one_coupon_one_wins() {
     assert_eq!(word(&f, "SELECT string_agg(event_type, ',') AS word FROM outbox").await, "COUPON_RESERVED");
 }
 
+/// The write is one statement without BEGIN/COMMIT around it: if the reservation did not change
+/// with its coupon (here a trigger swallows the reservation update), the statement fails as a
+/// whole and commits nothing.
+#[tokio::test]
+async fn a_write_that_would_leave_coupon_and_reservation_out_of_step_commits_nothing() {
+    let f = fixture().await;
+    let coupon = coupons(&f, 42, 1, Utc::now() + Duration::days(5)).await[0];
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    checkout.reserve(&hold("R1", 42, coupon, 10_000), "c1".into()).await.expect("reserve");
+    let mut conn = f.db.connect().await;
+    for sql in [
+        "CREATE FUNCTION swallow() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$",
+        "CREATE TRIGGER swallow BEFORE UPDATE ON coupon_reservations FOR EACH ROW EXECUTE FUNCTION swallow()",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.expect(sql);
+    }
+    let refused = checkout.confirm(&payment("R1", "P1"), "c2".into()).await;
+    assert!(matches!(refused, Err(ConfirmError::Store(_))), "{refused:?}");
+    assert_eq!(
+        word(&f, "SELECT status || ' ' || version AS word FROM coupon_issues").await,
+        "RESERVED 1",
+        "the coupon update was not committed"
+    );
+    assert_eq!(
+        word(&f, "SELECT string_agg(event_type, ',' ORDER BY id) AS word FROM outbox").await,
+        "COUPON_RESERVED",
+        "no coupon.used without its change"
+    );
+}
+
 #[tokio::test]
 async fn reserve_confirm_and_their_replays() {
     let f = fixture().await;
