@@ -62,6 +62,9 @@ where
             .configure(move |cfg| routes(cfg, data))
             .default_service(web::to(not_found))
     })
+    // Answers leave at once: with Nagle's algorithm a second response on a connection (pipelined
+    // or kept alive) waits for the client's delayed ACK of the first, 40 ms on Linux.
+    .tcp_nodelay(true)
     .listen(listener)?
     .shutdown_timeout(options.shutdown_timeout.as_secs());
     if !options.handle_signals {

@@ -7,10 +7,12 @@
 //!
 //! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
 
+mod checkout_batch;
 mod error;
 mod group_commit;
 pub mod housekeeping;
 pub mod issue;
+mod lanes;
 pub mod migrate;
 pub mod outbox;
 pub mod policy;

@@ -68,3 +68,24 @@ pub(crate) fn bind_events<'a>(query: Prepared<'a>, events: &[EncodedEvent]) -> P
         .bind::<Array<Text>, _>(column(|e| &e.payload))
 }
 
+/// Like [`insert_sql`] for a statement that changes several things at once: each event has an
+/// owner (bound as a sixth text array at `$first + 5` by [`bind_owned_events`]) and is written only
+/// if its owner is among `owners`, a subquery such as `SELECT reservation_id FROM r`.
+pub(crate) fn insert_owned_sql(first: usize, owners: &str) -> String {
+    let [a, b, c, d, e, f] = [first, first + 1, first + 2, first + 3, first + 4, first + 5];
+    format!(
+        "INSERT INTO outbox (event_id, topic, event_key, event_type, payload) \
+         SELECT e.event_id::uuid, e.topic, e.event_key, e.event_type, e.payload \
+         FROM unnest(${a}::text[], ${b}::text[], ${c}::text[], ${d}::text[], ${e}::text[], ${f}::text[]) \
+              WITH ORDINALITY AS e(event_id, topic, event_key, event_type, payload, owner, ord) \
+         WHERE e.owner IN ({owners}) ORDER BY e.ord"
+    )
+}
+
+/// Binds `events` and their owners for [`insert_owned_sql`].
+pub(crate) fn bind_owned_events<'a>(query: Prepared<'a>, events: &[(String, EncodedEvent)]) -> Prepared<'a> {
+    let plain: Vec<EncodedEvent> = events.iter().map(|(_, e)| e.clone()).collect();
+    let owners: Vec<String> = events.iter().map(|(owner, _)| owner.clone()).collect();
+    bind_events(query, &plain).bind::<Array<Text>, _>(owners)
+}
+

@@ -17,37 +17,44 @@
 
 use std::sync::Arc;
 
+use tokio::sync::oneshot;
+
 use chrono::{DateTime, Utc};
 use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::{CouponId, UserId};
-use coupon_domain::policy::Policy;
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{
-    CancelReason, ConfirmDecision, ConfirmError, ConfirmRequest, ConfirmView, Confirmed, ExternalRef,
-    ReleaseDecision, ReleaseError, Released, Reservation, ReservationId, ReservationStatus, ReservationStore,
-    ReserveCommand, ReserveDecision, ReserveError, ReserveView, Reserved, RestoreDecision, RestoreError,
-    RestoreView, decide_confirm, decide_release, decide_reserve, decide_restore,
+    CancelReason, ConfirmError, ConfirmRequest, Confirmed, ExternalRef, ReleaseDecision, ReleaseError,
+    Released, Reservation, ReservationId, ReservationStatus, ReservationStore, ReserveCommand, ReserveError,
+    Reserved, RestoreDecision, RestoreError, RestoreView, decide_release, decide_restore,
 };
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Bool, Nullable, Numeric, Text, Timestamptz};
+use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::checkout_batch::{ConfirmJob, Job, ReserveJob, drive};
 use crate::error::{from_diesel, from_pool};
+use crate::lanes::Lanes;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
-use crate::row::{CouponRow, PolicyRow, ReservationRow};
-use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
+use crate::row::{CouponRow, ReservationRow};
+use crate::schema::{coupon_issues as c, coupon_reservations as r};
 
 /// How many times an operation starts again after a concurrent change before giving up.
-const ATTEMPTS: usize = 5;
+pub(crate) const ATTEMPTS: usize = 5;
+
+/// Lanes of reserves, and of confirmations, each drained by its own connection.
+const LANES: usize = 2;
 
 /// Reservations in PostgreSQL.
 #[derive(Clone)]
 pub struct PgReservationStore {
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
+    reserves: Arc<Lanes<ReserveJob>>,
+    confirms: Arc<Lanes<ConfirmJob>>,
 }
 
 impl std::fmt::Debug for PgReservationStore {
@@ -102,7 +109,7 @@ fn settle<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Option<Result
     }
 }
 
-fn gave_up<E: From<StoreError>>(what: &str) -> E {
+pub(crate) fn gave_up<E: From<StoreError>>(what: &str) -> E {
     StoreError::Unexpected(anyhow::anyhow!("{what}: still changing after {ATTEMPTS} attempts")).into()
 }
 
@@ -168,7 +175,7 @@ async fn reservation_by_id(
 }
 
 /// Whether the coupon was reserved again after `reservation`.
-async fn superseded(
+pub(crate) async fn superseded(
     conn: &mut AsyncPgConnection,
     reservation: &Reservation,
 ) -> Result<bool, diesel::result::Error> {
@@ -210,9 +217,24 @@ async fn free<E: From<StoreError>>(
     changed.both()
 }
 
+/// Lanes whose batches [`drive`] answers.
+fn lanes<J: Job>(pool: &PgPool, encoder: &Arc<dyn EventEncoder>) -> Arc<Lanes<J>> {
+    let (pool, encoder) = (pool.clone(), encoder.clone());
+    Arc::new(Lanes::new(LANES, move |jobs| {
+        let (pool, encoder) = (pool.clone(), encoder.clone());
+        async move { drive(&pool, &*encoder, jobs).await }
+    }))
+}
+
+fn stopped<E: From<StoreError>>() -> E {
+    StoreError::Unavailable("the checkout lanes have stopped (shutting down)".into()).into()
+}
+
 impl PgReservationStore {
     pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
-        Self { pool, encoder }
+        let reserves = lanes(&pool, &encoder);
+        let confirms = lanes(&pool, &encoder);
+        Self { pool, encoder, reserves, confirms }
     }
 
     async fn connection(&self) -> Result<crate::pool::PgConn, StoreError> {
@@ -223,8 +245,19 @@ impl PgReservationStore {
 impl ReservationStore for PgReservationStore {
     fn reserve<'a>(&'a self, command: ReserveCommand<'a>) -> PortFuture<'a, Result<Reserved, ReserveError>> {
         Box::pin(async move {
-            let mut conn = self.connection().await?;
-            settle!("reserve", reserve(&mut conn, &*self.encoder, &command))
+            let (reply, answer) = oneshot::channel();
+            let job = ReserveJob {
+                request: command.request.clone(),
+                now: command.now,
+                expires_at: command.expires_at,
+                context: command.context.clone(),
+                reply,
+            };
+            self.reserves
+                .submit(command.request.coupon.get(), job)
+                .await
+                .map_err(|_| stopped::<ReserveError>())?;
+            answer.await.unwrap_or_else(|_| Err(stopped()))
         })
     }
 
@@ -235,8 +268,13 @@ impl ReservationStore for PgReservationStore {
         context: &'a EventContext,
     ) -> PortFuture<'a, Result<Confirmed, ConfirmError>> {
         Box::pin(async move {
-            let mut conn = self.connection().await?;
-            settle!("confirm", confirm(&mut conn, &*self.encoder, request, now, context))
+            let (reply, answer) = oneshot::channel();
+            let job = ConfirmJob { request: request.clone(), now, context: context.clone(), reply };
+            self.confirms
+                .submit(request.reservation_id.as_str(), job)
+                .await
+                .map_err(|_| stopped::<ConfirmError>())?;
+            answer.await.unwrap_or_else(|_| Err(stopped()))
         })
     }
 
@@ -269,142 +307,6 @@ impl ReservationStore for PgReservationStore {
             )
         })
     }
-}
-
-async fn reserve(
-    conn: &mut AsyncPgConnection,
-    encoder: &dyn EventEncoder,
-    command: &ReserveCommand<'_>,
-) -> Result<Reserved, Abort<ReserveError>> {
-    let request = command.request;
-    let found: Option<(CouponRow, i64, PolicyRow, Option<ReservationRow>)> = c::table
-        .inner_join(p::table)
-        .left_join(r::table.on(r::reservation_id.eq(request.reservation_id.as_str())))
-        .filter(c::id.eq(request.coupon.get()))
-        .select((
-            CouponRow::as_select(),
-            c::version,
-            PolicyRow::as_select(),
-            Option::<ReservationRow>::as_select(),
-        ))
-        .first(conn)
-        .await
-        .optional()?;
-    let (coupon, version, policy, existing) = found.ok_or(Abort::Refused(ReserveError::CouponNotFound))?;
-    let view = ReserveView {
-        coupon: domain(IssuedCoupon::try_from(coupon))?,
-        policy: domain(Policy::try_from(policy))?,
-        existing: existing.map(Reservation::try_from).transpose().map_err(|e| Abort::Refused(e.into()))?,
-    };
-    let discount = match decide_reserve(&view, request, command.now).map_err(Abort::Refused)? {
-        ReserveDecision::Replay(reservation) => {
-            return Ok(Reserved { reservation, coupon: view.coupon, policy: view.policy, replay: true });
-        }
-        ReserveDecision::Hold { discount } => discount,
-    };
-    let reservation = Reservation {
-        id: request.reservation_id.clone(),
-        coupon_id: request.coupon,
-        user_id: request.user,
-        order_id: request.order_id.clone(),
-        order_amount: request.order_amount,
-        discount,
-        status: ReservationStatus::Pending,
-        reserved_at: command.now,
-        expires_at: command.expires_at,
-        payment_id: None,
-        confirmed_at: None,
-        late_confirmation: false,
-        cancelled_at: None,
-        cancel_reason: None,
-    };
-    let event = encode(encoder, &CouponEvent::Reserved { reservation: &reservation }, command.context)?;
-    let sql = format!(
-        "WITH c AS (UPDATE coupon_issues SET status = 'RESERVED', reservation_id = $1, reserved_at = $2, \
-                    version = version + 1, updated_at = $2 \
-                    WHERE id = $3 AND version = $4 AND status = 'ISSUED' RETURNING id, user_id), \
-              r AS (INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, \
-                    discount_amount, status, reserved_at, expires_at, created_at, updated_at) \
-                    SELECT $1, c.id, c.user_id, $5, $6, $7, 'PENDING', $2, $8, $2, $2 FROM c \
-                    RETURNING reservation_id){}",
-        tail(9)
-    );
-    let query = Prepared::new(&sql)
-        .bind::<Text, _>(reservation.id.as_str().to_owned())
-        .bind::<Timestamptz, _>(command.now)
-        .bind::<BigInt, _>(reservation.coupon_id.get())
-        .bind::<BigInt, _>(version)
-        .bind::<Nullable<Text>, _>(reservation.order_id.as_ref().map(|o| o.as_str().to_owned()))
-        .bind::<Numeric, _>(reservation.order_amount.amount())
-        .bind::<Numeric, _>(reservation.discount.amount())
-        .bind::<Timestamptz, _>(command.expires_at);
-    let changed: Changed = outbox::bind_events(query, std::slice::from_ref(&event)).get_result(conn).await?;
-    changed.both()?;
-    let mut coupon = view.coupon;
-    coupon.status = CouponStatus::Reserved;
-    coupon.reservation_id = Some(reservation.id.as_str().to_owned());
-    coupon.reserved_at = Some(command.now);
-    Ok(Reserved { reservation, coupon, policy: view.policy, replay: false })
-}
-
-async fn confirm(
-    conn: &mut AsyncPgConnection,
-    encoder: &dyn EventEncoder,
-    request: &ConfirmRequest,
-    now: DateTime<Utc>,
-    context: &EventContext,
-) -> Result<Confirmed, Abort<ConfirmError>> {
-    let (row, coupon, version) = reservation_by_id(conn, &request.reservation_id)
-        .await?
-        .ok_or(Abort::Refused(ConfirmError::NotFound))?;
-    let reservation = domain(Reservation::try_from(row))?;
-    let superseded =
-        reservation.status == ReservationStatus::Expired && superseded(conn, &reservation).await?;
-    let view = ConfirmView { reservation, coupon: domain(IssuedCoupon::try_from(coupon))?, superseded };
-    let late = match decide_confirm(&view, request, now).map_err(Abort::Refused)? {
-        ConfirmDecision::Replay => return Ok(Confirmed { reservation: view.reservation, replay: true }),
-        ConfirmDecision::Use { late } => late,
-    };
-    let expected = view.reservation.status;
-    let mut reservation = view.reservation;
-    reservation.status = ReservationStatus::Confirmed;
-    reservation.confirmed_at = Some(now);
-    reservation.payment_id.clone_from(&request.payment_id);
-    reservation.order_id = Some(request.order_id.clone());
-    reservation.late_confirmation = late;
-    let event = encode(encoder, &CouponEvent::Used { reservation: &reservation, used_at: now }, context)?;
-    // A late confirmation takes a coupon that is free again (ISSUED); a timely one, the coupon
-    // its reservation holds.
-    let sql = format!(
-        "WITH c AS (UPDATE coupon_issues SET status = 'USED', reservation_id = $1, order_id = $2, \
-                    discount_amount = $3, used_at = $4, reserved_at = COALESCE(reserved_at, $5), \
-                    version = version + 1, updated_at = $4 \
-                    WHERE id = $6 AND version = $7 AND ((status = 'RESERVED' AND reservation_id = $1) \
-                          OR (status = 'ISSUED' AND reservation_id IS NULL AND $8)) RETURNING id), \
-              r AS (UPDATE coupon_reservations SET status = 'CONFIRMED', confirmed_at = $4, payment_id = $9, \
-                    order_id = $2, late_confirmation = $10, updated_at = $4 \
-                    WHERE reservation_id = $1 AND status = $11 AND EXISTS (SELECT 1 FROM c) \
-                    RETURNING reservation_id){}",
-        tail(12)
-    );
-    let query = Prepared::new(&sql)
-        .bind::<Text, _>(reservation.id.as_str().to_owned())
-        .bind::<Text, _>(request.order_id.as_str().to_owned())
-        .bind::<Numeric, _>(reservation.discount.amount())
-        .bind::<Timestamptz, _>(now)
-        .bind::<Timestamptz, _>(reservation.reserved_at)
-        .bind::<BigInt, _>(reservation.coupon_id.get())
-        .bind::<BigInt, _>(version)
-        .bind::<Bool, _>(expected == ReservationStatus::Expired)
-        .bind::<Nullable<Text>, _>(request.payment_id.as_ref().map(|p| p.as_str().to_owned()))
-        .bind::<Bool, _>(late)
-        .bind::<Text, _>(expected.as_str());
-    let changed: Changed = outbox::bind_events(query, std::slice::from_ref(&event)).get_result(conn).await?;
-    changed.both()?;
-    if late {
-        metrics::counter!("coupon_late_confirmations_total", "outcome" => "honoured").increment(1);
-    }
-    Ok(Confirmed { reservation, replay: false })
 }
 
 async fn release(

@@ -222,6 +222,98 @@ async fn ten_checkouts_racing_for_one_coupon_one_wins() {
     assert_eq!(word(&f, "SELECT string_agg(event_type, ',') AS word FROM outbox").await, "COUPON_RESERVED");
 }
 
+/// Reserves and confirmations arriving together are decided in shared rounds (lanes). Each
+/// caller still gets its own answer: 300 distinct checkouts; 20 of their reservation ids reused
+/// at once for other coupons, so that exactly one of each pair is refused with IdConflict (the
+/// round's insert fails and its requests are redone one by one); a second hold on a coupon that a
+/// checkout holds or used is refused. Every change has exactly its one event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_checkouts_is_batched_and_each_caller_gets_its_own_answer() {
+    let f = fixture().await;
+    let ids = coupons(&f, 1_000, 300, Utc::now() + Duration::days(5)).await;
+    let extra = coupons(&f, 5_000, 20, Utc::now() + Duration::days(5)).await;
+    let start = Arc::new(Barrier::new(ids.len() + 2 * extra.len()));
+    let mut tasks = Vec::new();
+    for (k, coupon) in ids.iter().copied().enumerate() {
+        let (desk, barrier) = (checkout(&f, StdDuration::from_secs(600)), start.clone());
+        let user = 1_000 + i64::try_from(k).expect("k");
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            let rid = format!("B{k}");
+            desk.reserve(&hold(&rid, user, coupon, 10_000), "burst".into()).await.map(|_| "reserved")?;
+            desk.confirm(&payment(&rid, &format!("P{k}")), "burst".into()).await.map(|_| "used").map_err(
+                |e| {
+                    ReserveError::Store(coupon_domain::port::StoreError::Unexpected(anyhow::anyhow!("{e:?}")))
+                },
+            )
+        }));
+    }
+    for (k, coupon) in extra.iter().copied().enumerate() {
+        let user = 5_000 + i64::try_from(k).expect("k");
+        // The id of one of the 300 checkouts, for another coupon: one of the two is refused.
+        let (desk, barrier) = (checkout(&f, StdDuration::from_secs(600)), start.clone());
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            desk.reserve(&hold(&format!("B{k}"), user, coupon, 10_000), "reuse".into())
+                .await
+                .map(|_| "stole id")
+        }));
+        // A second hold on a coupon that the burst holds or used.
+        let (desk, barrier, held) = (checkout(&f, StdDuration::from_secs(600)), start.clone(), ids[k]);
+        let owner = 1_000 + i64::try_from(k).expect("k");
+        tasks.push(tokio::spawn(async move {
+            barrier.wait().await;
+            tokio::time::sleep(StdDuration::from_millis(200)).await;
+            desk.reserve(&hold(&format!("X{k}"), owner, held, 10_000), "twice".into())
+                .await
+                .map(|_| "held twice")
+        }));
+    }
+    let mut tally = std::collections::BTreeMap::<String, usize>::new();
+    for task in tasks {
+        let label = match task.await.expect("task") {
+            Ok(label) => label.to_owned(),
+            Err(ReserveError::IdConflict(_)) => "id conflict".into(),
+            Err(ReserveError::Forbidden(Forbidden::NotAvailable)) => "not available".into(),
+            Err(ReserveError::Forbidden(Forbidden::AlreadyUsed)) => "already used".into(),
+            Err(other) => panic!("unexpected {other:?}"),
+        };
+        *tally.entry(label).or_default() += 1;
+    }
+    let used = tally.get("used").copied().unwrap_or(0);
+    let stolen = tally.get("stole id").copied().unwrap_or(0);
+    let n = |label: &str| tally.get(label).copied().unwrap_or(0);
+    assert_eq!(n("id conflict"), 20, "each reused id is refused once: {tally:?}");
+    assert_eq!(used + stolen, 300, "{tally:?}");
+    // A coupon whose checkout lost its id to the reuse stayed free, so the second hold got it;
+    // every other second hold is refused.
+    assert_eq!(n("held twice"), stolen, "{tally:?}");
+    assert_eq!(n("held twice") + n("already used") + n("not available"), 20, "{tally:?}");
+    let count = |sql: &'static str| word(&f, sql);
+    assert_eq!(
+        count("SELECT count(*)::text AS word FROM coupon_issues WHERE status = 'USED'").await,
+        used.to_string()
+    );
+    assert_eq!(
+        count("SELECT count(*)::text AS word FROM outbox WHERE event_type = 'COUPON_USED'").await,
+        used.to_string()
+    );
+    assert_eq!(
+        count("SELECT count(*)::text AS word FROM outbox WHERE event_type = 'COUPON_RESERVED'").await,
+        count("SELECT count(*)::text AS word FROM coupon_reservations").await,
+        "one coupon.reserved per reservation"
+    );
+    assert_eq!(
+        count(
+            "SELECT count(*)::text AS word FROM coupon_issues i JOIN coupon_reservations r \
+             ON r.reservation_id = i.reservation_id WHERE r.coupon_id <> i.id"
+        )
+        .await,
+        "0",
+        "every coupon points at its own reservation"
+    );
+}
+
 /// The write is one statement without BEGIN/COMMIT around it: if the reservation did not change
 /// with its coupon (here a trigger swallows the reservation update), the statement fails as a
 /// whole and commits nothing.

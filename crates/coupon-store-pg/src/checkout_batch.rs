@@ -1,0 +1,535 @@
+//! The hot half of checkout, batched: reserves and confirmations.
+//!
+//! Each goes through [`Lanes`]: the requests waiting in a lane are decided together in a
+//! **round** of two reads and one write for all of them, where one request alone costs a read and
+//! a write of its own. PostgreSQL's cost is mostly per statement and per commit, so a round of
+//! fifty costs little more than a round of one.
+//!
+//! A round reads every coupon, policy and reservation it needs (`= ANY`), decides each request
+//! with the domain's rule, and writes all decisions as one data-modifying statement: the coupon
+//! updates guarded by the versions read, the reservation changes, and the outbox events of exactly
+//! the requests whose coupon update matched (each event names its reservation). A request whose
+//! coupon moved since the read joins the next round, which reads afresh (at most `ATTEMPTS`
+//! rounds). Two requests for one coupon or one reservation id never share a round. If the write
+//! fails as a whole (a reservation id inserted concurrently by another instance), the requests of
+//! that round are redone one by one, so only the one at fault sees the conflict, on a fresh read.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
+use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::policy::Policy;
+use coupon_domain::port::StoreError;
+use coupon_domain::reservation::{
+    ConfirmDecision, ConfirmError, ConfirmRequest, ConfirmView, Confirmed, Reservation, ReservationStatus,
+    ReserveDecision, ReserveError, ReserveRequest, ReserveView, Reserved, decide_confirm, decide_reserve,
+};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use tokio::sync::oneshot;
+
+use crate::error::{from_diesel, from_pool};
+use crate::lanes::MAX_BATCH;
+use crate::outbox;
+use crate::pool::PgPool;
+use crate::prepared::Prepared;
+use crate::reservation::{ATTEMPTS, gave_up, superseded};
+use crate::row::{CouponRow, PolicyRow, ReservationRow};
+use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
+
+/// A reserve waiting in its lane.
+pub(crate) struct ReserveJob {
+    pub(crate) request: ReserveRequest,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) expires_at: DateTime<Utc>,
+    pub(crate) context: EventContext,
+    pub(crate) reply: oneshot::Sender<Result<Reserved, ReserveError>>,
+}
+
+/// A confirmation waiting in its lane.
+pub(crate) struct ConfirmJob {
+    pub(crate) request: ConfirmRequest,
+    pub(crate) now: DateTime<Utc>,
+    pub(crate) context: EventContext,
+    pub(crate) reply: oneshot::Sender<Result<Confirmed, ConfirmError>>,
+}
+
+/// Each request's answer after a round, or `None` when its coupon moved and it goes again.
+type Outcomes<A, E> = Vec<Option<Result<A, E>>>;
+
+/// A kind of request the driver batches.
+pub(crate) trait Job: Send + Sized + 'static {
+    type Answer: Send;
+    type Error: From<StoreError> + Send;
+    const NAME: &'static str;
+    /// Two requests sharing a key never share a round.
+    fn keys(&self) -> [Option<String>; 2];
+    fn reply(self, answer: Result<Self::Answer, Self::Error>);
+    fn round<'a>(
+        conn: &'a mut AsyncPgConnection,
+        encoder: &'a dyn EventEncoder,
+        jobs: &'a [Self],
+    ) -> impl Future<Output = QueryResult<Outcomes<Self::Answer, Self::Error>>> + Send + 'a;
+}
+
+/// Answers every job of a lane's batch.
+pub(crate) async fn drive<J: Job>(pool: &PgPool, encoder: &dyn EventEncoder, jobs: Vec<J>) {
+    metrics::histogram!("coupon_checkout_batch_size", "operation" => J::NAME).record(jobs.len() as f64);
+    let mut conn = match pool.get().await {
+        Ok(conn) => conn,
+        Err(e) => {
+            let message = from_pool(e).to_string();
+            for job in jobs {
+                job.reply(Err(StoreError::Unavailable(message.clone()).into()));
+            }
+            return;
+        }
+    };
+    let mut todo: VecDeque<(J, usize)> = jobs.into_iter().map(|job| (job, 0)).collect();
+    let mut one_by_one = false;
+    while !todo.is_empty() {
+        let (jobs, attempts): (Vec<J>, Vec<usize>) = take_round(&mut todo, one_by_one).into_iter().unzip();
+        let mut again = Vec::new();
+        match J::round(&mut conn, encoder, &jobs).await {
+            Ok(outcomes) => {
+                for ((job, attempt), outcome) in jobs.into_iter().zip(attempts).zip(outcomes) {
+                    match outcome {
+                        Some(answer) => job.reply(answer),
+                        None => again.push((job, attempt + 1)),
+                    }
+                }
+            }
+            Err(e) if jobs.len() > 1 => {
+                tracing::debug!(error = %e, operation = J::NAME, "batched write failed; one by one");
+                one_by_one = true;
+                again.extend(jobs.into_iter().zip(attempts));
+            }
+            // Alone (a failed round of several goes one by one above): a unique violation is a race lost to another instance; a fresh read sees it.
+            Err(diesel::result::Error::DatabaseError(
+                diesel::result::DatabaseErrorKind::UniqueViolation,
+                _,
+            )) => {
+                again.extend(jobs.into_iter().zip(attempts.into_iter().map(|a| a + 1)));
+            }
+            Err(e) => {
+                let error = from_diesel(e);
+                if let Some(job) = jobs.into_iter().next() {
+                    job.reply(Err(error.into()));
+                }
+            }
+        }
+        for (job, attempt) in again.into_iter().rev() {
+            if attempt >= ATTEMPTS {
+                job.reply(Err(gave_up(J::NAME)));
+            } else {
+                todo.push_front((job, attempt));
+            }
+        }
+    }
+}
+
+/// The next round: requests in arrival order, skipping (for a later round) any that shares a key
+/// with one already taken; a single request when going one by one.
+fn take_round<J: Job>(todo: &mut VecDeque<(J, usize)>, one_by_one: bool) -> Vec<(J, usize)> {
+    if one_by_one {
+        return todo.pop_front().into_iter().collect();
+    }
+    let mut seen = HashSet::new();
+    let mut round = Vec::new();
+    let mut later = VecDeque::new();
+    while let Some(item) = todo.pop_front() {
+        let keys = item.0.keys();
+        let clash = keys.iter().flatten().any(|k| seen.contains(k));
+        if clash || round.len() == MAX_BATCH {
+            later.push_back(item);
+        } else {
+            seen.extend(keys.into_iter().flatten());
+            round.push(item);
+        }
+    }
+    *todo = later;
+    round
+}
+
+/// What a request will write, with its answer once written.
+struct Write<A> {
+    index: usize,
+    answer: A,
+    version: i64,
+    event: EncodedEvent,
+}
+
+/// The rows the write changed (by reservation id). The statement fails as a whole, committing
+/// nothing, if a coupon changed without its reservation (see `reservation::tail`).
+#[derive(QueryableByName)]
+struct Settled {
+    #[diesel(sql_type = Array<Text>)]
+    changed: Vec<String>,
+    #[diesel(sql_type = BigInt)]
+    #[expect(dead_code, reason = "read only to make the statement evaluate its check")]
+    check: i64,
+}
+
+/// The statement's end: the events of the reservations in `r`, then the changed ids and the check.
+fn settle_sql(first_event: usize) -> String {
+    format!(
+        ", o AS ({}) \
+         SELECT COALESCE((SELECT array_agg(reservation_id) FROM r), '{{}}') AS changed, \
+                CASE WHEN (SELECT count(*) FROM c) = (SELECT count(*) FROM r) THEN 0 \
+                     ELSE ('coupon and reservation out of step: ' || (SELECT count(*) FROM r))::bigint \
+                END AS \"check\"",
+        outbox::insert_owned_sql(first_event, "SELECT reservation_id FROM r")
+    )
+}
+
+fn owned_events<A>(writes: &[Write<A>], owner: impl Fn(&A) -> String) -> Vec<(String, EncodedEvent)> {
+    writes.iter().map(|w| (owner(&w.answer), w.event.clone())).collect()
+}
+
+impl Job for ReserveJob {
+    type Answer = Reserved;
+    type Error = ReserveError;
+    const NAME: &'static str = "reserve";
+
+    fn keys(&self) -> [Option<String>; 2] {
+        [
+            Some(format!("c{}", self.request.coupon)),
+            Some(format!("r{}", self.request.reservation_id.as_str())),
+        ]
+    }
+
+    fn reply(self, answer: Result<Reserved, ReserveError>) {
+        // The caller may have gone (client disconnected); what was decided stands.
+        let _ = self.reply.send(answer);
+    }
+
+    fn round<'a>(
+        conn: &'a mut AsyncPgConnection,
+        encoder: &'a dyn EventEncoder,
+        jobs: &'a [Self],
+    ) -> impl Future<Output = QueryResult<Outcomes<Reserved, ReserveError>>> + Send + 'a {
+        reserve_round(conn, encoder, jobs)
+    }
+}
+
+async fn reserve_round(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    jobs: &[ReserveJob],
+) -> QueryResult<Outcomes<Reserved, ReserveError>> {
+    let ids: Vec<i64> = jobs.iter().map(|j| j.request.coupon.get()).collect();
+    let rids: Vec<String> = jobs.iter().map(|j| j.request.reservation_id.as_str().to_owned()).collect();
+    let coupons: HashMap<i64, (CouponRow, i64, PolicyRow)> = c::table
+        .inner_join(p::table)
+        .filter(c::id.eq_any(&ids))
+        .select((CouponRow::as_select(), c::version, PolicyRow::as_select()))
+        .load::<(CouponRow, i64, PolicyRow)>(conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.0.id, row))
+        .collect();
+    let existing: HashMap<String, ReservationRow> = r::table
+        .filter(r::reservation_id.eq_any(&rids))
+        .select(ReservationRow::as_select())
+        .load::<ReservationRow>(conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.reservation_id.clone(), row))
+        .collect();
+    let mut outcomes: Outcomes<Reserved, ReserveError> = Vec::with_capacity(jobs.len());
+    let mut writes = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let found = coupons.get(&job.request.coupon.get());
+        let existing = existing.get(job.request.reservation_id.as_str());
+        match plan_reserve(job, found, existing, encoder) {
+            Ok(Plan::Answer(answer)) => outcomes.push(Some(Ok(answer))),
+            Ok(Plan::Write { answer, version, event }) => {
+                outcomes.push(None);
+                writes.push(Write { index, answer, version, event });
+            }
+            Err(e) => outcomes.push(Some(Err(e))),
+        }
+    }
+    if writes.is_empty() {
+        return Ok(outcomes);
+    }
+    let sql = format!(
+        "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::numeric[], \
+                                        $6::numeric[], $7::timestamptz[], $8::timestamptz[]) \
+                    AS x(id, version, rid, order_id, amount, discount, reserved_at, expires_at)), \
+              c AS (UPDATE coupon_issues SET status = 'RESERVED', reservation_id = x.rid, reserved_at = x.reserved_at, \
+                           version = coupon_issues.version + 1, updated_at = x.reserved_at \
+                    FROM x WHERE coupon_issues.id = x.id AND coupon_issues.version = x.version \
+                      AND coupon_issues.status = 'ISSUED' \
+                    RETURNING coupon_issues.id, coupon_issues.user_id, x.rid, x.order_id, x.amount, x.discount, \
+                              x.reserved_at, x.expires_at), \
+              r AS (INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, \
+                           discount_amount, status, reserved_at, expires_at, created_at, updated_at) \
+                    SELECT rid, id, user_id, order_id, amount, discount, 'PENDING', reserved_at, expires_at, \
+                           reserved_at, reserved_at FROM c \
+                    RETURNING reservation_id){}",
+        settle_sql(9)
+    );
+    let column =
+        |f: fn(&Reservation) -> i64| writes.iter().map(|w| f(&w.answer.reservation)).collect::<Vec<_>>();
+    let query = Prepared::new(&sql)
+        .bind::<Array<BigInt>, _>(column(|r| r.coupon_id.get()))
+        .bind::<Array<BigInt>, _>(writes.iter().map(|w| w.version).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(
+            writes.iter().map(|w| w.answer.reservation.id.as_str().to_owned()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            writes
+                .iter()
+                .map(|w| w.answer.reservation.order_id.as_ref().map(|o| o.as_str().to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Numeric>, _>(
+            writes.iter().map(|w| w.answer.reservation.order_amount.amount()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Numeric>, _>(
+            writes.iter().map(|w| w.answer.reservation.discount.amount()).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(
+            writes.iter().map(|w| w.answer.reservation.reserved_at).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Timestamptz>, _>(
+            writes.iter().map(|w| w.answer.reservation.expires_at).collect::<Vec<_>>(),
+        );
+    let events = owned_events(&writes, |a: &Reserved| a.reservation.id.as_str().to_owned());
+    let settled: Settled = outbox::bind_owned_events(query, &events).get_result(conn).await?;
+    let changed: HashSet<String> = settled.changed.into_iter().collect();
+    for write in writes {
+        if changed.contains(write.answer.reservation.id.as_str()) {
+            outcomes[write.index] = Some(Ok(write.answer));
+        }
+    }
+    Ok(outcomes)
+}
+
+/// A request's decision: answered from what was read, or a write to make.
+enum Plan<A> {
+    Answer(A),
+    Write { answer: A, version: i64, event: EncodedEvent },
+}
+
+fn plan_reserve(
+    job: &ReserveJob,
+    found: Option<&(CouponRow, i64, PolicyRow)>,
+    existing: Option<&ReservationRow>,
+    encoder: &dyn EventEncoder,
+) -> Result<Plan<Reserved>, ReserveError> {
+    let (coupon, version, policy) = found.ok_or(ReserveError::CouponNotFound)?;
+    let view = ReserveView {
+        coupon: IssuedCoupon::try_from(coupon.clone())?,
+        policy: Policy::try_from(policy.clone())?,
+        existing: existing.cloned().map(Reservation::try_from).transpose()?,
+    };
+    let request = &job.request;
+    let discount = match decide_reserve(&view, request, job.now)? {
+        ReserveDecision::Replay(reservation) => {
+            return Ok(Plan::Answer(Reserved {
+                reservation,
+                coupon: view.coupon,
+                policy: view.policy,
+                replay: true,
+            }));
+        }
+        ReserveDecision::Hold { discount } => discount,
+    };
+    let reservation = Reservation {
+        id: request.reservation_id.clone(),
+        coupon_id: request.coupon,
+        user_id: request.user,
+        order_id: request.order_id.clone(),
+        order_amount: request.order_amount,
+        discount,
+        status: ReservationStatus::Pending,
+        reserved_at: job.now,
+        expires_at: job.expires_at,
+        payment_id: None,
+        confirmed_at: None,
+        late_confirmation: false,
+        cancelled_at: None,
+        cancel_reason: None,
+    };
+    let event = encoder
+        .encode(&CouponEvent::Reserved { reservation: &reservation }, &job.context)
+        .map_err(StoreError::Unexpected)?;
+    let mut coupon = view.coupon;
+    coupon.status = CouponStatus::Reserved;
+    coupon.reservation_id = Some(reservation.id.as_str().to_owned());
+    coupon.reserved_at = Some(job.now);
+    Ok(Plan::Write {
+        answer: Reserved { reservation, coupon, policy: view.policy, replay: false },
+        version: *version,
+        event,
+    })
+}
+
+impl Job for ConfirmJob {
+    type Answer = Confirmed;
+    type Error = ConfirmError;
+    const NAME: &'static str = "confirm";
+
+    fn keys(&self) -> [Option<String>; 2] {
+        [Some(format!("r{}", self.request.reservation_id.as_str())), None]
+    }
+
+    fn reply(self, answer: Result<Confirmed, ConfirmError>) {
+        let _ = self.reply.send(answer);
+    }
+
+    fn round<'a>(
+        conn: &'a mut AsyncPgConnection,
+        encoder: &'a dyn EventEncoder,
+        jobs: &'a [Self],
+    ) -> impl Future<Output = QueryResult<Outcomes<Confirmed, ConfirmError>>> + Send + 'a {
+        confirm_round(conn, encoder, jobs)
+    }
+}
+
+/// The reservation status a confirmation found (PENDING, or EXPIRED for a late one): the write
+/// changes the reservation only if it still has it.
+struct Expected(ReservationStatus);
+
+/// The reservation and coupon a confirmation found, with the coupon's version.
+async fn confirm_view(
+    conn: &mut AsyncPgConnection,
+    found: Option<&(ReservationRow, CouponRow, i64)>,
+) -> QueryResult<Result<(ConfirmView, i64), ConfirmError>> {
+    let Some((row, coupon, version)) = found else {
+        return Ok(Err(ConfirmError::NotFound));
+    };
+    let (reservation, coupon) =
+        match (Reservation::try_from(row.clone()), IssuedCoupon::try_from(coupon.clone())) {
+            (Ok(reservation), Ok(coupon)) => (reservation, coupon),
+            (Err(e), _) | (_, Err(e)) => return Ok(Err(e.into())),
+        };
+    let superseded =
+        reservation.status == ReservationStatus::Expired && superseded(conn, &reservation).await?;
+    Ok(Ok((ConfirmView { reservation, coupon, superseded }, *version)))
+}
+
+fn plan_confirm(
+    job: &ConfirmJob,
+    view: ConfirmView,
+    version: i64,
+    encoder: &dyn EventEncoder,
+) -> Result<(Plan<Confirmed>, Expected), ConfirmError> {
+    let expected = Expected(view.reservation.status);
+    let late = match decide_confirm(&view, &job.request, job.now)? {
+        ConfirmDecision::Replay => {
+            return Ok((Plan::Answer(Confirmed { reservation: view.reservation, replay: true }), expected));
+        }
+        ConfirmDecision::Use { late } => late,
+    };
+    let mut reservation = view.reservation;
+    reservation.status = ReservationStatus::Confirmed;
+    reservation.confirmed_at = Some(job.now);
+    reservation.payment_id.clone_from(&job.request.payment_id);
+    reservation.order_id = Some(job.request.order_id.clone());
+    reservation.late_confirmation = late;
+    let event = encoder
+        .encode(&CouponEvent::Used { reservation: &reservation, used_at: job.now }, &job.context)
+        .map_err(StoreError::Unexpected)?;
+    Ok((Plan::Write { answer: Confirmed { reservation, replay: false }, version, event }, expected))
+}
+
+async fn confirm_round(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    jobs: &[ConfirmJob],
+) -> QueryResult<Outcomes<Confirmed, ConfirmError>> {
+    let rids: Vec<String> = jobs.iter().map(|j| j.request.reservation_id.as_str().to_owned()).collect();
+    let found: HashMap<String, (ReservationRow, CouponRow, i64)> = r::table
+        .inner_join(c::table)
+        .filter(r::reservation_id.eq_any(&rids))
+        .select((ReservationRow::as_select(), CouponRow::as_select(), c::version))
+        .load::<(ReservationRow, CouponRow, i64)>(conn)
+        .await?
+        .into_iter()
+        .map(|row| (row.0.reservation_id.clone(), row))
+        .collect();
+    let mut outcomes: Outcomes<Confirmed, ConfirmError> = Vec::with_capacity(jobs.len());
+    let mut writes: Vec<(Write<Confirmed>, Expected, DateTime<Utc>)> = Vec::new();
+    for (index, job) in jobs.iter().enumerate() {
+        let planned = match confirm_view(conn, found.get(job.request.reservation_id.as_str())).await? {
+            Ok((view, version)) => plan_confirm(job, view, version, encoder),
+            Err(e) => Err(e),
+        };
+        match planned {
+            Ok((Plan::Answer(answer), _)) => outcomes.push(Some(Ok(answer))),
+            Ok((Plan::Write { answer, version, event }, expected)) => {
+                outcomes.push(None);
+                writes.push((Write { index, answer, version, event }, expected, job.now));
+            }
+            Err(e) => outcomes.push(Some(Err(e))),
+        }
+    }
+    if writes.is_empty() {
+        return Ok(outcomes);
+    }
+    // A late confirmation takes a coupon that is free again (ISSUED); a timely one, the coupon
+    // its reservation holds.
+    let sql = format!(
+        "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[], $5::timestamptz[], \
+                                        $6::bigint[], $7::bigint[], $8::bool[], $9::text[], $10::bool[], $11::text[]) \
+                    AS x(rid, order_id, discount, used_at, reserved_at, id, version, expired, payment_id, late, expected)), \
+              c AS (UPDATE coupon_issues SET status = 'USED', reservation_id = x.rid, order_id = x.order_id, \
+                           discount_amount = x.discount, used_at = x.used_at, \
+                           reserved_at = COALESCE(coupon_issues.reserved_at, x.reserved_at), \
+                           version = coupon_issues.version + 1, updated_at = x.used_at \
+                    FROM x WHERE coupon_issues.id = x.id AND coupon_issues.version = x.version \
+                      AND ((coupon_issues.status = 'RESERVED' AND coupon_issues.reservation_id = x.rid) \
+                           OR (coupon_issues.status = 'ISSUED' AND coupon_issues.reservation_id IS NULL AND x.expired)) \
+                    RETURNING x.rid, x.order_id, x.used_at, x.payment_id, x.late, x.expected), \
+              r AS (UPDATE coupon_reservations SET status = 'CONFIRMED', confirmed_at = c.used_at, \
+                           payment_id = c.payment_id, order_id = c.order_id, late_confirmation = c.late, \
+                           updated_at = c.used_at \
+                    FROM c WHERE coupon_reservations.reservation_id = c.rid AND coupon_reservations.status = c.expected \
+                    RETURNING coupon_reservations.reservation_id){}",
+        settle_sql(12)
+    );
+    let reservations: Vec<&Reservation> = writes.iter().map(|(w, _, _)| &w.answer.reservation).collect();
+    let query = Prepared::new(&sql)
+        .bind::<Array<Text>, _>(reservations.iter().map(|r| r.id.as_str().to_owned()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<Text>>, _>(
+            reservations
+                .iter()
+                .map(|r| r.order_id.as_ref().map(|o| o.as_str().to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Numeric>, _>(reservations.iter().map(|r| r.discount.amount()).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(writes.iter().map(|(_, _, now)| *now).collect::<Vec<_>>())
+        .bind::<Array<Timestamptz>, _>(reservations.iter().map(|r| r.reserved_at).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(reservations.iter().map(|r| r.coupon_id.get()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(writes.iter().map(|(w, _, _)| w.version).collect::<Vec<_>>())
+        .bind::<Array<Bool>, _>(
+            writes.iter().map(|(_, e, _)| e.0 == ReservationStatus::Expired).collect::<Vec<_>>(),
+        )
+        .bind::<Array<Nullable<Text>>, _>(
+            reservations
+                .iter()
+                .map(|r| r.payment_id.as_ref().map(|p| p.as_str().to_owned()))
+                .collect::<Vec<_>>(),
+        )
+        .bind::<Array<Bool>, _>(reservations.iter().map(|r| r.late_confirmation).collect::<Vec<_>>())
+        .bind::<Array<Text>, _>(writes.iter().map(|(_, e, _)| e.0.as_str()).collect::<Vec<_>>());
+    let plain: Vec<Write<Confirmed>> = writes.into_iter().map(|(w, _, _)| w).collect();
+    let events = owned_events(&plain, |a: &Confirmed| a.reservation.id.as_str().to_owned());
+    let settled: Settled = outbox::bind_owned_events(query, &events).get_result(conn).await?;
+    let changed: HashSet<String> = settled.changed.into_iter().collect();
+    for write in plain {
+        if changed.contains(write.answer.reservation.id.as_str()) {
+            if write.answer.reservation.late_confirmation {
+                metrics::counter!("coupon_late_confirmations_total", "outcome" => "honoured").increment(1);
+            }
+            outcomes[write.index] = Some(Ok(write.answer));
+        }
+    }
+    Ok(outcomes)
+}
