@@ -1,5 +1,6 @@
-//! Helpers of the black-box tests (the library of this test-only package): start api-servers
-//! in-process, call them as a client would, and look at the rows they leave.
+//! Helpers of the black-box tests (the library of this test-only package): start api-servers and
+//! event-workers in-process, call them as a client would, and look at the rows they leave and the
+//! records they publish.
 
 use std::time::Duration;
 
@@ -142,5 +143,95 @@ pub async fn flush_redis(env: &TestEnv) {
             return;
         }
         cursor = next;
+    }
+}
+
+/// An event-worker running in this process.
+pub struct Worker {
+    stop: Box<dyn Fn() + Send + Sync>,
+    running: tokio::task::JoinHandle<bool>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").field("running", &self.running).finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Stops it as SIGTERM would and checks that it stopped cleanly.
+    pub async fn stop(self) {
+        (self.stop)();
+        let clean = tokio::time::timeout(Duration::from_secs(15), self.running)
+            .await
+            .expect("the worker stops in time")
+            .expect("worker task");
+        assert!(clean, "the worker stopped with an error");
+    }
+}
+
+/// Starts an event-worker (the outbox relay) in this process.
+pub fn start_worker(env: &TestEnv) -> Worker {
+    let app = event_worker::App::build(env.settings()).expect("worker builds");
+    let token = app.shutdown_token();
+    let running = tokio::spawn(async move { app.run_until_stopped().await.is_ok() });
+    Worker { stop: Box::new(move || token.cancel()), running }
+}
+
+/// A record read back from a topic.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub partition: i32,
+    pub offset: i64,
+    pub key: String,
+    pub value: Value,
+}
+
+/// Every record on `topic` (all its partitions, by partition then offset), read again until at
+/// least `n` are there or `limit` has passed.
+pub async fn records(env: &TestEnv, topic: &str, n: usize, limit: Duration) -> Vec<Published> {
+    use coupon_events_kafka::broker::{Broker, BrokerConfig};
+    use rskafka::client::partition::UnknownTopicHandling;
+    let kafka = env.settings().kafka;
+    let broker = Broker::connect(&BrokerConfig {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        request_timeout: Duration::from_secs(10),
+        client_id: "e2e-reader".into(),
+    })
+    .await
+    .expect("broker");
+    let partitions = broker.partitions(topic).await.expect("metadata").unwrap_or(0);
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let mut found = Vec::new();
+        for partition in 0..i32::try_from(partitions).expect("partitions") {
+            let client = broker
+                .client()
+                .partition_client(topic, partition, UnknownTopicHandling::Error)
+                .await
+                .expect("partition client");
+            let mut offset = 0;
+            loop {
+                let (batch, high_watermark) =
+                    client.fetch_records(offset, 1..1_000_000, 100).await.expect("fetch");
+                for r in &batch {
+                    let value = r.record.value.as_deref().map(serde_json::from_slice).transpose();
+                    found.push(Published {
+                        partition,
+                        offset: r.offset,
+                        key: String::from_utf8(r.record.key.clone().unwrap_or_default()).expect("utf-8 key"),
+                        value: value.expect("JSON value").unwrap_or(Value::Null),
+                    });
+                }
+                match batch.last() {
+                    Some(last) if last.offset + 1 < high_watermark => offset = last.offset + 1,
+                    _ => break,
+                }
+            }
+        }
+        if found.len() >= n || tokio::time::Instant::now() >= deadline {
+            return found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

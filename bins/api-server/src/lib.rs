@@ -101,12 +101,7 @@ const HOLD_SCHEDULED_LOCK: Duration = Duration::from_millis(500);
 /// The housekeeping jobs of SPEC §7 under their PostgreSQL locks, as the scheduler runs them and
 /// as `POST /api/admin/jobs/{name}/run` runs them in the api-server.
 pub fn jobs(settings: &Settings, pg: &PgPool, clock: Arc<dyn Clock>) -> Jobs {
-    let holder = format!(
-        "{}:{}:{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into()),
-        std::process::id(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let holder = coupon_runtime::instance_id();
     Jobs::new(
         Arc::new(PgJobLock::new(pg.clone())),
         Arc::new(PgHousekeeping::new(pg.clone(), encoder(settings))),

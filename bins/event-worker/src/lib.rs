@@ -9,16 +9,25 @@ use std::sync::Arc;
 
 use coupon_api::ops::OpsState;
 use coupon_api::server::AdminServer;
+use std::time::Duration;
+
 use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
+use coupon_events_kafka::relay::{Relay, RelaySettings};
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::shutdown;
+use coupon_store_pg::leases::PgLeases;
+use coupon_store_pg::outbox::PgOutbox;
 use coupon_store_pg::pool::{PgConfig, PgPool};
 use tokio_util::sync::CancellationToken;
+
+/// How long the relay waits after finding the outbox empty.
+const RELAY_IDLE_POLL: Duration = Duration::from_millis(50);
 
 /// A built event-worker, its admin port bound.
 pub struct App {
     settings: Settings,
+    pg: PgPool,
     broker: LazyBroker,
     admin: AdminServer,
     cancel: CancellationToken,
@@ -53,7 +62,7 @@ impl App {
         };
         let admin = AdminServer::start(&settings.http.host, settings.worker.admin_port, ops)?;
         tracing::info!(admin_port = admin.port(), "event-worker admin server listening");
-        Ok(Self { settings, broker, admin, cancel: CancellationToken::new() })
+        Ok(Self { settings, pg, broker, admin, cancel: CancellationToken::new() })
     }
 
     /// Port of `/metrics` and `/health/*`.
@@ -66,13 +75,14 @@ impl App {
         self.cancel.clone()
     }
 
-    /// Runs until SIGTERM/SIGINT (or the shutdown token), then stops background work and the
-    /// admin server.
+    /// Runs until SIGTERM/SIGINT (or the shutdown token): connects to Kafka in the background,
+    /// then relays the outbox. On shutdown it lets the current round finish, gives its lease up
+    /// and stops the admin server.
     ///
     /// # Errors
     /// When the admin server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Self { settings, broker, admin, cancel } = self;
+        let Self { settings, pg, broker, admin, cancel } = self;
         let kafka = &settings.kafka;
         let config = BrokerConfig {
             bootstrap_servers: kafka.bootstrap_servers.clone(),
@@ -80,8 +90,29 @@ impl App {
             client_id: "coupon-event-worker".into(),
         };
         let topics = kafka.topics.all_with_dlq();
-        let connect = broker.connect(&config, &topics, kafka.partitions, kafka.replication_factor, &cancel);
-        tokio::join!(connect, shutdown::wait(&cancel));
+        let holder = coupon_runtime::instance_id();
+        let work = async {
+            let Some(connected) =
+                broker.connect(&config, &topics, kafka.partitions, kafka.replication_factor, &cancel).await
+            else {
+                return;
+            };
+            let relay = Relay::new(
+                Arc::new(PgOutbox::new(pg.clone())),
+                Arc::new(PgLeases::new(pg.clone())),
+                connected,
+                holder.clone(),
+                RelaySettings {
+                    batch: settings.worker.outbox_batch_size,
+                    idle_poll: RELAY_IDLE_POLL,
+                    retention: settings.worker.outbox_retention,
+                    lease: settings.worker.lease_period,
+                },
+            );
+            tracing::info!(holder = %holder, "outbox relay started");
+            relay.run(cancel.clone()).await;
+        };
+        tokio::join!(work, shutdown::wait(&cancel));
         admin.stop().await?;
         tracing::info!("event-worker stopped");
         Ok(())

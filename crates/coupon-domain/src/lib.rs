@@ -21,5 +21,6 @@ pub mod policy;
 pub mod policy_cache;
 pub mod port;
 pub mod probe;
+pub mod relay;
 pub mod reservation;
 pub mod wallet;

@@ -121,7 +121,7 @@ impl Broker {
 }
 
 /// Runs a client call under the timeout.
-async fn within<T>(
+pub(crate) async fn within<T>(
     timeout: Duration,
     call: impl Future<Output = Result<T, rskafka::client::error::Error>>,
 ) -> Result<T, BrokerError> {

@@ -7,3 +7,4 @@
 
 pub mod broker;
 pub mod envelope;
+pub mod relay;

@@ -80,6 +80,13 @@ pub const KEYS: &[Key] = &[
     key("HTTP_WORKERS", "0", "actix-web worker threads; 0 = one per core."),
     key("SHUTDOWN_TIMEOUT", "30", "Seconds to drain in-flight work after SIGTERM/SIGINT."),
     key("WORKER_ADMIN_PORT", "9101", "event-worker port for /metrics and /health/* (0 picks a free port)."),
+    key("WORKER_OUTBOX_BATCH_SIZE", "1000", "Outbox rows the relay reads and publishes per round."),
+    key("WORKER_OUTBOX_RETENTION", "24", "Hours a published outbox row is kept before the relay prunes it."),
+    key(
+        "WORKER_LEASE_PERIOD",
+        "6",
+        "Seconds the event-worker's relay lease lasts unrenewed: how soon another pod takes over from a dead one.",
+    ),
     key("SCHEDULER_ADMIN_PORT", "9102", "scheduler port for /metrics and /health/* (0 picks a free port)."),
     key(
         "COUPON_RESERVATION_TIMEOUT",
@@ -284,6 +291,9 @@ pub struct SchedulerSettings {
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
     pub admin_port: u16,
+    pub outbox_batch_size: u32,
+    pub outbox_retention: Duration,
+    pub lease_period: Duration,
 }
 
 /// A validated cron expression (six or seven fields, seconds first) and its source text.
@@ -399,7 +409,17 @@ impl Reader {
                 lock_lease: self.duration("SCHEDULER_LOCK_LEASE", Unit::Seconds)?,
                 admin_port: self.parse("SCHEDULER_ADMIN_PORT")?,
             },
-            worker: WorkerSettings { admin_port: self.parse("WORKER_ADMIN_PORT")? },
+            worker: WorkerSettings {
+                admin_port: self.parse("WORKER_ADMIN_PORT")?,
+                outbox_batch_size: self.positive("WORKER_OUTBOX_BATCH_SIZE")?,
+                outbox_retention: self.duration("WORKER_OUTBOX_RETENTION", Unit::Hours)?,
+                lease_period: match self.duration("WORKER_LEASE_PERIOD", Unit::Seconds)? {
+                    d if d < Duration::from_secs(3) => {
+                        return Err(invalid("WORKER_LEASE_PERIOD", "must be at least 3 seconds"));
+                    }
+                    d => d,
+                },
+            },
             log: LogSettings {
                 format: match self.string("LOG_FORMAT")?.to_ascii_lowercase().as_str() {
                     "json" => LogFormat::Json,

@@ -269,7 +269,8 @@ impl PgJobLock {
     }
 }
 
-fn interval(d: Duration) -> diesel::data_types::PgInterval {
+/// A `Duration` as a PostgreSQL interval (microseconds; saturating).
+pub(crate) fn interval(d: Duration) -> diesel::data_types::PgInterval {
     diesel::data_types::PgInterval::from_microseconds(i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 

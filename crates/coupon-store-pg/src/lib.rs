@@ -13,6 +13,7 @@ mod group_commit;
 pub mod housekeeping;
 pub mod issue;
 mod lanes;
+pub mod leases;
 pub mod migrate;
 pub mod outbox;
 pub mod policy;

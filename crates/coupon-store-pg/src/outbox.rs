@@ -2,11 +2,18 @@
 //! change they describe, so there is no event for a rolled-back change and no change without its
 //! event. The relay in event-worker publishes and prunes them.
 
+use chrono::{DateTime, Utc};
 use coupon_domain::event::EncodedEvent;
-use diesel::sql_types::{Array, Text};
+use coupon_domain::port::{PortFuture, StoreError};
+use coupon_domain::relay::{Backlog, Outbox, OutboxRecord};
+use diesel::prelude::*;
+use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::error::{from_diesel, from_pool};
+use crate::pool::PgPool;
 use crate::prepared::Prepared;
+use crate::schema::outbox as o;
 
 /// Appends `event` inside the caller's transaction.
 ///
@@ -89,3 +96,97 @@ pub(crate) fn bind_owned_events<'a>(query: Prepared<'a>, events: &[(String, Enco
     bind_events(query, &plain).bind::<Array<Text>, _>(owners)
 }
 
+/// The outbox seen from the relay.
+#[derive(Debug, Clone)]
+pub struct PgOutbox {
+    pool: PgPool,
+}
+
+impl PgOutbox {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+}
+
+impl Outbox for PgOutbox {
+    fn pending(&self, limit: u32) -> PortFuture<'_, Result<Vec<OutboxRecord>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let rows: Vec<(i64, String, String, String, DateTime<Utc>)> = o::table
+                .filter(o::published_at.is_null())
+                .order(o::id.asc())
+                .limit(i64::from(limit))
+                .select((o::id, o::topic, o::event_key, o::payload, o::created_at))
+                .load(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, topic, key, payload, created_at)| OutboxRecord {
+                    id,
+                    topic,
+                    key,
+                    payload,
+                    created_at,
+                })
+                .collect())
+        })
+    }
+
+    fn mark_published<'a>(
+        &'a self,
+        ids: &'a [i64],
+        at: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            diesel::update(o::table.filter(o::id.eq_any(ids)))
+                .set((o::published_at.eq(at), o::attempts.eq(o::attempts + 1)))
+                .execute(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            Ok(())
+        })
+    }
+
+    fn mark_failed<'a>(&'a self, ids: &'a [i64], error: &'a str) -> PortFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            diesel::update(o::table.filter(o::id.eq_any(ids)))
+                .set((o::attempts.eq(o::attempts + 1), o::last_error.eq(error)))
+                .execute(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            Ok(())
+        })
+    }
+
+    fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let n = diesel::sql_query(
+                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 \
+                                                 ORDER BY published_at LIMIT $2)",
+            )
+            .bind::<Timestamptz, _>(before)
+            .bind::<BigInt, _>(i64::from(limit))
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
+    fn backlog(&self) -> PortFuture<'_, Result<Backlog, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let (rows, oldest): (i64, Option<DateTime<Utc>>) = o::table
+                .filter(o::published_at.is_null())
+                .select((diesel::dsl::count_star(), diesel::dsl::min(o::created_at)))
+                .first(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            Ok(Backlog { rows: u64::try_from(rows).unwrap_or(0), oldest })
+        })
+    }
+}

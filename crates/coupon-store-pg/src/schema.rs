@@ -118,3 +118,12 @@ diesel::allow_tables_to_appear_in_same_query!(
     job_runs,
     outbox
 );
+
+diesel::table! {
+    worker_leases (name) {
+        name -> Varchar,
+        holder -> Varchar,
+        acquired_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}

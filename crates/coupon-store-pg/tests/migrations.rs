@@ -52,7 +52,8 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
             "job_locks",
             "job_runs",
             "outbox",
-            "processed_events"
+            "processed_events",
+            "worker_leases"
         ]
     );
     assert!(migrate::pending(&conn).await.expect("pending").is_empty());

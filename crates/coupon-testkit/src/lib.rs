@@ -7,6 +7,7 @@
 //! `KAFKA_*` variables (defaults: the local stack). A server that is down fails the test; nothing
 //! is skipped.
 
+pub mod broker;
 mod database;
 pub mod process;
 

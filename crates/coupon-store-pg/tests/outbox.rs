@@ -1,0 +1,58 @@
+//! The outbox as the relay sees it, against the real PostgreSQL: oldest first, marks, failures,
+//! backlog and pruning.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use coupon_domain::event::EncodedEvent;
+use coupon_domain::relay::Outbox;
+use coupon_store_pg::outbox::{PgOutbox, append_all};
+use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_testkit::TestDatabase;
+
+fn event(n: u32) -> EncodedEvent {
+    EncodedEvent {
+        event_id: format!("00000000-0000-4000-8000-{n:012}"),
+        topic: "coupon.issued".into(),
+        key: (n % 3).to_string(),
+        event_type: "COUPON_ISSUED",
+        payload: format!("{{\"n\":{n}}}"),
+    }
+}
+
+#[tokio::test]
+async fn the_relay_reads_oldest_first_marks_and_prunes() {
+    let db = TestDatabase::migrated().await;
+    let pool = PgPool::new(&PgConfig {
+        connection_string: db.connection_string(),
+        max_size: 4,
+        timeout: Duration::from_secs(10),
+    })
+    .expect("pool");
+    let outbox = PgOutbox::new(pool);
+    let mut conn = db.connect().await;
+    append_all(&mut conn, &(1..=10).map(event).collect::<Vec<_>>()).await.expect("append");
+
+    let backlog = outbox.backlog().await.expect("backlog");
+    assert_eq!(backlog.rows, 10);
+    assert!(backlog.oldest.is_some());
+    let first = outbox.pending(4).await.expect("pending");
+    let payloads: Vec<&str> = first.iter().map(|r| r.payload.as_str()).collect();
+    assert_eq!(
+        payloads,
+        [r#"{"n":1}"#, r#"{"n":2}"#, r#"{"n":3}"#, r#"{"n":4}"#],
+        "oldest first, byte for byte"
+    );
+    assert_eq!(first[0].key, "1");
+
+    let ids: Vec<i64> = first.iter().map(|r| r.id).collect();
+    outbox.mark_failed(&ids[2..], "broker down").await.expect("failed");
+    outbox.mark_published(&ids[..2], Utc::now() - chrono::Duration::hours(2)).await.expect("published");
+    let next = outbox.pending(4).await.expect("pending");
+    assert_eq!(next[0].id, ids[2], "a failed row is still the oldest unpublished one");
+    assert_eq!(outbox.backlog().await.expect("backlog").rows, 8);
+
+    assert_eq!(outbox.prune(Utc::now() - chrono::Duration::hours(1), 100).await.expect("prune"), 2);
+    assert_eq!(outbox.prune(Utc::now(), 100).await.expect("prune"), 0, "unpublished rows are never pruned");
+    assert_eq!(outbox.pending(100).await.expect("pending").len(), 8);
+}
