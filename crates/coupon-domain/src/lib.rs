@@ -6,6 +6,7 @@
 
 pub mod administration;
 pub mod clock;
+pub mod consume;
 pub mod coupon;
 pub mod discount;
 pub mod event;

@@ -7,4 +7,5 @@
 
 pub mod broker;
 pub mod envelope;
+pub mod inbound;
 pub mod relay;

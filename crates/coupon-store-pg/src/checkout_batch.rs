@@ -40,44 +40,56 @@ use crate::reservation::{ATTEMPTS, gave_up, superseded};
 use crate::row::{CouponRow, PolicyRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
 
-/// A reserve waiting in its lane.
-pub(crate) struct ReserveJob {
+/// A reserve to decide.
+pub(crate) struct ReserveWork {
     pub(crate) request: ReserveRequest,
     pub(crate) now: DateTime<Utc>,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) context: EventContext,
-    pub(crate) reply: oneshot::Sender<Result<Reserved, ReserveError>>,
 }
 
-/// A confirmation waiting in its lane.
-pub(crate) struct ConfirmJob {
+/// A confirmation to decide.
+pub(crate) struct ConfirmWork {
     pub(crate) request: ConfirmRequest,
     pub(crate) now: DateTime<Utc>,
     pub(crate) context: EventContext,
-    pub(crate) reply: oneshot::Sender<Result<Confirmed, ConfirmError>>,
+}
+
+/// Work waiting in a lane with the caller's reply channel.
+pub(crate) struct Job<W: Work> {
+    pub(crate) work: W,
+    pub(crate) reply: oneshot::Sender<Result<W::Answer, W::Error>>,
+}
+
+impl<W: Work> Job<W> {
+    fn reply(self, answer: Result<W::Answer, W::Error>) {
+        // The caller may have gone (client disconnected); what was decided stands.
+        let _ = self.reply.send(answer);
+    }
 }
 
 /// Each request's answer after a round, or `None` when its coupon moved and it goes again.
 type Outcomes<A, E> = Vec<Option<Result<A, E>>>;
 
-/// A kind of request the driver batches.
-pub(crate) trait Job: Send + Sized + 'static {
+/// A kind of request that is decided in rounds.
+pub(crate) trait Work: Send + Sync + Sized + 'static {
     type Answer: Send;
     type Error: From<StoreError> + Send;
     const NAME: &'static str;
     /// Two requests sharing a key never share a round.
     fn keys(&self) -> [Option<String>; 2];
-    fn reply(self, answer: Result<Self::Answer, Self::Error>);
+    /// One round on `conn` (inside a caller's transaction, or on its own): each request's
+    /// answer, or `None` when its coupon moved and it must go again.
     fn round<'a>(
         conn: &'a mut AsyncPgConnection,
         encoder: &'a dyn EventEncoder,
-        jobs: &'a [Self],
+        works: &'a [&'a Self],
     ) -> impl Future<Output = QueryResult<Outcomes<Self::Answer, Self::Error>>> + Send + 'a;
 }
 
 /// Answers every job of a lane's batch.
-pub(crate) async fn drive<J: Job>(pool: &PgPool, encoder: &dyn EventEncoder, jobs: Vec<J>) {
-    metrics::histogram!("coupon_checkout_batch_size", "operation" => J::NAME).record(jobs.len() as f64);
+pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jobs: Vec<Job<W>>) {
+    metrics::histogram!("coupon_checkout_batch_size", "operation" => W::NAME).record(jobs.len() as f64);
     let mut conn = match pool.get().await {
         Ok(conn) => conn,
         Err(e) => {
@@ -88,12 +100,16 @@ pub(crate) async fn drive<J: Job>(pool: &PgPool, encoder: &dyn EventEncoder, job
             return;
         }
     };
-    let mut todo: VecDeque<(J, usize)> = jobs.into_iter().map(|job| (job, 0)).collect();
+    let mut todo: VecDeque<(Job<W>, usize)> = jobs.into_iter().map(|job| (job, 0)).collect();
     let mut one_by_one = false;
     while !todo.is_empty() {
-        let (jobs, attempts): (Vec<J>, Vec<usize>) = take_round(&mut todo, one_by_one).into_iter().unzip();
+        let (jobs, attempts): (Vec<Job<W>>, Vec<usize>) =
+            take_round(&mut todo, one_by_one).into_iter().unzip();
         let mut again = Vec::new();
-        match J::round(&mut conn, encoder, &jobs).await {
+        let works: Vec<&W> = jobs.iter().map(|job| &job.work).collect();
+        let outcome = W::round(&mut conn, encoder, &works).await;
+        drop(works);
+        match outcome {
             Ok(outcomes) => {
                 for ((job, attempt), outcome) in jobs.into_iter().zip(attempts).zip(outcomes) {
                     match outcome {
@@ -103,7 +119,7 @@ pub(crate) async fn drive<J: Job>(pool: &PgPool, encoder: &dyn EventEncoder, job
                 }
             }
             Err(e) if jobs.len() > 1 => {
-                tracing::debug!(error = %e, operation = J::NAME, "batched write failed; one by one");
+                tracing::debug!(error = %e, operation = W::NAME, "batched write failed; one by one");
                 one_by_one = true;
                 again.extend(jobs.into_iter().zip(attempts));
             }
@@ -123,7 +139,7 @@ pub(crate) async fn drive<J: Job>(pool: &PgPool, encoder: &dyn EventEncoder, job
         }
         for (job, attempt) in again.into_iter().rev() {
             if attempt >= ATTEMPTS {
-                job.reply(Err(gave_up(J::NAME)));
+                job.reply(Err(gave_up(W::NAME)));
             } else {
                 todo.push_front((job, attempt));
             }
@@ -133,7 +149,7 @@ pub(crate) async fn drive<J: Job>(pool: &PgPool, encoder: &dyn EventEncoder, job
 
 /// The next round: requests in arrival order, skipping (for a later round) any that shares a key
 /// with one already taken; a single request when going one by one.
-fn take_round<J: Job>(todo: &mut VecDeque<(J, usize)>, one_by_one: bool) -> Vec<(J, usize)> {
+fn take_round<W: Work>(todo: &mut VecDeque<(Job<W>, usize)>, one_by_one: bool) -> Vec<(Job<W>, usize)> {
     if one_by_one {
         return todo.pop_front().into_iter().collect();
     }
@@ -141,7 +157,7 @@ fn take_round<J: Job>(todo: &mut VecDeque<(J, usize)>, one_by_one: bool) -> Vec<
     let mut round = Vec::new();
     let mut later = VecDeque::new();
     while let Some(item) = todo.pop_front() {
-        let keys = item.0.keys();
+        let keys = item.0.work.keys();
         let clash = keys.iter().flatten().any(|k| seen.contains(k));
         if clash || round.len() == MAX_BATCH {
             later.push_back(item);
@@ -189,7 +205,7 @@ fn owned_events<A>(writes: &[Write<A>], owner: impl Fn(&A) -> String) -> Vec<(St
     writes.iter().map(|w| (owner(&w.answer), w.event.clone())).collect()
 }
 
-impl Job for ReserveJob {
+impl Work for ReserveWork {
     type Answer = Reserved;
     type Error = ReserveError;
     const NAME: &'static str = "reserve";
@@ -201,24 +217,19 @@ impl Job for ReserveJob {
         ]
     }
 
-    fn reply(self, answer: Result<Reserved, ReserveError>) {
-        // The caller may have gone (client disconnected); what was decided stands.
-        let _ = self.reply.send(answer);
-    }
-
     fn round<'a>(
         conn: &'a mut AsyncPgConnection,
         encoder: &'a dyn EventEncoder,
-        jobs: &'a [Self],
+        works: &'a [&'a Self],
     ) -> impl Future<Output = QueryResult<Outcomes<Reserved, ReserveError>>> + Send + 'a {
-        reserve_round(conn, encoder, jobs)
+        reserve_round(conn, encoder, works)
     }
 }
 
 async fn reserve_round(
     conn: &mut AsyncPgConnection,
     encoder: &dyn EventEncoder,
-    jobs: &[ReserveJob],
+    jobs: &[&ReserveWork],
 ) -> QueryResult<Outcomes<Reserved, ReserveError>> {
     let ids: Vec<i64> = jobs.iter().map(|j| j.request.coupon.get()).collect();
     let rids: Vec<String> = jobs.iter().map(|j| j.request.reservation_id.as_str().to_owned()).collect();
@@ -317,7 +328,7 @@ enum Plan<A> {
 }
 
 fn plan_reserve(
-    job: &ReserveJob,
+    job: &ReserveWork,
     found: Option<&(CouponRow, i64, PolicyRow)>,
     existing: Option<&ReservationRow>,
     encoder: &dyn EventEncoder,
@@ -370,7 +381,7 @@ fn plan_reserve(
     })
 }
 
-impl Job for ConfirmJob {
+impl Work for ConfirmWork {
     type Answer = Confirmed;
     type Error = ConfirmError;
     const NAME: &'static str = "confirm";
@@ -379,16 +390,12 @@ impl Job for ConfirmJob {
         [Some(format!("r{}", self.request.reservation_id.as_str())), None]
     }
 
-    fn reply(self, answer: Result<Confirmed, ConfirmError>) {
-        let _ = self.reply.send(answer);
-    }
-
     fn round<'a>(
         conn: &'a mut AsyncPgConnection,
         encoder: &'a dyn EventEncoder,
-        jobs: &'a [Self],
+        works: &'a [&'a Self],
     ) -> impl Future<Output = QueryResult<Outcomes<Confirmed, ConfirmError>>> + Send + 'a {
-        confirm_round(conn, encoder, jobs)
+        confirm_round(conn, encoder, works)
     }
 }
 
@@ -415,7 +422,7 @@ async fn confirm_view(
 }
 
 fn plan_confirm(
-    job: &ConfirmJob,
+    job: &ConfirmWork,
     view: ConfirmView,
     version: i64,
     encoder: &dyn EventEncoder,
@@ -442,7 +449,7 @@ fn plan_confirm(
 async fn confirm_round(
     conn: &mut AsyncPgConnection,
     encoder: &dyn EventEncoder,
-    jobs: &[ConfirmJob],
+    jobs: &[&ConfirmWork],
 ) -> QueryResult<Outcomes<Confirmed, ConfirmError>> {
     let rids: Vec<String> = jobs.iter().map(|j| j.request.reservation_id.as_str().to_owned()).collect();
     let found: HashMap<String, (ReservationRow, CouponRow, i64)> = r::table

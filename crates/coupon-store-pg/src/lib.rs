@@ -11,6 +11,7 @@ mod checkout_batch;
 mod error;
 mod group_commit;
 pub mod housekeeping;
+pub mod inbox;
 pub mod issue;
 mod lanes;
 pub mod leases;

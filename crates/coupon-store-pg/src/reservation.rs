@@ -33,7 +33,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::checkout_batch::{ConfirmJob, Job, ReserveJob, drive};
+use crate::checkout_batch::{ConfirmWork, Job, ReserveWork, Work, drive};
 use crate::error::{from_diesel, from_pool};
 use crate::lanes::Lanes;
 use crate::outbox;
@@ -53,8 +53,8 @@ const LANES: usize = 2;
 pub struct PgReservationStore {
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
-    reserves: Arc<Lanes<ReserveJob>>,
-    confirms: Arc<Lanes<ConfirmJob>>,
+    reserves: Arc<Lanes<Job<ReserveWork>>>,
+    confirms: Arc<Lanes<Job<ConfirmWork>>>,
 }
 
 impl std::fmt::Debug for PgReservationStore {
@@ -64,7 +64,7 @@ impl std::fmt::Debug for PgReservationStore {
 }
 
 /// How one attempt ended.
-enum Abort<E> {
+pub(crate) enum Abort<E> {
     /// A business refusal: roll back and answer it.
     Refused(E),
     /// Something changed since the read: roll back and try again.
@@ -218,7 +218,7 @@ async fn free<E: From<StoreError>>(
 }
 
 /// Lanes whose batches [`drive`] answers.
-fn lanes<J: Job>(pool: &PgPool, encoder: &Arc<dyn EventEncoder>) -> Arc<Lanes<J>> {
+fn lanes<W: Work>(pool: &PgPool, encoder: &Arc<dyn EventEncoder>) -> Arc<Lanes<Job<W>>> {
     let (pool, encoder) = (pool.clone(), encoder.clone());
     Arc::new(Lanes::new(LANES, move |jobs| {
         let (pool, encoder) = (pool.clone(), encoder.clone());
@@ -246,13 +246,13 @@ impl ReservationStore for PgReservationStore {
     fn reserve<'a>(&'a self, command: ReserveCommand<'a>) -> PortFuture<'a, Result<Reserved, ReserveError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let job = ReserveJob {
+            let work = ReserveWork {
                 request: command.request.clone(),
                 now: command.now,
                 expires_at: command.expires_at,
                 context: command.context.clone(),
-                reply,
             };
+            let job = Job { work, reply };
             self.reserves
                 .submit(command.request.coupon.get(), job)
                 .await
@@ -269,7 +269,8 @@ impl ReservationStore for PgReservationStore {
     ) -> PortFuture<'a, Result<Confirmed, ConfirmError>> {
         Box::pin(async move {
             let (reply, answer) = oneshot::channel();
-            let job = ConfirmJob { request: request.clone(), now, context: context.clone(), reply };
+            let job =
+                Job { work: ConfirmWork { request: request.clone(), now, context: context.clone() }, reply };
             self.confirms
                 .submit(request.reservation_id.as_str(), job)
                 .await
@@ -309,7 +310,7 @@ impl ReservationStore for PgReservationStore {
     }
 }
 
-async fn release(
+pub(crate) async fn release(
     conn: &mut AsyncPgConnection,
     encoder: &dyn EventEncoder,
     id: &ReservationId,
@@ -336,7 +337,7 @@ async fn release(
     Ok(Released { reservation, replay: false })
 }
 
-async fn cancel_order(
+pub(crate) async fn cancel_order(
     conn: &mut AsyncPgConnection,
     encoder: &dyn EventEncoder,
     coupon_id: CouponId,

@@ -127,3 +127,23 @@ diesel::table! {
         expires_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    consumer_offsets (topic, partition) {
+        topic -> Varchar,
+        partition -> Int4,
+        next_offset -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    processed_events (topic, event_id) {
+        topic -> Varchar,
+        event_id -> Varchar,
+        partition -> Int4,
+        record_offset -> Int8,
+        outcome -> Varchar,
+        processed_at -> Timestamptz,
+    }
+}

@@ -1,5 +1,6 @@
 //! Reservations and the housekeeping jobs against the real PostgreSQL: races between checkouts,
-//! the timeout and the late-confirmation rule, expiry in batches, and the job lock.
+//! the timeout and the late-confirmation rule, expiry in batches, the job lock, and the same rules
+//! reached through consumed events (the inbox).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -7,6 +8,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use coupon_domain::clock::SystemClock;
+use coupon_domain::consume::{Command, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::{CouponId, UserId};
@@ -19,6 +21,7 @@ use coupon_domain::reservation::{
     ReserveError, ReserveRequest,
 };
 use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
+use coupon_store_pg::inbox::PgInbox;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
 use coupon_store_pg::reservation::PgReservationStore;
@@ -559,4 +562,82 @@ async fn statistics_count_the_day_in_hourly_buckets() {
         .await,
         "3 1 1 3"
     );
+}
+
+fn delivery(offset: i64, parsed: Result<Parsed, String>) -> Delivery {
+    Delivery { offset, key: Some("k".into()), raw: format!("record {offset}"), parsed }
+}
+
+fn command(event_id: &str, command: Command) -> Result<Parsed, String> {
+    Ok(Parsed { event_id: event_id.into(), correlation_id: format!("corr-{event_id}"), command })
+}
+
+/// Consumed events through the inbox: each record's effect, dedupe row and DLQ record commit with
+/// the partition's offset; a consumer whose offset is stale changes nothing.
+#[tokio::test]
+async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq() {
+    let f = fixture().await;
+    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    checkout.reserve(&hold("R1", 42, ids[0], 10_000), "c".into()).await.expect("reserve R1");
+    checkout.reserve(&hold("R2", 43, ids[1], 10_000), "c".into()).await.expect("reserve R2");
+    let inbox = PgInbox::new(f.pool.clone(), Arc::new(TypesOnly));
+    let source = Source { topic: "payments".into(), partition: 1, dead_letter_topic: "payments.DLQ".into() };
+    let paid = |rid: &str| Command::Confirm(payment(rid, &format!("P-{rid}")));
+    let records = [
+        delivery(0, command("e1", paid("R1"))),
+        delivery(1, command("e1", paid("R1"))),
+        delivery(2, command("e2", Command::Release(id("R2")))),
+        delivery(3, command("e3", paid("NOPE"))),
+        delivery(4, Err("MALFORMED_JSON".into())),
+        delivery(5, command("e5", Command::CancelOrder { coupon: ids[0], order: order("ORDER-R1") })),
+        delivery(6, command("e6", Command::Nothing)),
+    ];
+    assert_eq!(inbox.next_offset("payments", 1).await.expect("offset"), None);
+    let outcomes = inbox.apply(&source, 0, &records, Utc::now()).await.expect("apply");
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::Applied,
+            Outcome::Duplicate,
+            Outcome::Applied,
+            Outcome::DeadLettered("RESERVATION_NOT_FOUND".into()),
+            Outcome::DeadLettered("MALFORMED_JSON".into()),
+            Outcome::Applied,
+            Outcome::Nothing,
+        ]
+    );
+    assert_eq!(inbox.next_offset("payments", 1).await.expect("offset"), Some(7));
+    assert_eq!(
+        word(&f, "SELECT string_agg(status, ',' ORDER BY id) AS word FROM coupon_issues").await,
+        "ISSUED,ISSUED",
+        "R1 was used and then restored by the order cancellation; R2 was released"
+    );
+    assert_eq!(
+        word(&f, "SELECT string_agg(event_type, ',' ORDER BY id) AS word FROM outbox WHERE id > 2").await,
+        "COUPON_USED,COUPON_CANCELLED,DEAD_LETTER,DEAD_LETTER,COUPON_CANCELLED"
+    );
+    assert_eq!(
+        word(
+            &f,
+            "SELECT string_agg(payload::json->>'reason' || '@' || (payload::json->>'offset'), ',' ORDER BY id) AS word \
+             FROM outbox WHERE topic = 'payments.DLQ'"
+        )
+        .await,
+        "RESERVATION_NOT_FOUND@3,MALFORMED_JSON@4"
+    );
+    assert_eq!(
+        word(&f, "SELECT count(*)::text AS word FROM processed_events").await,
+        "5",
+        "one row per eventId"
+    );
+
+    // A consumer that still thinks the partition is at offset 0 (another one took it over).
+    let replay = inbox.apply(&source, 0, &records, Utc::now()).await;
+    assert!(matches!(replay, Err(InboxError::Fenced)), "{replay:?}");
+    // Redelivered after the offset: the dedupe row answers.
+    let redelivered = [delivery(7, command("e2", Command::Release(id("R2"))))];
+    assert_eq!(inbox.apply(&source, 7, &redelivered, Utc::now()).await.expect("apply"), [Outcome::Duplicate]);
+    assert_eq!(inbox.next_offset("payments", 1).await.expect("offset"), Some(8));
+    assert_eq!(word(&f, "SELECT count(*)::text AS word FROM outbox").await, "7", "nothing more was written");
 }

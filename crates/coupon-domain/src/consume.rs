@@ -1,0 +1,104 @@
+//! Consumed events (SPEC §3.3, §6): what a record asks for, and the port that applies a
+//! partition's records exactly once.
+
+use chrono::{DateTime, Utc};
+
+use crate::id::CouponId;
+use crate::port::{PortFuture, StoreError};
+use crate::reservation::{ConfirmRequest, ExternalRef, ReservationId};
+
+/// What a consumed record asks for.
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// `payment.completed`: confirm the reservation (the late rule of SPEC §4.4 included).
+    Confirm(ConfirmRequest),
+    /// `payment.failed`: release the reservation.
+    Release(ReservationId),
+    /// `order.cancelled`: release the order's hold on the coupon, or restore the used coupon.
+    CancelOrder { coupon: CouponId, order: ExternalRef },
+    /// Nothing to change (`payment.completed` without a reservation: no coupon was involved).
+    Nothing,
+}
+
+/// A record that could be read.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    /// The producer's `eventId`: a redelivered record finds it and changes nothing.
+    pub event_id: String,
+    pub correlation_id: String,
+    pub command: Command,
+}
+
+/// One record of a partition.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub offset: i64,
+    pub key: Option<String>,
+    /// The value as received (for the DLQ).
+    pub raw: String,
+    /// The record, or why it cannot be processed (malformed, unknown type): straight to the DLQ.
+    pub parsed: Result<Parsed, String>,
+}
+
+/// Where the records come from, and where the ones that cannot be applied go.
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub topic: String,
+    pub partition: i32,
+    pub dead_letter_topic: String,
+}
+
+/// What became of a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Its `eventId` was applied before.
+    Duplicate,
+    /// Nothing to do.
+    Nothing,
+    /// Written to the DLQ with this reason.
+    DeadLettered(String),
+}
+
+impl Outcome {
+    /// The label of metrics and of `processed_events.outcome`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "APPLIED",
+            Outcome::Duplicate => "DUPLICATE",
+            Outcome::Nothing => "NOTHING",
+            Outcome::DeadLettered(_) => "DEAD_LETTERED",
+        }
+    }
+}
+
+/// Applying records failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InboxError {
+    /// The partition's offset is not where this consumer expected it: another consumer owns the
+    /// partition now. Nothing was applied.
+    #[error("the partition's offset moved: another consumer owns it")]
+    Fenced,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The consumed side of the store.
+pub trait Inbox: Send + Sync + 'static {
+    /// Where consumption of the partition resumes (`None`: from the start).
+    fn next_offset<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+    ) -> PortFuture<'a, Result<Option<i64>, StoreError>>;
+    /// Applies `deliveries` (consecutive, the first at offset `from`) in one transaction: each
+    /// record's effect, its dedupe row, its DLQ record when it cannot be applied, and the
+    /// partition's offset past the last one. All or nothing.
+    fn apply<'a>(
+        &'a self,
+        source: &'a Source,
+        from: i64,
+        deliveries: &'a [Delivery],
+        now: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<Vec<Outcome>, InboxError>>;
+}

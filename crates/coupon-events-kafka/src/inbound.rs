@@ -1,0 +1,183 @@
+//! Consumed records (SPEC §6, `event-specification.ko.md`): the envelope and payload of
+//! `payment.completed`, `payment.failed` and `order.cancelled`, read into the domain's commands.
+//!
+//! A record that cannot be read is not an error of the consumer: it becomes a `Delivery` whose
+//! reason sends it to the DLQ (`MALFORMED_JSON`, `UNKNOWN_EVENT_TYPE`, `INVALID_EVENT`).
+//! `payment.*` without a `reservationId`, and `order.cancelled` without a `couponId`, involve no
+//! coupon: they are committed with nothing to do. The payment's `userId` is not checked against
+//! the reservation; the reservation id is the payment service's reference.
+
+use coupon_domain::consume::{Command, Delivery, Parsed};
+use coupon_domain::id::CouponId;
+use coupon_domain::reservation::{ConfirmRequest, ExternalRef, ReservationId};
+use serde_json::Value;
+
+/// Which consumed topic a record comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inbound {
+    PaymentCompleted,
+    PaymentFailed,
+    OrderCancelled,
+}
+
+impl Inbound {
+    /// The `eventType` records of this topic carry.
+    pub fn event_type(self) -> &'static str {
+        match self {
+            Inbound::PaymentCompleted => "PAYMENT_COMPLETED",
+            Inbound::PaymentFailed => "PAYMENT_FAILED",
+            Inbound::OrderCancelled => "ORDER_CANCELLED",
+        }
+    }
+
+    /// A record at `offset` as the inbox takes it.
+    pub fn delivery(self, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Delivery {
+        let value = value.unwrap_or_default();
+        Delivery {
+            offset,
+            key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
+            raw: String::from_utf8_lossy(value).into_owned(),
+            parsed: self.parse(value),
+        }
+    }
+
+    fn parse(self, value: &[u8]) -> Result<Parsed, String> {
+        let envelope: Value = serde_json::from_slice(value).map_err(|_| "MALFORMED_JSON".to_owned())?;
+        if !envelope.is_object() {
+            return Err("MALFORMED_JSON".into());
+        }
+        let event_id = text(&envelope, "eventId").ok_or_else(invalid)?.to_owned();
+        if envelope.get("eventType").and_then(Value::as_str) != Some(self.event_type()) {
+            return Err("UNKNOWN_EVENT_TYPE".into());
+        }
+        let correlation_id =
+            envelope.get("metadata").and_then(|m| text(m, "correlationId")).unwrap_or(&event_id).to_owned();
+        let data = envelope.get("data").filter(|d| d.is_object()).ok_or_else(invalid)?;
+        let command = match self {
+            Inbound::PaymentCompleted => match reservation(data)? {
+                None => Command::Nothing,
+                Some(reservation_id) => Command::Confirm(ConfirmRequest {
+                    reservation_id,
+                    order_id: reference(data, "orderId", ExternalRef::ORDER_MAX)?.ok_or_else(invalid)?,
+                    payment_id: reference(data, "paymentId", ExternalRef::PAYMENT_MAX)?,
+                    user: None,
+                }),
+            },
+            Inbound::PaymentFailed => reservation(data)?.map_or(Command::Nothing, Command::Release),
+            Inbound::OrderCancelled => match data.get("couponId").filter(|c| !c.is_null()) {
+                None => Command::Nothing,
+                Some(coupon) => Command::CancelOrder {
+                    coupon: coupon.as_i64().and_then(CouponId::new).ok_or_else(invalid)?,
+                    order: reference(data, "orderId", ExternalRef::ORDER_MAX)?.ok_or_else(invalid)?,
+                },
+            },
+        };
+        Ok(Parsed { event_id, correlation_id, command })
+    }
+}
+
+fn invalid() -> String {
+    "INVALID_EVENT".into()
+}
+
+/// A non-empty string field.
+fn text<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
+    object.get(field).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// `reservationId`: absent or empty means no coupon is involved; present, it must be valid.
+fn reservation(data: &Value) -> Result<Option<ReservationId>, String> {
+    text(data, "reservationId").map(|raw| ReservationId::parse(raw).map_err(|_| invalid())).transpose()
+}
+
+fn reference(data: &Value, field: &str, max: usize) -> Result<Option<ExternalRef>, String> {
+    text(data, field).map(|raw| ExternalRef::parse(raw, max).map_err(|_| invalid())).transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parsed(kind: Inbound, value: &str) -> Result<Parsed, String> {
+        kind.delivery(0, None, Some(value.as_bytes())).parsed
+    }
+
+    /// The SPEC's own example of `payment.completed`.
+    const PAYMENT_COMPLETED: &str = r#"{"eventId":"evt_pay_2024010110000001","eventType":"PAYMENT_COMPLETED",
+        "timestamp":"2024-01-01T10:05:00Z","data":{"paymentId":"PAY-2024-0001","orderId":"ORDER-2024-0001",
+        "userId":12345,"amount":90000,"couponId":1001,"reservationId":"RESV-2024-0001",
+        "paymentMethod":"CREDIT_CARD","completedAt":"2024-01-01T10:05:00"},
+        "metadata":{"correlationId":"corr_pay_2024010110000001","source":"payment-service","version":"1.0"}}"#;
+
+    #[test]
+    fn the_spec_examples_read_into_commands() {
+        let p = parsed(Inbound::PaymentCompleted, PAYMENT_COMPLETED).expect("payment.completed");
+        assert_eq!(p.event_id, "evt_pay_2024010110000001");
+        assert_eq!(p.correlation_id, "corr_pay_2024010110000001");
+        let Command::Confirm(request) = p.command else { panic!("{:?}", p.command) };
+        assert_eq!(request.reservation_id.as_str(), "RESV-2024-0001");
+        assert_eq!(request.order_id.as_str(), "ORDER-2024-0001");
+        assert_eq!(request.payment_id.map(|p| p.as_str().to_owned()).as_deref(), Some("PAY-2024-0001"));
+
+        let failed = r#"{"eventId":"evt_pay_2","eventType":"PAYMENT_FAILED","data":{"paymentId":"PAY-2",
+            "orderId":"ORDER-2","userId":12345,"couponId":1001,"reservationId":"RESV-2",
+            "failureReason":"INSUFFICIENT_BALANCE"},"metadata":{"correlationId":"c2"}}"#;
+        let p = parsed(Inbound::PaymentFailed, failed).expect("payment.failed");
+        assert!(matches!(p.command, Command::Release(ref id) if id.as_str() == "RESV-2"), "{:?}", p.command);
+
+        let cancelled = r#"{"eventId":"evt_ord_1","eventType":"ORDER_CANCELLED","data":{"orderId":"ORDER-2024-0001",
+            "userId":12345,"couponId":1001,"cancelReason":"CUSTOMER_REQUEST"}}"#;
+        let p = parsed(Inbound::OrderCancelled, cancelled).expect("order.cancelled");
+        assert_eq!(p.correlation_id, "evt_ord_1", "no metadata: the eventId correlates");
+        assert!(
+            matches!(p.command, Command::CancelOrder { coupon, ref order } if coupon.get() == 1001 && order.as_str() == "ORDER-2024-0001"),
+            "{:?}",
+            p.command
+        );
+    }
+
+    #[test]
+    fn records_without_a_coupon_are_nothing_to_do() {
+        let no_reservation =
+            PAYMENT_COMPLETED.replace(r#""reservationId":"RESV-2024-0001""#, r#""reservationId":"""#);
+        assert!(matches!(
+            parsed(Inbound::PaymentCompleted, &no_reservation).map(|p| p.command),
+            Ok(Command::Nothing)
+        ));
+        let no_coupon =
+            r#"{"eventId":"e","eventType":"ORDER_CANCELLED","data":{"orderId":"O","couponId":null}}"#;
+        assert!(matches!(
+            parsed(Inbound::OrderCancelled, no_coupon).map(|p| p.command),
+            Ok(Command::Nothing)
+        ));
+    }
+
+    #[test]
+    fn unreadable_records_name_their_dlq_reason() {
+        for (kind, value, reason) in [
+            (Inbound::PaymentCompleted, "{not json", "MALFORMED_JSON"),
+            (Inbound::PaymentCompleted, "[1,2]", "MALFORMED_JSON"),
+            (Inbound::PaymentFailed, PAYMENT_COMPLETED, "UNKNOWN_EVENT_TYPE"),
+            (Inbound::PaymentCompleted, r#"{"eventType":"PAYMENT_COMPLETED","data":{}}"#, "INVALID_EVENT"),
+            (
+                Inbound::PaymentCompleted,
+                r#"{"eventId":"e","eventType":"PAYMENT_COMPLETED","data":{"reservationId":"bad id!","orderId":"O"}}"#,
+                "INVALID_EVENT",
+            ),
+            (
+                Inbound::PaymentCompleted,
+                r#"{"eventId":"e","eventType":"PAYMENT_COMPLETED","data":{"reservationId":"R1"}}"#,
+                "INVALID_EVENT",
+            ),
+            (
+                Inbound::OrderCancelled,
+                r#"{"eventId":"e","eventType":"ORDER_CANCELLED","data":{"couponId":"x","orderId":"O"}}"#,
+                "INVALID_EVENT",
+            ),
+        ] {
+            assert_eq!(parsed(kind, value).map(|p| p.event_id), Err(reason.to_owned()), "{value}");
+        }
+        let d = Inbound::PaymentCompleted.delivery(9, Some(b"1001"), Some(b"{not json"));
+        assert_eq!((d.offset, d.key.as_deref(), d.raw.as_str()), (9, Some("1001"), "{not json"));
+    }
+}

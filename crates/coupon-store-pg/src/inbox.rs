@@ -1,0 +1,329 @@
+//! `Inbox` on PostgreSQL: a partition's records applied exactly once (SPEC §3.3).
+//!
+//! One transaction per call. It first locks the partition's row of `consumer_offsets` and checks
+//! that the offset is where the caller says it is; if not, another consumer took the partition
+//! over and nothing happens (`Fenced`). Then, record by record: a record whose `eventId` is in
+//! `processed_events` is a duplicate; otherwise its effect runs in a savepoint (the same rules and
+//! statements as the HTTP endpoints), and a business refusal (unknown reservation, another order,
+//! a late payment for a coupon that moved on) becomes a DLQ record in the outbox, so that it is
+//! published like any event, at least once. Malformed records go to the DLQ without an effect.
+//! Each record leaves its `processed_events` row, and the offset moves past the last record. A
+//! crash at any point rolls all of it back: no effect without its offset, no offset without its
+//! effect.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use coupon_domain::consume::{Command, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
+use coupon_domain::event::{EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::port::{PortFuture, StoreError};
+use coupon_domain::reservation::{CancelReason, ConfirmError, ReleaseError, RestoreError};
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+use crate::checkout_batch::{ConfirmWork, Work};
+use crate::error::{from_diesel, from_pool};
+use crate::outbox;
+use crate::pool::PgPool;
+use crate::reservation::{ATTEMPTS, Abort, cancel_order, release};
+use crate::schema::{consumer_offsets as co, processed_events as pe};
+
+/// Consumed events in PostgreSQL.
+#[derive(Clone)]
+pub struct PgInbox {
+    pool: PgPool,
+    encoder: Arc<dyn EventEncoder>,
+}
+
+impl std::fmt::Debug for PgInbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgInbox").field("pool", &self.pool).finish_non_exhaustive()
+    }
+}
+
+impl PgInbox {
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
+        Self { pool, encoder }
+    }
+}
+
+/// Why the transaction (or an effect's savepoint) stopped.
+enum Stop {
+    Fenced,
+    /// The coupon moved under the effect: roll its savepoint back and run it again.
+    Again,
+    Db(diesel::result::Error),
+    Store(StoreError),
+}
+
+impl From<diesel::result::Error> for Stop {
+    fn from(e: diesel::result::Error) -> Self {
+        Stop::Db(e)
+    }
+}
+
+/// How one effect ended: applied (or nothing to do), or refused with a DLQ reason.
+enum Effect {
+    Applied,
+    Refused(String),
+}
+
+impl Inbox for PgInbox {
+    fn next_offset<'a>(
+        &'a self,
+        topic: &'a str,
+        partition: i32,
+    ) -> PortFuture<'a, Result<Option<i64>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            co::table
+                .filter(co::topic.eq(topic))
+                .filter(co::partition.eq(partition))
+                .select(co::next_offset)
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        source: &'a Source,
+        from: i64,
+        deliveries: &'a [Delivery],
+        now: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<Vec<Outcome>, InboxError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let encoder = &*self.encoder;
+            let result = conn
+                .transaction::<_, Stop, _>(async |conn| {
+                    apply(conn, encoder, source, from, deliveries, now).await
+                })
+                .await;
+            match result {
+                Ok(outcomes) => Ok(outcomes),
+                Err(Stop::Fenced) => Err(InboxError::Fenced),
+                Err(Stop::Db(e)) => Err(from_diesel(e).into()),
+                Err(Stop::Store(e)) => Err(e.into()),
+                Err(Stop::Again) => {
+                    Err(StoreError::Unexpected(anyhow::anyhow!("an effect escaped its retries")).into())
+                }
+            }
+        })
+    }
+}
+
+async fn apply(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    source: &Source,
+    from: i64,
+    deliveries: &[Delivery],
+    now: DateTime<Utc>,
+) -> Result<Vec<Outcome>, Stop> {
+    // Create the row at offset 0 the first time, then lock it: consumers of one partition queue
+    // here, and a consumer whose offset is stale is turned away.
+    diesel::insert_into(co::table)
+        .values((co::topic.eq(&source.topic), co::partition.eq(source.partition), co::next_offset.eq(0)))
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .await?;
+    let current: i64 = co::table
+        .filter(co::topic.eq(&source.topic))
+        .filter(co::partition.eq(source.partition))
+        .select(co::next_offset)
+        .for_update()
+        .first(conn)
+        .await?;
+    if current != from {
+        return Err(Stop::Fenced);
+    }
+    let mut outcomes = Vec::with_capacity(deliveries.len());
+    let mut next = from;
+    for delivery in deliveries {
+        let outcome = match &delivery.parsed {
+            Err(reason) => {
+                dead_letter(conn, source, delivery, reason, now).await?;
+                Outcome::DeadLettered(reason.clone())
+            }
+            Ok(parsed) => consume(conn, encoder, source, delivery, parsed, now).await?,
+        };
+        metrics::counter!("coupon_consumer_records_total", "topic" => source.topic.clone(), "outcome" => outcome.label())
+            .increment(1);
+        outcomes.push(outcome);
+        next = delivery.offset + 1;
+    }
+    diesel::update(co::table.filter(co::topic.eq(&source.topic)).filter(co::partition.eq(source.partition)))
+        .set((co::next_offset.eq(next), co::updated_at.eq(now)))
+        .execute(conn)
+        .await?;
+    Ok(outcomes)
+}
+
+/// One parsed record: dedupe, effect (in a savepoint), DLQ on refusal, dedupe row.
+async fn consume(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    source: &Source,
+    delivery: &Delivery,
+    parsed: &Parsed,
+    now: DateTime<Utc>,
+) -> Result<Outcome, Stop> {
+    let seen: bool = diesel::select(diesel::dsl::exists(
+        pe::table.filter(pe::topic.eq(&source.topic)).filter(pe::event_id.eq(&parsed.event_id)),
+    ))
+    .get_result(conn)
+    .await?;
+    if seen {
+        return Ok(Outcome::Duplicate);
+    }
+    let context = EventContext { correlation_id: parsed.correlation_id.clone(), occurred_at: now };
+    let mut outcome = None;
+    for _ in 0..ATTEMPTS {
+        let effect = conn
+            .transaction::<_, Stop, _>(async |conn| {
+                effect(conn, encoder, &parsed.command, now, &context).await
+            })
+            .await;
+        match effect {
+            Ok(Effect::Applied) => outcome = Some(applied_or_nothing(&parsed.command)),
+            Ok(Effect::Refused(reason)) => {
+                dead_letter(conn, source, delivery, &reason, now).await?;
+                outcome = Some(Outcome::DeadLettered(reason));
+            }
+            Err(Stop::Again) => continue,
+            Err(e) => return Err(e),
+        }
+        break;
+    }
+    let outcome = outcome.ok_or_else(|| {
+        Stop::Store(StoreError::Unexpected(anyhow::anyhow!(
+            "{}: still changing after {ATTEMPTS} attempts",
+            parsed.event_id
+        )))
+    })?;
+    diesel::sql_query(
+        "INSERT INTO processed_events (topic, event_id, partition, record_offset, outcome, processed_at) \
+         VALUES ($1, $2, $3, $4, $5, now())",
+    )
+    .bind::<Text, _>(&source.topic)
+    .bind::<Text, _>(&parsed.event_id)
+    .bind::<Integer, _>(source.partition)
+    .bind::<BigInt, _>(delivery.offset)
+    .bind::<Text, _>(outcome.label())
+    .execute(conn)
+    .await?;
+    Ok(outcome)
+}
+
+fn applied_or_nothing(command: &Command) -> Outcome {
+    match command {
+        Command::Nothing => Outcome::Nothing,
+        _ => Outcome::Applied,
+    }
+}
+
+/// The command's effect, with the use cases' own statements.
+async fn effect(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    command: &Command,
+    now: DateTime<Utc>,
+    context: &EventContext,
+) -> Result<Effect, Stop> {
+    match command {
+        Command::Nothing => Ok(Effect::Applied),
+        Command::Confirm(request) => {
+            let work = ConfirmWork { request: request.clone(), now, context: context.clone() };
+            let outcomes = ConfirmWork::round(conn, encoder, &[&work]).await?;
+            match outcomes.into_iter().next().flatten() {
+                None => Err(Stop::Again),
+                Some(Ok(_)) => Ok(Effect::Applied),
+                Some(Err(e)) => confirm_refusal(e),
+            }
+        }
+        Command::Release(id) => {
+            match release(conn, encoder, id, None, CancelReason::PaymentFailed, now, context).await {
+                Ok(_) => Ok(Effect::Applied),
+                Err(Abort::Stale) => Err(Stop::Again),
+                Err(Abort::Db(e)) => Err(Stop::Db(e)),
+                Err(Abort::Refused(ReleaseError::Store(e))) => Err(Stop::Store(e)),
+                Err(Abort::Refused(ReleaseError::NotFound)) => {
+                    Ok(Effect::Refused("RESERVATION_NOT_FOUND".into()))
+                }
+                Err(Abort::Refused(ReleaseError::AlreadyUsed)) => {
+                    Ok(Effect::Refused("COUPON_ALREADY_USED".into()))
+                }
+                Err(Abort::Refused(ReleaseError::NotOwner)) => {
+                    Ok(Effect::Refused("UNAUTHORIZED_COUPON_ACCESS".into()))
+                }
+            }
+        }
+        Command::CancelOrder { coupon, order } => {
+            match cancel_order(conn, encoder, *coupon, order, now, context).await {
+                Ok(_) => Ok(Effect::Applied),
+                Err(Abort::Stale) => Err(Stop::Again),
+                Err(Abort::Db(e)) => Err(Stop::Db(e)),
+                Err(Abort::Refused(RestoreError::Store(e))) => Err(Stop::Store(e)),
+                Err(Abort::Refused(RestoreError::CouponNotFound)) => {
+                    Ok(Effect::Refused("COUPON_NOT_FOUND".into()))
+                }
+                Err(Abort::Refused(RestoreError::NotFound)) => {
+                    Ok(Effect::Refused("RESERVATION_NOT_FOUND".into()))
+                }
+                Err(Abort::Refused(RestoreError::OrderMismatch)) => {
+                    Ok(Effect::Refused("COUPON_USED_BY_ANOTHER_ORDER".into()))
+                }
+            }
+        }
+    }
+}
+
+/// SPEC §6's reasons for a payment that cannot confirm its reservation.
+fn confirm_refusal(e: ConfirmError) -> Result<Effect, Stop> {
+    let reason = match e {
+        ConfirmError::Store(e) => return Err(Stop::Store(e)),
+        ConfirmError::NotFound => "RESERVATION_NOT_FOUND",
+        ConfirmError::NotOwner => "UNAUTHORIZED_COUPON_ACCESS",
+        ConfirmError::OrderMismatch | ConfirmError::UsedByAnotherPayment => "COUPON_USED_BY_ANOTHER_ORDER",
+        ConfirmError::Released => "RESERVATION_CANCELLED",
+        ConfirmError::Expired => {
+            metrics::counter!("coupon_late_confirmations_total", "outcome" => "refused").increment(1);
+            "RESERVATION_EXPIRED"
+        }
+    };
+    Ok(Effect::Refused(reason.into()))
+}
+
+/// Appends the record with its reason and origin to the outbox, for `{topic}.DLQ`.
+async fn dead_letter(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    delivery: &Delivery,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<(), Stop> {
+    let payload = serde_json::json!({
+        "reason": reason,
+        "originalTopic": source.topic,
+        "partition": source.partition,
+        "offset": delivery.offset,
+        "key": delivery.key,
+        "value": delivery.raw,
+        "failedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    });
+    let event = EncodedEvent {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        topic: source.dead_letter_topic.clone(),
+        key: delivery.key.clone().unwrap_or_default(),
+        event_type: "DEAD_LETTER",
+        payload: payload.to_string(),
+    };
+    outbox::append(conn, &event).await?;
+    metrics::counter!("coupon_consumer_dead_letters_total", "topic" => source.topic.clone(), "reason" => reason.to_owned())
+        .increment(1);
+    Ok(())
+}
