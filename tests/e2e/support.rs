@@ -178,6 +178,19 @@ pub fn start_worker(env: &TestEnv) -> Worker {
     Worker { stop: Box::new(move || token.cancel()), running }
 }
 
+/// A client of the test environment's Kafka broker.
+pub async fn broker(env: &TestEnv, client_id: &str) -> coupon_events_kafka::broker::Broker {
+    use coupon_events_kafka::broker::{Broker, BrokerConfig};
+    let kafka = env.settings().kafka;
+    Broker::connect(&BrokerConfig {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        request_timeout: Duration::from_secs(10),
+        client_id: client_id.into(),
+    })
+    .await
+    .expect("broker")
+}
+
 /// A record read back from a topic.
 #[derive(Debug, Clone)]
 pub struct Published {
@@ -190,16 +203,8 @@ pub struct Published {
 /// Every record on `topic` (all its partitions, by partition then offset), read again until at
 /// least `n` are there or `limit` has passed.
 pub async fn records(env: &TestEnv, topic: &str, n: usize, limit: Duration) -> Vec<Published> {
-    use coupon_events_kafka::broker::{Broker, BrokerConfig};
     use rskafka::client::partition::UnknownTopicHandling;
-    let kafka = env.settings().kafka;
-    let broker = Broker::connect(&BrokerConfig {
-        bootstrap_servers: kafka.bootstrap_servers.clone(),
-        request_timeout: Duration::from_secs(10),
-        client_id: "e2e-reader".into(),
-    })
-    .await
-    .expect("broker");
+    let broker = broker(env, "e2e-reader").await;
     let partitions = broker.partitions(topic).await.expect("metadata").unwrap_or(0);
     let deadline = tokio::time::Instant::now() + limit;
     loop {
@@ -231,6 +236,67 @@ pub async fn records(env: &TestEnv, topic: &str, n: usize, limit: Duration) -> V
         }
         if found.len() >= n || tokio::time::Instant::now() >= deadline {
             return found;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Produces records one per produce call, as the payment and order services would, each on the
+/// partition Kafka's default partitioner gives its key.
+pub struct Producer {
+    broker: coupon_events_kafka::broker::Broker,
+    clients: std::collections::HashMap<(String, i32), rskafka::client::partition::PartitionClient>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer").finish_non_exhaustive()
+    }
+}
+
+impl Producer {
+    pub async fn connect(env: &TestEnv) -> Self {
+        Self { broker: broker(env, "e2e-producer").await, clients: std::collections::HashMap::new() }
+    }
+
+    pub async fn send(&mut self, topic: &str, key: &str, value: &str) {
+        use coupon_events_kafka::relay::default_partition;
+        use rskafka::client::partition::{Compression, UnknownTopicHandling};
+        let partitions = self.broker.partitions(topic).await.expect("metadata").expect("the topic exists");
+        let partition = default_partition(key.as_bytes(), i32::try_from(partitions).expect("partitions"));
+        let client = match self.clients.entry((topic.to_owned(), partition)) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => e.insert(
+                self.broker
+                    .client()
+                    .partition_client(topic, partition, UnknownTopicHandling::Retry)
+                    .await
+                    .expect("partition client"),
+            ),
+        };
+        let record = rskafka::record::Record {
+            key: Some(key.as_bytes().to_vec()),
+            value: Some(value.as_bytes().to_vec()),
+            headers: std::collections::BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        };
+        client.produce(vec![record], Compression::NoCompression).await.expect("produce");
+    }
+}
+
+/// Produces one record on `topic` (see [`Producer`]).
+pub async fn produce(env: &TestEnv, topic: &str, key: &str, value: &str) {
+    Producer::connect(env).await.send(topic, key, value).await;
+}
+
+/// Polls `sql` (a `count(*) AS n`) until it returns `expected` or `limit` passes; returns the last
+/// value.
+pub async fn count_until(env: &TestEnv, sql: &str, expected: i64, limit: Duration) -> i64 {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = count(env, sql).await;
+        if n == expected || tokio::time::Instant::now() >= deadline {
+            return n;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }

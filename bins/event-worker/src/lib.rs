@@ -12,10 +12,13 @@ use coupon_api::server::AdminServer;
 use std::time::Duration;
 
 use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
+use coupon_events_kafka::consumer::{Consumers, Subscription};
+use coupon_events_kafka::inbound::Inbound;
 use coupon_events_kafka::relay::{Relay, RelaySettings};
 use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::shutdown;
+use coupon_store_pg::inbox::PgInbox;
 use coupon_store_pg::leases::PgLeases;
 use coupon_store_pg::outbox::PgOutbox;
 use coupon_store_pg::pool::{PgConfig, PgPool};
@@ -76,7 +79,7 @@ impl App {
     }
 
     /// Runs until SIGTERM/SIGINT (or the shutdown token): connects to Kafka in the background,
-    /// then relays the outbox. On shutdown it lets the current round finish, gives its lease up
+    /// then relays the outbox and consumes its share of the payment and order partitions. On shutdown it lets the current round finish, gives its lease up
     /// and stops the admin server.
     ///
     /// # Errors
@@ -100,7 +103,7 @@ impl App {
             let relay = Relay::new(
                 Arc::new(PgOutbox::new(pg.clone())),
                 Arc::new(PgLeases::new(pg.clone())),
-                connected,
+                connected.clone(),
                 holder.clone(),
                 RelaySettings {
                     batch: settings.worker.outbox_batch_size,
@@ -109,8 +112,21 @@ impl App {
                     lease: settings.worker.lease_period,
                 },
             );
-            tracing::info!(holder = %holder, "outbox relay started");
-            relay.run(cancel.clone()).await;
+            let topics = &settings.kafka.topics;
+            let consumers = Consumers::new(
+                Arc::new(PgInbox::new(pg.clone(), api_server::encoder(&settings))),
+                Arc::new(PgLeases::new(pg.clone())),
+                connected,
+                holder.clone(),
+                vec![
+                    Subscription { topic: topics.payment_completed.clone(), kind: Inbound::PaymentCompleted },
+                    Subscription { topic: topics.payment_failed.clone(), kind: Inbound::PaymentFailed },
+                    Subscription { topic: topics.order_cancelled.clone(), kind: Inbound::OrderCancelled },
+                ],
+                settings.worker.lease_period,
+            );
+            tracing::info!(holder = %holder, "outbox relay and consumers started");
+            tokio::join!(relay.run(cancel.clone()), consumers.run(cancel.clone()));
         };
         tokio::join!(work, shutdown::wait(&cancel));
         admin.stop().await?;

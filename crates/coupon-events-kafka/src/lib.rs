@@ -6,6 +6,7 @@
 //! PostgreSQL, Redis or HTTP.
 
 pub mod broker;
+pub mod consumer;
 pub mod envelope;
 pub mod inbound;
 pub mod relay;

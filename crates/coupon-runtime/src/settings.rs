@@ -85,7 +85,7 @@ pub const KEYS: &[Key] = &[
     key(
         "WORKER_LEASE_PERIOD",
         "6",
-        "Seconds the event-worker's relay lease lasts unrenewed: how soon another pod takes over from a dead one.",
+        "Seconds an event-worker's relay or partition lease lasts unrenewed: how soon another pod takes over from a dead one.",
     ),
     key("SCHEDULER_ADMIN_PORT", "9102", "scheduler port for /metrics and /health/* (0 picks a free port)."),
     key(

@@ -323,7 +323,9 @@ async fn dead_letter(
         payload: payload.to_string(),
     };
     outbox::append(conn, &event).await?;
-    metrics::counter!("coupon_consumer_dead_letters_total", "topic" => source.topic.clone(), "reason" => reason.to_owned())
+    // A reason may carry its detail after a colon ("PROCESSING_FAILED: …"); the label keeps the code.
+    let code = reason.split(':').next().unwrap_or(reason).to_owned();
+    metrics::counter!("coupon_consumer_dead_letters_total", "topic" => source.topic.clone(), "reason" => code)
         .increment(1);
     Ok(())
 }

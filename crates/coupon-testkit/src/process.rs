@@ -57,6 +57,14 @@ impl Running {
         assert!(status.is_ok_and(|s| s.success()), "kill -TERM {pid} failed");
     }
 
+    /// Kills the process at once (SIGKILL), as a crash or `kill -9` would, and reaps it.
+    ///
+    /// # Panics
+    /// When the process is already gone.
+    pub async fn kill(&mut self) {
+        self.child.kill().await.unwrap_or_else(|e| panic!("kill -9 {}: {e}", self.name));
+    }
+
     /// Waits for the process to exit.
     ///
     /// # Panics

@@ -1,0 +1,330 @@
+//! Consumers of the payment and order topics (SPEC §6), dividing the partitions among the
+//! event-worker pods by lease (rskafka has no consumer groups).
+//!
+//! A supervisor ticks every third of the lease period. It renews the pod's `worker:{id}`
+//! heartbeat, counts the live pods, and aims at its fair share of the partitions:
+//! ceil(partitions / pods). It keeps renewing the partition leases it holds, takes free or
+//! lapsed ones while below its share, and gives extra ones back (stopping their task first).
+//! A pod that dies stops renewing, so its partitions are taken over after one lease period
+//! plus one tick.
+//!
+//! A partition's task resumes at the offset stored in PostgreSQL (earliest for a partition never
+//! consumed), fetches records, and hands each batch to the `Inbox`, which applies them exactly
+//! once together with the new offset. A batch that fails is retried after 1 s, 2 s, 4 s (three
+//! attempts). After that its records are tried one at a time. A record that still fails goes to
+//! the DLQ with the error, and the partition moves on. If the store cannot even record that, the
+//! task waits 10 s and tries again: offsets live in PostgreSQL, so nothing can move without it.
+//! `Fenced` (the stored offset moved: another pod has the partition) ends the task.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use coupon_domain::consume::{Delivery, Inbox, InboxError, Outcome, Source};
+use coupon_domain::relay::Leases;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::{Broker, BrokerError, within};
+use crate::inbound::Inbound;
+
+/// A consumed topic.
+#[derive(Debug, Clone)]
+pub struct Subscription {
+    pub topic: String,
+    pub kind: Inbound,
+}
+
+impl Subscription {
+    fn source(&self, partition: i32) -> Source {
+        Source { topic: self.topic.clone(), partition, dead_letter_topic: format!("{}.DLQ", self.topic) }
+    }
+}
+
+/// The consumers of one pod.
+pub struct Consumers {
+    inbox: Arc<dyn Inbox>,
+    leases: Arc<dyn Leases>,
+    broker: Broker,
+    holder: String,
+    subscriptions: Vec<Subscription>,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for Consumers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumers")
+            .field("holder", &self.holder)
+            .field("subscriptions", &self.subscriptions)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Largest fetch per request.
+const FETCH_BYTES: i32 = 1024 * 1024;
+/// How long the broker may hold a fetch open when there is nothing new.
+const FETCH_WAIT_MS: i32 = 500;
+/// Attempts of a failing batch before its records go one by one.
+const ATTEMPTS: u32 = 3;
+
+/// A partition being consumed by this pod.
+struct Owned {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Consumers {
+    pub fn new(
+        inbox: Arc<dyn Inbox>,
+        leases: Arc<dyn Leases>,
+        broker: Broker,
+        holder: String,
+        subscriptions: Vec<Subscription>,
+        lease: Duration,
+    ) -> Self {
+        Self { inbox, leases, broker, holder, subscriptions, lease }
+    }
+
+    /// Consumes until `cancel` fires, then stops every partition task and gives the leases up.
+    pub async fn run(self, cancel: CancellationToken) {
+        let mut owned: HashMap<String, Owned> = HashMap::new();
+        let heartbeat = format!("worker:{}", self.holder);
+        while !cancel.is_cancelled() {
+            if let Err(e) = self.supervise(&heartbeat, &mut owned, &cancel).await {
+                tracing::warn!(error = %e, "consumer supervision failed; retrying");
+            }
+            metrics::gauge!("coupon_consumer_partitions_owned").set(owned.len() as f64);
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = tokio::time::sleep(self.lease / 3) => {}
+            }
+        }
+        for (name, partition) in owned.drain() {
+            partition.stop.cancel();
+            let _ = partition.task.await;
+            let _ = self.leases.release(&name, &self.holder).await;
+        }
+        let _ = self.leases.release(&heartbeat, &self.holder).await;
+    }
+
+    /// One tick: heartbeat, fair share, renew, take, give back.
+    async fn supervise(
+        &self,
+        heartbeat: &str,
+        owned: &mut HashMap<String, Owned>,
+        cancel: &CancellationToken,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        self.leases.hold(heartbeat, &self.holder, self.lease).await?;
+        let pods = self.leases.live("worker:").await?.len().max(1);
+        let mut all = Vec::new();
+        for (index, subscription) in self.subscriptions.iter().enumerate() {
+            let count = self.broker.partitions(&subscription.topic).await?.unwrap_or(0);
+            all.extend((0..i32::try_from(count).unwrap_or(0)).map(|p| (index, p)));
+        }
+        let share = all.len().div_ceil(pods);
+        // Finished tasks (fenced, or stopped by an error) free their slot.
+        let finished: Vec<String> =
+            owned.iter().filter(|(_, o)| o.task.is_finished()).map(|(n, _)| n.clone()).collect();
+        for name in finished {
+            owned.remove(&name);
+            self.leases.release(&name, &self.holder).await?;
+        }
+        // Renew what this pod has; a lease lost (a stall longer than the period) stops its task.
+        let names: Vec<String> = owned.keys().cloned().collect();
+        for name in names {
+            if !self.leases.hold(&name, &self.holder, self.lease).await?
+                && let Some(lost) = owned.remove(&name)
+            {
+                tracing::warn!(partition = %name, "partition lease lost");
+                lost.stop.cancel();
+            }
+        }
+        // Above the fair share (another pod arrived): give partitions back.
+        while owned.len() > share {
+            let Some(name) = owned.keys().max().cloned() else { break };
+            if let Some(extra) = owned.remove(&name) {
+                extra.stop.cancel();
+                let _ = extra.task.await;
+                self.leases.release(&name, &self.holder).await?;
+                tracing::info!(partition = %name, "partition handed back");
+            }
+        }
+        // Below it: take free or lapsed partitions.
+        for (index, partition) in all {
+            if owned.len() >= share {
+                break;
+            }
+            let subscription = &self.subscriptions[index];
+            let name = format!("consume:{}:{partition}", subscription.topic);
+            if owned.contains_key(&name) || !self.leases.hold(&name, &self.holder, self.lease).await? {
+                continue;
+            }
+            tracing::info!(partition = %name, "partition taken");
+            let stop = cancel.child_token();
+            let task = tokio::spawn(consume(
+                self.inbox.clone(),
+                self.broker.clone(),
+                subscription.clone(),
+                partition,
+                stop.clone(),
+            ));
+            owned.insert(name, Owned { stop, task });
+        }
+        Ok(())
+    }
+}
+
+/// Consumes one partition until `stop` fires or another pod turns out to own it.
+async fn consume(
+    inbox: Arc<dyn Inbox>,
+    broker: Broker,
+    subscription: Subscription,
+    partition: i32,
+    stop: CancellationToken,
+) {
+    let source = subscription.source(partition);
+    let mut next = None;
+    let mut client = None;
+    while !stop.is_cancelled() {
+        let step = async {
+            let client = match &client {
+                Some(client) => client,
+                None => client.insert(partition_client(&broker, &subscription.topic, partition).await?),
+            };
+            let from = match next {
+                Some(from) => from,
+                None => match inbox.next_offset(&subscription.topic, partition).await {
+                    Ok(Some(stored)) => stored,
+                    Ok(None) => within(broker.timeout(), client.get_offset(OffsetAt::Earliest)).await?,
+                    Err(e) => return Err(Step::Store(e.to_string())),
+                },
+            };
+            next = Some(from);
+            let (records, high_watermark) =
+                within(broker.timeout(), client.fetch_records(from, 1..FETCH_BYTES, FETCH_WAIT_MS)).await?;
+            let deliveries: Vec<Delivery> = records
+                .iter()
+                .filter(|r| r.offset >= from)
+                .map(|r| {
+                    subscription.kind.delivery(r.offset, r.record.key.as_deref(), r.record.value.as_deref())
+                })
+                .collect();
+            if let Some(last) = deliveries.last().map(|d| d.offset) {
+                apply(&*inbox, &source, from, &deliveries, &stop).await?;
+                next = Some(last + 1);
+            }
+            let lag = (high_watermark - next.unwrap_or(from)).max(0);
+            metrics::gauge!("coupon_consumer_lag", "topic" => source.topic.clone(), "partition" => partition.to_string())
+                .set(lag as f64);
+            Ok::<_, Step>(())
+        };
+        let outcome = tokio::select! {
+            () = stop.cancelled() => return,
+            outcome = step => outcome,
+        };
+        match outcome {
+            Ok(()) => {}
+            Err(Step::Fenced) => {
+                tracing::info!(topic = %source.topic, partition, "another pod owns the partition now");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(topic = %source.topic, partition, error = %e, "consumer step failed; retrying");
+                client = None;
+                next = None;
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(MAX_BACKOFF) => {}
+                }
+            }
+        }
+    }
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+enum Step {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("{0}")]
+    Store(String),
+    #[error("fenced")]
+    Fenced,
+}
+
+async fn partition_client(
+    broker: &Broker,
+    topic: &str,
+    partition: i32,
+) -> Result<PartitionClient, BrokerError> {
+    within(broker.timeout(), broker.client().partition_client(topic, partition, UnknownTopicHandling::Retry))
+        .await
+}
+
+/// Applies a batch with the retries of the module docs.
+async fn apply(
+    inbox: &dyn Inbox,
+    source: &Source,
+    from: i64,
+    deliveries: &[Delivery],
+    stop: &CancellationToken,
+) -> Result<(), Step> {
+    let mut delay = Duration::from_secs(1);
+    for attempt in 1..=ATTEMPTS {
+        match inbox.apply(source, from, deliveries, Utc::now()).await {
+            Ok(outcomes) => {
+                record(source, &outcomes);
+                return Ok(());
+            }
+            Err(InboxError::Fenced) => return Err(Step::Fenced),
+            Err(InboxError::Store(e)) => {
+                metrics::counter!("coupon_consumer_failures_total", "topic" => source.topic.clone())
+                    .increment(1);
+                tracing::warn!(topic = %source.topic, partition = source.partition, from, attempt, error = %e, "batch failed");
+                if attempt < ATTEMPTS {
+                    pause(delay, stop).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+    // One at a time: the records that work are applied, the one that keeps failing goes to the
+    // DLQ with its error, and the partition moves on.
+    let mut at = from;
+    for delivery in deliveries {
+        let one = std::slice::from_ref(delivery);
+        let outcome = match inbox.apply(source, at, one, Utc::now()).await {
+            Ok(outcomes) => Ok(outcomes),
+            Err(InboxError::Fenced) => return Err(Step::Fenced),
+            Err(InboxError::Store(e)) => {
+                let failed = Delivery { parsed: Err(format!("PROCESSING_FAILED: {e}")), ..delivery.clone() };
+                inbox.apply(source, at, std::slice::from_ref(&failed), Utc::now()).await
+            }
+        };
+        match outcome {
+            Ok(outcomes) => record(source, &outcomes),
+            Err(InboxError::Fenced) => return Err(Step::Fenced),
+            Err(InboxError::Store(e)) => return Err(Step::Store(e.to_string())),
+        }
+        at = delivery.offset + 1;
+    }
+    Ok(())
+}
+
+fn record(source: &Source, outcomes: &[Outcome]) {
+    for outcome in outcomes {
+        if let Outcome::DeadLettered(reason) = outcome {
+            tracing::warn!(topic = %source.topic, partition = source.partition, reason = %reason, "record sent to the DLQ");
+        }
+    }
+}
+
+async fn pause(delay: Duration, stop: &CancellationToken) {
+    tokio::select! {
+        () = stop.cancelled() => {}
+        () = tokio::time::sleep(delay) => {}
+    }
+}

@@ -1,0 +1,248 @@
+//! The payment and order consumers as the other services drive them: records produced on the
+//! real broker, effects checked in PostgreSQL and on the produced topics.
+
+use std::time::Duration;
+
+use coupon_e2e::*;
+use coupon_testkit::TestEnv;
+use diesel_async::RunQueryDsl;
+use serde_json::{Value, json};
+
+fn payment_completed(event_id: &str, reservation: &str, coupon: i64) -> String {
+    json!({
+        "eventId": event_id, "eventType": "PAYMENT_COMPLETED", "timestamp": "2026-11-23T10:05:00Z",
+        "data": {"paymentId": format!("PAY-{reservation}"), "orderId": format!("O-{reservation}"), "userId": 1,
+                 "amount": 45_000, "couponId": coupon, "reservationId": reservation, "paymentMethod": "CREDIT_CARD",
+                 "completedAt": "2026-11-23T10:05:00"},
+        "metadata": {"correlationId": format!("corr-{event_id}"), "source": "payment-service", "version": "1.0"}
+    })
+    .to_string()
+}
+
+async fn reserve(client: &reqwest::Client, base: &str, user: i64, coupon: i64, rid: &str) {
+    let body = json!({"reservationId": rid, "userId": user, "couponId": coupon, "orderAmount": 50_000, "orderId": format!("O-{rid}")});
+    let response = client
+        .post(format!("{base}/api/coupons/reserve"))
+        .header("X-User-Id", user.to_string())
+        .json(&body)
+        .send()
+        .await
+        .expect("reserve");
+    let (status, body) = answer(response).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+async fn coupon(client: &reqwest::Client, base: &str, policy: i64, user: i64) -> i64 {
+    let (status, body) =
+        download(client, base, user, json!({"couponPolicyId": policy, "userId": user})).await;
+    assert_eq!(status, 201, "{body}");
+    body["couponId"].as_i64().expect("couponId")
+}
+
+async fn status_of(env: &TestEnv, coupon: i64, status: &str) -> i64 {
+    count_until(
+        env,
+        &format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {coupon} AND status = '{status}'"),
+        1,
+        Duration::from_secs(20),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_and_cancellations_apply_once_and_what_cannot_be_applied_goes_to_the_dlq() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let worker = start_worker(&env);
+    let topics = env.settings().kafka.topics;
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let mut coupons = Vec::new();
+    for user in 1..=3 {
+        let id = coupon(&client, &base, policy, user).await;
+        reserve(&client, &base, user, id, &format!("R{user}")).await;
+        coupons.push(id);
+    }
+    // The topics exist once the worker is connected.
+    wait_for_ready_worker(&env).await;
+
+    let paid = payment_completed("e1", "R1", coupons[0]);
+    produce(&env, &topics.payment_completed, &coupons[0].to_string(), &paid).await;
+    produce(&env, &topics.payment_completed, &coupons[0].to_string(), &paid).await;
+    let failed = json!({"eventId": "e2", "eventType": "PAYMENT_FAILED",
+        "data": {"paymentId": "PAY-R2", "orderId": "O-R2", "userId": 2, "couponId": coupons[1], "reservationId": "R2",
+                 "failureReason": "INSUFFICIENT_BALANCE"}});
+    produce(&env, &topics.payment_failed, &coupons[1].to_string(), &failed.to_string()).await;
+    assert_eq!(status_of(&env, coupons[0], "USED").await, 1, "payment.completed confirms");
+    assert_eq!(status_of(&env, coupons[1], "ISSUED").await, 1, "payment.failed releases");
+
+    let cancelled = json!({"eventId": "e3", "eventType": "ORDER_CANCELLED",
+        "data": {"orderId": "O-R1", "userId": 1, "couponId": coupons[0], "cancelReason": "CUSTOMER_REQUEST"}});
+    produce(&env, &topics.order_cancelled, &coupons[0].to_string(), &cancelled.to_string()).await;
+    assert_eq!(status_of(&env, coupons[0], "ISSUED").await, 1, "order.cancelled restores the used coupon");
+
+    // Poison, an unknown reservation, then a good record behind them on the same partition.
+    let key = coupons[2].to_string();
+    produce(&env, &topics.payment_completed, &key, "{not json").await;
+    produce(&env, &topics.payment_completed, &key, &payment_completed("e4", "NOPE", coupons[2])).await;
+    produce(&env, &topics.payment_completed, &key, &payment_completed("e5", "R3", coupons[2])).await;
+    assert_eq!(status_of(&env, coupons[2], "USED").await, 1, "records behind the bad ones still apply");
+
+    let dlq = format!("{}.DLQ", topics.payment_completed);
+    let dead = records(&env, &dlq, 2, Duration::from_secs(20)).await;
+    let reasons: Vec<&str> = dead.iter().map(|d| d.value["reason"].as_str().unwrap_or_default()).collect();
+    assert_eq!(dead.len(), 2, "{dead:?}");
+    assert!(reasons.contains(&"MALFORMED_JSON") && reasons.contains(&"RESERVATION_NOT_FOUND"), "{reasons:?}");
+    let poison = dead.iter().find(|d| d.value["reason"] == "MALFORMED_JSON").expect("poison");
+    assert_eq!(poison.value["value"], "{not json", "the DLQ keeps the raw record");
+    assert_eq!(poison.value["originalTopic"], Value::from(topics.payment_completed.clone()));
+
+    let used = records(&env, &topics.coupon_used, 2, Duration::from_secs(20)).await;
+    assert_eq!(used.len(), 2, "one coupon.used per confirmation, none for the duplicate: {used:?}");
+    assert_eq!(
+        used.iter().find(|u| u.key == coupons[0].to_string()).expect("used").value["metadata"]["correlationId"],
+        "corr-e1",
+        "the event's correlation id follows the payment"
+    );
+    assert_eq!(count(&env, "SELECT count(*) AS n FROM processed_events").await, 5, "e1..e5, each once");
+    worker.stop().await;
+}
+
+/// Waits until the worker has created its topics: records can be produced then.
+async fn wait_for_ready_worker(env: &TestEnv) {
+    let topic = env.settings().kafka.topics.payment_completed;
+    for _ in 0..100 {
+        if topic_exists(env, &topic).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the worker never created {topic}");
+}
+
+/// `n` coupons of users `1..=n`, each RESERVED by its PENDING reservation `S{user}` (arranged with
+/// SQL: these tests are about the consumers, not the API). Returns the coupon ids by user.
+async fn reserved(env: &TestEnv, n: i64) -> Vec<i64> {
+    let mut conn = env.database.connect().await;
+    for sql in [
+        "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, \
+             valid_days, valid_from, valid_until) \
+         VALUES (1, 'Stream', 'FIXED_AMOUNT', 1000, 'DOWNLOAD', 30, now() - interval '1 day', now() + interval '1 day')"
+            .to_owned(),
+        format!(
+            "WITH c AS (INSERT INTO coupon_issues (policy_id, user_id, status, reservation_id, reserved_at, issued_at, expires_at) \
+                        SELECT 1, u, 'RESERVED', 'S' || u, now(), now() - interval '1 hour', now() + interval '30 days' \
+                        FROM generate_series(1, {n}) u RETURNING id, user_id, reservation_id) \
+             INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, discount_amount, \
+                                              status, reserved_at, expires_at, created_at, updated_at) \
+             SELECT reservation_id, id, user_id, 'O-' || reservation_id, 50000, 1000, 'PENDING', now(), \
+                    now() + interval '1 hour', now(), now() FROM c"
+        ),
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.expect("test data");
+    }
+    let mut ids = Vec::new();
+    for user in 1..=n {
+        ids.push(count(env, &format!("SELECT id AS n FROM coupon_issues WHERE user_id = {user}")).await);
+    }
+    ids
+}
+
+/// Produces the payment.completed of reservations `S{first}..=S{last}`.
+async fn pay(env: &TestEnv, coupons: &[i64], first: i64, last: i64) {
+    let topic = env.settings().kafka.topics.payment_completed;
+    let mut producer = Producer::connect(env).await;
+    for user in first..=last {
+        let coupon = coupons[usize::try_from(user - 1).expect("index")];
+        let value = payment_completed(&format!("pay-{user}"), &format!("S{user}"), coupon);
+        producer.send(&topic, &coupon.to_string(), &value).await;
+    }
+}
+
+const CONFIRMED: &str = "SELECT count(*) AS n FROM coupon_reservations WHERE status = 'CONFIRMED'";
+
+/// Exactly once across a hand-over: every reservation confirmed, one effect, one coupon.used and
+/// one dedupe row each, and the stored offsets add up to the records produced.
+async fn assert_each_applied_once(env: &TestEnv, n: i64) {
+    for (sql, what) in [
+        ("SELECT count(*) AS n FROM coupon_issues WHERE status = 'USED'", "used coupons"),
+        ("SELECT count(*) AS n FROM outbox WHERE event_type = 'COUPON_USED'", "coupon.used rows"),
+        ("SELECT count(*) AS n FROM processed_events", "dedupe rows"),
+        ("SELECT COALESCE(sum(next_offset), 0)::bigint AS n FROM consumer_offsets", "offsets"),
+    ] {
+        assert_eq!(count(env, sql).await, n, "{what}");
+    }
+}
+
+/// Two workers share the three partitions; one stops, and the other takes its partitions over
+/// and finishes the stream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_stops() {
+    let env = TestEnv::new().await.set("WORKER_LEASE_PERIOD", "3");
+    let coupons = reserved(&env, 300).await;
+    let first = start_worker(&env);
+    wait_for_ready_worker(&env).await;
+    let second = start_worker(&env);
+    let holders = "SELECT count(DISTINCT holder) AS n FROM worker_leases WHERE name LIKE 'consume:%' AND expires_at > now()";
+    assert_eq!(
+        count_until(&env, holders, 2, Duration::from_secs(20)).await,
+        2,
+        "both workers own partitions"
+    );
+
+    pay(&env, &coupons, 1, 150).await;
+    assert_eq!(count_until(&env, CONFIRMED, 150, Duration::from_secs(30)).await, 150);
+    second.stop().await;
+    pay(&env, &coupons, 151, 300).await;
+    assert_eq!(
+        count_until(&env, CONFIRMED, 300, Duration::from_secs(30)).await,
+        300,
+        "the survivor finished"
+    );
+    let owned = "SELECT count(*) AS n FROM worker_leases WHERE name LIKE 'consume:%' AND expires_at > now()";
+    assert_eq!(count(&env, owned).await, 9, "one worker holds all nine partitions of the three topics");
+    assert_each_applied_once(&env, 300).await;
+    first.stop().await;
+}
+
+/// The real binary, killed with SIGKILL while 5,000 payments stream in, then started again:
+/// every reservation is confirmed exactly once and the offsets are right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_stream_loses_and_doubles_nothing() {
+    let env = TestEnv::new().await.set("WORKER_LEASE_PERIOD", "3").set("WORKER_ADMIN_PORT", "0");
+    let coupons = reserved(&env, 5_000).await;
+    let binary = worker_binary();
+    let mut worker = coupon_testkit::process::Running::spawn(&binary, &[], &env.vars);
+    wait_for_ready_worker(&env).await;
+    let producing = {
+        let (env, coupons) = (env.clone_with("LOG_LEVEL", "warn"), coupons.clone());
+        tokio::spawn(async move { pay(&env, &coupons, 1, 5_000).await })
+    };
+    let midway = count_until(&env, CONFIRMED, 1_500, Duration::from_secs(60)).await;
+    assert!(midway >= 1_500, "the stream got going: {midway}");
+    worker.kill().await;
+    let at_kill = count(&env, CONFIRMED).await;
+    let mut restarted = coupon_testkit::process::Running::spawn(&binary, &[], &env.vars);
+    producing.await.expect("producer");
+    assert_eq!(
+        count_until(&env, CONFIRMED, 5_000, Duration::from_secs(120)).await,
+        5_000,
+        "killed at {at_kill}"
+    );
+    assert_each_applied_once(&env, 5_000).await;
+    restarted.terminate().await;
+    assert!(restarted.exit_status(Duration::from_secs(15)).await.success());
+}
+
+/// The event-worker binary of this build (built by `cargo nextest run --workspace`).
+fn worker_binary() -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(std::path::Path::parent).expect("target directory");
+    let binary = dir.join("event-worker");
+    assert!(binary.is_file(), "{} is missing: run the tests with --workspace", binary.display());
+    binary.to_string_lossy().into_owned()
+}
+
+async fn topic_exists(env: &TestEnv, topic: &str) -> bool {
+    broker(env, "e2e-probe").await.partitions(topic).await.expect("metadata").is_some()
+}
