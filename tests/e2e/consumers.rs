@@ -108,16 +108,70 @@ async fn payments_and_cancellations_apply_once_and_what_cannot_be_applied_goes_t
     worker.stop().await;
 }
 
-/// Waits until the worker has created its topics: records can be produced then.
+/// `coupon.issue-requested` issues one EVENT coupon per eventId; a request for a policy that
+/// does not exist, or for a user who already holds the coupon, goes to the DLQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn issue_requests_issue_once_per_event_id() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let worker = start_worker(&env);
+    let topics = env.settings().kafka.topics;
+    let policy = create_policy(&client, &base, policy_body("EVENT", Some(10), 1)).await;
+    wait_for_ready_worker(&env).await;
+    let request = |event: &str, policy: i64, user: i64| {
+        json!({"eventId": event, "eventType": "COUPON_ISSUE_REQUESTED", "timestamp": "2026-11-23T10:00:00Z",
+               "data": {"policyId": policy, "userId": user},
+               "metadata": {"correlationId": format!("corr-{event}"), "source": "event-service", "version": "1.0"}})
+        .to_string()
+    };
+    let mut producer = Producer::connect(&env).await;
+    let topic = &topics.coupon_issue_requested;
+    for (event, policy, user) in
+        [("q1", policy, 5), ("q1", policy, 5), ("q2", policy, 6), ("q3", 999_999, 7), ("q4", policy, 5)]
+    {
+        producer.send(topic, &user.to_string(), &request(event, policy, user)).await;
+    }
+    let issued = "SELECT count(*) AS n FROM coupon_issues";
+    assert_eq!(count_until(&env, issued, 2, Duration::from_secs(20)).await, 2, "q1 once, q2");
+    let dead = records(&env, &format!("{topic}.DLQ"), 2, Duration::from_secs(20)).await;
+    let mut reasons: Vec<&str> =
+        dead.iter().map(|d| d.value["reason"].as_str().unwrap_or_default()).collect();
+    reasons.sort_unstable();
+    assert_eq!(reasons, ["COUPON_ALREADY_ISSUED", "POLICY_NOT_FOUND"]);
+    assert_eq!(count(&env, issued).await, 2);
+    let events = records(&env, &topics.coupon_issued, 2, Duration::from_secs(20)).await;
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert!(events.iter().all(|e| e.value["data"]["issueType"] == "EVENT"), "{events:?}");
+    assert_eq!(
+        count(
+            &env,
+            &format!("SELECT current_issue_count::bigint AS n FROM coupon_policies WHERE id = {policy}")
+        )
+        .await,
+        2,
+        "the counter counts them"
+    );
+    worker.stop().await;
+}
+
+/// Waits until the worker has created all its topics: records can be produced then.
 async fn wait_for_ready_worker(env: &TestEnv) {
-    let topic = env.settings().kafka.topics.payment_completed;
+    let topics = env.settings().kafka.topics.all_with_dlq();
     for _ in 0..100 {
-        if topic_exists(env, &topic).await {
+        let mut missing = None;
+        for topic in &topics {
+            if !topic_exists(env, topic).await {
+                missing = Some(topic);
+                break;
+            }
+        }
+        if missing.is_none() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    panic!("the worker never created {topic}");
+    panic!("the worker never created all of {topics:?}");
 }
 
 /// `n` coupons of users `1..=n`, each RESERVED by its PENDING reservation `S{user}` (arranged with
@@ -141,21 +195,40 @@ async fn reserved(env: &TestEnv, n: i64) -> Vec<i64> {
     ] {
         diesel::sql_query(sql).execute(&mut conn).await.expect("test data");
     }
-    let mut ids = Vec::new();
-    for user in 1..=n {
-        ids.push(count(env, &format!("SELECT id AS n FROM coupon_issues WHERE user_id = {user}")).await);
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        id: i64,
     }
-    ids
+    let ids: Vec<Id> = diesel::sql_query("SELECT id FROM coupon_issues ORDER BY user_id")
+        .load(&mut conn)
+        .await
+        .expect("ids");
+    ids.into_iter().map(|row| row.id).collect()
 }
 
-/// Produces the payment.completed of reservations `S{first}..=S{last}`.
+/// Produces the payment.completed of reservations `S{first}..=S{last}`, one record per produce
+/// call, from eight producers at once (each reservation has its own coupon and key, so their
+/// relative order does not matter).
 async fn pay(env: &TestEnv, coupons: &[i64], first: i64, last: i64) {
+    const PRODUCERS: i64 = 8;
     let topic = env.settings().kafka.topics.payment_completed;
-    let mut producer = Producer::connect(env).await;
-    for user in first..=last {
-        let coupon = coupons[usize::try_from(user - 1).expect("index")];
-        let value = payment_completed(&format!("pay-{user}"), &format!("S{user}"), coupon);
-        producer.send(&topic, &coupon.to_string(), &value).await;
+    let tasks: Vec<_> = (0..PRODUCERS)
+        .map(|lane| {
+            let (env, topic, coupons) =
+                (env.clone_with("LOG_LEVEL", "warn"), topic.clone(), coupons.to_vec());
+            tokio::spawn(async move {
+                let mut producer = Producer::connect(&env).await;
+                for user in (first..=last).filter(|u| u % PRODUCERS == lane) {
+                    let coupon = coupons[usize::try_from(user - 1).expect("index")];
+                    let value = payment_completed(&format!("pay-{user}"), &format!("S{user}"), coupon);
+                    producer.send(&topic, &coupon.to_string(), &value).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("producer");
     }
 }
 
@@ -200,7 +273,7 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_stop
         "the survivor finished"
     );
     let owned = "SELECT count(*) AS n FROM worker_leases WHERE name LIKE 'consume:%' AND expires_at > now()";
-    assert_eq!(count(&env, owned).await, 9, "one worker holds all nine partitions of the three topics");
+    assert_eq!(count(&env, owned).await, 12, "one worker holds all twelve partitions of the four topics");
     assert_each_applied_once(&env, 300).await;
     first.stop().await;
 }

@@ -114,7 +114,7 @@ impl App {
             );
             let topics = &settings.kafka.topics;
             let consumers = Consumers::new(
-                Arc::new(PgInbox::new(pg.clone(), api_server::encoder(&settings))),
+                Arc::new(PgInbox::new(pg.clone(), api_server::encoder(&settings), settings.coupon.timezone)),
                 Arc::new(PgLeases::new(pg.clone())),
                 connected,
                 holder.clone(),
@@ -122,6 +122,10 @@ impl App {
                     Subscription { topic: topics.payment_completed.clone(), kind: Inbound::PaymentCompleted },
                     Subscription { topic: topics.payment_failed.clone(), kind: Inbound::PaymentFailed },
                     Subscription { topic: topics.order_cancelled.clone(), kind: Inbound::OrderCancelled },
+                    Subscription {
+                        topic: topics.coupon_issue_requested.clone(),
+                        kind: Inbound::IssueRequested,
+                    },
                 ],
                 settings.worker.lease_period,
             );

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::id::CouponId;
+use crate::id::{CouponId, PolicyId, UserId};
 use crate::port::{PortFuture, StoreError};
 use crate::reservation::{ConfirmRequest, ExternalRef, ReservationId};
 
@@ -16,6 +16,8 @@ pub enum Command {
     Release(ReservationId),
     /// `order.cancelled`: release the order's hold on the coupon, or restore the used coupon.
     CancelOrder { coupon: CouponId, order: ExternalRef },
+    /// `coupon.issue-requested`: issue one coupon of an EVENT policy to the user.
+    Issue { policy: PolicyId, user: UserId },
     /// Nothing to change (`payment.completed` without a reservation: no coupon was involved).
     Nothing,
 }

@@ -66,6 +66,8 @@ impl std::fmt::Debug for Consumers {
 const FETCH_BYTES: i32 = 1024 * 1024;
 /// How long the broker may hold a fetch open when there is nothing new.
 const FETCH_WAIT_MS: i32 = 500;
+/// Most records applied in one transaction.
+const MAX_RECORDS: usize = 500;
 /// Attempts of a failing batch before its records go one by one.
 const ATTEMPTS: u32 = 3;
 
@@ -202,18 +204,26 @@ async fn consume(
                 },
             };
             next = Some(from);
-            let (records, high_watermark) =
-                within(broker.timeout(), client.fetch_records(from, 1..FETCH_BYTES, FETCH_WAIT_MS)).await?;
-            let deliveries: Vec<Delivery> = records
-                .iter()
-                .filter(|r| r.offset >= from)
-                .map(|r| {
+            // One fetch may return a single record batch (one per produce call): keep fetching,
+            // without waiting, until caught up or the batch is full, then apply it all at once.
+            let mut deliveries: Vec<Delivery> = Vec::new();
+            let mut cursor = from;
+            let high_watermark = loop {
+                let wait = if deliveries.is_empty() { FETCH_WAIT_MS } else { 0 };
+                let (records, high_watermark) =
+                    within(broker.timeout(), client.fetch_records(cursor, 1..FETCH_BYTES, wait)).await?;
+                deliveries.extend(records.iter().filter(|r| r.offset >= cursor).map(|r| {
                     subscription.kind.delivery(r.offset, r.record.key.as_deref(), r.record.value.as_deref())
-                })
-                .collect();
-            if let Some(last) = deliveries.last().map(|d| d.offset) {
+                }));
+                let before = cursor;
+                cursor = deliveries.last().map_or(cursor, |d| d.offset + 1);
+                if cursor == before || cursor >= high_watermark || deliveries.len() >= MAX_RECORDS {
+                    break high_watermark;
+                }
+            };
+            if !deliveries.is_empty() {
                 apply(&*inbox, &source, from, &deliveries, &stop).await?;
-                next = Some(last + 1);
+                next = Some(cursor);
             }
             let lag = (high_watermark - next.unwrap_or(from)).max(0);
             metrics::gauge!("coupon_consumer_lag", "topic" => source.topic.clone(), "partition" => partition.to_string())

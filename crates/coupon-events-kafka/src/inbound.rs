@@ -1,5 +1,6 @@
 //! Consumed records (SPEC §6, `event-specification.ko.md`): the envelope and payload of
-//! `payment.completed`, `payment.failed` and `order.cancelled`, read into the domain's commands.
+//! `payment.completed`, `payment.failed`, `order.cancelled` and `coupon.issue-requested`
+//! (`{policyId, userId}`), read into the domain's commands.
 //!
 //! A record that cannot be read is not an error of the consumer: it becomes a `Delivery` whose
 //! reason sends it to the DLQ (`MALFORMED_JSON`, `UNKNOWN_EVENT_TYPE`, `INVALID_EVENT`).
@@ -8,7 +9,7 @@
 //! the reservation; the reservation id is the payment service's reference.
 
 use coupon_domain::consume::{Command, Delivery, Parsed};
-use coupon_domain::id::CouponId;
+use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::reservation::{ConfirmRequest, ExternalRef, ReservationId};
 use serde_json::Value;
 
@@ -18,6 +19,7 @@ pub enum Inbound {
     PaymentCompleted,
     PaymentFailed,
     OrderCancelled,
+    IssueRequested,
 }
 
 impl Inbound {
@@ -27,6 +29,7 @@ impl Inbound {
             Inbound::PaymentCompleted => "PAYMENT_COMPLETED",
             Inbound::PaymentFailed => "PAYMENT_FAILED",
             Inbound::OrderCancelled => "ORDER_CANCELLED",
+            Inbound::IssueRequested => "COUPON_ISSUE_REQUESTED",
         }
     }
 
@@ -70,6 +73,14 @@ impl Inbound {
                     coupon: coupon.as_i64().and_then(CouponId::new).ok_or_else(invalid)?,
                     order: reference(data, "orderId", ExternalRef::ORDER_MAX)?.ok_or_else(invalid)?,
                 },
+            },
+            Inbound::IssueRequested => Command::Issue {
+                policy: data
+                    .get("policyId")
+                    .and_then(Value::as_i64)
+                    .and_then(PolicyId::new)
+                    .ok_or_else(invalid)?,
+                user: data.get("userId").and_then(Value::as_i64).and_then(UserId::new).ok_or_else(invalid)?,
             },
         };
         Ok(Parsed { event_id, correlation_id, command })
@@ -133,6 +144,23 @@ mod tests {
             matches!(p.command, Command::CancelOrder { coupon, ref order } if coupon.get() == 1001 && order.as_str() == "ORDER-2024-0001"),
             "{:?}",
             p.command
+        );
+    }
+
+    #[test]
+    fn an_issue_request_names_policy_and_user() {
+        let request =
+            r#"{"eventId":"e9","eventType":"COUPON_ISSUE_REQUESTED","data":{"policyId":7,"userId":12345}}"#;
+        let p = parsed(Inbound::IssueRequested, request).expect("coupon.issue-requested");
+        assert!(
+            matches!(p.command, Command::Issue { policy, user } if policy.get() == 7 && user.get() == 12345),
+            "{:?}",
+            p.command
+        );
+        let no_user = r#"{"eventId":"e9","eventType":"COUPON_ISSUE_REQUESTED","data":{"policyId":7}}"#;
+        assert_eq!(
+            parsed(Inbound::IssueRequested, no_user).map(|p| p.event_id),
+            Err("INVALID_EVENT".to_owned())
         );
     }
 

@@ -14,8 +14,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use coupon_domain::consume::{Command, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
-use coupon_domain::event::{EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::coupon::expires_at;
+use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::id::{PolicyId, UserId};
+use coupon_domain::issue::{IssueCommand, IssueError};
+use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{CancelReason, ConfirmError, ReleaseError, RestoreError};
 use diesel::prelude::*;
@@ -24,16 +29,20 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::checkout_batch::{ConfirmWork, Work};
 use crate::error::{from_diesel, from_pool};
+use crate::issue::{Abort as IssueAbort, count_issue, take_slot};
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::reservation::{ATTEMPTS, Abort, cancel_order, release};
-use crate::schema::{consumer_offsets as co, processed_events as pe};
+use crate::row::PolicyRow;
+use crate::schema::{consumer_offsets as co, coupon_policies as p, processed_events as pe};
 
 /// Consumed events in PostgreSQL.
 #[derive(Clone)]
 pub struct PgInbox {
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
+    /// Business time zone: an EVENT coupon expires at the end of its last day there.
+    zone: Tz,
 }
 
 impl std::fmt::Debug for PgInbox {
@@ -43,14 +52,17 @@ impl std::fmt::Debug for PgInbox {
 }
 
 impl PgInbox {
-    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
-        Self { pool, encoder }
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>, zone: Tz) -> Self {
+        Self { pool, encoder, zone }
     }
 }
 
 /// Why the transaction (or an effect's savepoint) stopped.
 enum Stop {
     Fenced,
+    /// The effect was refused after it had written (a coupon over the cap): roll its savepoint
+    /// back, then send the record to the DLQ.
+    Refused(Effect),
     /// The coupon moved under the effect: roll its savepoint back and run it again.
     Again,
     Db(diesel::result::Error),
@@ -97,10 +109,10 @@ impl Inbox for PgInbox {
     ) -> PortFuture<'a, Result<Vec<Outcome>, InboxError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            let encoder = &*self.encoder;
+            let effects = Effects { encoder: &*self.encoder, zone: self.zone };
             let result = conn
                 .transaction::<_, Stop, _>(async |conn| {
-                    apply(conn, encoder, source, from, deliveries, now).await
+                    apply(conn, &effects, source, from, deliveries, now).await
                 })
                 .await;
             match result {
@@ -108,17 +120,23 @@ impl Inbox for PgInbox {
                 Err(Stop::Fenced) => Err(InboxError::Fenced),
                 Err(Stop::Db(e)) => Err(from_diesel(e).into()),
                 Err(Stop::Store(e)) => Err(e.into()),
-                Err(Stop::Again) => {
-                    Err(StoreError::Unexpected(anyhow::anyhow!("an effect escaped its retries")).into())
+                Err(Stop::Again | Stop::Refused(_)) => {
+                    Err(StoreError::Unexpected(anyhow::anyhow!("an effect escaped its savepoint")).into())
                 }
             }
         })
     }
 }
 
+/// What the effects need besides the connection.
+struct Effects<'a> {
+    encoder: &'a dyn EventEncoder,
+    zone: Tz,
+}
+
 async fn apply(
     conn: &mut AsyncPgConnection,
-    encoder: &dyn EventEncoder,
+    effects: &Effects<'_>,
     source: &Source,
     from: i64,
     deliveries: &[Delivery],
@@ -149,7 +167,7 @@ async fn apply(
                 dead_letter(conn, source, delivery, reason, now).await?;
                 Outcome::DeadLettered(reason.clone())
             }
-            Ok(parsed) => consume(conn, encoder, source, delivery, parsed, now).await?,
+            Ok(parsed) => consume(conn, effects, source, delivery, parsed, now).await?,
         };
         metrics::counter!("coupon_consumer_records_total", "topic" => source.topic.clone(), "outcome" => outcome.label())
             .increment(1);
@@ -166,7 +184,7 @@ async fn apply(
 /// One parsed record: dedupe, effect (in a savepoint), DLQ on refusal, dedupe row.
 async fn consume(
     conn: &mut AsyncPgConnection,
-    encoder: &dyn EventEncoder,
+    effects: &Effects<'_>,
     source: &Source,
     delivery: &Delivery,
     parsed: &Parsed,
@@ -185,7 +203,7 @@ async fn consume(
     for _ in 0..ATTEMPTS {
         let effect = conn
             .transaction::<_, Stop, _>(async |conn| {
-                effect(conn, encoder, &parsed.command, now, &context).await
+                effect(conn, effects, &parsed.command, now, &context).await
             })
             .await;
         match effect {
@@ -195,6 +213,10 @@ async fn consume(
                 outcome = Some(Outcome::DeadLettered(reason));
             }
             Err(Stop::Again) => continue,
+            Err(Stop::Refused(Effect::Refused(reason))) => {
+                dead_letter(conn, source, delivery, &reason, now).await?;
+                outcome = Some(Outcome::DeadLettered(reason));
+            }
             Err(e) => return Err(e),
         }
         break;
@@ -229,12 +251,14 @@ fn applied_or_nothing(command: &Command) -> Outcome {
 /// The command's effect, with the use cases' own statements.
 async fn effect(
     conn: &mut AsyncPgConnection,
-    encoder: &dyn EventEncoder,
+    effects: &Effects<'_>,
     command: &Command,
     now: DateTime<Utc>,
     context: &EventContext,
 ) -> Result<Effect, Stop> {
+    let encoder = effects.encoder;
     match command {
+        Command::Issue { policy, user } => issue(conn, effects, *policy, *user, now, context).await,
         Command::Nothing => Ok(Effect::Applied),
         Command::Confirm(request) => {
             let work = ConfirmWork { request: request.clone(), now, context: context.clone() };
@@ -279,6 +303,71 @@ async fn effect(
                 }
             }
         }
+    }
+}
+
+/// An EVENT-type coupon for `user`, as the issuing endpoints would issue it: the policy's rules,
+/// the user's free slot, the `coupon.issued` event, the counter under its cap.
+async fn issue(
+    conn: &mut AsyncPgConnection,
+    effects: &Effects<'_>,
+    policy: PolicyId,
+    user: UserId,
+    now: DateTime<Utc>,
+    context: &EventContext,
+) -> Result<Effect, Stop> {
+    let row: Option<PolicyRow> =
+        p::table.find(policy.get()).select(PolicyRow::as_select()).first(conn).await.optional()?;
+    let Some(row) = row else {
+        return Ok(Effect::Refused("POLICY_NOT_FOUND".into()));
+    };
+    let policy = Policy::try_from(row).map_err(Stop::Store)?;
+    if let Err(reason) = policy.check_issuable(DistributionType::Event, now) {
+        return Ok(Effect::Refused(not_issuable(reason).into()));
+    }
+    let command = IssueCommand {
+        policy: &policy,
+        channel: DistributionType::Event,
+        user_id: user,
+        issued_at: now,
+        expires_at: expires_at(now, policy.valid_days, effects.zone),
+        context,
+    };
+    let refused = |e: IssueError| match e {
+        IssueError::AlreadyIssued => Ok(Effect::Refused("COUPON_ALREADY_ISSUED".into())),
+        IssueError::NotIssuable(reason) => Ok(Effect::Refused(not_issuable(reason).into())),
+        IssueError::PolicyNotFound | IssueError::CodeNotFound => {
+            Ok(Effect::Refused("POLICY_NOT_FOUND".into()))
+        }
+        IssueError::Unavailable(m) => Err(Stop::Store(StoreError::Unavailable(m))),
+        IssueError::Unexpected(e) => Err(Stop::Store(StoreError::Unexpected(e))),
+    };
+    // A refusal after the slot was taken must undo it: fail the savepoint, then answer.
+    let coupon = match take_slot(conn, &command).await {
+        Ok(coupon) => coupon,
+        Err(IssueAbort::Refused(e)) => return refused(e),
+        Err(IssueAbort::Db(e)) => return Err(Stop::Db(e)),
+    };
+    let event = effects
+        .encoder
+        .encode(&CouponEvent::Issued { coupon: &coupon, policy: &policy }, context)
+        .map_err(|e| Stop::Store(StoreError::Unexpected(e)))?;
+    outbox::append(conn, &event).await?;
+    match count_issue(conn, &command).await {
+        Ok(()) => Ok(Effect::Applied),
+        Err(IssueAbort::Refused(e)) => Err(Stop::Refused(refused(e)?)),
+        Err(IssueAbort::Db(e)) => Err(Stop::Db(e)),
+    }
+}
+
+/// The SPEC code of a policy that does not issue now.
+fn not_issuable(reason: NotIssuable) -> &'static str {
+    match reason {
+        NotIssuable::Inactive => "POLICY_INACTIVE",
+        NotIssuable::WrongChannel => "INVALID_ISSUE_TYPE",
+        NotIssuable::NotStarted => "COUPON_ISSUE_PERIOD_NOT_STARTED",
+        NotIssuable::Ended => "COUPON_ISSUE_PERIOD_EXPIRED",
+        NotIssuable::SoldOut => "COUPON_SOLD_OUT",
     }
 }
 

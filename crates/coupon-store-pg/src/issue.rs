@@ -98,7 +98,10 @@ impl CouponStore for PgCouponStore {
 /// Concurrent requests of one user race for the same slot: the unique index makes the losers wait
 /// for the winner's commit and then insert nothing, and the loop tries the next free slot with a
 /// fresh snapshot (READ COMMITTED). When every slot is held the user is at the limit.
-async fn take_slot(conn: &mut AsyncPgConnection, command: &IssueCommand<'_>) -> Result<IssuedCoupon, Abort> {
+pub(crate) async fn take_slot(
+    conn: &mut AsyncPgConnection,
+    command: &IssueCommand<'_>,
+) -> Result<IssuedCoupon, Abort> {
     let limit = i32::from(command.policy.max_issue_per_user);
     for _ in 0..=limit {
         let inserted: Option<CouponRow> = diesel::sql_query(
@@ -152,7 +155,10 @@ async fn held_slots(
 /// Counts the coupon against the policy, only while the policy can issue through the channel at
 /// the issue time and is under its cap. This conditional update, not the earlier checks, is what
 /// decides: it runs under the row lock, after every concurrent issuer ahead of it committed.
-async fn count_issue(conn: &mut AsyncPgConnection, command: &IssueCommand<'_>) -> Result<(), Abort> {
+pub(crate) async fn count_issue(
+    conn: &mut AsyncPgConnection,
+    command: &IssueCommand<'_>,
+) -> Result<(), Abort> {
     let updated = diesel::sql_query(
         "UPDATE coupon_policies SET current_issue_count = current_issue_count + 1 \
          WHERE id = $1 AND is_active AND distribution_type = $2 AND valid_from <= $3 AND valid_until > $3 \

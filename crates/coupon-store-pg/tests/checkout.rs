@@ -581,7 +581,7 @@ async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq
     let checkout = checkout(&f, StdDuration::from_secs(600));
     checkout.reserve(&hold("R1", 42, ids[0], 10_000), "c".into()).await.expect("reserve R1");
     checkout.reserve(&hold("R2", 43, ids[1], 10_000), "c".into()).await.expect("reserve R2");
-    let inbox = PgInbox::new(f.pool.clone(), Arc::new(TypesOnly));
+    let inbox = PgInbox::new(f.pool.clone(), Arc::new(TypesOnly), chrono_tz::Tz::UTC);
     let source = Source { topic: "payments".into(), partition: 1, dead_letter_topic: "payments.DLQ".into() };
     let paid = |rid: &str| Command::Confirm(payment(rid, &format!("P-{rid}")));
     let records = [
