@@ -3,6 +3,7 @@
 #
 #   deploy/local/bench.sh issue [SECONDS] [CONNECTIONS]
 #   deploy/local/bench.sh reserve [SECONDS] [CONNECTIONS]
+#   deploy/local/bench.sh events [N]
 #
 # issue: a release api-server on a fresh database, a FIRST_COME policy whose cap is far above what
 # the run can issue, and wrk driving POST /api/coupons/download with a distinct user per request
@@ -14,12 +15,17 @@
 # cycles, one coupon per cycle, the two requests pipelined on one connection. Prints cycles/s and
 # the latency of the cycle, then checks PostgreSQL: every used coupon has its confirmed reservation
 # and its coupon.reserved and coupon.used outbox rows.
+#
+# events: N (default 50,000) coupons RESERVED by their pending reservations (SQL), a release
+# event-worker on fresh topics, then N payment.completed produced (500 per produce call) and the
+# time until all N coupons are USED. Checks that every reservation was confirmed once: used
+# coupons = coupon.used rows = processed_events rows = stored offsets = N.
 source "$(dirname "$0")/lib.sh"
 
 what="${1:-}"
 seconds="${2:-20}"
 connections="${3:-64}"
-case "$what" in issue | reserve) ;; *) die "usage: $0 issue|reserve [SECONDS] [CONNECTIONS]" ;; esac
+case "$what" in issue | reserve | events) ;; *) die "usage: $0 issue|reserve [SECONDS] [CONNECTIONS] | events [N]" ;; esac
 
 command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
@@ -29,6 +35,65 @@ ensure_redis
 bench_db=coupon_bench
 port=8090
 token=bench-admin-token-0123456789
+if [ "$what" = events ]; then
+    n="${2:-50000}"
+    ensure_postgres
+    ensure_kafka
+    cd "$ROOT"
+    log "building event-worker and the bench producer (release)"
+    cargo build --quiet --release -p api-server -p event-worker
+    cargo build --quiet --release -p coupon-e2e --bin produce-payments
+    bench_db=coupon_bench
+    psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qc "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db"
+    export DATABASE_NAME=$bench_db LOG_LEVEL=warn WORKER_ADMIN_PORT=9191
+    target/release/api-server migrate >/dev/null 2>&1 || die "migrations failed"
+    suffix="bench$$"
+    for t in COUPON_ISSUED:coupon.issued COUPON_RESERVED:coupon.reserved COUPON_USED:coupon.used \
+        COUPON_CANCELLED:coupon.cancelled COUPON_EXPIRED:coupon.expired PAYMENT_COMPLETED:payment.completed.v1 \
+        PAYMENT_FAILED:payment.failed.v1 ORDER_CANCELLED:order.cancelled COUPON_ISSUE_REQUESTED:coupon.issue-requested; do
+        export "KAFKA_TOPIC_${t%%:*}=${t#*:}.$suffix"
+    done
+    q() { psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d $bench_db -tAc "$1"; }
+    log "reserving $n coupons"
+    q "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, valid_days, valid_from, valid_until)
+       VALUES (1, 'bench', 'FIXED_AMOUNT', 1000, 'DOWNLOAD', 30, now() - interval '1 day', now() + interval '1 day')" >/dev/null
+    q "WITH c AS (INSERT INTO coupon_issues (policy_id, user_id, status, reservation_id, reserved_at, issued_at, expires_at)
+                  SELECT 1, u, 'RESERVED', 'S' || u, now(), now() - interval '1 hour', now() + interval '30 days'
+                  FROM generate_series(1, $n) u RETURNING id, user_id, reservation_id)
+       INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, discount_amount,
+                                        status, reserved_at, expires_at, created_at, updated_at)
+       SELECT reservation_id, id, user_id, 'O-' || reservation_id, 50000, 1000, 'PENDING', now(), now() + interval '1 hour', now(), now() FROM c" >/dev/null
+    q "VACUUM ANALYZE" >/dev/null
+    first=$(q "SELECT min(id) FROM coupon_issues")
+    [ "$(q "SELECT count(*) FROM coupon_issues WHERE id - $first + 1 = user_id")" = "$n" ] || die "coupon ids are not contiguous"
+    target/release/event-worker >"$LOCAL/bench-event-worker.log" 2>&1 &
+    worker=$!
+    trap 'kill $worker 2>/dev/null; wait $worker 2>/dev/null' EXIT
+    worker_ready() { [ "$(http_status 9191 /health/ready)" = 200 ]; }
+    wait_for 60 event-worker worker_ready
+    log "producing $n payment.completed and waiting until every coupon is USED"
+    start=$(date +%s.%N)
+    target/release/produce-payments "$first" "$n"
+    while [ "$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED'")" -lt "$n" ]; do
+        sleep 0.2
+        awk -v s="$start" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - s > 600) }' && die "not done after 600 s"
+    done
+    end=$(date +%s.%N)
+    used=$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED'")
+    events=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_USED'")
+    processed=$(q "SELECT count(*) FROM processed_events")
+    offsets=$(q "SELECT COALESCE(sum(next_offset), 0) FROM consumer_offsets")
+    echo
+    echo "== bench events ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; event-worker, PostgreSQL and Tansu on this machine)"
+    awk -v n="$n" -v s="$start" -v e="$end" 'BEGIN { printf "payment.completed → USED: %d events in %.2f s = %.0f events/s (production included)\n", n, e - s, n / (e - s) }'
+    echo "used coupons: $used   coupon.used rows: $events   processed_events: $processed   stored offsets: $offsets"
+    ok=1
+    for v in "$used" "$events" "$processed" "$offsets"; do [ "$v" = "$n" ] || ok=0; done
+    [ $ok = 1 ] && echo "CHECK OK: every reservation confirmed exactly once, offsets at the end of the stream"
+    [ $ok = 1 ]
+    exit
+fi
+
 cd "$ROOT"
 log "building api-server (release)"
 cargo build --quiet --release -p api-server

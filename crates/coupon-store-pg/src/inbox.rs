@@ -2,15 +2,18 @@
 //!
 //! One transaction per call. It first locks the partition's row of `consumer_offsets` and checks
 //! that the offset is where the caller says it is; if not, another consumer took the partition
-//! over and nothing happens (`Fenced`). Then, record by record: a record whose `eventId` is in
-//! `processed_events` is a duplicate; otherwise its effect runs in a savepoint (the same rules and
-//! statements as the HTTP endpoints), and a business refusal (unknown reservation, another order,
+//! over and nothing happens (`Fenced`). Then, in record order: a record whose `eventId` is in
+//! `processed_events` (one query for the batch) or earlier in the batch is a duplicate; otherwise
+//! its effect runs in a savepoint (the same rules and statements as the HTTP endpoints; consecutive
+//! confirmations of distinct reservations share one round), and a business refusal (unknown reservation, another order,
 //! a late payment for a coupon that moved on) becomes a DLQ record in the outbox, so that it is
 //! published like any event, at least once. Malformed records go to the DLQ without an effect.
-//! Each record leaves its `processed_events` row, and the offset moves past the last record. A
+//! Each record leaves its `processed_events` row (one insert for the batch), and the offset moves
+//! past the last record. A
 //! crash at any point rolls all of it back: no effect without its offset, no offset without its
 //! effect.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -24,7 +27,7 @@ use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{CancelReason, ConfirmError, ReleaseError, RestoreError};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Integer, Text};
+use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::checkout_batch::{ConfirmWork, Work};
@@ -159,29 +162,168 @@ async fn apply(
     if current != from {
         return Err(Stop::Fenced);
     }
-    let mut outcomes = Vec::with_capacity(deliveries.len());
-    let mut next = from;
-    for delivery in deliveries {
-        let outcome = match &delivery.parsed {
-            Err(reason) => {
-                dead_letter(conn, source, delivery, reason, now).await?;
-                Outcome::DeadLettered(reason.clone())
+    // Which eventIds were applied before, in one query; the batch adds its own as it goes, so a
+    // record repeated inside the batch is a duplicate too.
+    let ids: Vec<&str> =
+        deliveries.iter().filter_map(|d| d.parsed.as_ref().ok()).map(|p| p.event_id.as_str()).collect();
+    let mut seen: HashSet<String> = pe::table
+        .filter(pe::topic.eq(&source.topic))
+        .filter(pe::event_id.eq_any(&ids))
+        .select(pe::event_id)
+        .load::<String>(conn)
+        .await?
+        .into_iter()
+        .collect();
+    let mut outcomes: Vec<Option<Outcome>> = vec![None; deliveries.len()];
+    // Consecutive confirmations of distinct reservations are decided together, in one round.
+    let mut run: Vec<usize> = Vec::new();
+    let mut run_ids: HashSet<&str> = HashSet::new();
+    for (index, delivery) in deliveries.iter().enumerate() {
+        let parsed = match &delivery.parsed {
+            Ok(parsed) if seen.insert(parsed.event_id.clone()) => parsed,
+            Ok(_) => {
+                outcomes[index] = Some(Outcome::Duplicate);
+                continue;
             }
-            Ok(parsed) => consume(conn, effects, source, delivery, parsed, now).await?,
+            Err(reason) => {
+                // DLQ records keep the order of their records: the pending run goes first.
+                confirm_run(conn, effects, source, deliveries, &run, &mut outcomes, now).await?;
+                run.clear();
+                run_ids.clear();
+                dead_letter(conn, source, delivery, reason, now).await?;
+                outcomes[index] = Some(Outcome::DeadLettered(reason.clone()));
+                continue;
+            }
         };
-        metrics::counter!("coupon_consumer_records_total", "topic" => source.topic.clone(), "outcome" => outcome.label())
-            .increment(1);
-        outcomes.push(outcome);
-        next = delivery.offset + 1;
+        if let Command::Confirm(request) = &parsed.command
+            && run_ids.insert(request.reservation_id.as_str())
+        {
+            run.push(index);
+            continue;
+        }
+        confirm_run(conn, effects, source, deliveries, &run, &mut outcomes, now).await?;
+        run.clear();
+        run_ids.clear();
+        if let Command::Confirm(request) = &parsed.command {
+            // The same reservation again: it starts the next run.
+            run_ids.insert(request.reservation_id.as_str());
+            run.push(index);
+            continue;
+        }
+        outcomes[index] = Some(consume(conn, effects, source, delivery, parsed, now).await?);
     }
+    confirm_run(conn, effects, source, deliveries, &run, &mut outcomes, now).await?;
+    let outcomes: Vec<Outcome> = outcomes.into_iter().map(|o| o.unwrap_or(Outcome::Nothing)).collect();
+    record_processed(conn, source, deliveries, &outcomes).await?;
+    let next = deliveries.last().map_or(from, |d| d.offset + 1);
     diesel::update(co::table.filter(co::topic.eq(&source.topic)).filter(co::partition.eq(source.partition)))
         .set((co::next_offset.eq(next), co::updated_at.eq(now)))
         .execute(conn)
         .await?;
+    for outcome in &outcomes {
+        metrics::counter!("coupon_consumer_records_total", "topic" => source.topic.clone(), "outcome" => outcome.label())
+            .increment(1);
+    }
     Ok(outcomes)
 }
 
-/// One parsed record: dedupe, effect (in a savepoint), DLQ on refusal, dedupe row.
+/// One `processed_events` row per parsed record that was not a duplicate, in one statement.
+async fn record_processed(
+    conn: &mut AsyncPgConnection,
+    source: &Source,
+    deliveries: &[Delivery],
+    outcomes: &[Outcome],
+) -> Result<(), Stop> {
+    let rows: Vec<(&str, i64, &str)> = deliveries
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| **outcome != Outcome::Duplicate)
+        .filter_map(|(d, outcome)| {
+            d.parsed.as_ref().ok().map(|p| (p.event_id.as_str(), d.offset, outcome.label()))
+        })
+        .collect();
+    if rows.is_empty() {
+        return Ok(());
+    }
+    diesel::sql_query(
+        "INSERT INTO processed_events (topic, event_id, partition, record_offset, outcome, processed_at) \
+         SELECT $1, e.id, $2, e.record_offset, e.outcome, now() \
+         FROM unnest($3::text[], $4::bigint[], $5::text[]) AS e(id, record_offset, outcome)",
+    )
+    .bind::<Text, _>(&source.topic)
+    .bind::<Integer, _>(source.partition)
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(rows.iter().map(|r| r.2).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Confirms the records at `run` (distinct reservations) in shared rounds, in a savepoint; a
+/// refusal goes to the DLQ, a coupon that moved goes again. If a round fails as a whole, the
+/// records are done one by one instead.
+async fn confirm_run(
+    conn: &mut AsyncPgConnection,
+    effects: &Effects<'_>,
+    source: &Source,
+    deliveries: &[Delivery],
+    run: &[usize],
+    outcomes: &mut [Option<Outcome>],
+    now: DateTime<Utc>,
+) -> Result<(), Stop> {
+    let mut todo: Vec<(usize, ConfirmWork)> = run
+        .iter()
+        .filter_map(|&index| match &deliveries[index].parsed {
+            Ok(Parsed { command: Command::Confirm(request), correlation_id, .. }) => Some((
+                index,
+                ConfirmWork {
+                    request: request.clone(),
+                    now,
+                    context: EventContext { correlation_id: correlation_id.clone(), occurred_at: now },
+                },
+            )),
+            _ => None,
+        })
+        .collect();
+    for _ in 0..ATTEMPTS {
+        if todo.is_empty() {
+            return Ok(());
+        }
+        let works: Vec<&ConfirmWork> = todo.iter().map(|(_, w)| w).collect();
+        let round = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                ConfirmWork::round(conn, effects.encoder, &works).await
+            })
+            .await;
+        drop(works);
+        let Ok(answers) = round else { break };
+        let mut again = Vec::new();
+        for ((index, work), answer) in todo.into_iter().zip(answers) {
+            match answer {
+                None => again.push((index, work)),
+                Some(Ok(_)) => outcomes[index] = Some(Outcome::Applied),
+                Some(Err(e)) => match confirm_refusal(e)? {
+                    Effect::Refused(reason) => {
+                        dead_letter(conn, source, &deliveries[index], &reason, now).await?;
+                        outcomes[index] = Some(Outcome::DeadLettered(reason));
+                    }
+                    Effect::Applied => outcomes[index] = Some(Outcome::Applied),
+                },
+            }
+        }
+        todo = again;
+    }
+    // What is left (a round failed, or coupons kept moving): one by one, each with its retries.
+    for (index, _) in todo {
+        if let Ok(parsed) = &deliveries[index].parsed {
+            outcomes[index] = Some(consume(conn, effects, source, &deliveries[index], parsed, now).await?);
+        }
+    }
+    Ok(())
+}
+
+/// One parsed record, not seen before: effect (in a savepoint) and DLQ on refusal.
 async fn consume(
     conn: &mut AsyncPgConnection,
     effects: &Effects<'_>,
@@ -190,16 +332,7 @@ async fn consume(
     parsed: &Parsed,
     now: DateTime<Utc>,
 ) -> Result<Outcome, Stop> {
-    let seen: bool = diesel::select(diesel::dsl::exists(
-        pe::table.filter(pe::topic.eq(&source.topic)).filter(pe::event_id.eq(&parsed.event_id)),
-    ))
-    .get_result(conn)
-    .await?;
-    if seen {
-        return Ok(Outcome::Duplicate);
-    }
     let context = EventContext { correlation_id: parsed.correlation_id.clone(), occurred_at: now };
-    let mut outcome = None;
     for _ in 0..ATTEMPTS {
         let effect = conn
             .transaction::<_, Stop, _>(async |conn| {
@@ -207,38 +340,19 @@ async fn consume(
             })
             .await;
         match effect {
-            Ok(Effect::Applied) => outcome = Some(applied_or_nothing(&parsed.command)),
-            Ok(Effect::Refused(reason)) => {
+            Ok(Effect::Applied) => return Ok(applied_or_nothing(&parsed.command)),
+            Ok(Effect::Refused(reason)) | Err(Stop::Refused(Effect::Refused(reason))) => {
                 dead_letter(conn, source, delivery, &reason, now).await?;
-                outcome = Some(Outcome::DeadLettered(reason));
+                return Ok(Outcome::DeadLettered(reason));
             }
-            Err(Stop::Again) => continue,
-            Err(Stop::Refused(Effect::Refused(reason))) => {
-                dead_letter(conn, source, delivery, &reason, now).await?;
-                outcome = Some(Outcome::DeadLettered(reason));
-            }
+            Err(Stop::Again) => {}
             Err(e) => return Err(e),
         }
-        break;
     }
-    let outcome = outcome.ok_or_else(|| {
-        Stop::Store(StoreError::Unexpected(anyhow::anyhow!(
-            "{}: still changing after {ATTEMPTS} attempts",
-            parsed.event_id
-        )))
-    })?;
-    diesel::sql_query(
-        "INSERT INTO processed_events (topic, event_id, partition, record_offset, outcome, processed_at) \
-         VALUES ($1, $2, $3, $4, $5, now())",
-    )
-    .bind::<Text, _>(&source.topic)
-    .bind::<Text, _>(&parsed.event_id)
-    .bind::<Integer, _>(source.partition)
-    .bind::<BigInt, _>(delivery.offset)
-    .bind::<Text, _>(outcome.label())
-    .execute(conn)
-    .await?;
-    Ok(outcome)
+    Err(Stop::Store(StoreError::Unexpected(anyhow::anyhow!(
+        "{}: still changing after {ATTEMPTS} attempts",
+        parsed.event_id
+    ))))
 }
 
 fn applied_or_nothing(command: &Command) -> Outcome {
