@@ -199,14 +199,13 @@ async fn a_broker_outage_costs_no_api_errors_and_loses_no_event() {
         published.iter().map(|p| p.value["eventId"].as_str().expect("eventId")).collect();
     assert_eq!(ids.len(), issued, "every coupon.issued arrived");
     assert_eq!(published.len(), issued, "and none twice");
-    let mut unpublished = -1;
-    for _ in 0..50 {
-        unpublished = count(&env, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL").await;
-        if unpublished == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let unpublished = count_until(
+        &env,
+        "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL",
+        0,
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(unpublished, 0, "every row is marked published");
     worker.stop().await;
 }
