@@ -17,14 +17,6 @@ async fn discount_policy(client: &reqwest::Client, base: &str, rule: Value) -> i
     create_policy(client, base, body).await
 }
 
-/// Downloads a coupon of `policy` for `user`; returns its id.
-async fn coupon(client: &reqwest::Client, base: &str, policy: i64, user: i64) -> i64 {
-    let (status, body) =
-        download(client, base, user, json!({"couponPolicyId": policy, "userId": user})).await;
-    assert_eq!(status, 201, "{body}");
-    body["couponId"].as_i64().expect("couponId")
-}
-
 async fn post_as(client: &reqwest::Client, url: &str, user: i64, body: Value) -> (u16, Value) {
     answer(client.post(url).header("X-User-Id", user.to_string()).json(&body).send().await.expect("request"))
         .await

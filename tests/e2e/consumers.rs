@@ -32,13 +32,6 @@ async fn reserve(client: &reqwest::Client, base: &str, user: i64, coupon: i64, r
     assert_eq!(status, 200, "{body}");
 }
 
-async fn coupon(client: &reqwest::Client, base: &str, policy: i64, user: i64) -> i64 {
-    let (status, body) =
-        download(client, base, user, json!({"couponPolicyId": policy, "userId": user})).await;
-    assert_eq!(status, 201, "{body}");
-    body["couponId"].as_i64().expect("couponId")
-}
-
 async fn status_of(env: &TestEnv, coupon: i64, status: &str) -> i64 {
     count_until(
         env,

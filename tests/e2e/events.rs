@@ -154,13 +154,6 @@ async fn each_call_publishes_its_event_once_in_the_spec_envelope_and_refusals_no
     worker.stop().await;
 }
 
-/// Downloads one coupon of `policy` for `user` and insists on a 201.
-async fn issue(client: &reqwest::Client, base: &str, policy: i64, user: i64) {
-    let (status, body) =
-        download(client, base, user, json!({"couponPolicyId": policy, "userId": user})).await;
-    assert_eq!(status, 201, "user {user}: {body}");
-}
-
 /// Kafka is not on the request path: with the broker down for 30 s the API keeps answering 201,
 /// the events wait in the outbox, and once the broker is back every one is published, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +171,7 @@ async fn a_broker_outage_costs_no_api_errors_and_loses_no_event() {
 
     let mut users = 1..;
     for user in users.by_ref().take(20) {
-        issue(&client, &base, policy, user).await;
+        coupon(&client, &base, policy, user).await;
     }
     assert_eq!(records(&env, &topic, 20, Duration::from_secs(30)).await.len(), 20, "published while up");
 
@@ -186,7 +179,7 @@ async fn a_broker_outage_costs_no_api_errors_and_loses_no_event() {
     let down = tokio::time::Instant::now();
     let mut issued = 20;
     while down.elapsed() < Duration::from_secs(30) {
-        issue(&client, &base, policy, users.next().expect("user")).await;
+        coupon(&client, &base, policy, users.next().expect("user")).await;
         issued += 1;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -223,7 +216,9 @@ async fn two_workers_publish_each_row_once() {
     let calls: Vec<_> = (1..=300)
         .map(|user| {
             let (client, base) = (client.clone(), base.clone());
-            tokio::spawn(async move { issue(&client, &base, policy, user).await })
+            tokio::spawn(async move {
+                coupon(&client, &base, policy, user).await;
+            })
         })
         .collect();
     for call in calls {

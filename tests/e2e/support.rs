@@ -178,6 +178,14 @@ pub fn start_worker(env: &TestEnv) -> Worker {
     Worker { stop: Box::new(move || token.cancel()), running }
 }
 
+/// Downloads one coupon of `policy` for `user`, insists on a 201, and returns the coupon's id.
+pub async fn coupon(client: &reqwest::Client, base: &str, policy: i64, user: i64) -> i64 {
+    let (status, body) =
+        download(client, base, user, json!({"couponPolicyId": policy, "userId": user})).await;
+    assert_eq!(status, 201, "user {user}: {body}");
+    body["couponId"].as_i64().expect("couponId")
+}
+
 /// A client of the test environment's Kafka broker.
 pub async fn broker(env: &TestEnv, client_id: &str) -> coupon_events_kafka::broker::Broker {
     use coupon_events_kafka::broker::{Broker, BrokerConfig};
