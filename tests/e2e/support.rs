@@ -309,3 +309,53 @@ pub async fn count_until(env: &TestEnv, sql: &str, expected: i64, limit: Duratio
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// A `payment.completed` record of SPEC §6 for `reservation` on `coupon`.
+pub fn payment_completed(event_id: &str, reservation: &str, coupon: i64) -> String {
+    json!({
+        "eventId": event_id, "eventType": "PAYMENT_COMPLETED", "timestamp": "2026-11-23T10:05:00Z",
+        "data": {"paymentId": format!("PAY-{reservation}"), "orderId": format!("O-{reservation}"), "userId": 1,
+                 "amount": 45_000, "couponId": coupon, "reservationId": reservation, "paymentMethod": "CREDIT_CARD",
+                 "completedAt": "2026-11-23T10:05:00"},
+        "metadata": {"correlationId": format!("corr-{event_id}"), "source": "payment-service", "version": "1.0"}
+    })
+    .to_string()
+}
+
+/// Reserves `coupon` for `user` under reservation id `rid` (order `O-{rid}`), insisting on 200.
+pub async fn reserve(client: &reqwest::Client, base: &str, user: i64, coupon: i64, rid: &str) {
+    let body = json!({"reservationId": rid, "userId": user, "couponId": coupon, "orderAmount": 50_000, "orderId": format!("O-{rid}")});
+    let response = client
+        .post(format!("{base}/api/coupons/reserve"))
+        .header("X-User-Id", user.to_string())
+        .json(&body)
+        .send()
+        .await
+        .expect("reserve");
+    let (status, body) = answer(response).await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Waits until the worker has created all its topics: records can be produced then.
+pub async fn wait_for_ready_worker(env: &TestEnv) {
+    let topics = env.settings().kafka.topics.all_with_dlq();
+    for _ in 0..100 {
+        let mut missing = None;
+        for topic in &topics {
+            if !topic_exists(env, topic).await {
+                missing = Some(topic);
+                break;
+            }
+        }
+        if missing.is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("the worker never created all of {topics:?}");
+}
+
+/// Whether `topic` exists on the broker.
+pub async fn topic_exists(env: &TestEnv, topic: &str) -> bool {
+    broker(env, "e2e-probe").await.partitions(topic).await.expect("metadata").is_some()
+}

@@ -5,7 +5,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::id::UserId;
 use coupon_domain::issue::{IssueError, IssueTarget};
-use coupon_domain::policy::{CouponCode, Policy};
+use coupon_domain::policy::{CouponCode, DistributionType, Policy};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -145,6 +145,8 @@ pub(crate) async fn download(
         }
     };
     tracing::info!(coupon.id = %issued.coupon.id, policy.id = %issued.policy.id, user.id = %user, "coupon issued");
+    metrics::counter!("coupon_issued_total", "issue_type" => issued.policy.distribution.as_str())
+        .increment(1);
     let mut response = HttpResponse::Created();
     for header in rate.iter().flat_map(rate_headers) {
         response.insert_header(header);
@@ -229,6 +231,8 @@ pub(crate) async fn direct_issue(
         })
         .collect();
     let success_count = results.iter().filter(|r| r.status == "SUCCESS").count();
+    metrics::counter!("coupon_issued_total", "issue_type" => DistributionType::Direct.as_str())
+        .increment(success_count as u64);
     tracing::info!(
         policy.id = %policy,
         issued_by = body.issued_by.as_deref().unwrap_or(""),

@@ -17,12 +17,14 @@ pub(crate) struct Verbatim;
 
 /// Gives every 4xx/5xx response the SPEC §5 envelope. Errors raised as [`ApiError`] carry their
 /// code and message; any other error response (the router's 404 and 405, a body over the limit,
-/// a panic turned 500 by the framework) gets the code that matches its status.
+/// a panic turned 500 by the framework) gets the code that matches its status. Each one counts in
+/// `http_server_errors_total{route,code}` (the sold-out rate is its `COUPON_SOLD_OUT` series).
 pub async fn error_envelope(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let path = req.path().to_owned();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
     let (http_req, response) = match next.call(req).await {
         Ok(res) => {
             let is_error = res.status().is_client_error() || res.status().is_server_error();
@@ -36,6 +38,7 @@ pub async fn error_envelope(
             // Errors returned by inner middleware carry no request; answer for the same path.
             let response = err.error_response();
             let api = api_error_of(&response);
+            count_error(route, api.code);
             return Err(actix_web::error::InternalError::from_response(
                 api.message.clone(),
                 render(&api, &path, &response),
@@ -44,7 +47,14 @@ pub async fn error_envelope(
         }
     };
     let api = api_error_of(&response);
+    count_error(route, api.code);
     Ok(ServiceResponse::new(http_req, render(&api, &path, &response)))
+}
+
+fn count_error(route: String, code: ErrorCode) {
+    let code =
+        serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+    metrics::counter!("http_server_errors_total", "route" => route, "code" => code).increment(1);
 }
 
 /// The [`ApiError`] behind an error response, or one made from its status when the framework

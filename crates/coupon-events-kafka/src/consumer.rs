@@ -93,6 +93,11 @@ impl Consumers {
     pub async fn run(self, cancel: CancellationToken) {
         let mut owned: HashMap<String, Owned> = HashMap::new();
         let heartbeat = format!("worker:{}", self.holder);
+        for subscription in &self.subscriptions {
+            // Series that rates and alerts read exist at 0 before the first failure.
+            metrics::counter!("coupon_consumer_failures_total", "topic" => subscription.topic.clone())
+                .increment(0);
+        }
         while !cancel.is_cancelled() {
             if let Err(e) = self.supervise(&heartbeat, &mut owned, &cancel).await {
                 tracing::warn!(error = %e, "consumer supervision failed; retrying");
@@ -207,12 +212,15 @@ async fn consume(
             // One fetch may return a single record batch (one per produce call): keep fetching,
             // without waiting, until caught up or the batch is full, then apply it all at once.
             let mut deliveries: Vec<Delivery> = Vec::new();
+            let mut oldest = None;
             let mut cursor = from;
             let high_watermark = loop {
                 let wait = if deliveries.is_empty() { FETCH_WAIT_MS } else { 0 };
                 let (records, high_watermark) =
                     within(broker.timeout(), client.fetch_records(cursor, 1..FETCH_BYTES, wait)).await?;
-                deliveries.extend(records.iter().filter(|r| r.offset >= cursor).map(|r| {
+                let fresh = records.iter().filter(|r| r.offset >= cursor);
+                oldest = oldest.or_else(|| fresh.clone().map(|r| r.record.timestamp).min());
+                deliveries.extend(fresh.map(|r| {
                     subscription.kind.delivery(r.offset, r.record.key.as_deref(), r.record.value.as_deref())
                 }));
                 let before = cursor;
@@ -224,6 +232,11 @@ async fn consume(
             if !deliveries.is_empty() {
                 apply(&*inbox, &source, from, &deliveries, &stop).await?;
                 next = Some(cursor);
+                if let Some(oldest) = oldest {
+                    let delay = (Utc::now() - oldest).to_std().unwrap_or_default();
+                    metrics::histogram!("coupon_consumer_delay_seconds", "topic" => source.topic.clone())
+                        .record(delay.as_secs_f64());
+                }
             }
             let lag = (high_watermark - next.unwrap_or(from)).max(0);
             metrics::gauge!("coupon_consumer_lag", "topic" => source.topic.clone(), "partition" => partition.to_string())

@@ -149,8 +149,10 @@ impl Relay {
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             match sent {
                 Ok(_) => {
-                    metrics::counter!("coupon_outbox_published_total", "topic" => topic)
+                    metrics::counter!("coupon_outbox_published_total", "topic" => topic.clone())
                         .increment(ids.len() as u64);
+                    // The failure series exists from the first success, so rates and alerts see 0.
+                    metrics::counter!("coupon_outbox_publish_failures_total", "topic" => topic).increment(0);
                     published.extend(ids);
                 }
                 Err(e) => {

@@ -332,12 +332,12 @@ impl JobLock for PgJobLock {
             .await
             .map_err(from_diesel)?;
             let seconds = (report.finished_at - report.started_at).as_seconds_f64();
-            metrics::counter!("coupon_job_runs_total", "job" => job, "outcome" => outcome).increment(1);
-            metrics::histogram!("coupon_job_duration_seconds", "job" => job).record(seconds);
-            metrics::counter!("coupon_job_affected_rows_total", "job" => job).increment(report.affected);
+            metrics::counter!("coupon_job_runs_total", "job_name" => job, "outcome" => outcome).increment(1);
+            metrics::histogram!("coupon_job_duration_seconds", "job_name" => job).record(seconds);
+            metrics::counter!("coupon_job_affected_rows_total", "job_name" => job).increment(report.affected);
             if error.is_none() {
                 let finished = report.finished_at.timestamp_millis() as f64 / 1000.0;
-                metrics::gauge!("coupon_job_last_success_timestamp_seconds", "job" => job).set(finished);
+                metrics::gauge!("coupon_job_last_success_timestamp_seconds", "job_name" => job).set(finished);
             }
             Ok(())
         })

@@ -468,7 +468,10 @@ async fn issue(
         .map_err(|e| Stop::Store(StoreError::Unexpected(e)))?;
     outbox::append(conn, &event).await?;
     match count_issue(conn, &command).await {
-        Ok(()) => Ok(Effect::Applied),
+        Ok(()) => {
+            metrics::counter!("coupon_issued_total", "issue_type" => "EVENT").increment(1);
+            Ok(Effect::Applied)
+        }
         Err(IssueAbort::Refused(e)) => Err(Stop::Refused(refused(e)?)),
         Err(IssueAbort::Db(e)) => Err(Stop::Db(e)),
     }
