@@ -197,6 +197,27 @@ async fn assert_each_applied_once(env: &TestEnv, n: i64) {
     }
 }
 
+/// The broker crashes under a consuming worker and stays down for 15 s: the partition tasks fail,
+/// wait and retry; once it is back, the payments produced before and after the outage are each
+/// applied exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_ride_out_a_broker_outage_and_apply_every_payment_once() {
+    let (mut broker, env) = private_broker().await;
+    let coupons = reserved(&env, 200).await;
+    let worker = start_worker(&env);
+    wait_for_ready_worker(&env).await;
+    pay(&env, &coupons, 1, 100).await;
+    assert_eq!(count_until(&env, CONFIRMED, 100, Duration::from_secs(30)).await, 100, "before the outage");
+
+    broker.kill().await;
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    broker.resume().await;
+    pay(&env, &coupons, 101, 200).await;
+    assert_eq!(count_until(&env, CONFIRMED, 200, Duration::from_secs(60)).await, 200, "after the outage");
+    assert_each_applied_once(&env, 200).await;
+    worker.stop().await;
+}
+
 /// Two workers share the three partitions; one stops, and the other takes its partitions over
 /// and finishes the stream.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -158,11 +158,7 @@ async fn each_call_publishes_its_event_once_in_the_spec_envelope_and_refusals_no
 /// the events wait in the outbox, and once the broker is back every one is published, once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_costs_no_api_errors_and_loses_no_event() {
-    let mut broker = coupon_testkit::broker::PrivateBroker::start().await;
-    let env = TestEnv::new()
-        .await
-        .set("KAFKA_BOOTSTRAP_SERVERS", broker.address())
-        .set("KAFKA_REQUEST_TIMEOUT", "2");
+    let (mut broker, env) = private_broker().await;
     let base = start_api(&env);
     let client = client();
     let worker = start_worker(&env);

@@ -359,3 +359,14 @@ pub async fn wait_for_ready_worker(env: &TestEnv) {
 pub async fn topic_exists(env: &TestEnv, topic: &str) -> bool {
     broker(env, "e2e-probe").await.partitions(topic).await.expect("metadata").is_some()
 }
+
+/// A broker of the test's own (for tests that stop it) and an environment pointed at it, with
+/// Kafka requests that time out after 2 s.
+pub async fn private_broker() -> (coupon_testkit::broker::PrivateBroker, TestEnv) {
+    let broker = coupon_testkit::broker::PrivateBroker::start().await;
+    let env = TestEnv::new()
+        .await
+        .set("KAFKA_BOOTSTRAP_SERVERS", broker.address())
+        .set("KAFKA_REQUEST_TIMEOUT", "2");
+    (broker, env)
+}

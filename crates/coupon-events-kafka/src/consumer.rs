@@ -10,7 +10,8 @@
 //!
 //! A partition's task resumes at the offset stored in PostgreSQL (earliest for a partition never
 //! consumed), fetches records, and hands each batch to the `Inbox`, which applies them exactly
-//! once together with the new offset. A batch that fails is retried after 1 s, 2 s, 4 s (three
+//! once together with the new offset. While a batch is applied, the next one is read from the
+//! broker; a fetch waits for new records only when the partition was caught up. A batch that fails is retried after 1 s, 2 s, 4 s (three
 //! attempts). After that its records are tried one at a time. A record that still fails goes to
 //! the DLQ with the error, and the partition moves on. If the store cannot even record that, the
 //! task waits 10 s and tries again: offsets live in PostgreSQL, so nothing can move without it.
@@ -20,7 +21,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use coupon_domain::consume::{Delivery, Inbox, InboxError, Outcome, Source};
 use coupon_domain::relay::Leases;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -194,6 +195,11 @@ async fn consume(
     let source = subscription.source(partition);
     let mut next = None;
     let mut client = None;
+    // Records read ahead while the previous batch was being applied.
+    let mut ahead: Option<Batch> = None;
+    // Whether the last fetch reached the end of the partition: only then is a fetch worth
+    // waiting on; behind the end, the broker has records to give at once.
+    let mut caught_up = false;
     while !stop.is_cancelled() {
         let step = async {
             let client = match &client {
@@ -211,34 +217,39 @@ async fn consume(
             next = Some(from);
             // One fetch may return a single record batch (one per produce call): keep fetching,
             // without waiting, until caught up or the batch is full, then apply it all at once.
-            let mut deliveries: Vec<Delivery> = Vec::new();
-            let mut oldest = None;
-            let mut cursor = from;
-            let high_watermark = loop {
-                let wait = if deliveries.is_empty() { FETCH_WAIT_MS } else { 0 };
-                let (records, high_watermark) =
-                    within(broker.timeout(), client.fetch_records(cursor, 1..FETCH_BYTES, wait)).await?;
-                let fresh = records.iter().filter(|r| r.offset >= cursor);
-                oldest = oldest.or_else(|| fresh.clone().map(|r| r.record.timestamp).min());
-                deliveries.extend(fresh.map(|r| {
-                    subscription.kind.delivery(r.offset, r.record.key.as_deref(), r.record.value.as_deref())
-                }));
-                let before = cursor;
-                cursor = deliveries.last().map_or(cursor, |d| d.offset + 1);
-                if cursor == before || cursor >= high_watermark || deliveries.len() >= MAX_RECORDS {
-                    break high_watermark;
+            let mut batch = ahead.take().filter(|b| b.from == from).unwrap_or_else(|| Batch::new(from));
+            while batch.deliveries.len() < MAX_RECORDS && (batch.deliveries.is_empty() || !batch.at_end()) {
+                let wait = if batch.deliveries.is_empty() && caught_up { FETCH_WAIT_MS } else { 0 };
+                if !batch.fetch(client, &subscription, broker.timeout(), wait).await? || batch.at_end() {
+                    break;
                 }
-            };
-            if !deliveries.is_empty() {
-                apply(&*inbox, &source, from, &deliveries, &stop).await?;
-                next = Some(cursor);
-                if let Some(oldest) = oldest {
+            }
+            let mut high_watermark = batch.high_watermark;
+            if !batch.deliveries.is_empty() {
+                // While PostgreSQL applies this batch, the broker reads the next one.
+                let read_ahead = async {
+                    if batch.at_end() {
+                        return None;
+                    }
+                    let mut next_batch = Batch::new(batch.cursor);
+                    // A failed read-ahead is only a lost head start: the next step fetches again.
+                    next_batch.fetch(client, &subscription, broker.timeout(), 0).await.ok()?;
+                    Some(next_batch)
+                };
+                let (applied, read) =
+                    tokio::join!(apply(&*inbox, &source, from, &batch.deliveries, &stop), read_ahead);
+                applied?;
+                next = Some(batch.cursor);
+                if let Some(oldest) = batch.oldest {
                     let delay = (Utc::now() - oldest).to_std().unwrap_or_default();
                     metrics::histogram!("coupon_consumer_delay_seconds", "topic" => source.topic.clone())
                         .record(delay.as_secs_f64());
                 }
+                high_watermark = read.as_ref().map_or(high_watermark, |r| r.high_watermark);
+                ahead = read;
             }
             let lag = (high_watermark - next.unwrap_or(from)).max(0);
+            caught_up = lag == 0;
             metrics::gauge!("coupon_consumer_lag", "topic" => source.topic.clone(), "partition" => partition.to_string())
                 .set(lag as f64);
             Ok::<_, Step>(())
@@ -257,6 +268,7 @@ async fn consume(
                 tracing::warn!(topic = %source.topic, partition, error = %e, "consumer step failed; retrying");
                 client = None;
                 next = None;
+                ahead = None;
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(MAX_BACKOFF) => {}
@@ -276,6 +288,49 @@ enum Step {
     Store(String),
     #[error("fenced")]
     Fenced,
+}
+
+/// Records of one partition read from offset `from` up to `cursor` (exclusive).
+struct Batch {
+    from: i64,
+    cursor: i64,
+    deliveries: Vec<Delivery>,
+    /// Kafka timestamp of the oldest record, for the delay histogram.
+    oldest: Option<DateTime<Utc>>,
+    /// The partition's end as of the last fetch.
+    high_watermark: i64,
+}
+
+impl Batch {
+    fn new(from: i64) -> Self {
+        Self { from, cursor: from, deliveries: Vec::new(), oldest: None, high_watermark: from }
+    }
+
+    fn at_end(&self) -> bool {
+        self.cursor >= self.high_watermark
+    }
+
+    /// One fetch at `cursor`, waiting up to `wait_ms` for records; whether it brought any.
+    async fn fetch(
+        &mut self,
+        client: &PartitionClient,
+        subscription: &Subscription,
+        timeout: Duration,
+        wait_ms: i32,
+    ) -> Result<bool, BrokerError> {
+        let (records, high_watermark) =
+            within(timeout, client.fetch_records(self.cursor, 1..FETCH_BYTES, wait_ms)).await?;
+        self.high_watermark = high_watermark;
+        // A fetch returns whole record batches, which may start before the cursor.
+        let fresh = records.iter().filter(|r| r.offset >= self.cursor);
+        self.oldest = self.oldest.or_else(|| fresh.clone().map(|r| r.record.timestamp).min());
+        self.deliveries.extend(fresh.map(|r| {
+            subscription.kind.delivery(r.offset, r.record.key.as_deref(), r.record.value.as_deref())
+        }));
+        let before = self.cursor;
+        self.cursor = self.deliveries.last().map_or(self.cursor, |d| d.offset + 1);
+        Ok(self.cursor != before)
+    }
 }
 
 async fn partition_client(
