@@ -336,9 +336,10 @@ async fn every_metric_the_dashboard_and_alerts_read_is_exported() {
     assert_eq!(count_until(&env, &used, 1, Duration::from_secs(20)).await, 1);
     let published = "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL";
     assert_eq!(count_until(&env, published, 0, Duration::from_secs(20)).await, 0);
+    // 409: the scheduler started the same job at this instant; its run records the same metrics.
     let (status, body) =
         admin_post(&client, &format!("{base}/api/admin/jobs/reservation-timeout/run"), json!({})).await;
-    assert_eq!(status, 200, "{body}");
+    assert!(status == 200 || status == 409, "{body}");
 
     // All three run in this process and share one recorder; each serves all of it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

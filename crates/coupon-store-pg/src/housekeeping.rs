@@ -19,6 +19,7 @@ use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder
 use coupon_domain::jobs::{Housekeeping, JobLock, JobName, JobReport};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{CancelReason, Reservation};
+use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Date, Interval, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
@@ -26,6 +27,7 @@ use crate::error::{from_diesel, from_pool};
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::row::{CouponRow, ReservationRow};
+use crate::schema::coupon_reservations;
 
 /// The jobs' batches in PostgreSQL.
 #[derive(Clone)]
@@ -218,6 +220,14 @@ impl Housekeeping for PgHousekeeping {
                 .transaction::<_, Failure, _>(async |conn| time_out(conn, encoder, now, batch, context).await)
                 .await?;
             metrics::counter!("coupon_reservations_timed_out_total").increment(n);
+            // The open reservations, for the dashboard; cheap through the PENDING partial index.
+            let pending: i64 = coupon_reservations::table
+                .filter(coupon_reservations::status.eq("PENDING"))
+                .count()
+                .get_result(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            metrics::gauge!("coupon_reservations_pending").set(pending as f64);
             Ok(n)
         })
     }
