@@ -8,8 +8,9 @@
 # issue: a release api-server on a fresh database, a FIRST_COME policy whose cap is far above what
 # the run can issue, and wrk driving POST /api/coupons/download with a distinct user per request
 # for SECONDS (default 20) over CONNECTIONS (default 64). Then the same wrk against /health/live of
-# the same server (the HTTP ceiling), and a check of PostgreSQL: coupons issued = 201 answers (plus
-# at most the requests still in flight when wrk stopped), every coupon with its outbox row.
+# the same server (the HTTP ceiling), a 5 s sold-out burst against a policy of 100 coupons, and a
+# check of PostgreSQL: coupons issued = 201 answers (plus at most the requests still in flight when
+# wrk stopped), every coupon with its outbox row, exactly 100 coupons for the burst's policy.
 #
 # reserve: 300,000 coupons of distinct users issued up front (SQL), plus 100,000 earlier checkouts as history, then wrk driving reserve → use
 # cycles, one coupon per cycle, the two requests pipelined on one connection. Prints cycles/s and
@@ -198,8 +199,28 @@ sleep 2
 log "HTTP ceiling: GET /health/live, same server, same load"
 ceiling=$(wrk -t2 -c"$connections" -d10s "http://127.0.0.1:$port/health/live" | awk '/Requests\/sec/ {print $2}')
 
-rows=$(q "SELECT count(*) FROM coupon_issues")
+# Sold-out burst: a policy of 100 coupons, then 5 s of requests from distinct users; the first 100
+# get coupons, every other one must be answered COUPON_SOLD_OUT (by the Redis gate, without
+# PostgreSQL). wrk runs for a duration, so the burst is sized in seconds, not requests.
+burst_seconds=5
+cap=100
+sold_out=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
+    -H 'Content-Type: application/json' \
+    -d "{\"couponName\":\"burst\",\"discountType\":\"FIXED_AMOUNT\",\"discountValue\":1000,\"distributionType\":\"FIRST_COME\",\"maxIssueCount\":$cap,\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
+    sed -E 's/.*"id":([0-9]+).*/\1/')
+[ -n "$sold_out" ] || die "cannot create the burst policy"
+log "sold-out burst: ${burst_seconds}s of requests for $cap coupons over $connections connections (policy $sold_out)"
+burst_result=$(wrk -t2 -c"$connections" -d"${burst_seconds}s" --latency -s deploy/local/bench/issue.lua \
+    "http://127.0.0.1:$port" -- "$sold_out" "$(( ($(date +%s) + 1) % 100000 * 1000000000 ))" |
+    tee "$LOCAL/bench-issue-burst.txt" | grep -E '^(RESULT|status)')
+burst_rows=$(q "SELECT count(*) FROM coupon_issues WHERE policy_id = $sold_out")
+burst_created=$(sed -E 's/.*created=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$burst_result")")
+burst_other=$(sed -E 's/.*other=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$burst_result")")
+burst_gone=$(sed -nE 's/^status 410: ([0-9]+)$/\1/p' <<<"$burst_result")
+
+rows=$(q "SELECT count(*) FROM coupon_issues WHERE policy_id = $policy")
 outbox=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_ISSUED'")
+outbox=$(( outbox - burst_rows ))
 counter=$(q "SELECT current_issue_count FROM coupon_policies WHERE id = $policy")
 created=$(sed -E 's/.*created=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
 rate=$(sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
@@ -215,5 +236,11 @@ ok=1
 [ "$rows" = "$outbox" ] || { echo "FAIL: a coupon without its outbox row"; ok=0; }
 [ "$rows" -ge "$created" ] || { echo "FAIL: fewer rows than 201 answers"; ok=0; }
 [ "$rows" -le $(( created + connections )) ] || { echo "FAIL: more rows than 201 answers + requests in flight"; ok=0; }
-[ $ok = 1 ] && echo "CHECK OK: every 201 is a committed coupon with its event; extra rows ($(( rows - created ))) are requests in flight when wrk stopped"
+echo
+echo "sold-out burst: $burst_result" | sed 's/^/  /'
+echo "  $cap coupons, $(( burst_created + burst_other )) answers in ${burst_seconds}s ($(( (burst_created + burst_other) / burst_seconds )) req/s): $burst_created × 201, ${burst_gone:-0} × 410 COUPON_SOLD_OUT; coupons in PostgreSQL: $burst_rows"
+[ "$burst_rows" = "$cap" ] || { echo "FAIL: the burst policy holds $burst_rows coupons, not $cap"; ok=0; }
+[ "$burst_created" = "$cap" ] || { echo "FAIL: $burst_created answers 201 in the burst, not $cap"; ok=0; }
+[ "$(( burst_created + ${burst_gone:-0} ))" = "$(( burst_created + burst_other ))" ] || { echo "FAIL: burst answers other than 201 and 410"; ok=0; }
+[ $ok = 1 ] && echo "CHECK OK: every 201 is a committed coupon with its event; extra rows ($(( rows - created ))) are requests in flight when wrk stopped; the burst issued exactly its cap"
 [ $ok = 1 ]
