@@ -134,14 +134,21 @@ wait_for 30 api-server api_ready
 
 q() { psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d $bench_db -tAc "$1"; }
 until=$(date -u -d '+1 day' +%Y-%m-%dT%H:%M:%SZ)
+# Creates a policy through the admin API and prints its id. $1: the JSON fields that differ
+# (discount, distribution, cap); the window is open from 2020 until tomorrow, 30 valid days.
+new_policy() {
+    local id
+    id=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' \
+        -d "{\"couponName\":\"bench\",$1,\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
+        sed -E 's/.*"id":([0-9]+).*/\1/')
+    [ -n "$id" ] || die "cannot create a bench policy"
+    echo "$id"
+}
 
 if [ "$what" = reserve ]; then
     coupons=300000
-    policy=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
-        -H 'Content-Type: application/json' \
-        -d "{\"couponName\":\"bench\",\"discountType\":\"PERCENTAGE\",\"discountValue\":10,\"maxDiscountAmount\":3000,\"distributionType\":\"DOWNLOAD\",\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
-        sed -E 's/.*"id":([0-9]+).*/\1/')
-    [ -n "$policy" ] || die "cannot create the bench policy"
+    policy=$(new_policy '"discountType":"PERCENTAGE","discountValue":10,"maxDiscountAmount":3000,"distributionType":"DOWNLOAD"')
     log "issuing $coupons coupons to $coupons users"
     q "INSERT INTO coupon_issues (policy_id, user_id, status, issued_at, expires_at)
        SELECT $policy, u, 'ISSUED', now(), now() + interval '30 days' FROM generate_series(1, $coupons) u" >/dev/null
@@ -186,11 +193,8 @@ if [ "$what" = reserve ]; then
     exit
 fi
 
-policy=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/json' \
-    -d "{\"couponName\":\"bench\",\"discountType\":\"FIXED_AMOUNT\",\"discountValue\":1000,\"distributionType\":\"FIRST_COME\",\"maxIssueCount\":1000000000,\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
-    sed -E 's/.*"id":([0-9]+).*/\1/')
-[ -n "$policy" ] || die "cannot create the bench policy"
+first_come='"discountType":"FIXED_AMOUNT","discountValue":1000,"distributionType":"FIRST_COME"'
+policy=$(new_policy "$first_come,\"maxIssueCount\":1000000000")
 
 log "issuing for ${seconds}s over $connections connections (policy $policy)"
 result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/issue.lua \
@@ -204,11 +208,7 @@ ceiling=$(wrk -t2 -c"$connections" -d10s "http://127.0.0.1:$port/health/live" | 
 # PostgreSQL). wrk runs for a duration, so the burst is sized in seconds, not requests.
 burst_seconds=5
 cap=100
-sold_out=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies" -H "Authorization: Bearer $token" \
-    -H 'Content-Type: application/json' \
-    -d "{\"couponName\":\"burst\",\"discountType\":\"FIXED_AMOUNT\",\"discountValue\":1000,\"distributionType\":\"FIRST_COME\",\"maxIssueCount\":$cap,\"validDays\":30,\"validFrom\":\"2020-01-01T00:00:00Z\",\"validUntil\":\"$until\"}" |
-    sed -E 's/.*"id":([0-9]+).*/\1/')
-[ -n "$sold_out" ] || die "cannot create the burst policy"
+sold_out=$(new_policy "$first_come,\"maxIssueCount\":$cap")
 log "sold-out burst: ${burst_seconds}s of requests for $cap coupons over $connections connections (policy $sold_out)"
 burst_result=$(wrk -t2 -c"$connections" -d"${burst_seconds}s" --latency -s deploy/local/bench/issue.lua \
     "http://127.0.0.1:$port" -- "$sold_out" "$(( ($(date +%s) + 1) % 100000 * 1000000000 ))" |
