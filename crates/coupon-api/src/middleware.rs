@@ -1,12 +1,13 @@
 //! Middleware every server of the service runs: the error envelope and HTTP metrics.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpResponse};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -14,6 +15,17 @@ use crate::error::{ApiError, ErrorCode};
 /// (the readiness report's 503).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Verbatim;
+
+/// The request's route pattern, matched once by [`http_metrics`] (matching runs the router's
+/// regexes again) and read by the middleware inside it.
+#[derive(Debug, Clone)]
+struct Route(Arc<str>);
+
+impl Route {
+    fn label(route: Option<&Self>) -> String {
+        route.map_or_else(|| "unmatched".to_owned(), |r| r.0.to_string())
+    }
+}
 
 /// Gives every 4xx/5xx response the SPEC §5 envelope. Errors raised as [`ApiError`] carry their
 /// code and message; any other error response (the router's 404 and 405, a body over the limit,
@@ -24,7 +36,7 @@ pub async fn error_envelope(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let path = req.path().to_owned();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = req.extensions().get::<Route>().cloned();
     let (http_req, response) = match next.call(req).await {
         Ok(res) => {
             let is_error = res.status().is_client_error() || res.status().is_server_error();
@@ -38,7 +50,7 @@ pub async fn error_envelope(
             // Errors returned by inner middleware carry no request; answer for the same path.
             let response = err.error_response();
             let api = api_error_of(&response);
-            count_error(route, api.code);
+            count_error(Route::label(route.as_ref()), api.code);
             return Err(actix_web::error::InternalError::from_response(
                 api.message.clone(),
                 render(&api, &path, &response),
@@ -47,7 +59,7 @@ pub async fn error_envelope(
         }
     };
     let api = api_error_of(&response);
-    count_error(route, api.code);
+    count_error(Route::label(route.as_ref()), api.code);
     Ok(ServiceResponse::new(http_req, render(&api, &path, &response)))
 }
 
@@ -86,13 +98,15 @@ pub async fn http_metrics(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let route = Route(req.match_pattern().map_or_else(|| Arc::from("unmatched"), Arc::from));
+    let label = route.0.to_string();
+    req.extensions_mut().insert(route);
     let result = next.call(req).await;
     let status = match &result {
         Ok(res) => res.status().as_u16().to_string(),
         Err(err) => err.as_response_error().status_code().as_u16().to_string(),
     };
-    let labels = [("method", method), ("route", route), ("status", status)];
+    let labels = [("method", method), ("route", label), ("status", status)];
     metrics::counter!("http_server_requests_total", &labels).increment(1);
     metrics::histogram!("http_server_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());
