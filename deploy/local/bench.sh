@@ -87,8 +87,8 @@ if [ "$what" = events ]; then
     # how much of the time is the worker's start (connect, leases).
     progress() { q "SELECT COALESCE(sum(next_offset), 0) FROM consumer_offsets"; }
     first_commit=
-    while [ "$(progress)" -lt "$n" ]; do
-        [ -z "$first_commit" ] && [ "$(progress)" -gt 0 ] && first_commit=$(date +%s.%N)
+    while done_so_far=$(progress) && [ "$done_so_far" -lt "$n" ]; do
+        [ -z "$first_commit" ] && [ "$done_so_far" -gt 0 ] && first_commit=$(date +%s.%N)
         sleep 0.1
         awk -v s="$start" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - s > 600) }' && die "not done after 600 s"
     done
