@@ -106,6 +106,52 @@ async fn flushing_redis_in_the_middle_of_a_burst_does_not_oversell() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sold_out_policy_is_answered_from_memory_until_its_cap_is_raised() {
+    let env = TestEnv::new()
+        .await
+        .set("COUPON_RATE_LIMIT_ENABLED", "true")
+        .set("COUPON_RATE_LIMIT_PER_MINUTE", "5")
+        .set("COUPON_RATE_LIMIT_PER_HOUR", "100");
+    let (a, b) = (start_api(&env), start_api(&env));
+    let client = client();
+    let policy = create_policy(&client, &a, policy_body("FIRST_COME", Some(2), 1)).await;
+    let body = |user: i64| json!({"couponPolicyId": policy, "userId": user});
+    for user in [1, 2] {
+        assert_eq!(download(&client, &a, user, body(user)).await.0, 201);
+    }
+
+    // B hears "sold out" from the gate once, then answers from memory: losers are not counted by
+    // the rate limiter (five a minute), and holders still hear they hold the coupon.
+    for _ in 0..8 {
+        let (status, refused) = download(&client, &b, 3, body(3)).await;
+        assert_eq!((status, refused["code"].as_str()), (410, Some("COUPON_SOLD_OUT")), "{refused}");
+    }
+    let (status, held) = download(&client, &b, 1, body(1)).await;
+    assert_eq!((status, held["code"].as_str()), (409, Some("COUPON_ALREADY_ISSUED")), "{held}");
+
+    // The cap is raised through A: B notices within its recheck interval (and the policy
+    // snapshot's), and issues the new unit to user 3, who has used one request of five.
+    let url = format!("{a}/api/coupon-policies/{policy}/remaining-quantity");
+    let (status, raised) = admin_patch(&client, &url, json!({"newMaxIssueCount": 3})).await;
+    assert_eq!(status, 200, "{raised}");
+    let started = std::time::Instant::now();
+    let issued_after = loop {
+        let (status, answer) = download(&client, &b, 3, body(3)).await;
+        match status {
+            201 => break started.elapsed(),
+            410 if started.elapsed() < std::time::Duration::from_secs(5) => {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            _ => panic!("{status} {answer} after {:?}", started.elapsed()),
+        }
+    };
+    assert!(issued_after < std::time::Duration::from_secs(3), "{issued_after:?}");
+    let (status, refused) = download(&client, &b, 4, body(4)).await;
+    assert_eq!((status, refused["code"].as_str()), (410, Some("COUPON_SOLD_OUT")), "{refused}");
+    assert_eq!(count(&env, "SELECT count(*) AS n FROM coupon_issues").await, 3);
+}
+
 #[tokio::test]
 async fn every_refusal_has_its_code() {
     let env = TestEnv::new().await;

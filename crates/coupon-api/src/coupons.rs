@@ -128,6 +128,11 @@ pub(crate) async fn download(
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
     caller.must_be(user)?;
+    // A sold-out first-come policy is answered before the rate limiter: the answer costs no shared
+    // resource, and it spares Redis the losers of a burst.
+    if let Some(refusal) = state.issuing.known_refusal(user, &target).await {
+        return Err(refusal.into());
+    }
     let rate = state.limits.admit_issue(user).await?;
     let ip = client_ip(&req);
     if matches!(target, IssueTarget::Code(_)) {

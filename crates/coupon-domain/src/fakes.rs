@@ -13,7 +13,9 @@ use crate::clock::Clock;
 use crate::coupon::{CouponStatus, IssuedCoupon};
 use crate::discount::{DiscountRule, DiscountType};
 use crate::id::{CouponId, PolicyId, UserId};
-use crate::issue::{CouponStore, GateDecision, IssueCommand, IssueError, StockGate};
+use crate::issue::{
+    CouponStore, GateDecision, IssueCommand, IssueError, SoldOutMark, SoldOutSnapshot, StockGate,
+};
 use crate::policy::{
     CapChange, CouponCode, CreatePolicyError, DistributionType, IssuanceWindow, NewPolicy, NotIssuable,
     Policy, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
@@ -207,11 +209,27 @@ impl CouponStore for InMemoryCouponStore {
 pub struct ScriptedGate {
     pub answer: Mutex<Result<GateDecision, ()>>,
     pub calls: Mutex<Vec<String>>,
+    snapshot: Mutex<Option<SoldOutSnapshot>>,
+    /// The mark to report; by default the snapshot's.
+    mark: Mutex<Option<Result<Option<SoldOutMark>, ()>>>,
 }
 
 impl ScriptedGate {
     pub fn answering(answer: Result<GateDecision, ()>) -> Self {
-        Self { answer: Mutex::new(answer), calls: Mutex::default() }
+        Self {
+            answer: Mutex::new(answer),
+            calls: Mutex::default(),
+            snapshot: Mutex::default(),
+            mark: Mutex::default(),
+        }
+    }
+
+    pub fn sold_out_as(&self, snapshot: Option<SoldOutSnapshot>) {
+        *lock(&self.snapshot) = snapshot;
+    }
+
+    pub fn mark_as(&self, mark: Result<Option<SoldOutMark>, ()>) {
+        *lock(&self.mark) = Some(mark);
     }
 
     pub fn calls(&self) -> Vec<String> {
@@ -247,6 +265,24 @@ impl StockGate for ScriptedGate {
     fn forget(&self, policy: PolicyId) -> PortFuture<'_, Result<(), StoreError>> {
         self.record(format!("forget {policy}"));
         Box::pin(async { Ok(()) })
+    }
+
+    fn sold_out_snapshot<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> PortFuture<'a, Result<Option<SoldOutSnapshot>, StoreError>> {
+        self.record(format!("snapshot {}", policy.id));
+        let snapshot = lock(&self.snapshot).clone();
+        Box::pin(async move { Ok(snapshot) })
+    }
+
+    fn sold_out_mark(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<SoldOutMark>, StoreError>> {
+        self.record(format!("mark {policy}"));
+        let mark = lock(&self.mark)
+            .clone()
+            .unwrap_or_else(|| Ok(lock(&self.snapshot).as_ref().map(|s| s.mark.clone())))
+            .map_err(|()| StoreError::Unavailable("gate down".into()));
+        Box::pin(async move { mark })
     }
 }
 

@@ -13,6 +13,10 @@ use crate::event::EventContext;
 use crate::id::{PolicyId, UserId};
 use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy, PolicyStore};
 use crate::port::{PortFuture, StoreError};
+use crate::sold_out::SoldOutMemo;
+
+/// How long an answer for a sold-out policy may come from memory before the gate is asked again.
+const SOLD_OUT_RECHECK: chrono::Duration = chrono::Duration::seconds(1);
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -100,6 +104,27 @@ pub trait StockGate: Send + Sync + 'static {
     fn mark_sold_out(&self, policy: PolicyId) -> PortFuture<'_, Result<(), StoreError>>;
     /// The policy changed (cap, window): rebuild from the store on next use.
     fn forget(&self, policy: PolicyId) -> PortFuture<'_, Result<(), StoreError>>;
+    /// When the gate has no stock left: the users who hold `policy`'s per-user limit through it,
+    /// and its [`SoldOutMark`], read in one step. `None` while stock remains or the gate is empty.
+    fn sold_out_snapshot<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> PortFuture<'a, Result<Option<SoldOutSnapshot>, StoreError>>;
+    /// The gate's [`SoldOutMark`] while it has no stock left, else `None`.
+    fn sold_out_mark(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<SoldOutMark>, StoreError>>;
+}
+
+/// What changes whenever a sold-out gate could admit again or change its holders: a returned unit
+/// or a raised cap. Equal marks read at two instants mean the holders did not change between them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SoldOutMark(pub String);
+
+/// A sold-out gate, read in one step.
+#[derive(Debug, Clone)]
+pub struct SoldOutSnapshot {
+    pub mark: SoldOutMark,
+    /// Users holding the per-user limit through the gate; every other user is refused for stock.
+    pub holders: Vec<UserId>,
 }
 
 /// A coupon just issued, with the policy it was issued under.
@@ -115,6 +140,7 @@ pub struct Issuing {
     policies: Arc<dyn PolicyStore>,
     coupons: Arc<dyn CouponStore>,
     gate: Arc<dyn StockGate>,
+    sold_out: Arc<SoldOutMemo>,
     clock: Arc<dyn Clock>,
     zone: Tz,
 }
@@ -133,7 +159,18 @@ impl Issuing {
         clock: Arc<dyn Clock>,
         zone: Tz,
     ) -> Self {
-        Self { policies, coupons, gate, clock, zone }
+        let sold_out = Arc::new(SoldOutMemo::new(gate.clone(), clock.clone(), SOLD_OUT_RECHECK));
+        Self { policies, coupons, gate, sold_out, clock, zone }
+    }
+
+    /// The refusal a download of `target` by `user` would get, when it is known without asking
+    /// the gate or the store: the first-come policy sold out (see [`SoldOutMemo`]). `None`: ask
+    /// [`Issuing::download`]. Callers use it to answer losers before spending anything on them.
+    pub async fn known_refusal(&self, user: UserId, target: &IssueTarget) -> Option<IssueError> {
+        let IssueTarget::Policy(id) = target else { return None };
+        let policy = self.policies.get(*id).await.ok().flatten()?;
+        policy.check_issuable(DistributionType::FirstCome, self.clock.now()).ok()?;
+        self.sold_out.refusal(&policy, user).await
     }
 
     /// `POST /api/coupons/download`: by code (CODE) or by policy id (DOWNLOAD, FIRST_COME).
@@ -223,7 +260,10 @@ impl Issuing {
     async fn pass_gate(&self, policy: &Policy, user: UserId) -> Result<bool, IssueError> {
         match self.gate.admit(policy, user).await {
             Ok(GateDecision::Admitted) => Ok(true),
-            Ok(GateDecision::SoldOut) => Err(NotIssuable::SoldOut.into()),
+            Ok(GateDecision::SoldOut) => {
+                self.sold_out.note_sold_out(policy).await;
+                Err(NotIssuable::SoldOut.into())
+            }
             Ok(GateDecision::AlreadyHolding) => Err(IssueError::AlreadyIssued),
             Err(e) => {
                 tracing::warn!(policy.id = %policy.id, error = %e, "stock gate unavailable; the store decides alone");
@@ -310,6 +350,20 @@ mod tests {
             assert!(format!("{refused:?}").contains(expected), "{refused:?}");
             assert_eq!(f.coupons.calls(), 0);
         }
+    }
+
+    #[test]
+    fn once_the_gate_sold_out_losers_are_answered_from_memory() {
+        let f =
+            fixture(vec![policy(1, DistributionType::FirstCome, Some(1), now())], Ok(GateDecision::SoldOut));
+        f.gate.sold_out_as(Some(SoldOutSnapshot { mark: SoldOutMark("m".into()), holders: vec![user(7)] }));
+        assert!(block_on(f.issuing.known_refusal(user(8), &by_id(1))).is_none(), "not known yet");
+        assert!(block_on(f.issuing.download(user(8), by_id(1), "corr".into())).is_err());
+        let refusal = |u| block_on(f.issuing.known_refusal(user(u), &by_id(1))).map(|e| format!("{e:?}"));
+        assert_eq!(refusal(8).as_deref(), Some("NotIssuable(SoldOut)"));
+        assert_eq!(refusal(7).as_deref(), Some("AlreadyIssued"));
+        assert_eq!(f.gate.calls(), ["admit 1 8", "snapshot 1"]);
+        assert_eq!(f.coupons.calls(), 0);
     }
 
     #[test]

@@ -24,4 +24,5 @@ pub mod port;
 pub mod probe;
 pub mod relay;
 pub mod reservation;
+pub mod sold_out;
 pub mod wallet;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coupon_domain::id::{PolicyId, UserId};
-use coupon_domain::issue::{GateDecision, StockGate};
+use coupon_domain::issue::{GateDecision, SoldOutMark, SoldOutSnapshot, StockGate};
 use coupon_domain::policy::Policy;
 use coupon_domain::port::{PortFuture, StoreError};
 use redis::Script;
@@ -25,6 +25,7 @@ pub struct RedisStockGate {
     pool: RedisPool,
     admit: Script,
     give_back: Script,
+    sold_out: Script,
 }
 
 impl RedisStockGate {
@@ -33,6 +34,7 @@ impl RedisStockGate {
             pool,
             admit: Script::new(include_str!("lua/gate_admit.lua")),
             give_back: Script::new(include_str!("lua/gate_give_back.lua")),
+            sold_out: Script::new(include_str!("lua/gate_sold_out.lua")),
         }
     }
 
@@ -45,6 +47,40 @@ impl RedisStockGate {
 
     fn cap_key(&self, policy: PolicyId) -> String {
         self.pool.key(&format!("gate:{{{policy}}}:cap"))
+    }
+
+    fn returns_key(&self, policy: PolicyId) -> String {
+        self.pool.key(&format!("gate:{{{policy}}}:returns"))
+    }
+
+    /// Runs `gate_sold_out.lua`: `None` unless the stock is 0, else the mark and (when
+    /// `list_holders`) the users at `per_user`.
+    async fn read_sold_out(
+        &self,
+        policy: PolicyId,
+        per_user: u16,
+        list_holders: bool,
+    ) -> Result<Option<(SoldOutMark, Vec<UserId>)>, StoreError> {
+        let (stock, holders) = self.keys(policy);
+        let mut invocation = self.sold_out.key(stock);
+        invocation
+            .key(holders)
+            .key(self.cap_key(policy))
+            .key(self.returns_key(policy))
+            .arg(per_user)
+            .arg(if list_holders { "1" } else { "0" });
+        let answer: Option<Vec<String>> = self.pool.invoke(&invocation).await.map_err(unavailable)?;
+        let Some(answer) = answer else { return Ok(None) };
+        let mut answer = answer.into_iter();
+        let mark = answer
+            .next()
+            .map(SoldOutMark)
+            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("the sold-out script answered no mark")))?;
+        let holders = answer
+            .map(|u| u.parse().ok().and_then(UserId::new))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| StoreError::Unexpected(anyhow::anyhow!("a gate holder is not a user id")))?;
+        Ok(Some((mark, holders)))
     }
 }
 
@@ -87,7 +123,7 @@ impl StockGate for RedisStockGate {
         Box::pin(async move {
             let (stock, holders) = self.keys(policy);
             let mut invocation = self.give_back.key(stock);
-            invocation.key(holders).arg(user.get());
+            invocation.key(holders).key(self.returns_key(policy)).arg(user.get());
             let _: i64 = self.pool.invoke(&invocation).await.map_err(unavailable)?;
             Ok(())
         })
@@ -108,9 +144,27 @@ impl StockGate for RedisStockGate {
         Box::pin(async move {
             let (stock, holders) = self.keys(policy);
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(stock).arg(holders).arg(self.cap_key(policy));
+            cmd.arg(stock).arg(holders).arg(self.cap_key(policy)).arg(self.returns_key(policy));
             let _: i64 = self.pool.query(&cmd).await.map_err(unavailable)?;
             Ok(())
+        })
+    }
+
+    fn sold_out_snapshot<'a>(
+        &'a self,
+        policy: &'a Policy,
+    ) -> PortFuture<'a, Result<Option<SoldOutSnapshot>, StoreError>> {
+        Box::pin(async move {
+            let read = self.read_sold_out(policy.id, policy.max_issue_per_user, true).await?;
+            Ok(read.map(|(mark, holders)| SoldOutSnapshot { mark, holders }))
+        })
+    }
+
+    fn sold_out_mark(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<SoldOutMark>, StoreError>> {
+        Box::pin(async move {
+            // The per-user limit only filters holders, which this read does not list.
+            let read = self.read_sold_out(policy, 1, false).await?;
+            Ok(read.map(|(mark, _)| mark))
         })
     }
 }

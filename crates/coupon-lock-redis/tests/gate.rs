@@ -131,3 +131,33 @@ async fn a_raised_cap_grows_the_stock_and_an_older_cap_changes_nothing() {
     assert_eq!(gate.admit(&before, user(3)).await.ok(), Some(GateDecision::Admitted));
     assert_eq!(gate.admit(&raised, user(4)).await.ok(), Some(GateDecision::SoldOut));
 }
+
+#[tokio::test]
+async fn a_sold_out_gate_lists_its_holders_and_its_mark_moves_when_stock_can_come_back() {
+    let gate = gate();
+    let p = policy(Some(3), 0, 2);
+    assert!(gate.sold_out_snapshot(&p).await.expect("redis").is_none(), "an empty gate");
+    for u in [1, 1, 2] {
+        assert_eq!(gate.admit(&p, user(u)).await.ok(), Some(GateDecision::Admitted));
+    }
+    assert_eq!(gate.admit(&p, user(3)).await.ok(), Some(GateDecision::SoldOut));
+    let snapshot = gate.sold_out_snapshot(&p).await.expect("redis").expect("sold out");
+    assert_eq!(snapshot.holders, [user(1)], "only users at their limit of two are holders");
+    assert_eq!(gate.sold_out_mark(p.id).await.expect("redis"), Some(snapshot.mark.clone()));
+
+    // A unit comes back and is taken again: the stock is 0 again, the mark is not the same.
+    gate.give_back(p.id, user(2)).await.expect("give back");
+    assert_eq!(gate.sold_out_mark(p.id).await.expect("redis"), None, "stock is back");
+    assert_eq!(gate.admit(&p, user(3)).await.ok(), Some(GateDecision::Admitted));
+    let returned = gate.sold_out_mark(p.id).await.expect("redis").expect("sold out again");
+    assert_ne!(returned, snapshot.mark);
+
+    // A raised cap, taken up at once, moves the mark too.
+    let raised = policy(Some(4), 3, 2);
+    assert_eq!(gate.admit(&raised, user(4)).await.ok(), Some(GateDecision::Admitted));
+    let after_raise = gate.sold_out_mark(p.id).await.expect("redis").expect("sold out again");
+    assert_ne!(after_raise, returned);
+
+    gate.forget(p.id).await.expect("forget");
+    assert_eq!(gate.sold_out_mark(p.id).await.expect("redis"), None, "a forgotten gate");
+}
