@@ -75,6 +75,8 @@ pub fn policy(id: i64, distribution: DistributionType, cap: Option<u32>, now: Da
 pub struct InMemoryPolicyStore {
     pub policies: Mutex<HashMap<PolicyId, Policy>>,
     pub reads: AtomicUsize,
+    /// While set, reads by id never answer (a read still in flight).
+    pub stalled: std::sync::atomic::AtomicBool,
 }
 
 impl InMemoryPolicyStore {
@@ -96,6 +98,9 @@ impl PolicyStore for InMemoryPolicyStore {
 
     fn get(&self, id: PolicyId) -> PortFuture<'_, Result<Option<Policy>, StoreError>> {
         self.reads.fetch_add(1, Ordering::SeqCst);
+        if self.stalled.load(Ordering::SeqCst) {
+            return Box::pin(std::future::pending());
+        }
         let found = lock(&self.policies).get(&id).cloned();
         Box::pin(async move { Ok(found) })
     }
