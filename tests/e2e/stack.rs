@@ -60,6 +60,19 @@ async fn all_three_binaries_become_ready_and_expose_metrics() {
     assert_eq!(body["code"], "NOT_FOUND");
     assert_eq!(body["path"], "/api/nothing");
 
+    // Metrics are labelled by route pattern, never by raw path; an unrouted path is `unmatched`.
+    let validate = format!("http://127.0.0.1:{}/api/coupons/validate/NOPE-42", ports[0]);
+    assert_eq!(reqwest::get(validate).await.expect("request").status().as_u16(), 401, "no user header");
+    let api_metrics = metrics(ports[0]).await;
+    for line in [
+        r#"http_server_errors_total{route="/api/coupons/validate/{couponCode}",code="UNAUTHENTICATED"} 1"#,
+        r#"http_server_errors_total{route="unmatched",code="NOT_FOUND"} 1"#,
+        r#"http_server_requests_total{method="GET",route="/api/coupons/validate/{couponCode}",status="401"} 1"#,
+    ] {
+        assert!(api_metrics.lines().any(|l| l == line), "no {line} in\n{api_metrics}");
+    }
+    assert!(!api_metrics.contains("NOPE-42"), "a raw path became a label");
+
     api_handle.stop(true).await;
     stop_worker.cancel();
     stop_scheduler.cancel();

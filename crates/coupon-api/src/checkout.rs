@@ -25,9 +25,9 @@ const MAX_AMOUNT_DIGITS: u32 = 13;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/coupons/reserve").route(web::post().to(reserve)))
         .service(resource("/api/coupons/apply").route(web::post().to(apply)))
+        .service(resource("/api/coupons/use").route(web::post().to(confirm)))
         .service(resource("/api/coupons/apply/{reservationId}").route(web::delete().to(release)))
-        .service(resource("/api/coupons/reserve/{reservationId}").route(web::delete().to(release_alias)))
-        .service(resource("/api/coupons/use").route(web::post().to(confirm)));
+        .service(resource("/api/coupons/reserve/{reservationId}").route(web::delete().to(release_alias)));
 }
 
 /// Body of `POST /api/coupons/reserve` and `/apply`.

@@ -21,11 +21,14 @@ mod wire;
 use actix_web::web;
 
 /// Registers every business route, with the state and admin tokens they need.
+///
+/// The router tries routes in this order, and each pattern with a `{segment}` costs a regex
+/// match; so the hot fixed paths (download, reserve, apply, use) come first.
 pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens: auth::AdminTokens) {
     cfg.app_data(web::Data::new(state)).app_data(web::Data::new(admin_tokens));
-    policies::configure(cfg);
     coupons::configure(cfg);
     checkout::configure(cfg);
+    policies::configure(cfg);
     wallet::configure(cfg);
     docs::configure(cfg);
 }

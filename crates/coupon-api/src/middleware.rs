@@ -1,13 +1,15 @@
-//! Middleware every server of the service runs: the error envelope and HTTP metrics.
+//! Middleware every server of the service runs: the request span, the error envelope and HTTP
+//! metrics.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{Error, HttpMessage, HttpResponse};
+use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
 use crate::error::{ApiError, ErrorCode};
 
@@ -16,15 +18,44 @@ use crate::error::{ApiError, ErrorCode};
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Verbatim;
 
-/// The request's route pattern, matched once by [`http_metrics`] (matching runs the router's
-/// regexes again) and read by the middleware inside it.
-#[derive(Debug, Clone)]
-struct Route(Arc<str>);
+/// The root span of every request: method, path and request id, then route and status once
+/// answered. tracing-actix-web's default builder asks for the route before routing (the regex
+/// walk [`route_label`] avoids) and formats connection details nobody reads here.
+#[derive(Debug, Clone, Copy)]
+pub struct RequestSpan;
 
-impl Route {
-    fn label(route: Option<&Self>) -> String {
-        route.map_or_else(|| "unmatched".to_owned(), |r| r.0.to_string())
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &ServiceRequest) -> Span {
+        let request_id = request.extensions().get::<RequestId>().map(ToString::to_string);
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.target = %request.path(),
+            http.route = tracing::field::Empty,
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+            request_id = request_id,
+        )
     }
+
+    fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
+        if span.is_disabled() {
+            return;
+        }
+        if let Ok(response) = outcome {
+            span.record("http.route", route_label(Some(response.request())));
+        }
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
+/// The route pattern of a request the router has seen, for metric labels. After routing, actix
+/// finds the pattern by the matched resource's index; asked before, it runs the router's regexes
+/// over the path again (a tenth of a sold-out answer's CPU). Unrouted requests are `unmatched`.
+fn route_label(req: Option<&HttpRequest>) -> String {
+    req.and_then(HttpRequest::match_pattern).unwrap_or_else(|| "unmatched".to_owned())
 }
 
 /// Gives every 4xx/5xx response the SPEC §5 envelope. Errors raised as [`ApiError`] carry their
@@ -36,7 +67,6 @@ pub async fn error_envelope(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let path = req.path().to_owned();
-    let route = req.extensions().get::<Route>().cloned();
     let (http_req, response) = match next.call(req).await {
         Ok(res) => {
             let is_error = res.status().is_client_error() || res.status().is_server_error();
@@ -50,7 +80,7 @@ pub async fn error_envelope(
             // Errors returned by inner middleware carry no request; answer for the same path.
             let response = err.error_response();
             let api = api_error_of(&response);
-            count_error(Route::label(route.as_ref()), api.code);
+            count_error(route_label(None), api.code);
             return Err(actix_web::error::InternalError::from_response(
                 api.message.clone(),
                 render(&api, &path, &response),
@@ -59,7 +89,7 @@ pub async fn error_envelope(
         }
     };
     let api = api_error_of(&response);
-    count_error(Route::label(route.as_ref()), api.code);
+    count_error(route_label(Some(&http_req)), api.code);
     Ok(ServiceResponse::new(http_req, render(&api, &path, &response)))
 }
 
@@ -98,15 +128,12 @@ pub async fn http_metrics(
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let method = req.method().to_string();
-    let route = Route(req.match_pattern().map_or_else(|| Arc::from("unmatched"), Arc::from));
-    let label = route.0.to_string();
-    req.extensions_mut().insert(route);
     let result = next.call(req).await;
-    let status = match &result {
-        Ok(res) => res.status().as_u16().to_string(),
-        Err(err) => err.as_response_error().status_code().as_u16().to_string(),
+    let (route, status) = match &result {
+        Ok(res) => (route_label(Some(res.request())), res.status().as_u16().to_string()),
+        Err(err) => (route_label(None), err.as_response_error().status_code().as_u16().to_string()),
     };
-    let labels = [("method", method), ("route", label), ("status", status)];
+    let labels = [("method", method), ("route", route), ("status", status)];
     metrics::counter!("http_server_requests_total", &labels).increment(1);
     metrics::histogram!("http_server_request_duration_seconds", &labels)
         .record(started.elapsed().as_secs_f64());

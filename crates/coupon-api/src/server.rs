@@ -11,7 +11,7 @@ use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
 use crate::error::{ApiError, ErrorCode, json_error, path_error, query_error};
-use crate::middleware::{error_envelope, http_metrics};
+use crate::middleware::{RequestSpan, error_envelope, http_metrics};
 use crate::ops::{self, OpsState};
 
 /// Largest request body accepted (direct issue of 1,000 user ids fits comfortably).
@@ -53,7 +53,7 @@ where
         App::new()
             .wrap(from_fn(error_envelope))
             .wrap(from_fn(http_metrics))
-            .wrap(TracingLogger::default())
+            .wrap(TracingLogger::<RequestSpan>::new())
             .app_data(ops_state.clone())
             .app_data(web::JsonConfig::default().limit(MAX_BODY_BYTES).error_handler(json_error))
             .app_data(web::PathConfig::default().error_handler(path_error))
