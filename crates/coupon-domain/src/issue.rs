@@ -105,7 +105,8 @@ pub trait StockGate: Send + Sync + 'static {
     /// The policy changed (cap, window): rebuild from the store on next use.
     fn forget(&self, policy: PolicyId) -> PortFuture<'_, Result<(), StoreError>>;
     /// When the gate has no stock left: the users who hold `policy`'s per-user limit through it,
-    /// and its [`SoldOutMark`], read in one step. `None` while stock remains or the gate is empty.
+    /// and its [`SoldOutMark`], the holders as of that mark. `None` while stock remains or the
+    /// gate is empty (or the mark moved during the read).
     fn sold_out_snapshot<'a>(
         &'a self,
         policy: &'a Policy,
@@ -119,7 +120,7 @@ pub trait StockGate: Send + Sync + 'static {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SoldOutMark(pub String);
 
-/// A sold-out gate, read in one step.
+/// A sold-out gate: its holders as of its mark.
 #[derive(Debug, Clone)]
 pub struct SoldOutSnapshot {
     pub mark: SoldOutMark,

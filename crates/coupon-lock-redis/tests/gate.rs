@@ -161,3 +161,17 @@ async fn a_sold_out_gate_lists_its_holders_and_its_mark_moves_when_stock_can_com
     gate.forget(p.id).await.expect("forget");
     assert_eq!(gate.sold_out_mark(p.id).await.expect("redis"), None, "a forgotten gate");
 }
+
+#[tokio::test]
+async fn a_large_sold_out_gate_lists_every_holder_across_scan_pages() {
+    let gate = gate();
+    let p = policy(Some(2500), 0, 1);
+    for u in 1..=2500 {
+        assert_eq!(gate.admit(&p, user(u)).await.ok(), Some(GateDecision::Admitted));
+    }
+    assert_eq!(gate.admit(&p, user(2501)).await.ok(), Some(GateDecision::SoldOut));
+    let snapshot = gate.sold_out_snapshot(&p).await.expect("redis").expect("sold out");
+    let distinct: std::collections::HashSet<_> = snapshot.holders.iter().copied().collect();
+    assert_eq!(distinct.len(), 2500);
+    assert!((1..=2500).all(|u| distinct.contains(&user(u))));
+}
