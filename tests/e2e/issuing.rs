@@ -140,13 +140,14 @@ async fn a_sold_out_policy_is_answered_from_memory_until_its_cap_is_raised() {
         let (status, answer) = download(&client, &b, 3, body(3)).await;
         match status {
             201 => break started.elapsed(),
-            410 if started.elapsed() < std::time::Duration::from_secs(5) => {
+            410 if started.elapsed() < std::time::Duration::from_secs(10) => {
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
             _ => panic!("{status} {answer} after {:?}", started.elapsed()),
         }
     };
-    assert!(issued_after < std::time::Duration::from_secs(3), "{issued_after:?}");
+    // About two seconds by design (snapshot, then recheck); the rest is slack for a loaded CI.
+    assert!(issued_after < std::time::Duration::from_secs(5), "{issued_after:?}");
     let (status, refused) = download(&client, &b, 4, body(4)).await;
     assert_eq!((status, refused["code"].as_str()), (410, Some("COUPON_SOLD_OUT")), "{refused}");
     assert_eq!(count(&env, "SELECT count(*) AS n FROM coupon_issues").await, 3);
