@@ -204,8 +204,9 @@ log "HTTP ceiling: GET /health/live, same server, same load"
 ceiling=$(wrk -t2 -c"$connections" -d10s "http://127.0.0.1:$port/health/live" | awk '/Requests\/sec/ {print $2}')
 
 # Sold-out burst: a policy of 100 coupons, then 5 s of requests from distinct users; the first 100
-# get coupons, every other one must be answered COUPON_SOLD_OUT (by the Redis gate, without
-# PostgreSQL). wrk runs for a duration, so the burst is sized in seconds, not requests.
+# get coupons, every other one must be answered COUPON_SOLD_OUT (by the Redis gate, then from the
+# server's sold-out memo, without PostgreSQL). wrk runs for a duration, so the burst is sized in
+# seconds, not requests.
 burst_seconds=5
 cap=100
 sold_out=$(new_policy "$first_come,\"maxIssueCount\":$cap")
