@@ -1,11 +1,20 @@
 //! The Redis connection pool, with timeouts on connect, checkout and replies so that a dead Redis
 //! degrades to a fast error instead of stalling requests.
+//!
+//! Commands share one connection from the pool rather than checking one out each. deadpool checks
+//! every checkout with an `UNWATCH` + `PING` round trip, which doubled the round trips of every
+//! command (a first-come issue made four instead of two). The pool's connections are multiplexed:
+//! concurrent commands are pipelined over one socket in order, which suits the single-command
+//! scripts this crate runs (no `WATCH`, `MULTI` or blocking commands). A connection that fails or
+//! times out is given back and the next command checks out (and so checks) another.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use coupon_domain::probe::{Probe, ProbeError, ProbeFuture};
 use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
+use redis::aio::MultiplexedConnection;
 
 /// Pool settings (built from `REDIS_*`).
 #[derive(Debug, Clone)]
@@ -37,6 +46,15 @@ pub struct RedisPool {
     pool: Pool,
     timeout: Duration,
     key_prefix: Arc<str>,
+    shared: Arc<Mutex<Option<Shared>>>,
+    generation: Arc<AtomicU64>,
+}
+
+/// The checked-out connection that commands share; held so the pool counts it as in use.
+struct Shared {
+    generation: u64,
+    connection: MultiplexedConnection,
+    _checked_out: Connection,
 }
 
 impl std::fmt::Debug for RedisPool {
@@ -63,14 +81,71 @@ impl RedisPool {
         };
         cfg.pool = Some(pool_cfg);
         let pool = cfg.create_pool(Some(Runtime::Tokio1)).map_err(|e| RedisError::Build(e.to_string()))?;
-        Ok(Self { pool, timeout: config.timeout, key_prefix: Arc::from(config.key_prefix.as_str()) })
+        Ok(Self {
+            pool,
+            timeout: config.timeout,
+            key_prefix: Arc::from(config.key_prefix.as_str()),
+            shared: Arc::default(),
+            generation: Arc::default(),
+        })
+    }
+
+    /// The shared connection (checking one out when there is none) and its generation.
+    async fn shared(&self) -> Result<(u64, MultiplexedConnection), RedisError> {
+        if let Some(shared) = self.shared.lock().unwrap_or_else(PoisonError::into_inner).as_ref() {
+            return Ok((shared.generation, shared.connection.clone()));
+        }
+        let checked_out = self.get().await?;
+        let connection = (*checked_out).clone();
+        let mut slot = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(shared) = slot.as_ref() {
+            // Another caller checked one out meanwhile; ours goes back to the pool.
+            return Ok((shared.generation, shared.connection.clone()));
+        }
+        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(Shared { generation, connection: connection.clone(), _checked_out: checked_out });
+        Ok((generation, connection))
+    }
+
+    /// Gives the shared connection of `generation` back to the pool after it failed.
+    fn discard(&self, generation: u64) {
+        let mut slot = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|shared| shared.generation == generation) {
+            *slot = None;
+        }
+    }
+
+    /// Runs `command` on the shared connection with the reply timeout; a connection that fails
+    /// (not a command that Redis refused) is discarded.
+    async fn run<T, F>(&self, command: impl FnOnce(MultiplexedConnection) -> F) -> Result<T, RedisError>
+    where
+        F: Future<Output = redis::RedisResult<T>>,
+    {
+        let (generation, connection) = self.shared().await?;
+        match tokio::time::timeout(self.timeout, command(connection)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(e)) => {
+                if e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+                {
+                    self.discard(generation);
+                }
+                Err(e.into())
+            }
+            Err(_) => {
+                self.discard(generation);
+                Err(RedisError::Timeout(self.timeout))
+            }
+        }
     }
 
     /// A connection, waiting at most the configured timeout.
     ///
     /// # Errors
     /// When Redis is unreachable or the pool stays exhausted.
-    pub async fn get(&self) -> Result<Connection, RedisError> {
+    async fn get(&self) -> Result<Connection, RedisError> {
         Ok(self.pool.get().await?)
     }
 
@@ -84,11 +159,7 @@ impl RedisPool {
     /// # Errors
     /// On connection, command or timeout failure.
     pub async fn query<T: redis::FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, RedisError> {
-        let mut conn = self.get().await?;
-        match tokio::time::timeout(self.timeout, cmd.query_async(&mut conn)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(RedisError::Timeout(self.timeout)),
-        }
+        self.run(async |mut conn| cmd.query_async(&mut conn).await).await
     }
 
     /// Runs a Lua script (EVALSHA, loading it on first use) with the reply timeout.
@@ -99,11 +170,7 @@ impl RedisPool {
         &self,
         invocation: &redis::ScriptInvocation<'_>,
     ) -> Result<T, RedisError> {
-        let mut conn = self.get().await?;
-        match tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)).await {
-            Ok(result) => Ok(result?),
-            Err(_) => Err(RedisError::Timeout(self.timeout)),
-        }
+        self.run(async |mut conn| invocation.invoke_async(&mut conn).await).await
     }
 
     /// Publishes pool gauges (`redis_pool_connections{state}`, `redis_pool_waiting`).

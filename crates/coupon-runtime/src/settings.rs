@@ -47,7 +47,11 @@ pub const KEYS: &[Key] = &[
     ),
     key("REDIS_HOST", "127.0.0.1", "Redis host."),
     key("REDIS_PORT", "6379", "Redis port."),
-    key("REDIS_POOL_SIZE", "32", "Redis connections per process."),
+    key(
+        "REDIS_POOL_SIZE",
+        "32",
+        "Most Redis connections per process; commands share one (multiplexed) and the pool replaces it when it fails.",
+    ),
     key("REDIS_TIMEOUT", "2", "Seconds to wait for a Redis connection or reply."),
     key("REDIS_KEY_PREFIX", "coupon:", "Prefix of every Redis key (lets tests and tenants share one Redis)."),
     key("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Comma-separated Kafka bootstrap brokers."),
