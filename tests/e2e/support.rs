@@ -18,10 +18,13 @@ pub fn start_api(env: &TestEnv) -> String {
     base
 }
 
-/// An HTTP client that keeps enough connections open for bursts.
+/// An HTTP client that keeps enough connections open for bursts. Idle connections are dropped
+/// before the server's keep-alive (5 s) closes them: reusing one just as the server closes it
+/// fails the request (`IncompleteMessage`), which a slow step between two bursts made likely.
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(256)
+        .pool_idle_timeout(Duration::from_secs(2))
         .timeout(Duration::from_secs(60))
         .build()
         .expect("client")
