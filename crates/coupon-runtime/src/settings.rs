@@ -50,7 +50,7 @@ pub const KEYS: &[Key] = &[
     key(
         "REDIS_POOL_SIZE",
         "32",
-        "Most Redis connections per process; commands share one (multiplexed) and the pool replaces it when it fails.",
+        "Most Redis connections per process; the commands of a thread share one (multiplexed), replaced when it fails.",
     ),
     key("REDIS_TIMEOUT", "2", "Seconds to wait for a Redis connection or reply."),
     key("REDIS_KEY_PREFIX", "coupon:", "Prefix of every Redis key (lets tests and tenants share one Redis)."),
