@@ -108,11 +108,7 @@ async fn flushing_redis_in_the_middle_of_a_burst_does_not_oversell() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sold_out_policy_is_answered_from_memory_until_its_cap_is_raised() {
-    let env = TestEnv::new()
-        .await
-        .set("COUPON_RATE_LIMIT_ENABLED", "true")
-        .set("COUPON_RATE_LIMIT_PER_MINUTE", "5")
-        .set("COUPON_RATE_LIMIT_PER_HOUR", "100");
+    let env = rate_limited_env(5, 100).await;
     let (a, b) = (start_api(&env), start_api(&env));
     let client = client();
     let policy = create_policy(&client, &a, policy_body("FIRST_COME", Some(2), 1)).await;

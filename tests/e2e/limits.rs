@@ -47,11 +47,7 @@ async fn the_sixth_issue_request_in_a_minute_is_rate_limited() {
 
 #[tokio::test]
 async fn the_hourly_limit_holds_across_minutes() {
-    let env = TestEnv::new()
-        .await
-        .set("COUPON_RATE_LIMIT_ENABLED", "true")
-        .set("COUPON_RATE_LIMIT_PER_MINUTE", "100")
-        .set("COUPON_RATE_LIMIT_PER_HOUR", "3");
+    let env = rate_limited_env(100, 3).await;
     let base = start_api(&env);
     let client = client();
     let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 10)).await;
@@ -62,11 +58,7 @@ async fn the_hourly_limit_holds_across_minutes() {
 
 #[tokio::test]
 async fn ten_unknown_codes_block_the_user_and_the_address() {
-    let env = TestEnv::new()
-        .await
-        .set("COUPON_RATE_LIMIT_ENABLED", "true")
-        .set("COUPON_RATE_LIMIT_PER_MINUTE", "1000")
-        .set("COUPON_RATE_LIMIT_PER_HOUR", "1000");
+    let env = rate_limited_env(1000, 1000).await;
     let base = start_api(&env);
     let client = client();
     let mut code_policy = policy_body("CODE", None, 1);

@@ -10,6 +10,16 @@ use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
 use serde_json::{Value, json};
 
+/// A fresh environment with the rate limits on, at `per_minute` and `per_hour` issuing requests
+/// per user.
+pub async fn rate_limited_env(per_minute: u32, per_hour: u32) -> TestEnv {
+    TestEnv::new()
+        .await
+        .set("COUPON_RATE_LIMIT_ENABLED", "true")
+        .set("COUPON_RATE_LIMIT_PER_MINUTE", per_minute.to_string())
+        .set("COUPON_RATE_LIMIT_PER_HOUR", per_hour.to_string())
+}
+
 /// A running api-server's base URL.
 pub fn start_api(env: &TestEnv) -> String {
     let app = api_server::Application::build(env.settings()).expect("api-server builds");

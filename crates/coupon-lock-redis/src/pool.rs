@@ -12,7 +12,6 @@
 //! or times out is given back and the next command checks out (and so checks) another.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -54,8 +53,14 @@ pub struct RedisPool {
     pool: Pool,
     timeout: Duration,
     key_prefix: Arc<str>,
-    shared: Arc<Mutex<HashMap<ThreadId, Shared>>>,
-    generation: Arc<AtomicU64>,
+    shared: Arc<Mutex<SharedSlots>>,
+}
+
+/// The threads' shared connections, and the generation the next one gets.
+#[derive(Default)]
+struct SharedSlots {
+    by_thread: HashMap<ThreadId, Shared>,
+    next_generation: u64,
 }
 
 /// The checked-out connection that one thread's commands share; held so the pool counts it as in
@@ -95,7 +100,6 @@ impl RedisPool {
             timeout: config.timeout,
             key_prefix: Arc::from(config.key_prefix.as_str()),
             shared: Arc::default(),
-            generation: Arc::default(),
         })
     }
 
@@ -106,8 +110,10 @@ impl RedisPool {
             let slots = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
             // Past MAX_SHARED threads a thread borrows another's connection instead of holding
             // more of the pool (a thread that ended keeps its entry until that connection fails).
-            if let Some(shared) =
-                slots.get(&thread).or_else(|| slots.values().next().filter(|_| slots.len() >= MAX_SHARED))
+            let by_thread = &slots.by_thread;
+            if let Some(shared) = by_thread
+                .get(&thread)
+                .or_else(|| by_thread.values().next().filter(|_| by_thread.len() >= MAX_SHARED))
             {
                 return Ok((shared.generation, shared.connection.clone()));
             }
@@ -115,11 +121,13 @@ impl RedisPool {
         let checked_out = self.get().await?;
         let connection = (*checked_out).clone();
         let mut slots = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(shared) = slots.get(&thread) {
+        if let Some(shared) = slots.by_thread.get(&thread) {
             return Ok((shared.generation, shared.connection.clone()));
         }
-        let generation = self.generation.fetch_add(1, Ordering::Relaxed);
+        let generation = slots.next_generation;
+        slots.next_generation += 1;
         slots
+            .by_thread
             .insert(thread, Shared { generation, connection: connection.clone(), _checked_out: checked_out });
         Ok((generation, connection))
     }
@@ -127,7 +135,7 @@ impl RedisPool {
     /// Gives the shared connection of `generation` back to the pool after it failed.
     fn discard(&self, generation: u64) {
         let mut slots = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.retain(|_, shared| shared.generation != generation);
+        slots.by_thread.retain(|_, shared| shared.generation != generation);
     }
 
     /// Runs `command` on the shared connection with the reply timeout; a connection that fails
