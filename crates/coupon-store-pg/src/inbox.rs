@@ -522,7 +522,7 @@ async fn dead_letter(
         "failedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     });
     let event = EncodedEvent {
-        event_id: uuid::Uuid::new_v4().to_string(),
+        event_id: uuid::Uuid::now_v7().to_string(),
         topic: source.dead_letter_topic.clone(),
         key: delivery.key.clone().unwrap_or_default(),
         event_type: "DEAD_LETTER",
