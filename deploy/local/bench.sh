@@ -197,8 +197,25 @@ first_come='"discountType":"FIXED_AMOUNT","discountValue":1000,"distributionType
 policy=$(new_policy "$first_come,\"maxIssueCount\":1000000000")
 
 log "issuing for ${seconds}s over $connections connections (policy $policy)"
+# CPU time (clock ticks, user + system) of the api-server and of every PostgreSQL and Redis process,
+# and of this shell's finished children (wrk), around the run: the CPU cost of one issue per process.
+cpu_ticks() {
+    local sum=0 p
+    for p in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
+    echo $sum
+}
+# `times` runs in this shell (a subshell would see none of its children); its second line holds
+# the children's user and system time as 0m1.234s.
+cpu_snapshot() {
+    times >"$LOCAL/bench-times.txt"
+    local children
+    children=$(awk -v hz="$(getconf CLK_TCK)" 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$LOCAL/bench-times.txt")
+    echo "$(cpu_ticks $server) $(cpu_ticks $(pgrep -x postgres)) $(cpu_ticks $(pgrep -x redis-server)) $children"
+}
+cpu_snapshot >"$LOCAL/bench-cpu-before.txt"
 result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/issue.lua \
     "http://127.0.0.1:$port" -- "$policy" "$(( $(date +%s) % 100000 * 1000000000 ))" | tee "$LOCAL/bench-issue.txt" | grep -E '^(RESULT|status)')
+cpu_snapshot >"$LOCAL/bench-cpu-after.txt"
 sleep 2
 log "HTTP ceiling: GET /health/live, same server, same load"
 ceiling=$(wrk -t2 -c"$connections" -d10s "http://127.0.0.1:$port/health/live" | awk '/Requests\/sec/ {print $2}')
@@ -232,6 +249,11 @@ echo "$result"
 echo "issues/s:            $(( created / seconds ))   (requests/s incl. non-201: $rate)"
 echo "HTTP ceiling (/health/live): ${ceiling} req/s   ratio: $(awk -v a="$created" -v s="$seconds" -v c="$ceiling" 'BEGIN {printf "%.3f", a / s / c}')"
 echo "rows: $rows   counter: $counter   outbox rows: $outbox   201 answers: $created"
+awk -v b="$(cat "$LOCAL/bench-cpu-before.txt")" -v a="$(cat "$LOCAL/bench-cpu-after.txt")" -v n="$created" -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" 'BEGIN {
+    split(b, x); split(a, y); total = 0
+    for (i = 1; i <= 4; i++) { us[i] = (y[i] - x[i]) * 1e6 / hz / n; total += us[i] }
+    printf "CPU per issue: api-server %.0f µs, PostgreSQL %.0f µs, Redis %.0f µs, wrk %.0f µs; %.0f µs in all (%d cores allow %.0f issues/s at that cost)\n",
+        us[1], us[2], us[3], us[4], total, cores, cores * 1e6 / total }'
 ok=1
 [ "$rows" = "$counter" ] || { echo "FAIL: rows ≠ counter"; ok=0; }
 [ "$rows" = "$outbox" ] || { echo "FAIL: a coupon without its outbox row"; ok=0; }

@@ -146,7 +146,9 @@ async fn run(group: GroupCommit, key: Key, mut receiver: mpsc::Receiver<Pending>
             }
         }
         metrics::histogram!("coupon_issue_batch_size").record(batch.len() as f64);
+        let started = std::time::Instant::now();
         let outcomes = decide(&group, key.1, &batch).await;
+        metrics::histogram!("coupon_issue_batch_seconds").record(started.elapsed().as_secs_f64());
         for (pending, outcome) in batch.drain(..).zip(outcomes) {
             // The caller may have gone (client disconnected); the coupon is committed regardless.
             let _ = pending.reply.send(outcome);
