@@ -116,7 +116,7 @@ pub fn jobs(settings: &Settings, pg: &PgPool, clock: Arc<dyn Clock>) -> Jobs {
     )
 }
 
-fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
+fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Result<AppState> {
     let coupon = &settings.coupon;
     let limits = if coupon.rate_limit_enabled {
         Limits::enabled(Arc::new(RedisRateLimiter::new(
@@ -133,10 +133,10 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
     };
     let encoder = encoder(settings);
     let policies = Arc::new(PgPolicyStore::new(pg.clone()));
-    let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()));
+    let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()).context("issue batchers")?);
     let gate = Arc::new(RedisStockGate::new(redis.clone()));
     let clock = Arc::new(SystemClock);
-    AppState {
+    Ok(AppState {
         issuing: Issuing::new(
             Arc::new(CachedPolicies::new(policies.clone(), clock.clone(), POLICY_SNAPSHOT_TTL)),
             coupons,
@@ -155,7 +155,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> AppState {
         clock,
         zone: settings.coupon.timezone,
         limits,
-    }
+    })
 }
 
 /// A built, listening api-server.
@@ -200,7 +200,7 @@ impl Application {
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout.max(settings.redis.timeout),
         };
-        let state = app_state(&settings, &pg, &redis);
+        let state = app_state(&settings, &pg, &redis)?;
         let tokens = AdminTokens::new(
             settings.coupon.admin_tokens.iter().map(|t| t.expose_secret().to_owned()).collect(),
         );

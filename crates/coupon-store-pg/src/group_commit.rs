@@ -65,14 +65,61 @@ type Key = (PolicyId, DistributionType);
 /// The batchers of one process, one per policy and channel.
 #[derive(Clone)]
 pub struct GroupCommit {
+    /// The batchers' own connections, opened (and so driven) on [`BatcherThread`]'s runtime.
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
     queues: Arc<Mutex<HashMap<Key, mpsc::Sender<Pending>>>>,
+    thread: Arc<BatcherThread>,
+}
+
+/// The thread whose runtime runs every batcher and the I/O of their connections.
+///
+/// On an HTTP worker's loop, a batch's statements waited behind that worker's requests: each
+/// commit wakes the hundred callers it answers, their next requests follow at once, and the
+/// batcher's next round trip queued behind all of them (2.5 ms of a 7-8 ms batch cycle, measured
+/// on the first statement of each batch). On a thread of their own the batchers answer within
+/// microseconds of PostgreSQL, and a batch cycle took 4.6 ms.
+struct BatcherThread {
+    runtime: tokio::runtime::Handle,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl BatcherThread {
+    fn start() -> std::io::Result<Self> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new().name("issue-batchers".into()).spawn(move || {
+            runtime.block_on(async {
+                let _ = stopped.await;
+            });
+        })?;
+        Ok(Self { runtime: handle, stop: Some(stop) })
+    }
+}
+
+impl Drop for BatcherThread {
+    /// The last [`GroupCommit`] is gone, and with it every batcher (each holds a clone until it
+    /// stops for idleness): end the thread.
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
 }
 
 impl GroupCommit {
-    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
-        Self { pool, encoder, queues: Arc::default() }
+    /// Starts the batchers' thread, with a pool of `pool`'s settings for their transactions.
+    ///
+    /// # Errors
+    /// The thread or its runtime could not be started.
+    pub fn new(pool: &PgPool, encoder: Arc<dyn EventEncoder>) -> anyhow::Result<Self> {
+        Ok(Self {
+            pool: pool.sibling()?,
+            encoder,
+            queues: Arc::default(),
+            thread: Arc::new(BatcherThread::start()?),
+        })
     }
 
     /// Queues the request with the other requests of its policy and waits for the batch's commit.
@@ -113,7 +160,7 @@ impl GroupCommit {
             .entry(key)
             .or_insert_with(|| {
                 let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(run(self.clone(), key, receiver));
+                self.thread.runtime.spawn(run(self.clone(), key, receiver));
                 sender
             })
             .clone()

@@ -41,8 +41,10 @@ impl std::fmt::Debug for PgCouponStore {
 }
 
 impl PgCouponStore {
-    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
-        Self { group: GroupCommit::new(pool.clone(), encoder.clone()), pool, encoder }
+    /// # Errors
+    /// The group commit's thread could not be started.
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> anyhow::Result<Self> {
+        Ok(Self { group: GroupCommit::new(&pool, encoder.clone())?, pool, encoder })
     }
 
     /// One request, one transaction: for per-user limits above one, where the free slot is found

@@ -37,6 +37,7 @@ pub enum PgPoolError {
 #[derive(Clone)]
 pub struct PgPool {
     pool: Pool<AsyncPgConnection>,
+    config: PgConfig,
 }
 
 impl std::fmt::Debug for PgPool {
@@ -71,7 +72,17 @@ impl PgPool {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| PgPoolError::Build(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self { pool, config: config.clone() })
+    }
+
+    /// Another pool with the same settings and none of this one's connections. A connection's
+    /// I/O is driven by the runtime that opened it, so work that runs on its own runtime (the
+    /// issue batchers, see `group_commit`) needs connections of its own.
+    ///
+    /// # Errors
+    /// Never in practice: the settings were accepted once already.
+    pub fn sibling(&self) -> Result<Self, PgPoolError> {
+        Self::new(&self.config)
     }
 
     /// A connection from the pool, waiting at most the configured timeout.

@@ -56,7 +56,7 @@ async fn fixture() -> Fixture {
     .expect("pool");
     Fixture {
         policies: PgPolicyStore::new(pool.clone()),
-        coupons: Arc::new(PgCouponStore::new(pool, Arc::new(RowsOnly))),
+        coupons: Arc::new(PgCouponStore::new(pool, Arc::new(RowsOnly)).expect("coupon store")),
         db,
     }
 }
