@@ -78,7 +78,7 @@ pub struct GroupCommit {
 /// commit wakes the hundred callers it answers, their next requests follow at once, and the
 /// batcher's next round trip queued behind all of them (2.5 ms of a 7-8 ms batch cycle, measured
 /// on the first statement of each batch). On a thread of their own the batchers answer within
-/// microseconds of PostgreSQL, and a batch cycle took 4.6 ms.
+/// microseconds of PostgreSQL, and a batch cycle takes about 4.5 ms.
 struct BatcherThread {
     runtime: tokio::runtime::Handle,
     stop: Option<oneshot::Sender<()>>,
