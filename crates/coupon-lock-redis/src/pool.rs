@@ -185,6 +185,14 @@ impl RedisPool {
         self.run(async |mut conn| cmd.query_async(&mut conn).await).await
     }
 
+    /// Runs a pipeline (one round trip) with the reply timeout.
+    ///
+    /// # Errors
+    /// On connection, command or timeout failure.
+    pub async fn pipeline<T: redis::FromRedisValue>(&self, pipe: &redis::Pipeline) -> Result<T, RedisError> {
+        self.run(async |mut conn| pipe.query_async(&mut conn).await).await
+    }
+
     /// Runs a Lua script (EVALSHA, loading it on first use) with the reply timeout.
     ///
     /// # Errors
