@@ -54,20 +54,9 @@ impl RateLimiter for RedisRateLimiter {
             // Plain commands in one round trip, not a script: Redis spent about 5 µs per script
             // call on top of its commands, and these need no atomicity between them.
             let mut pipe = redis::pipe();
-            pipe.cmd("INCR")
-                .arg(&minute_key)
-                .cmd("EXPIRE")
-                .arg(&minute_key)
-                .arg(minute_left)
-                .arg("NX")
-                .ignore()
-                .cmd("INCR")
-                .arg(&hour_key)
-                .cmd("EXPIRE")
-                .arg(&hour_key)
-                .arg(hour_left)
-                .arg("NX")
-                .ignore();
+            for (key, left) in [(&minute_key, minute_left), (&hour_key, hour_left)] {
+                pipe.cmd("INCR").arg(key).cmd("EXPIRE").arg(key).arg(left).arg("NX").ignore();
+            }
             let (in_minute, in_hour): (u32, u32) = self.pool.pipeline(&pipe).await.map_err(unavailable)?;
             let c = self.config;
             let left_minute = c.per_minute.saturating_sub(in_minute);

@@ -177,7 +177,7 @@ impl RedisPool {
         format!("{}{name}", self.key_prefix)
     }
 
-    /// Runs one command (or pipeline) with the reply timeout.
+    /// Runs one command with the reply timeout.
     ///
     /// # Errors
     /// On connection, command or timeout failure.

@@ -10,7 +10,7 @@ use coupon_domain::issue::{GateDecision, StockGate};
 use coupon_domain::policy::{DistributionType, IssuanceWindow, Policy};
 use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
-use coupon_testkit::unique_suffix;
+use coupon_testkit::{redis_url, unique_suffix};
 use rust_decimal::Decimal;
 
 fn gate() -> RedisStockGate {
@@ -22,13 +22,6 @@ fn gate() -> RedisStockGate {
     })
     .expect("pool");
     RedisStockGate::new(pool)
-}
-
-/// The Redis of the test run (`REDIS_HOST`, `REDIS_PORT`; default the local stack).
-fn redis_url() -> String {
-    let host = std::env::var("REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
-    format!("redis://{host}:{port}/")
 }
 
 fn policy(cap: Option<u32>, issued: u32, per_user: u16) -> Policy {

@@ -7,13 +7,11 @@ use coupon_domain::id::UserId;
 use coupon_domain::limits::{RateLimiter, RateVerdict};
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
-use coupon_testkit::unique_suffix;
+use coupon_testkit::{redis_url, unique_suffix};
 
 fn pool() -> RedisPool {
-    let host = std::env::var("REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
-    let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
     RedisPool::new(&RedisConfig {
-        url: format!("redis://{host}:{port}/"),
+        url: redis_url(),
         max_size: 4,
         timeout: Duration::from_secs(5),
         key_prefix: format!("test:{}:", unique_suffix()),

@@ -108,6 +108,13 @@ impl TestEnv {
     }
 }
 
+/// The Redis of the test run (`REDIS_HOST`, `REDIS_PORT`; default the local stack).
+pub fn redis_url() -> String {
+    let host = std::env::var("REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
+    let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
+    format!("redis://{host}:{port}/")
+}
+
 /// A short random suffix for names (databases, prefixes, topics).
 pub fn unique_suffix() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
