@@ -4,6 +4,7 @@
 //!
 //! It knows the domain's ports and nothing of PostgreSQL, Kafka or HTTP.
 
+mod batch;
 pub mod gate;
 pub mod limits;
 pub mod pool;

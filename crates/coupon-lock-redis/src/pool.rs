@@ -45,6 +45,10 @@ pub enum RedisError {
     Command(#[from] redis::RedisError),
     #[error("Redis did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("unexpected Redis reply: {0}")]
+    Reply(String),
+    #[error("the Redis batcher stopped before answering")]
+    Abandoned,
 }
 
 /// The process's Redis pool; cheap to clone.

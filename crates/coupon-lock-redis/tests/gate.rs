@@ -168,3 +168,58 @@ async fn a_large_sold_out_gate_lists_every_holder_across_scan_pages() {
     assert_eq!(distinct.len(), 2500);
     assert!((1..=2500).all(|u| distinct.contains(&user(u))));
 }
+
+/// Admits made together go to Redis as one batch (on a current-thread runtime the second is queued
+/// before the batcher runs); the script decides them in order, a repeated user included.
+#[tokio::test]
+async fn one_batch_decides_its_requests_in_order() {
+    let gate = gate();
+    let p = policy(Some(3), 0, 1);
+    let (a, b, c, d) = tokio::join!(
+        gate.admit(&p, user(1)),
+        gate.admit(&p, user(1)),
+        gate.admit(&p, user(2)),
+        gate.admit(&p, user(3)),
+    );
+    let answers = [a, b, c, d].map(|answer| answer.expect("redis"));
+    assert_eq!(
+        answers,
+        [
+            GateDecision::Admitted,
+            GateDecision::AlreadyHolding,
+            GateDecision::Admitted,
+            GateDecision::Admitted
+        ]
+    );
+    let (e, f) = tokio::join!(gate.admit(&p, user(4)), gate.admit(&p, user(2)));
+    assert_eq!([e.ok(), f.ok()], [Some(GateDecision::SoldOut), Some(GateDecision::AlreadyHolding)]);
+
+    let twice = policy(Some(10), 0, 2);
+    let forget = gate.forget(twice.id).await;
+    forget.expect("forget");
+    let (g, h, i) =
+        tokio::join!(gate.admit(&twice, user(5)), gate.admit(&twice, user(5)), gate.admit(&twice, user(5)));
+    assert_eq!(
+        [g.ok(), h.ok(), i.ok()],
+        [Some(GateDecision::Admitted), Some(GateDecision::Admitted), Some(GateDecision::AlreadyHolding)]
+    );
+}
+
+/// A request dropped while its admit is queued or in flight (the client went away) leaves the
+/// stock as it was: the unit goes to the next user.
+#[tokio::test]
+async fn a_request_that_leaves_takes_no_stock() {
+    let gate = gate();
+    let p = policy(Some(1), 0, 1);
+    {
+        let mut leaving = std::pin::pin!(gate.admit(&p, user(1)));
+        // Queue the admit and let the batcher send it, then drop the request before its answer.
+        tokio::select! {
+            biased;
+            _ = &mut leaving => panic!("answered before the batcher ran"),
+            () = tokio::task::yield_now() => {}
+        }
+    }
+    assert_eq!(gate.admit(&p, user(2)).await.ok(), Some(GateDecision::Admitted));
+    assert_eq!(gate.admit(&p, user(3)).await.ok(), Some(GateDecision::SoldOut));
+}
