@@ -37,6 +37,7 @@ use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::courier::{Courier, Couriers, Parcels};
 use crate::error::{from_diesel, from_pool};
 use crate::issue::refusal;
 use crate::pool::PgPool;
@@ -57,8 +58,12 @@ struct Pending {
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     context: EventContext,
-    reply: oneshot::Sender<Result<IssuedCoupon, IssueError>>,
+    reply: oneshot::Sender<Answer>,
+    /// Carries the answer to the caller's thread.
+    courier: Courier<Answer>,
 }
+
+type Answer = Result<IssuedCoupon, IssueError>;
 
 type Key = (PolicyId, DistributionType);
 
@@ -70,6 +75,7 @@ pub struct GroupCommit {
     encoder: Arc<dyn EventEncoder>,
     queues: Arc<Mutex<HashMap<Key, mpsc::Sender<Pending>>>>,
     thread: Arc<BatcherThread>,
+    couriers: Couriers<Answer>,
 }
 
 /// The thread whose runtime runs every batcher and the I/O of their connections.
@@ -119,6 +125,7 @@ impl GroupCommit {
             encoder,
             queues: Arc::default(),
             thread: Arc::new(BatcherThread::start()?),
+            couriers: Couriers::default(),
         })
     }
 
@@ -132,6 +139,7 @@ impl GroupCommit {
             expires_at: command.expires_at,
             context: command.context.clone(),
             reply,
+            courier: self.couriers.here(),
         };
         let key = (command.policy.id, command.channel);
         // A batcher that just stopped for idleness refuses the request; start a new one and retry.
@@ -196,10 +204,13 @@ async fn run(group: GroupCommit, key: Key, mut receiver: mpsc::Receiver<Pending>
         let started = std::time::Instant::now();
         let outcomes = decide(&group, key.1, &batch).await;
         metrics::histogram!("coupon_issue_batch_seconds").record(started.elapsed().as_secs_f64());
+        // A caller that has gone (client disconnected) misses its answer; the coupon is committed
+        // regardless.
+        let mut parcels = Parcels::new();
         for (pending, outcome) in batch.drain(..).zip(outcomes) {
-            // The caller may have gone (client disconnected); the coupon is committed regardless.
-            let _ = pending.reply.send(outcome);
+            parcels.add(&pending.courier, pending.reply, outcome);
         }
+        parcels.send();
     }
 }
 

@@ -8,6 +8,7 @@
 //! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
 
 mod checkout_batch;
+mod courier;
 mod error;
 mod group_commit;
 pub mod housekeeping;

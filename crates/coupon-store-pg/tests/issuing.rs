@@ -209,3 +209,25 @@ async fn an_unlimited_policy_issues_and_counts() {
     let slots = count(&f.db, "SELECT max(user_slot)::bigint AS n FROM coupon_issues WHERE user_id = 1").await;
     assert_eq!(slots, 2);
 }
+
+/// Answers go back through a courier on the caller's thread. A thread whose runtime is gone (its
+/// courier with it) still gets the answers of its next runtime's requests.
+#[test]
+fn a_thread_gets_its_answers_after_its_first_runtime_is_gone() {
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let first = runtime();
+    let (f, policy) = first.block_on(async {
+        let f = fixture().await;
+        let policy = policy(&f, DistributionType::FirstCome, Some(10), 1).await;
+        issue(&f.coupons, &policy, 1).await.expect("issued on the first runtime");
+        (f, policy)
+    });
+    drop(first);
+    runtime().block_on(async {
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), issue(&f.coupons, &policy, 2))
+            .await
+            .expect("answered");
+        answer.expect("issued on the second runtime");
+        assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await, 2);
+    });
+}
