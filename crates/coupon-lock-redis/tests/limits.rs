@@ -1,5 +1,5 @@
-//! The issuing rate limit against the real Redis: counts per window, and counters that expire with
-//! their window.
+//! The issuing rate limit against the real Redis: counts per window, in a hash per user and hour
+//! that expires with its hour.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -32,7 +32,7 @@ async fn ttl(pool: &RedisPool, key: &str) -> i64 {
 }
 
 #[tokio::test]
-async fn counters_count_each_hit_and_expire_with_their_window_set_by_the_first_hit() {
+async fn counters_count_each_hit_and_expire_with_their_hour_set_by_the_first_hit() {
     // A burst must fall into one minute window.
     if left_in_window(60) < 5 {
         tokio::time::sleep(Duration::from_secs(left_in_window(60) + 1)).await;
@@ -50,8 +50,8 @@ async fn counters_count_each_hit_and_expire_with_their_window_set_by_the_first_h
     let user = UserId::new(42).expect("user");
     let minute = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 60;
     let hour = minute / 60;
-    let minute_key = pool.key(&format!("rate:{{{user}}}:m:{minute}"));
-    let hour_key = pool.key(&format!("rate:{{{user}}}:h:{hour}"));
+    let key = pool.key(&format!("rate:{{{user}}}:{hour}"));
+    let minute_field = format!("m{}", minute % 60);
 
     let mut remaining = Vec::new();
     for _ in 0..6 {
@@ -62,19 +62,50 @@ async fn counters_count_each_hit_and_expire_with_their_window_set_by_the_first_h
     }
     assert_eq!(remaining, [Some(4), Some(3), Some(2), Some(1), Some(0), None]);
 
-    let (minute_ttl, hour_ttl) = (ttl(&pool, &minute_key).await, ttl(&pool, &hour_key).await);
-    assert!((1..=60).contains(&minute_ttl), "the minute counter expires with its minute: {minute_ttl}");
-    assert!((1..=3600).contains(&hour_ttl), "the hour counter expires with its hour: {hour_ttl}");
+    let hour_ttl = ttl(&pool, &key).await;
+    assert!((1..=3600).contains(&hour_ttl), "the counters expire with their hour: {hour_ttl}");
 
     // A later hit leaves the expiry as it is (here one longer than any window).
     let mut persist = redis::cmd("EXPIRE");
-    persist.arg(&hour_key).arg(100_000);
+    persist.arg(&key).arg(100_000);
     let _: i64 = pool.query(&persist).await.expect("expire");
     limiter.hit_issue(user).await.expect("hit");
-    assert!(ttl(&pool, &hour_key).await > 3600, "NX: the hit did not set the expiry again");
+    assert!(ttl(&pool, &key).await > 3600, "NX: the hit did not set the expiry again");
 
-    let mut counts = redis::cmd("MGET");
-    counts.arg(&minute_key).arg(&hour_key);
-    let counts: Vec<u32> = pool.query(&counts).await.expect("mget");
+    let mut counts = redis::cmd("HMGET");
+    counts.arg(&key).arg(&minute_field).arg("h");
+    let counts: Vec<u32> = pool.query(&counts).await.expect("hmget");
     assert_eq!(counts, [7, 7]);
+}
+
+/// Hits made together go to Redis as one pipeline and are each counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_hits_are_each_counted_once() {
+    if left_in_window(60) < 5 {
+        tokio::time::sleep(Duration::from_secs(left_in_window(60) + 1)).await;
+    }
+    let limiter = std::sync::Arc::new(RedisRateLimiter::new(
+        pool(),
+        LimitConfig {
+            per_minute: 30,
+            per_hour: 1000,
+            unknown_codes_per_hour: 10,
+            block_for: Duration::from_secs(60),
+        },
+    ));
+    let hits: Vec<_> = (0..100)
+        .map(|n| {
+            let limiter = limiter.clone();
+            // Two users, fifty hits each.
+            let user = UserId::new(1 + n % 2).expect("user");
+            tokio::spawn(async move { limiter.hit_issue(user).await.expect("hit") })
+        })
+        .collect();
+    let mut allowed = 0;
+    for hit in hits {
+        if matches!(hit.await.expect("task"), RateVerdict::Allowed(_)) {
+            allowed += 1;
+        }
+    }
+    assert_eq!(allowed, 60, "thirty hits a minute for each of the two users");
 }
