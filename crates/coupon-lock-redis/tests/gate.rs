@@ -205,6 +205,26 @@ async fn one_batch_decides_its_requests_in_order() {
     );
 }
 
+/// A batch whose requests carry different snapshots of the policy (its cap was raised meanwhile)
+/// counts the stock by the newest one.
+#[tokio::test]
+async fn a_batch_counts_by_its_newest_policy_snapshot() {
+    let gate = gate();
+    let before = policy(Some(1), 0, 1);
+    let mut raised = policy(Some(3), 0, 1);
+    raised.version = before.version + 1;
+    let (a, b, c) = tokio::join!(
+        gate.admit(&before, user(1)),
+        gate.admit(&raised, user(2)),
+        gate.admit(&before, user(3))
+    );
+    assert_eq!(
+        [a.ok(), b.ok(), c.ok()],
+        [Some(GateDecision::Admitted), Some(GateDecision::Admitted), Some(GateDecision::Admitted)]
+    );
+    assert_eq!(gate.admit(&raised, user(4)).await.ok(), Some(GateDecision::SoldOut));
+}
+
 /// A request dropped while its admit is queued or in flight (the client went away) leaves the
 /// stock as it was: the unit goes to the next user.
 #[tokio::test]
