@@ -2,8 +2,12 @@
 //! so a dead one must be given up and replaced.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use coupon_domain::id::UserId;
+use coupon_domain::limits::{RateLimiter, RateVerdict};
+use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_testkit::process::{Running, free_port};
 
@@ -30,10 +34,10 @@ async fn set_within(pool: &RedisPool, key: &str, value: &str, limit: Duration) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_fail_fast_while_redis_is_down_and_recover_when_it_is_back() {
+/// A Redis of its own on a free port, and a pool with a 1 s timeout that has reached it.
+async fn redis_with_pool() -> (u16, Running, RedisPool) {
     let port = free_port();
-    let mut redis = start_redis(port);
+    let redis = start_redis(port);
     let pool = RedisPool::new(&RedisConfig {
         url: format!("redis://127.0.0.1:{port}/"),
         max_size: 4,
@@ -42,6 +46,12 @@ async fn commands_fail_fast_while_redis_is_down_and_recover_when_it_is_back() {
     })
     .expect("pool");
     set_within(&pool, "k", "before", Duration::from_secs(10)).await;
+    (port, redis, pool)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_fail_fast_while_redis_is_down_and_recover_when_it_is_back() {
+    let (port, mut redis, pool) = redis_with_pool().await;
 
     redis.kill().await;
     let started = Instant::now();
@@ -52,4 +62,44 @@ async fn commands_fail_fast_while_redis_is_down_and_recover_when_it_is_back() {
     set_within(&pool, "k", "after", Duration::from_secs(10)).await;
     let value: Option<String> = pool.query(redis::cmd("GET").arg("k")).await.expect("GET");
     assert_eq!(value.as_deref(), Some("after"), "the pool talks to the new server");
+}
+
+/// Calls batched into one round trip (here rate-limit hits) all fail fast together while Redis is
+/// down, and the next ones are batched and answered once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_calls_fail_fast_together_while_redis_is_down() {
+    let (port, mut redis, pool) = redis_with_pool().await;
+    let limiter = Arc::new(RedisRateLimiter::new(
+        pool.clone(),
+        LimitConfig {
+            per_minute: 1000,
+            per_hour: 1000,
+            unknown_codes_per_hour: 10,
+            block_for: Duration::from_secs(60),
+        },
+    ));
+    let burst = |limiter: Arc<RedisRateLimiter>| async move {
+        let hits: Vec<_> = (1..=50)
+            .map(|n| {
+                let limiter = limiter.clone();
+                tokio::spawn(async move { limiter.hit_issue(UserId::new(n).expect("user")).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for hit in hits {
+            outcomes.push(hit.await.expect("task"));
+        }
+        outcomes
+    };
+    assert!(burst(limiter.clone()).await.iter().all(Result::is_ok));
+
+    redis.kill().await;
+    let started = Instant::now();
+    assert!(burst(limiter.clone()).await.iter().all(Result::is_err), "every caller hears the failure");
+    assert!(started.elapsed() < Duration::from_secs(3), "a dead Redis fails fast");
+
+    let _redis = start_redis(port);
+    set_within(&pool, "k", "back", Duration::from_secs(10)).await;
+    let outcomes = burst(limiter).await;
+    assert!(outcomes.iter().all(|o| matches!(o, Ok(RateVerdict::Allowed(_)))), "{outcomes:?}");
 }
