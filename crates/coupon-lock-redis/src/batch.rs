@@ -108,14 +108,16 @@ impl<B: Batch> Batcher<B> {
 
     fn queue(&self, slot: (ThreadId, B::Key)) -> mpsc::Sender<Waiting<B>> {
         let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        queues
-            .entry(slot)
-            .or_insert_with(|| {
-                let (sender, receiver) = mpsc::channel(QUEUE);
-                tokio::spawn(drive(self.batch.clone(), slot.1, receiver));
-                sender
-            })
-            .clone()
+        if let Some(queue) = queues.get(&slot) {
+            return queue.clone();
+        }
+        // Batchers that stopped for idleness (or with their runtime) leave their queues behind;
+        // starting one drops them.
+        queues.retain(|_, queue| !queue.is_closed());
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        tokio::spawn(drive(self.batch.clone(), slot.1, receiver));
+        queues.insert(slot, sender.clone());
+        sender
     }
 
     fn forget(&self, slot: (ThreadId, B::Key), stale: &mpsc::Sender<Waiting<B>>) {
@@ -176,5 +178,91 @@ async fn drive<B: Batch>(batch: Arc<B>, key: B::Key, mut receiver: mpsc::Receive
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// Answers each item with its double and records the size of every batch.
+    #[derive(Default)]
+    struct Doubler {
+        sizes: Mutex<Vec<usize>>,
+        unclaimed: AtomicUsize,
+    }
+
+    impl Batch for Doubler {
+        const NAME: &'static str = "test";
+        type Key = u8;
+        type Item = u32;
+        type Answer = u32;
+
+        async fn run(&self, _: u8, items: &[u32]) -> Result<Vec<u32>, RedisError> {
+            self.sizes.lock().unwrap_or_else(PoisonError::into_inner).push(items.len());
+            tokio::task::yield_now().await;
+            Ok(items.iter().map(|n| n * 2).collect())
+        }
+
+        async fn unclaimed(&self, _: u8, _: u32, _: u32) {
+            self.unclaimed.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn calls_made_together_are_one_batch_and_each_gets_its_own_answer() {
+        let doubler = Arc::new(Doubler::default());
+        let batcher = Batcher::new(doubler.clone());
+        let answers = current_thread().block_on(async {
+            let (a, b, c, d, e) = tokio::join!(
+                batcher.submit(0, 1),
+                batcher.submit(0, 2),
+                batcher.submit(0, 3),
+                batcher.submit(0, 4),
+                batcher.submit(0, 5),
+            );
+            [a, b, c, d, e].map(Result::ok)
+        });
+        assert_eq!(answers, [2, 4, 6, 8, 10].map(Some));
+        assert_eq!(*doubler.sizes.lock().unwrap_or_else(PoisonError::into_inner), [5]);
+    }
+
+    #[test]
+    fn a_new_batcher_drops_the_queues_of_those_that_stopped() {
+        let batcher = Batcher::new(Arc::new(Doubler::default()));
+        let first = current_thread();
+        assert_eq!(first.block_on(batcher.submit(1, 1)).ok(), Some(2));
+        // The runtime goes, and its batcher with it: the queue of key 1 is closed but still known.
+        drop(first);
+        assert_eq!(batcher.queues.lock().unwrap_or_else(PoisonError::into_inner).len(), 1);
+        assert_eq!(current_thread().block_on(batcher.submit(2, 2)).ok(), Some(4));
+        let queues = batcher.queues.lock().unwrap_or_else(PoisonError::into_inner);
+        assert_eq!(queues.keys().map(|(_, key)| *key).collect::<Vec<_>>(), [2]);
+    }
+
+    #[test]
+    fn an_answer_whose_caller_left_is_handed_back() {
+        let doubler = Arc::new(Doubler::default());
+        let batcher = Batcher::new(doubler.clone());
+        current_thread().block_on(async {
+            {
+                let mut leaving = std::pin::pin!(batcher.submit(0, 1));
+                // Queue the call and let the batcher take it, then leave before the answer.
+                tokio::select! {
+                    biased;
+                    _ = &mut leaving => panic!("answered before the batcher ran"),
+                    () = tokio::task::yield_now() => {}
+                }
+            }
+            // The next call is answered after the batcher dealt with the first one.
+            assert_eq!(batcher.submit(0, 2).await.ok(), Some(4));
+        });
+        assert_eq!(doubler.unclaimed.load(Ordering::SeqCst), 1);
     }
 }

@@ -164,14 +164,15 @@ impl GroupCommit {
 
     fn queue(&self, key: Key) -> mpsc::Sender<Pending> {
         let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        queues
-            .entry(key)
-            .or_insert_with(|| {
-                let (sender, receiver) = mpsc::channel(QUEUE);
-                self.thread.runtime.spawn(run(self.clone(), key, receiver));
-                sender
-            })
-            .clone()
+        if let Some(queue) = queues.get(&key) {
+            return queue.clone();
+        }
+        // Batchers that stopped for idleness leave their queues behind; starting one drops them.
+        queues.retain(|_, queue| !queue.is_closed());
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        self.thread.runtime.spawn(run(self.clone(), key, receiver));
+        queues.insert(key, sender.clone());
+        sender
     }
 
     fn forget(&self, key: Key, stale: &mpsc::Sender<Pending>) {
