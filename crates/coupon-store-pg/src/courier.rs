@@ -18,13 +18,12 @@ type Delivery<T> = (oneshot::Sender<T>, T);
 
 /// The courier of one thread; a caller's request carries it to the batch.
 pub(crate) struct Courier<T> {
-    thread: ThreadId,
     parcels: mpsc::UnboundedSender<Vec<Delivery<T>>>,
 }
 
 impl<T> Clone for Courier<T> {
     fn clone(&self) -> Self {
-        Self { thread: self.thread, parcels: self.parcels.clone() }
+        Self { parcels: self.parcels.clone() }
     }
 }
 
@@ -63,7 +62,7 @@ impl<T: Send + 'static> Couriers<T> {
                 }
             }
         });
-        let courier = Courier { thread, parcels };
+        let courier = Courier { parcels };
         by_thread.insert(thread, courier.clone());
         courier
     }
@@ -80,7 +79,7 @@ impl<T> Parcels<T> {
     }
 
     pub(crate) fn add(&mut self, courier: &Courier<T>, reply: oneshot::Sender<T>, answer: T) {
-        match self.by_courier.iter_mut().find(|(c, _)| c.thread == courier.thread) {
+        match self.by_courier.iter_mut().find(|(c, _)| c.parcels.same_channel(&courier.parcels)) {
             Some((_, parcel)) => parcel.push((reply, answer)),
             None => self.by_courier.push((courier.clone(), vec![(reply, answer)])),
         }
