@@ -35,7 +35,7 @@ async fn payments_and_cancellations_apply_once_and_what_cannot_be_applied_goes_t
     // The topics exist once the worker is connected.
     wait_for_ready_worker(&env).await;
 
-    let paid = payment_completed("e1", "R1", coupons[0]);
+    let paid = payment_completed("e1", "R1", coupons[0], 1);
     produce(&env, &topics.payment_completed, &coupons[0].to_string(), &paid).await;
     produce(&env, &topics.payment_completed, &coupons[0].to_string(), &paid).await;
     let failed = json!({"eventId": "e2", "eventType": "PAYMENT_FAILED",
@@ -53,8 +53,8 @@ async fn payments_and_cancellations_apply_once_and_what_cannot_be_applied_goes_t
     // Poison, an unknown reservation, then a good record behind them on the same partition.
     let key = coupons[2].to_string();
     produce(&env, &topics.payment_completed, &key, "{not json").await;
-    produce(&env, &topics.payment_completed, &key, &payment_completed("e4", "NOPE", coupons[2])).await;
-    produce(&env, &topics.payment_completed, &key, &payment_completed("e5", "R3", coupons[2])).await;
+    produce(&env, &topics.payment_completed, &key, &payment_completed("e4", "NOPE", coupons[2], 3)).await;
+    produce(&env, &topics.payment_completed, &key, &payment_completed("e5", "R3", coupons[2], 3)).await;
     assert_eq!(status_of(&env, coupons[2], "USED").await, 1, "records behind the bad ones still apply");
 
     let dlq = format!("{}.DLQ", topics.payment_completed);
@@ -74,6 +74,82 @@ async fn payments_and_cancellations_apply_once_and_what_cannot_be_applied_goes_t
         "the event's correlation id follows the payment"
     );
     assert_eq!(count(&env, "SELECT count(*) AS n FROM processed_events").await, 5, "e1..e5, each once");
+    worker.stop().await;
+}
+
+/// A record's key, its value, and the DLQ reason it must get.
+type Hostile = (Option<Vec<u8>>, Vec<u8>, &'static str);
+
+/// SPEC §10: whatever a record holds (a key too long for any column, bytes that are not UTF-8,
+/// NUL, ids over their bounds, numbers too big, a payment for another user), it goes to the DLQ
+/// with its key and value kept, and the valid payment behind it on the same partition is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_record_stalls_its_partition() {
+    let env = TestEnv::new().await;
+    let coupons = reserved(&env, 2).await;
+    let worker = start_worker(&env);
+    wait_for_ready_worker(&env).await;
+    let topic = env.settings().kafka.topics.payment_completed;
+    let mut producer = Producer::connect(&env).await;
+    let key = coupons[0].to_string();
+    let partition = producer.partition_of(&topic, &key).await;
+    let long_key = "k".repeat(150);
+    let payment = |event_id: &str, user: Value| {
+        json!({"eventId": event_id, "eventType": "PAYMENT_COMPLETED",
+               "data": {"paymentId": "PAY-S2", "orderId": "O-S2", "userId": user, "couponId": coupons[1],
+                        "reservationId": "S2"}})
+        .to_string()
+        .into_bytes()
+    };
+    let hostile: [Hostile; 7] = [
+        (Some(long_key.into_bytes()), payment("h1", json!(99)), "PAYMENT_MISMATCH"),
+        (Some(vec![0xff, 0xfe, 0x00]), vec![0xc3, 0x28, 0x00, 0xff], "MALFORMED_JSON"),
+        (Some(key.clone().into_bytes()), payment(&"e".repeat(101), json!(2)), "INVALID_EVENT"),
+        (None, payment("h\u{0}4", json!(2)), "INVALID_EVENT"),
+        (Some(key.clone().into_bytes()), payment("h5", json!(1e300)), "INVALID_EVENT"),
+        (Some(key.clone().into_bytes()), payment("h6", json!("2")), "INVALID_EVENT"),
+        (Some(b"k\0".to_vec()), b"\"just a string\"".to_vec(), "MALFORMED_JSON"),
+    ];
+    for (k, v, _) in &hostile {
+        producer.send_raw(&topic, partition, k.clone(), v.clone()).await;
+    }
+    let good = payment_completed("ok", "S1", coupons[0], 1).into_bytes();
+    producer.send_raw(&topic, partition, Some(key.into_bytes()), good).await;
+    assert_eq!(
+        status_of(&env, coupons[0], "USED").await,
+        1,
+        "the payment behind the hostile records applies"
+    );
+    let other =
+        format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {} AND status = 'RESERVED'", coupons[1]);
+    assert_eq!(count(&env, &other).await, 1, "the payment for another user changed nothing");
+    let offsets = format!(
+        "SELECT next_offset AS n FROM consumer_offsets WHERE topic = '{topic}' AND partition = {partition}"
+    );
+    assert_eq!(count(&env, &offsets).await, 8, "every record committed");
+
+    let dead = records(&env, &format!("{topic}.DLQ"), hostile.len(), Duration::from_secs(20)).await;
+    let mut dead: Vec<&Value> = dead.iter().map(|d| &d.value).collect();
+    dead.sort_by_key(|d| d["offset"].as_i64());
+    let reasons: Vec<&str> = dead.iter().map(|d| d["reason"].as_str().unwrap_or_default()).collect();
+    let expected: Vec<&str> = hostile.iter().map(|(_, _, reason)| *reason).collect();
+    assert_eq!(reasons, expected);
+    let decode = |d: &Value, field: &str| -> Vec<u8> {
+        use base64::Engine;
+        let text = d[field].as_str().expect("kept");
+        match d[format!("{field}Encoding").as_str()].as_str() {
+            Some("BASE64") => base64::engine::general_purpose::STANDARD.decode(text).expect("base64"),
+            _ => text.as_bytes().to_vec(),
+        }
+    };
+    for (d, (k, v, _)) in dead.iter().zip(&hostile) {
+        assert_eq!(&decode(d, "value"), v, "the DLQ keeps the value: {d}");
+        match k {
+            Some(k) => assert_eq!(&decode(d, "key"), k, "the DLQ keeps the key: {d}"),
+            None => assert!(d["key"].is_null(), "{d}"),
+        }
+    }
+    assert_eq!(dead[0]["mismatches"][0], json!({"field": "userId", "expected": "2", "received": "99"}));
     worker.stop().await;
 }
 
@@ -171,7 +247,7 @@ async fn pay(env: &TestEnv, coupons: &[i64], first: i64, last: i64) {
                 let mut producer = Producer::connect(&env).await;
                 for user in (first..=last).filter(|u| u % PRODUCERS == lane) {
                     let coupon = coupons[usize::try_from(user - 1).expect("index")];
-                    let value = payment_completed(&format!("pay-{user}"), &format!("S{user}"), coupon);
+                    let value = payment_completed(&format!("pay-{user}"), &format!("S{user}"), coupon, user);
                     producer.send(&topic, &coupon.to_string(), &value).await;
                 }
             })

@@ -330,7 +330,7 @@ async fn every_metric_the_dashboard_and_alerts_read_is_exported() {
     assert_eq!(status, 410, "the second download finds the policy sold out");
     reserve(&client, &base, 1, id, "R1").await;
     wait_for_ready_worker(&env).await;
-    produce(&env, &topics.payment_completed, &id.to_string(), &payment_completed("m1", "R1", id)).await;
+    produce(&env, &topics.payment_completed, &id.to_string(), &payment_completed("m1", "R1", id, 1)).await;
     produce(&env, &topics.payment_completed, &id.to_string(), "{not json").await;
     let used = format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {id} AND status = 'USED'");
     assert_eq!(count_until(&env, &used, 1, Duration::from_secs(20)).await, 1);

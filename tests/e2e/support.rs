@@ -281,10 +281,20 @@ impl Producer {
     }
 
     pub async fn send(&mut self, topic: &str, key: &str, value: &str) {
+        let partition = self.partition_of(topic, key).await;
+        self.send_raw(topic, partition, Some(key.as_bytes().to_vec()), value.as_bytes().to_vec()).await;
+    }
+
+    /// The partition Kafka's default partitioner gives `key` on `topic`.
+    pub async fn partition_of(&self, topic: &str, key: &str) -> i32 {
         use coupon_events_kafka::relay::default_partition;
-        use rskafka::client::partition::{Compression, UnknownTopicHandling};
         let partitions = self.broker.partitions(topic).await.expect("metadata").expect("the topic exists");
-        let partition = default_partition(key.as_bytes(), i32::try_from(partitions).expect("partitions"));
+        default_partition(key.as_bytes(), i32::try_from(partitions).expect("partitions"))
+    }
+
+    /// Produces any bytes as a record on `partition`.
+    pub async fn send_raw(&mut self, topic: &str, partition: i32, key: Option<Vec<u8>>, value: Vec<u8>) {
+        use rskafka::client::partition::{Compression, UnknownTopicHandling};
         let client = match self.clients.entry((topic.to_owned(), partition)) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
             std::collections::hash_map::Entry::Vacant(e) => e.insert(
@@ -296,8 +306,8 @@ impl Producer {
             ),
         };
         let record = rskafka::record::Record {
-            key: Some(key.as_bytes().to_vec()),
-            value: Some(value.as_bytes().to_vec()),
+            key,
+            value: Some(value),
             headers: std::collections::BTreeMap::new(),
             timestamp: chrono::Utc::now(),
         };
@@ -323,11 +333,11 @@ pub async fn count_until(env: &TestEnv, sql: &str, expected: i64, limit: Duratio
     }
 }
 
-/// A `payment.completed` record of SPEC §6 for `reservation` on `coupon`.
-pub fn payment_completed(event_id: &str, reservation: &str, coupon: i64) -> String {
+/// A `payment.completed` record of SPEC §6 for `reservation` of `user` on `coupon`.
+pub fn payment_completed(event_id: &str, reservation: &str, coupon: i64, user: i64) -> String {
     json!({
         "eventId": event_id, "eventType": "PAYMENT_COMPLETED", "timestamp": "2026-11-23T10:05:00Z",
-        "data": {"paymentId": format!("PAY-{reservation}"), "orderId": format!("O-{reservation}"), "userId": 1,
+        "data": {"paymentId": format!("PAY-{reservation}"), "orderId": format!("O-{reservation}"), "userId": user,
                  "amount": 45_000, "couponId": coupon, "reservationId": reservation, "paymentMethod": "CREDIT_CARD",
                  "completedAt": "2026-11-23T10:05:00"},
         "metadata": {"correlationId": format!("corr-{event_id}"), "source": "payment-service", "version": "1.0"}

@@ -309,7 +309,8 @@ pub(crate) async fn confirm(
     let (Some(reservation_id), Some(order_id)) = (reservation, order) else {
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
-    let request = ConfirmRequest { reservation_id, order_id, payment_id: payment, user: Some(caller.0) };
+    let request =
+        ConfirmRequest { reservation_id, order_id, payment_id: payment, user: Some(caller.0), payment: None };
     let confirmed = state.checkout.confirm(&request, correlation_id(&req)).await?;
     if !confirmed.replay {
         tracing::info!(

@@ -306,7 +306,10 @@ mod from_domain {
                 ConfirmError::Store(store) => return store.into(),
                 ConfirmError::NotFound => ErrorCode::ReservationNotFound,
                 ConfirmError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
-                ConfirmError::OrderMismatch | ConfirmError::Released => ErrorCode::CouponNotAvailable,
+                // A payment's claims are checked only for payment events, never over HTTP.
+                ConfirmError::OrderMismatch | ConfirmError::Released | ConfirmError::PaymentMismatch(_) => {
+                    ErrorCode::CouponNotAvailable
+                }
                 ConfirmError::UsedByAnotherPayment => ErrorCode::CouponAlreadyUsed,
                 ConfirmError::Expired => ErrorCode::ReservationExpired,
             };
@@ -322,6 +325,7 @@ mod from_domain {
                 ReleaseError::NotFound => ErrorCode::ReservationNotFound,
                 ReleaseError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
                 ReleaseError::AlreadyUsed => ErrorCode::CouponAlreadyUsed,
+                ReleaseError::PaymentMismatch(_) => ErrorCode::CouponNotAvailable,
             };
             ApiError::new(code, message)
         }

@@ -5,15 +5,15 @@ use chrono::{DateTime, Utc};
 
 use crate::id::{CouponId, PolicyId, UserId};
 use crate::port::{PortFuture, StoreError};
-use crate::reservation::{ConfirmRequest, ExternalRef, ReservationId};
+use crate::reservation::{ConfirmRequest, ExternalRef, Mismatch, PaymentClaims, ReservationId};
 
 /// What a consumed record asks for.
 #[derive(Debug, Clone)]
 pub enum Command {
     /// `payment.completed`: confirm the reservation (the late rule of SPEC §4.4 included).
     Confirm(ConfirmRequest),
-    /// `payment.failed`: release the reservation.
-    Release(ReservationId),
+    /// `payment.failed`: release the reservation, if the payment was for it.
+    Release { reservation_id: ReservationId, payment: PaymentClaims },
     /// `order.cancelled`: release the order's hold on the coupon, or restore the used coupon.
     CancelOrder { coupon: CouponId, order: ExternalRef },
     /// `coupon.issue-requested`: issue one coupon of an EVENT policy to the user.
@@ -31,15 +31,28 @@ pub struct Parsed {
     pub command: Command,
 }
 
-/// One record of a partition.
+/// One record of a partition, as received: key and value are bytes, whatever their encoding, so
+/// that a DLQ record can carry them unchanged.
 #[derive(Debug, Clone)]
 pub struct Delivery {
     pub offset: i64,
-    pub key: Option<String>,
-    /// The value as received (for the DLQ).
-    pub raw: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Vec<u8>,
     /// The record, or why it cannot be processed (malformed, unknown type): straight to the DLQ.
     pub parsed: Result<Parsed, String>,
+}
+
+/// A record on its way to `{topic}.DLQ`: the record as received, where it came from, and why it
+/// was not applied.
+#[derive(Debug, Clone)]
+pub struct DeadLetter<'a> {
+    pub source: &'a Source,
+    pub delivery: &'a Delivery,
+    /// The SPEC §6/§10 reason code, possibly followed by `": "` and a detail.
+    pub reason: &'a str,
+    /// For `PAYMENT_MISMATCH`: the fields that differ from the reservation.
+    pub mismatches: &'a [Mismatch],
+    pub failed_at: DateTime<Utc>,
 }
 
 /// Where the records come from, and where the ones that cannot be applied go.

@@ -5,6 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::consume::DeadLetter;
 use crate::coupon::IssuedCoupon;
 use crate::policy::Policy;
 use crate::reservation::{CancelReason, Reservation};
@@ -49,4 +50,12 @@ pub trait EventEncoder: Send + Sync + 'static {
     /// # Errors
     /// Serialisation failed (a bug, not an input problem); the change is then not committed.
     fn encode(&self, event: &CouponEvent<'_>, context: &EventContext) -> anyhow::Result<EncodedEvent>;
+
+    /// The DLQ record of a consumed record that was not applied. Whatever the record's key and
+    /// value hold, the result fits the outbox: a record that cannot be dead-lettered would stall
+    /// its partition (SPEC §10).
+    ///
+    /// # Errors
+    /// Serialisation failed (a bug).
+    fn dead_letter(&self, letter: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent>;
 }

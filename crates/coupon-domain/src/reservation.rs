@@ -173,6 +173,70 @@ pub struct ConfirmRequest {
     pub payment_id: Option<ExternalRef>,
     /// Set by the HTTP endpoint: the reservation must be this user's.
     pub user: Option<UserId>,
+    /// Set by `payment.completed`: what the payment says about the reservation it settles.
+    pub payment: Option<PaymentClaims>,
+}
+
+/// What a payment event (`payment.completed`, `payment.failed`) says about the reservation it
+/// settles. The reservation id is the payment service's reference, but a payment whose user,
+/// coupon or order differs from the reservation's was made for something else (a bug or a forged
+/// record upstream): it changes nothing and goes to the DLQ as `PAYMENT_MISMATCH` (SPEC §10).
+/// The amount is not compared: a payment's amount may include more than the coupon's order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PaymentClaims {
+    pub user: Option<UserId>,
+    pub coupon: Option<CouponId>,
+    pub order: Option<ExternalRef>,
+}
+
+/// A field of a payment that differs from its reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    /// The payment's field name (`userId`, `couponId`, `orderId`).
+    pub field: &'static str,
+    /// The reservation's value.
+    pub expected: String,
+    /// The payment's value.
+    pub received: String,
+}
+
+/// The fields of a payment that differ from its reservation (at least one).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the payment does not match its reservation: {}", describe(.0))]
+pub struct PaymentMismatch(pub Vec<Mismatch>);
+
+fn describe(mismatches: &[Mismatch]) -> String {
+    let fields: Vec<String> = mismatches
+        .iter()
+        .map(|m| format!("{} expected {} received {}", m.field, m.expected, m.received))
+        .collect();
+    fields.join(", ")
+}
+
+impl PaymentClaims {
+    /// The payment cross-check of SPEC §10: every field the payment carries must equal the
+    /// reservation's (an order id only when the reservation recorded one).
+    ///
+    /// # Errors
+    /// The fields that differ.
+    pub fn check(&self, reservation: &Reservation) -> Result<(), PaymentMismatch> {
+        let mut mismatches = Vec::new();
+        let mut compare = |field, expected: Option<String>, received: Option<String>| {
+            if let (Some(expected), Some(received)) = (expected, received)
+                && expected != received
+            {
+                mismatches.push(Mismatch { field, expected, received });
+            }
+        };
+        compare("userId", Some(reservation.user_id.to_string()), self.user.map(|u| u.to_string()));
+        compare("couponId", Some(reservation.coupon_id.to_string()), self.coupon.map(|c| c.to_string()));
+        compare(
+            "orderId",
+            reservation.order_id.as_ref().map(|o| o.as_str().to_owned()),
+            self.order.as_ref().map(|o| o.as_str().to_owned()),
+        );
+        if mismatches.is_empty() { Ok(()) } else { Err(PaymentMismatch(mismatches)) }
+    }
 }
 
 /// Why a coupon could not be held.
@@ -225,6 +289,9 @@ pub enum ConfirmError {
     /// meanwhile (SPEC §4.4), so the late payment cannot be honoured.
     #[error("the reservation timed out and the coupon has moved on")]
     Expired,
+    /// `PAYMENT_MISMATCH` (payments only): the payment was made for another user, coupon or order.
+    #[error(transparent)]
+    PaymentMismatch(#[from] PaymentMismatch),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -241,6 +308,9 @@ pub enum ReleaseError {
     /// `COUPON_ALREADY_USED`: a confirmed use ends only by an order cancellation.
     #[error("the reservation was confirmed; cancel the order to restore the coupon")]
     AlreadyUsed,
+    /// `PAYMENT_MISMATCH` (`payment.failed` only): the payment was for another user, coupon or order.
+    #[error(transparent)]
+    PaymentMismatch(#[from] PaymentMismatch),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -340,6 +410,9 @@ pub fn decide_confirm(
     now: DateTime<Utc>,
 ) -> Result<ConfirmDecision, ConfirmError> {
     let reservation = &view.reservation;
+    if let Some(claims) = &request.payment {
+        claims.check(reservation)?;
+    }
     if request.user.is_some_and(|user| user != reservation.user_id) {
         return Err(ConfirmError::NotOwner);
     }
@@ -383,6 +456,24 @@ fn inconsistent(view: &ConfirmView) -> StoreError {
     ))
 }
 
+/// Who ends a hold, which decides what the release rule checks.
+#[derive(Debug, Clone, Copy)]
+pub enum ReleasedBy<'a> {
+    /// `DELETE /api/coupons/apply/{id}`: the reservation must be this user's.
+    Owner(UserId),
+    /// `payment.failed`: the payment must be for this reservation.
+    Payment(&'a PaymentClaims),
+    /// A trusted service call without a user.
+    Service,
+}
+
+impl ReleasedBy<'_> {
+    /// The release port's caller: a user, or a service when none.
+    pub fn user(user: Option<UserId>) -> Self {
+        user.map_or(ReleasedBy::Service, ReleasedBy::Owner)
+    }
+}
+
 /// The outcome the rule chose for a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReleaseDecision {
@@ -399,10 +490,12 @@ pub enum ReleaseDecision {
 /// See [`ReleaseError`].
 pub fn decide_release(
     reservation: &Reservation,
-    user: Option<UserId>,
+    by: ReleasedBy<'_>,
 ) -> Result<ReleaseDecision, ReleaseError> {
-    if user.is_some_and(|user| user != reservation.user_id) {
-        return Err(ReleaseError::NotOwner);
+    match by {
+        ReleasedBy::Owner(user) if user != reservation.user_id => return Err(ReleaseError::NotOwner),
+        ReleasedBy::Payment(claims) => claims.check(reservation)?,
+        ReleasedBy::Owner(_) | ReleasedBy::Service => {}
     }
     match reservation.status {
         ReservationStatus::Pending => Ok(ReleaseDecision::Free),
@@ -739,6 +832,7 @@ mod tests {
                 ExternalRef::parse(payment, ExternalRef::PAYMENT_MAX).unwrap_or_else(|e| panic!("{e}")),
             ),
             user: None,
+            payment: None,
         }
     }
 
@@ -765,6 +859,47 @@ mod tests {
         let mut stranger = confirm("P1");
         stranger.user = Some(user(43));
         assert!(matches!(decide_confirm(&view, &stranger, t0()), Err(ConfirmError::NotOwner)));
+    }
+
+    #[test]
+    fn a_payment_for_another_user_coupon_or_order_changes_nothing() {
+        let view =
+            confirm_view(ReservationStatus::Pending, coupon(CouponStatus::Reserved, Some("R1")), false);
+        let paid = |claims: PaymentClaims| ConfirmRequest { payment: Some(claims), ..confirm("P1") };
+        let matching =
+            PaymentClaims { user: Some(user(42)), coupon: CouponId::new(7), order: Some(order("ORDER-1")) };
+        assert_eq!(
+            decide_confirm(&view, &paid(matching.clone()), t0()).ok(),
+            Some(ConfirmDecision::Use { late: false })
+        );
+        assert_eq!(
+            decide_confirm(&view, &paid(PaymentClaims::default()), t0()).ok(),
+            Some(ConfirmDecision::Use { late: false }),
+            "fields a payment leaves out are not compared"
+        );
+        let forged =
+            PaymentClaims { user: Some(user(43)), coupon: CouponId::new(8), order: Some(order("ORDER-2")) };
+        let Err(ConfirmError::PaymentMismatch(PaymentMismatch(fields))) =
+            decide_confirm(&view, &paid(forged), t0())
+        else {
+            panic!("a forged payment must be refused")
+        };
+        let named: Vec<(&str, &str, &str)> =
+            fields.iter().map(|m| (m.field, m.expected.as_str(), m.received.as_str())).collect();
+        assert_eq!(
+            named,
+            [("userId", "42", "43"), ("couponId", "7", "8"), ("orderId", "ORDER-1", "ORDER-2")]
+        );
+        let mut confirmed = view.clone();
+        confirmed.reservation.status = ReservationStatus::Confirmed;
+        let other_user = PaymentClaims { user: Some(user(43)), ..matching };
+        assert!(
+            matches!(
+                decide_confirm(&confirmed, &paid(other_user), t0()),
+                Err(ConfirmError::PaymentMismatch(_))
+            ),
+            "checked before any replay"
+        );
     }
 
     #[test]
@@ -820,12 +955,19 @@ mod tests {
     #[test]
     fn release_and_restore_rules() {
         let pending = reservation("R1", ReservationStatus::Pending);
-        assert_eq!(decide_release(&pending, Some(user(42))).ok(), Some(ReleaseDecision::Free));
-        assert!(matches!(decide_release(&pending, Some(user(43))), Err(ReleaseError::NotOwner)));
+        assert_eq!(decide_release(&pending, ReleasedBy::Owner(user(42))).ok(), Some(ReleaseDecision::Free));
+        assert!(matches!(decide_release(&pending, ReleasedBy::Owner(user(43))), Err(ReleaseError::NotOwner)));
         let expired = reservation("R1", ReservationStatus::Expired);
-        assert_eq!(decide_release(&expired, None).ok(), Some(ReleaseDecision::Replay));
+        assert_eq!(decide_release(&expired, ReleasedBy::Service).ok(), Some(ReleaseDecision::Replay));
         let confirmed = reservation("R1", ReservationStatus::Confirmed);
-        assert!(matches!(decide_release(&confirmed, None), Err(ReleaseError::AlreadyUsed)));
+        assert!(matches!(decide_release(&confirmed, ReleasedBy::Service), Err(ReleaseError::AlreadyUsed)));
+        let stranger = PaymentClaims { user: Some(user(43)), ..PaymentClaims::default() };
+        assert!(matches!(
+            decide_release(&pending, ReleasedBy::Payment(&stranger)),
+            Err(ReleaseError::PaymentMismatch(_))
+        ));
+        let same = PaymentClaims { user: Some(user(42)), ..PaymentClaims::default() };
+        assert_eq!(decide_release(&pending, ReleasedBy::Payment(&same)).ok(), Some(ReleaseDecision::Free));
 
         let view = |status, coupon| RestoreView { coupon, reservation: Some(reservation("R1", status)) };
         let used = coupon(CouponStatus::Used, Some("R1"));

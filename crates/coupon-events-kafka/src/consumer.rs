@@ -11,9 +11,10 @@
 //! A partition's task resumes at the offset stored in PostgreSQL (earliest for a partition never
 //! consumed), fetches records, and hands each batch to the `Inbox`, which applies them exactly
 //! once together with the new offset. While a batch is applied, the next one is read from the
-//! broker; a fetch waits for new records only when the partition was caught up. A batch that fails is retried after 1 s, 2 s, 4 s (three
-//! attempts). After that its records are tried one at a time. A record that still fails goes to
-//! the DLQ with the error, and the partition moves on. If the store cannot even record that, the
+//! broker; a fetch waits for new records only when the partition was caught up. A batch that fails is tried three times in all, 1 s and then
+//! 2 s apart (SPEC §6: 1 s doubling, at most 10 s, three attempts). After that its records are
+//! tried one at a time. A record that still fails goes to the DLQ with the error, and the
+//! partition moves on: the DLQ record is built to fit whatever the record holds. If the store cannot even record that, the
 //! task waits 10 s and tries again: offsets live in PostgreSQL, so nothing can move without it.
 //! `Fenced` (the stored offset moved: another pod has the partition) ends the task.
 

@@ -7,6 +7,7 @@
 //! number with the exact decimal value; instants are RFC 3339 UTC.
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use coupon_domain::consume::DeadLetter;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::CouponCode;
 use coupon_domain::reservation::ExternalRef;
@@ -229,6 +230,10 @@ impl EventEncoder for JsonEventEncoder {
         };
         let key = coupon_id.to_string();
         Ok(EncodedEvent { event_id, topic: topic.clone(), key, event_type, payload })
+    }
+
+    fn dead_letter(&self, letter: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent> {
+        crate::dead_letter::encode_dead_letter(letter)
     }
 }
 

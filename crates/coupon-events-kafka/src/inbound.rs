@@ -3,14 +3,17 @@
 //! (`{policyId, userId}`), read into the domain's commands.
 //!
 //! A record that cannot be read is not an error of the consumer: it becomes a `Delivery` whose
-//! reason sends it to the DLQ (`MALFORMED_JSON`, `UNKNOWN_EVENT_TYPE`, `INVALID_EVENT`).
-//! `payment.*` without a `reservationId`, and `order.cancelled` without a `couponId`, involve no
-//! coupon: they are committed with nothing to do. The payment's `userId` is not checked against
-//! the reservation; the reservation id is the payment service's reference.
+//! reason sends it to the DLQ (`MALFORMED_JSON`, `UNKNOWN_EVENT_TYPE`, `INVALID_EVENT`), whatever
+//! its bytes. Every value that reaches PostgreSQL is bounded here: `eventId` is 1–100 characters
+//! without control characters (else `INVALID_EVENT`, SPEC §10), and a `correlationId` that is not
+//! (too long, control characters) is replaced by the `eventId` rather than refusing a payment for
+//! its metadata. `payment.*` without a `reservationId`, and `order.cancelled` without a `couponId`,
+//! involve no coupon: they are committed with nothing to do. A payment's `userId`, `couponId` and
+//! `orderId` are its claims about the reservation, checked against it by the domain (SPEC §10).
 
 use coupon_domain::consume::{Command, Delivery, Parsed};
 use coupon_domain::id::{CouponId, PolicyId, UserId};
-use coupon_domain::reservation::{ConfirmRequest, ExternalRef, ReservationId};
+use coupon_domain::reservation::{ConfirmRequest, ExternalRef, PaymentClaims, ReservationId};
 use serde_json::Value;
 
 /// Which consumed topic a record comes from.
@@ -36,12 +39,7 @@ impl Inbound {
     /// A record at `offset` as the inbox takes it.
     pub fn delivery(self, offset: i64, key: Option<&[u8]>, value: Option<&[u8]>) -> Delivery {
         let value = value.unwrap_or_default();
-        Delivery {
-            offset,
-            key: key.map(|k| String::from_utf8_lossy(k).into_owned()),
-            raw: String::from_utf8_lossy(value).into_owned(),
-            parsed: self.parse(value),
-        }
+        Delivery { offset, key: key.map(<[u8]>::to_vec), value: value.to_vec(), parsed: self.parse(value) }
     }
 
     fn parse(self, value: &[u8]) -> Result<Parsed, String> {
@@ -49,24 +47,35 @@ impl Inbound {
         if !envelope.is_object() {
             return Err("MALFORMED_JSON".into());
         }
-        let event_id = text(&envelope, "eventId").ok_or_else(invalid)?.to_owned();
+        let event_id = text(&envelope, "eventId").filter(|id| bounded_id(id)).ok_or_else(invalid)?.to_owned();
         if envelope.get("eventType").and_then(Value::as_str) != Some(self.event_type()) {
             return Err("UNKNOWN_EVENT_TYPE".into());
         }
-        let correlation_id =
-            envelope.get("metadata").and_then(|m| text(m, "correlationId")).unwrap_or(&event_id).to_owned();
+        let correlation_id = envelope
+            .get("metadata")
+            .and_then(|m| text(m, "correlationId"))
+            .filter(|id| bounded_id(id))
+            .unwrap_or(&event_id)
+            .to_owned();
         let data = envelope.get("data").filter(|d| d.is_object()).ok_or_else(invalid)?;
         let command = match self {
             Inbound::PaymentCompleted => match reservation(data)? {
                 None => Command::Nothing,
-                Some(reservation_id) => Command::Confirm(ConfirmRequest {
-                    reservation_id,
-                    order_id: reference(data, "orderId", ExternalRef::ORDER_MAX)?.ok_or_else(invalid)?,
-                    payment_id: reference(data, "paymentId", ExternalRef::PAYMENT_MAX)?,
-                    user: None,
-                }),
+                Some(reservation_id) => {
+                    let payment = claims(data)?;
+                    Command::Confirm(ConfirmRequest {
+                        reservation_id,
+                        order_id: payment.order.clone().ok_or_else(invalid)?,
+                        payment_id: reference(data, "paymentId", ExternalRef::PAYMENT_MAX)?,
+                        user: None,
+                        payment: Some(payment),
+                    })
+                }
             },
-            Inbound::PaymentFailed => reservation(data)?.map_or(Command::Nothing, Command::Release),
+            Inbound::PaymentFailed => match reservation(data)? {
+                None => Command::Nothing,
+                Some(reservation_id) => Command::Release { reservation_id, payment: claims(data)? },
+            },
             Inbound::OrderCancelled => match data.get("couponId").filter(|c| !c.is_null()) {
                 None => Command::Nothing,
                 Some(coupon) => Command::CancelOrder {
@@ -94,6 +103,26 @@ fn invalid() -> String {
 /// A non-empty string field.
 fn text<'a>(object: &'a Value, field: &str) -> Option<&'a str> {
     object.get(field).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+/// An id of another service that this one stores or repeats: 1–100 characters, no control
+/// characters (PostgreSQL text cannot hold NUL; `processed_events.event_id` is 100 long).
+fn bounded_id(id: &str) -> bool {
+    id.chars().count() <= 100 && !id.chars().any(char::is_control)
+}
+
+/// What a payment says about its reservation: `userId`, `couponId`, `orderId`, each optional but
+/// well-formed when present.
+fn claims(data: &Value) -> Result<PaymentClaims, String> {
+    let id = |field: &str| match data.get(field).filter(|v| !v.is_null()) {
+        None => Ok(None),
+        Some(value) => value.as_i64().map(Some).ok_or_else(invalid),
+    };
+    Ok(PaymentClaims {
+        user: id("userId")?.map(|n| UserId::new(n).ok_or_else(invalid)).transpose()?,
+        coupon: id("couponId")?.map(|n| CouponId::new(n).ok_or_else(invalid)).transpose()?,
+        order: reference(data, "orderId", ExternalRef::ORDER_MAX)?,
+    })
 }
 
 /// `reservationId`: absent or empty means no coupon is involved; present, it must be valid.
@@ -129,12 +158,26 @@ mod tests {
         assert_eq!(request.reservation_id.as_str(), "RESV-2024-0001");
         assert_eq!(request.order_id.as_str(), "ORDER-2024-0001");
         assert_eq!(request.payment_id.map(|p| p.as_str().to_owned()).as_deref(), Some("PAY-2024-0001"));
+        let claims = request.payment.expect("a payment's claims");
+        assert_eq!(
+            (
+                claims.user.map(UserId::get),
+                claims.coupon.map(CouponId::get),
+                claims.order.map(|o| o.as_str().to_owned())
+            ),
+            (Some(12345), Some(1001), Some("ORDER-2024-0001".to_owned()))
+        );
 
         let failed = r#"{"eventId":"evt_pay_2","eventType":"PAYMENT_FAILED","data":{"paymentId":"PAY-2",
             "orderId":"ORDER-2","userId":12345,"couponId":1001,"reservationId":"RESV-2",
             "failureReason":"INSUFFICIENT_BALANCE"},"metadata":{"correlationId":"c2"}}"#;
         let p = parsed(Inbound::PaymentFailed, failed).expect("payment.failed");
-        assert!(matches!(p.command, Command::Release(ref id) if id.as_str() == "RESV-2"), "{:?}", p.command);
+        assert!(
+            matches!(p.command, Command::Release { ref reservation_id, ref payment }
+                if reservation_id.as_str() == "RESV-2" && payment.user.map(UserId::get) == Some(12345)),
+            "{:?}",
+            p.command
+        );
 
         let cancelled = r#"{"eventId":"evt_ord_1","eventType":"ORDER_CANCELLED","data":{"orderId":"ORDER-2024-0001",
             "userId":12345,"couponId":1001,"cancelReason":"CUSTOMER_REQUEST"}}"#;
@@ -206,6 +249,51 @@ mod tests {
             assert_eq!(parsed(kind, value).map(|p| p.event_id), Err(reason.to_owned()), "{value}");
         }
         let d = Inbound::PaymentCompleted.delivery(9, Some(b"1001"), Some(b"{not json"));
-        assert_eq!((d.offset, d.key.as_deref(), d.raw.as_str()), (9, Some("1001"), "{not json"));
+        assert_eq!(
+            (d.offset, d.key.as_deref(), d.value.as_slice()),
+            (9, Some(&b"1001"[..]), &b"{not json"[..])
+        );
+    }
+
+    /// Values that PostgreSQL cannot store (NUL) or whose columns are bounded never get past the
+    /// parser: the record is refused as a whole, never half-applied.
+    #[test]
+    fn hostile_records_are_refused_or_bounded() {
+        let with = |event_id: &str, correlation: &str, data: &str| {
+            format!(
+                r#"{{"eventId":{event_id},"eventType":"PAYMENT_COMPLETED","data":{data},"metadata":{{"correlationId":{correlation}}}}}"#
+            )
+        };
+        let good_data = r#"{"reservationId":"R1","orderId":"O1","userId":1,"couponId":2}"#;
+        for (event_id, data) in [
+            (format!("{:?}", "e".repeat(101)), good_data),
+            (r#""e\u0000""#.to_owned(), good_data),
+            (r#""e\nx""#.to_owned(), good_data),
+            (r#"12"#.to_owned(), good_data),
+            (r#""e""#.to_owned(), r#"{"reservationId":"R1","orderId":"O1","userId":1e30}"#),
+            (r#""e""#.to_owned(), r#"{"reservationId":"R1","orderId":"O1","userId":"1"}"#),
+            (r#""e""#.to_owned(), r#"{"reservationId":"R1","orderId":"O1","couponId":-5}"#),
+            (r#""e""#.to_owned(), r#"{"reservationId":"R1","orderId":"O\u0000"}"#),
+            (r#""e""#.to_owned(), r#"{"reservationId":"R1\u0000","orderId":"O1"}"#),
+        ] {
+            let value = with(&event_id, r#""c""#, data);
+            assert_eq!(
+                parsed(Inbound::PaymentCompleted, &value).map(|p| p.event_id),
+                Err(invalid()),
+                "{value}"
+            );
+        }
+        assert!(
+            parsed(Inbound::PaymentCompleted, &with(&format!("{:?}", "e".repeat(100)), r#""c""#, good_data))
+                .is_ok()
+        );
+        for correlation in [format!("{:?}", "c".repeat(101)), r#""c\u0000""#.to_owned(), "7".to_owned()] {
+            let p = parsed(Inbound::PaymentCompleted, &with(r#""e1""#, &correlation, good_data))
+                .expect("applied");
+            assert_eq!(p.correlation_id, "e1", "an unusable correlationId falls back to the eventId");
+        }
+        let d = Inbound::PaymentCompleted.delivery(1, Some(&[0xff; 150]), Some(&[0xc3, 0x28, 0x00]));
+        assert_eq!(d.parsed.map(|p| p.event_id), Err("MALFORMED_JSON".to_owned()));
+        assert_eq!((d.key.map(|k| k.len()), d.value.len()), (Some(150), 3), "bytes kept as received");
     }
 }

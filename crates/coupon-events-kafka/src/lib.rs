@@ -7,6 +7,7 @@
 
 pub mod broker;
 pub mod consumer;
+mod dead_letter;
 pub mod envelope;
 pub mod inbound;
 pub mod relay;

@@ -16,7 +16,9 @@ pub fn from_diesel(e: Error) -> StoreError {
             _,
         )
         | Error::BrokenTransactionManager => StoreError::Unavailable(format!("PostgreSQL: {e}")),
-        _ => StoreError::Unexpected(anyhow::Error::new(e).context("PostgreSQL query failed")),
+        // The driver's message goes into the text itself: logs print an error's outer message,
+        // and "query failed" alone does not say which value or constraint broke it.
+        _ => StoreError::Unexpected(anyhow::anyhow!("PostgreSQL query failed: {e}")),
     }
 }
 

@@ -18,14 +18,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use coupon_domain::consume::{Command, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
+use coupon_domain::consume::{Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
 use coupon_domain::coupon::expires_at;
-use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{IssueCommand, IssueError};
 use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::reservation::{CancelReason, ConfirmError, ReleaseError, RestoreError};
+use coupon_domain::reservation::{
+    CancelReason, ConfirmError, Mismatch, PaymentMismatch, ReleaseError, ReleasedBy, RestoreError,
+};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -81,7 +83,29 @@ impl From<diesel::result::Error> for Stop {
 /// How one effect ended: applied (or nothing to do), or refused with a DLQ reason.
 enum Effect {
     Applied,
-    Refused(String),
+    Refused(Refusal),
+}
+
+/// A DLQ reason, with the fields of a payment that did not match its reservation.
+struct Refusal {
+    reason: String,
+    mismatches: Vec<Mismatch>,
+}
+
+impl Refusal {
+    fn new(reason: &str) -> Self {
+        Self { reason: reason.to_owned(), mismatches: Vec::new() }
+    }
+
+    fn mismatch(PaymentMismatch(mismatches): PaymentMismatch) -> Self {
+        Self { reason: "PAYMENT_MISMATCH".to_owned(), mismatches }
+    }
+}
+
+impl Effect {
+    fn refused(reason: &str) -> Self {
+        Effect::Refused(Refusal::new(reason))
+    }
 }
 
 impl Inbox for PgInbox {
@@ -190,8 +214,8 @@ async fn apply(
                 confirm_run(conn, effects, source, deliveries, &run, &mut outcomes, now).await?;
                 run.clear();
                 run_ids.clear();
-                dead_letter(conn, source, delivery, reason, now).await?;
-                outcomes[index] = Some(Outcome::DeadLettered(reason.clone()));
+                let refusal = Refusal::new(reason);
+                outcomes[index] = Some(dead_letter(conn, effects, source, delivery, refusal, now).await?);
                 continue;
             }
         };
@@ -304,9 +328,9 @@ async fn confirm_run(
                 None => again.push((index, work)),
                 Some(Ok(_)) => outcomes[index] = Some(Outcome::Applied),
                 Some(Err(e)) => match confirm_refusal(e)? {
-                    Effect::Refused(reason) => {
-                        dead_letter(conn, source, &deliveries[index], &reason, now).await?;
-                        outcomes[index] = Some(Outcome::DeadLettered(reason));
+                    Effect::Refused(refusal) => {
+                        outcomes[index] =
+                            Some(dead_letter(conn, effects, source, &deliveries[index], refusal, now).await?);
                     }
                     Effect::Applied => outcomes[index] = Some(Outcome::Applied),
                 },
@@ -341,9 +365,8 @@ async fn consume(
             .await;
         match effect {
             Ok(Effect::Applied) => return Ok(applied_or_nothing(&parsed.command)),
-            Ok(Effect::Refused(reason)) | Err(Stop::Refused(Effect::Refused(reason))) => {
-                dead_letter(conn, source, delivery, &reason, now).await?;
-                return Ok(Outcome::DeadLettered(reason));
+            Ok(Effect::Refused(refusal)) | Err(Stop::Refused(Effect::Refused(refusal))) => {
+                return dead_letter(conn, effects, source, delivery, refusal, now).await;
             }
             Err(Stop::Again) => {}
             Err(e) => return Err(e),
@@ -383,20 +406,22 @@ async fn effect(
                 Some(Err(e)) => confirm_refusal(e),
             }
         }
-        Command::Release(id) => {
-            match release(conn, encoder, id, None, CancelReason::PaymentFailed, now, context).await {
+        Command::Release { reservation_id, payment } => {
+            let by = ReleasedBy::Payment(payment);
+            let released =
+                release(conn, encoder, reservation_id, by, CancelReason::PaymentFailed, now, context).await;
+            match released {
                 Ok(_) => Ok(Effect::Applied),
                 Err(Abort::Stale) => Err(Stop::Again),
                 Err(Abort::Db(e)) => Err(Stop::Db(e)),
                 Err(Abort::Refused(ReleaseError::Store(e))) => Err(Stop::Store(e)),
-                Err(Abort::Refused(ReleaseError::NotFound)) => {
-                    Ok(Effect::Refused("RESERVATION_NOT_FOUND".into()))
-                }
-                Err(Abort::Refused(ReleaseError::AlreadyUsed)) => {
-                    Ok(Effect::Refused("COUPON_ALREADY_USED".into()))
-                }
+                Err(Abort::Refused(ReleaseError::NotFound)) => Ok(Effect::refused("RESERVATION_NOT_FOUND")),
+                Err(Abort::Refused(ReleaseError::AlreadyUsed)) => Ok(Effect::refused("COUPON_ALREADY_USED")),
                 Err(Abort::Refused(ReleaseError::NotOwner)) => {
-                    Ok(Effect::Refused("UNAUTHORIZED_COUPON_ACCESS".into()))
+                    Ok(Effect::refused("UNAUTHORIZED_COUPON_ACCESS"))
+                }
+                Err(Abort::Refused(ReleaseError::PaymentMismatch(m))) => {
+                    Ok(Effect::Refused(Refusal::mismatch(m)))
                 }
             }
         }
@@ -406,14 +431,10 @@ async fn effect(
                 Err(Abort::Stale) => Err(Stop::Again),
                 Err(Abort::Db(e)) => Err(Stop::Db(e)),
                 Err(Abort::Refused(RestoreError::Store(e))) => Err(Stop::Store(e)),
-                Err(Abort::Refused(RestoreError::CouponNotFound)) => {
-                    Ok(Effect::Refused("COUPON_NOT_FOUND".into()))
-                }
-                Err(Abort::Refused(RestoreError::NotFound)) => {
-                    Ok(Effect::Refused("RESERVATION_NOT_FOUND".into()))
-                }
+                Err(Abort::Refused(RestoreError::CouponNotFound)) => Ok(Effect::refused("COUPON_NOT_FOUND")),
+                Err(Abort::Refused(RestoreError::NotFound)) => Ok(Effect::refused("RESERVATION_NOT_FOUND")),
                 Err(Abort::Refused(RestoreError::OrderMismatch)) => {
-                    Ok(Effect::Refused("COUPON_USED_BY_ANOTHER_ORDER".into()))
+                    Ok(Effect::refused("COUPON_USED_BY_ANOTHER_ORDER"))
                 }
             }
         }
@@ -433,11 +454,11 @@ async fn issue(
     let row: Option<PolicyRow> =
         p::table.find(policy.get()).select(PolicyRow::as_select()).first(conn).await.optional()?;
     let Some(row) = row else {
-        return Ok(Effect::Refused("POLICY_NOT_FOUND".into()));
+        return Ok(Effect::refused("POLICY_NOT_FOUND"));
     };
     let policy = Policy::try_from(row).map_err(Stop::Store)?;
     if let Err(reason) = policy.check_issuable(DistributionType::Event, now) {
-        return Ok(Effect::Refused(not_issuable(reason).into()));
+        return Ok(Effect::refused(not_issuable(reason)));
     }
     let command = IssueCommand {
         policy: &policy,
@@ -448,11 +469,9 @@ async fn issue(
         context,
     };
     let refused = |e: IssueError| match e {
-        IssueError::AlreadyIssued => Ok(Effect::Refused("COUPON_ALREADY_ISSUED".into())),
-        IssueError::NotIssuable(reason) => Ok(Effect::Refused(not_issuable(reason).into())),
-        IssueError::PolicyNotFound | IssueError::CodeNotFound => {
-            Ok(Effect::Refused("POLICY_NOT_FOUND".into()))
-        }
+        IssueError::AlreadyIssued => Ok(Effect::refused("COUPON_ALREADY_ISSUED")),
+        IssueError::NotIssuable(reason) => Ok(Effect::refused(not_issuable(reason))),
+        IssueError::PolicyNotFound | IssueError::CodeNotFound => Ok(Effect::refused("POLICY_NOT_FOUND")),
         IssueError::Unavailable(m) => Err(Stop::Store(StoreError::Unavailable(m))),
         IssueError::Unexpected(e) => Err(Stop::Store(StoreError::Unexpected(e))),
     };
@@ -496,42 +515,39 @@ fn confirm_refusal(e: ConfirmError) -> Result<Effect, Stop> {
         ConfirmError::NotOwner => "UNAUTHORIZED_COUPON_ACCESS",
         ConfirmError::OrderMismatch | ConfirmError::UsedByAnotherPayment => "COUPON_USED_BY_ANOTHER_ORDER",
         ConfirmError::Released => "RESERVATION_CANCELLED",
+        ConfirmError::PaymentMismatch(m) => {
+            metrics::counter!("coupon_payment_mismatches_total").increment(1);
+            return Ok(Effect::Refused(Refusal::mismatch(m)));
+        }
         ConfirmError::Expired => {
             metrics::counter!("coupon_late_confirmations_total", "outcome" => "refused").increment(1);
             "RESERVATION_EXPIRED"
         }
     };
-    Ok(Effect::Refused(reason.into()))
+    Ok(Effect::refused(reason))
 }
 
 /// Appends the record with its reason and origin to the outbox, for `{topic}.DLQ`.
 async fn dead_letter(
     conn: &mut AsyncPgConnection,
+    effects: &Effects<'_>,
     source: &Source,
     delivery: &Delivery,
-    reason: &str,
+    refusal: Refusal,
     now: DateTime<Utc>,
-) -> Result<(), Stop> {
-    let payload = serde_json::json!({
-        "reason": reason,
-        "originalTopic": source.topic,
-        "partition": source.partition,
-        "offset": delivery.offset,
-        "key": delivery.key,
-        "value": delivery.raw,
-        "failedAt": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    });
-    let event = EncodedEvent {
-        event_id: uuid::Uuid::now_v7().to_string(),
-        topic: source.dead_letter_topic.clone(),
-        key: delivery.key.clone().unwrap_or_default(),
-        event_type: "DEAD_LETTER",
-        payload: payload.to_string(),
+) -> Result<Outcome, Stop> {
+    let letter = DeadLetter {
+        source,
+        delivery,
+        reason: &refusal.reason,
+        mismatches: &refusal.mismatches,
+        failed_at: now,
     };
+    let event = effects.encoder.dead_letter(&letter).map_err(|e| Stop::Store(StoreError::Unexpected(e)))?;
     outbox::append(conn, &event).await?;
     // A reason may carry its detail after a colon ("PROCESSING_FAILED: …"); the label keeps the code.
-    let code = reason.split(':').next().unwrap_or(reason).to_owned();
+    let code = refusal.reason.split(':').next().unwrap_or(&refusal.reason).to_owned();
     metrics::counter!("coupon_consumer_dead_letters_total", "topic" => source.topic.clone(), "reason" => code)
         .increment(1);
-    Ok(())
+    Ok(Outcome::DeadLettered(refusal.reason))
 }

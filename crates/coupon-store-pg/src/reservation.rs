@@ -26,8 +26,8 @@ use coupon_domain::id::{CouponId, UserId};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{
     CancelReason, ConfirmError, ConfirmRequest, Confirmed, ExternalRef, ReleaseDecision, ReleaseError,
-    Released, Reservation, ReservationId, ReservationStatus, ReservationStore, ReserveCommand, ReserveError,
-    Reserved, RestoreDecision, RestoreError, RestoreView, decide_release, decide_restore,
+    Released, ReleasedBy, Reservation, ReservationId, ReservationStatus, ReservationStore, ReserveCommand,
+    ReserveError, Reserved, RestoreDecision, RestoreError, RestoreView, decide_release, decide_restore,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
@@ -289,7 +289,10 @@ impl ReservationStore for PgReservationStore {
     ) -> PortFuture<'a, Result<Released, ReleaseError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
-            settle!("release", release(&mut conn, &*self.encoder, id, user, reason, now, context))
+            settle!(
+                "release",
+                release(&mut conn, &*self.encoder, id, ReleasedBy::user(user), reason, now, context)
+            )
         })
     }
 
@@ -314,7 +317,7 @@ pub(crate) async fn release(
     conn: &mut AsyncPgConnection,
     encoder: &dyn EventEncoder,
     id: &ReservationId,
-    user: Option<UserId>,
+    by: ReleasedBy<'_>,
     reason: CancelReason,
     now: DateTime<Utc>,
     context: &EventContext,
@@ -322,7 +325,7 @@ pub(crate) async fn release(
     let (row, _, version) =
         reservation_by_id(conn, id).await?.ok_or(Abort::Refused(ReleaseError::NotFound))?;
     let mut reservation = domain(Reservation::try_from(row))?;
-    if decide_release(&reservation, user).map_err(Abort::Refused)? == ReleaseDecision::Replay {
+    if decide_release(&reservation, by).map_err(Abort::Refused)? == ReleaseDecision::Replay {
         return Ok(Released { reservation, replay: true });
     }
     reservation.status = ReservationStatus::Cancelled;

@@ -8,7 +8,7 @@ use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
 use coupon_domain::clock::SystemClock;
-use coupon_domain::consume::{Command, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
+use coupon_domain::consume::{Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::{CouponId, UserId};
@@ -17,8 +17,8 @@ use coupon_domain::lifecycle::Forbidden;
 use coupon_domain::money::Money;
 use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyStore};
 use coupon_domain::reservation::{
-    CancelReason, Checkout, ConfirmError, ConfirmRequest, ExternalRef, ReservationId, ReservationStatus,
-    ReserveError, ReserveRequest,
+    CancelReason, Checkout, ConfirmError, ConfirmRequest, ExternalRef, PaymentClaims, ReservationId,
+    ReservationStatus, ReserveError, ReserveRequest,
 };
 use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
 use coupon_store_pg::inbox::PgInbox;
@@ -54,6 +54,24 @@ impl EventEncoder for TypesOnly {
             key: coupon.to_string(),
             event_type,
             payload: "{}".into(),
+        })
+    }
+
+    /// Reason, offset and mismatched fields: what these tests read of a DLQ record.
+    fn dead_letter(&self, letter: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent> {
+        let n = EVENTS.fetch_add(1, Ordering::Relaxed);
+        let fields: Vec<&str> = letter.mismatches.iter().map(|m| m.field).collect();
+        let payload = serde_json::json!({
+            "reason": letter.reason,
+            "offset": letter.delivery.offset,
+            "mismatches": fields,
+        });
+        Ok(EncodedEvent {
+            event_id: format!("00000000-0000-4000-8000-{n:012}"),
+            topic: letter.source.dead_letter_topic.clone(),
+            key: String::new(),
+            event_type: "DEAD_LETTER",
+            payload: payload.to_string(),
         })
     }
 }
@@ -166,6 +184,7 @@ fn payment(reservation: &str, pay: &str) -> ConfirmRequest {
         order_id: order(&format!("ORDER-{reservation}")),
         payment_id: Some(ExternalRef::parse(pay, ExternalRef::PAYMENT_MAX).expect("payment id")),
         user: None,
+        payment: None,
     }
 }
 
@@ -565,7 +584,7 @@ async fn statistics_count_the_day_in_hourly_buckets() {
 }
 
 fn delivery(offset: i64, parsed: Result<Parsed, String>) -> Delivery {
-    Delivery { offset, key: Some("k".into()), raw: format!("record {offset}"), parsed }
+    Delivery { offset, key: Some(b"k".to_vec()), value: format!("record {offset}").into_bytes(), parsed }
 }
 
 fn command(event_id: &str, command: Command) -> Result<Parsed, String> {
@@ -587,7 +606,10 @@ async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq
     let records = [
         delivery(0, command("e1", paid("R1"))),
         delivery(1, command("e1", paid("R1"))),
-        delivery(2, command("e2", Command::Release(id("R2")))),
+        delivery(
+            2,
+            command("e2", Command::Release { reservation_id: id("R2"), payment: PaymentClaims::default() }),
+        ),
         delivery(3, command("e3", paid("NOPE"))),
         delivery(4, Err("MALFORMED_JSON".into())),
         delivery(5, command("e5", Command::CancelOrder { coupon: ids[0], order: order("ORDER-R1") })),
@@ -636,8 +658,72 @@ async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq
     let replay = inbox.apply(&source, 0, &records, Utc::now()).await;
     assert!(matches!(replay, Err(InboxError::Fenced)), "{replay:?}");
     // Redelivered after the offset: the dedupe row answers.
-    let redelivered = [delivery(7, command("e2", Command::Release(id("R2"))))];
+    let redelivered = [delivery(
+        7,
+        command("e2", Command::Release { reservation_id: id("R2"), payment: PaymentClaims::default() }),
+    )];
     assert_eq!(inbox.apply(&source, 7, &redelivered, Utc::now()).await.expect("apply"), [Outcome::Duplicate]);
     assert_eq!(inbox.next_offset("payments", 1).await.expect("offset"), Some(8));
     assert_eq!(word(&f, "SELECT count(*)::text AS word FROM outbox").await, "7", "nothing more was written");
+}
+
+/// SPEC §10: a payment event whose user, coupon or order differs from its reservation's changes
+/// nothing and goes to the DLQ as `PAYMENT_MISMATCH` with the fields that differ; the matching
+/// payment behind it on the same partition is applied.
+#[tokio::test]
+async fn payments_for_another_user_coupon_or_order_go_to_the_dlq_and_change_nothing() {
+    let f = fixture().await;
+    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    checkout.reserve(&hold("R1", 42, ids[0], 100_000), "c".into()).await.expect("reserve R1");
+    checkout.reserve(&hold("R2", 43, ids[1], 100_000), "c".into()).await.expect("reserve R2");
+    let inbox = PgInbox::new(f.pool.clone(), Arc::new(TypesOnly), chrono_tz::Tz::UTC);
+    let source = Source { topic: "payments".into(), partition: 0, dead_letter_topic: "payments.DLQ".into() };
+    let forged =
+        PaymentClaims { user: UserId::new(44), coupon: Some(ids[1]), order: Some(order("ORDER-OTHER")) };
+    let honest = |rid: &str, coupon: CouponId| PaymentClaims {
+        user: UserId::new(42),
+        coupon: Some(coupon),
+        order: Some(order(&format!("ORDER-{rid}"))),
+    };
+    let confirm = |rid: &str, claims: PaymentClaims| {
+        let mut request = payment(rid, &format!("P-{rid}"));
+        request.order_id = claims.order.clone().expect("order");
+        request.payment = Some(claims);
+        Command::Confirm(request)
+    };
+    let records = [
+        delivery(0, command("m1", confirm("R1", forged.clone()))),
+        delivery(1, command("m2", Command::Release { reservation_id: id("R2"), payment: forged })),
+        delivery(2, command("ok", confirm("R1", honest("R1", ids[0])))),
+    ];
+    let outcomes = inbox.apply(&source, 0, &records, Utc::now()).await.expect("apply");
+    assert_eq!(
+        outcomes,
+        [
+            Outcome::DeadLettered("PAYMENT_MISMATCH".into()),
+            Outcome::DeadLettered("PAYMENT_MISMATCH".into()),
+            Outcome::Applied,
+        ]
+    );
+    assert_eq!(
+        word(&f, "SELECT string_agg(status, ',' ORDER BY id) AS word FROM coupon_issues").await,
+        "USED,RESERVED",
+        "only the honest payment changed anything"
+    );
+    assert_eq!(
+        word(&f, "SELECT string_agg(status, ',' ORDER BY reservation_id) AS word FROM coupon_reservations")
+            .await,
+        "CONFIRMED,PENDING"
+    );
+    assert_eq!(
+        word(
+            &f,
+            "SELECT string_agg(payload::json->>'reason' || ':' || (payload::json->>'mismatches'), ';' ORDER BY id) \
+             AS word FROM outbox WHERE topic = 'payments.DLQ'"
+        )
+        .await,
+        r#"PAYMENT_MISMATCH:["userId","couponId","orderId"];PAYMENT_MISMATCH:["userId","orderId"]"#,
+        "R2's coupon is ids[1], so only its user and order differ"
+    );
 }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use chrono::{Duration, Utc};
+use coupon_domain::consume::DeadLetter;
 use coupon_domain::coupon::{IssuedCoupon, expires_at};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
@@ -33,6 +34,10 @@ impl EventEncoder for RowsOnly {
             event_type: "COUPON_ISSUED",
             payload: "{}".into(),
         })
+    }
+
+    fn dead_letter(&self, _: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent> {
+        anyhow::bail!("no records are consumed here")
     }
 }
 
