@@ -19,9 +19,6 @@ use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant};
 
-/// Largest order amount: `NUMERIC(15,2)`.
-const MAX_AMOUNT_DIGITS: u32 = 13;
-
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/coupons/reserve").route(web::post().to(reserve)))
         .service(resource("/api/coupons/apply").route(web::post().to(apply)))
@@ -145,23 +142,13 @@ fn reserve_request(body: ReserveBody) -> Result<ReserveRequest, ApiError> {
         })
     });
     let order_amount = checks.required("orderAmount", body.order_amount);
-    if let Some(a) = order_amount {
-        if a.normalize().scale() > 2 {
-            checks.fail("orderAmount", "must have at most two decimal places");
-        } else if a.trunc().abs().to_string().len() > MAX_AMOUNT_DIGITS as usize {
-            checks.fail("orderAmount", format!("must be below 10^{MAX_AMOUNT_DIGITS}"));
-        }
-    }
+    let order_amount = checks.money("orderAmount", order_amount);
     let order_id = reference(&mut checks, "orderId", body.order_id.as_deref(), ExternalRef::ORDER_MAX);
     checks.finish()?;
     match (reservation, user, coupon, order_amount) {
-        (Some(reservation_id), Some(user), Some(coupon), Some(order_amount)) => Ok(ReserveRequest {
-            reservation_id,
-            user,
-            coupon,
-            order_amount: Money::new(order_amount),
-            order_id,
-        }),
+        (Some(reservation_id), Some(user), Some(coupon), Some(order_amount)) => {
+            Ok(ReserveRequest { reservation_id, user, coupon, order_amount, order_id })
+        }
         _ => Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed")),
     }
 }

@@ -214,6 +214,7 @@ pub(crate) async fn direct_issue(
     if users.len() != raw_users.len() {
         checks.fail("userIds", "every user id must be a positive integer");
     }
+    checks.text("issuedBy", body.issued_by.as_deref(), 100);
     checks.finish()?;
     let policy = policy_id(policy.unwrap_or_default())?;
     let outcomes = state.issuing.direct(policy, &users, &correlation_id(&req)).await?;

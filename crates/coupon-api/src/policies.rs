@@ -58,9 +58,10 @@ impl CreatePolicyBody {
     fn into_new_policy(self) -> Result<NewPolicy, ApiError> {
         let mut checks = Checks::default();
         let name = checks.required("couponName", self.coupon_name.map(|n| n.trim().to_owned()));
-        if name.as_ref().is_some_and(|n| n.is_empty() || n.chars().count() > 100) {
+        if name.as_ref().is_some_and(|n| n.is_empty()) {
             checks.fail("couponName", "must be 1 to 100 characters");
         }
+        checks.text("couponName", name.as_deref(), 100);
         let code = match self.coupon_code.as_deref().map(CouponCode::parse) {
             Some(Err(e)) => {
                 checks.fail("couponCode", e.to_string());
@@ -69,9 +70,7 @@ impl CreatePolicyBody {
             Some(Ok(code)) => Some(code),
             None => None,
         };
-        if self.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
-            checks.fail("description", "must be at most 1000 characters");
-        }
+        checks.text("description", self.description.as_deref(), 1000);
         let discount_type = checks.required("discountType", self.discount_type);
         let discount_type = discount_type.and_then(|t| {
             let parsed = DiscountType::parse(&t);
@@ -81,6 +80,9 @@ impl CreatePolicyBody {
             parsed
         });
         let discount_value = checks.required("discountValue", self.discount_value);
+        let discount_value = checks.money("discountValue", discount_value).map(Money::amount);
+        let minimum_order_amount = checks.money("minimumOrderAmount", self.minimum_order_amount);
+        let max_discount_amount = checks.money("maxDiscountAmount", self.max_discount_amount);
         let distribution = checks.required("distributionType", self.distribution_type).and_then(|t| {
             let parsed = DistributionType::parse(&t);
             if parsed.is_none() {
@@ -97,7 +99,9 @@ impl CreatePolicyBody {
         let valid_days = checks.required("validDays", self.valid_days);
         let valid_days = in_range(&mut checks, "validDays", valid_days, 1, 36_500);
         let valid_from = checks.required("validFrom", self.valid_from);
+        let valid_from = checks.instant("validFrom", valid_from);
         let valid_until = checks.required("validUntil", self.valid_until);
+        let valid_until = checks.instant("validUntil", valid_until);
         checks.finish()?;
 
         // Every `required` above succeeded, or `finish` returned.
@@ -123,13 +127,8 @@ impl CreatePolicyBody {
         else {
             return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
         };
-        let discount = DiscountRule::new(
-            discount_type,
-            value,
-            self.minimum_order_amount.map(Money::new),
-            self.max_discount_amount.map(Money::new),
-        )
-        .map_err(|e| ApiError::new(ErrorCode::InvalidDiscountValue, e.to_string()))?;
+        let discount = DiscountRule::new(discount_type, value, minimum_order_amount, max_discount_amount)
+            .map_err(|e| ApiError::new(ErrorCode::InvalidDiscountValue, e.to_string()))?;
         let window = IssuanceWindow::new(from, until)
             .map_err(|e| ApiError::new(ErrorCode::InvalidDateRange, e.to_string()))?;
         Ok(NewPolicy {
@@ -299,19 +298,20 @@ pub(crate) async fn change(
     let id = policy_id(id.into_inner())?;
     let body = body.into_inner();
     let mut checks = Checks::default();
-    if body.coupon_name.as_ref().is_some_and(|n| n.trim().is_empty() || n.chars().count() > 100) {
+    let name = body.coupon_name.as_deref().map(str::trim);
+    if name.is_some_and(str::is_empty) {
         checks.fail("couponName", "must be 1 to 100 characters");
     }
-    if body.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
-        checks.fail("description", "must be at most 1000 characters");
-    }
+    checks.text("couponName", name, 100);
+    checks.text("description", body.description.as_deref(), 1000);
     let cap = in_range(&mut checks, "maxIssueCount", body.max_issue_count, 0, i64::from(i32::MAX));
+    let valid_until = checks.instant("validUntil", body.valid_until);
     checks.finish()?;
     let change = PolicyChange {
         name: body.coupon_name.map(|n| n.trim().to_owned()),
         description: body.description,
         max_issue_count: cap.and_then(|n| u32::try_from(n).ok()),
-        valid_until: body.valid_until,
+        valid_until,
         is_active: body.is_active,
     };
     let policy = state.policies.change(id, &change).await?;
@@ -369,6 +369,8 @@ pub(crate) async fn set_cap(
     let mut checks = Checks::default();
     let cap = checks.required("newMaxIssueCount", body.new_max_issue_count);
     let cap = in_range(&mut checks, "newMaxIssueCount", cap, 0, i64::from(i32::MAX));
+    checks.text("modifiedBy", body.modified_by.as_deref(), 100);
+    checks.text("reason", body.reason.as_deref(), 500);
     checks.finish()?;
     let cap = cap.and_then(|c| u32::try_from(c).ok()).unwrap_or(0);
     let change = state.policies.set_max_issue_count(id, cap).await?;

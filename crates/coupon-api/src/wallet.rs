@@ -3,7 +3,8 @@
 use std::collections::BTreeMap;
 
 use actix_web::{HttpResponse, web};
-use chrono::{Days, NaiveDate};
+use chrono::{Datelike, Days, NaiveDate};
+use coupon_domain::clock::SUPPORTED_YEARS;
 use coupon_domain::id::{CouponId, UserId};
 use coupon_domain::jobs::{JobName, JobOutcome, Trigger};
 use coupon_domain::wallet::{DailyStatistics, WalletFilter};
@@ -220,9 +221,13 @@ impl From<&DailyStatistics> for DayBody {
     }
 }
 
+/// A date `YYYY-MM-DD` in the years the service supports (SPEC §10).
 fn date(name: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
     raw.map(|raw| {
-        NaiveDate::parse_from_str(raw, "%Y-%m-%d").map_err(|_| field(name, "must be a date YYYY-MM-DD"))
+        NaiveDate::parse_from_str(raw, "%Y-%m-%d")
+            .ok()
+            .filter(|d| SUPPORTED_YEARS.contains(&d.year()))
+            .ok_or_else(|| field(name, "must be a date YYYY-MM-DD in the years 2000 to 9999"))
     })
     .transpose()
 }

@@ -3,6 +3,9 @@
 
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::{DateTime, SecondsFormat, Utc};
+use coupon_domain::clock::is_supported;
+use coupon_domain::money::Money;
+use rust_decimal::Decimal;
 use tracing_actix_web::RequestId;
 
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -36,6 +39,39 @@ pub struct Checks(Vec<FieldError>);
 impl Checks {
     pub fn fail(&mut self, field: &str, message: impl Into<String>) {
         self.0.push(FieldError { field: field.to_owned(), message: message.into() });
+    }
+
+    /// A money field that a `NUMERIC(15,2)` column holds exactly (SPEC §10), or a field error.
+    pub fn money(&mut self, field: &str, value: Option<Decimal>) -> Option<Money> {
+        match value.map(Money::parse) {
+            Some(Err(e)) => {
+                self.fail(field, e.to_string());
+                None
+            }
+            Some(Ok(money)) => Some(money),
+            None => None,
+        }
+    }
+
+    /// Whether a text field is at most `max` characters without control characters (SPEC §10:
+    /// PostgreSQL text cannot hold NUL, and the columns are bounded); a field error when not.
+    pub fn text(&mut self, field: &str, value: Option<&str>, max: usize) -> bool {
+        let fits = value.is_none_or(|v| v.chars().count() <= max && !v.chars().any(char::is_control));
+        if !fits {
+            self.fail(field, format!("must be at most {max} characters without control characters"));
+        }
+        fits
+    }
+
+    /// An instant within the years the service supports (SPEC §10: 2000–9999), or a field error.
+    pub fn instant(&mut self, field: &str, value: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+        match value {
+            Some(t) if !is_supported(t) => {
+                self.fail(field, "must lie in the years 2000 to 9999");
+                None
+            }
+            other => other,
+        }
     }
 
     /// A required field's value, or a field error.

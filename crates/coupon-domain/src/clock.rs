@@ -1,7 +1,17 @@
 //! Where "now" comes from. Every rule that depends on time (issuance windows, expiry,
 //! reservation timeouts) asks a [`Clock`], so tests move time instead of sleeping.
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Datelike, SubsecRound, Utc};
+
+/// Years an instant from outside (a request, a record) may lie in. Far-off dates are never
+/// meant, and PostgreSQL's and chrono's ranges differ beyond them (year -5000 is a 500 when
+/// it reaches the database).
+pub const SUPPORTED_YEARS: std::ops::RangeInclusive<i32> = 2000..=9999;
+
+/// Whether an instant from outside lies in [`SUPPORTED_YEARS`].
+pub fn is_supported(t: DateTime<Utc>) -> bool {
+    SUPPORTED_YEARS.contains(&t.year())
+}
 
 /// The current instant, as the service sees it.
 pub trait Clock: Send + Sync + 'static {
