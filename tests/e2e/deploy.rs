@@ -305,7 +305,8 @@ fn observability_metrics() -> BTreeSet<String> {
 
 /// Every metric of the dashboard and the alert rules, scraped from the three binaries after the
 /// flows that record them: issuing (and a sold-out answer), a reservation confirmed by a
-/// `payment.completed` record, a poison record sent to the DLQ, the outbox relay, and a job run.
+/// `payment.completed` record, a poison record sent to the DLQ, the outbox relay, a job run, and
+/// the readiness checks Kubernetes makes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_metric_the_dashboard_and_alerts_read_is_exported() {
     let wanted = observability_metrics();
@@ -340,6 +341,11 @@ async fn every_metric_the_dashboard_and_alerts_read_is_exported() {
     let (status, body) =
         admin_post(&client, &format!("{base}/api/admin/jobs/reservation-timeout/run"), json!({})).await;
     assert!(status == 200 || status == 409, "{body}");
+
+    for port in ports {
+        let ready = reqwest::get(format!("http://127.0.0.1:{port}/health/ready")).await.expect("ready");
+        assert_eq!(ready.status().as_u16(), 200);
+    }
 
     // All three run in this process and share one recorder; each serves all of it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);

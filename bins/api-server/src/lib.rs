@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coupon_api::auth::AdminTokens;
 use coupon_api::limits::Limits;
-use coupon_api::ops::OpsState;
+use coupon_api::ops::{Dependency, OpsState};
 use coupon_api::server::{ServerOptions, serve};
 use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
@@ -196,7 +196,7 @@ impl Application {
                 .with_sampler(Arc::new(move || redis.record_metrics()))
         };
         let ops = OpsState {
-            probes: vec![pg.probe(), redis.probe()],
+            dependencies: vec![Dependency::required(pg.probe()), Dependency::optional(redis.probe())],
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout.max(settings.redis.timeout),
         };

@@ -43,17 +43,28 @@ async fn ready_when_postgres_and_redis_answer() {
     assert_eq!(check(&body, "redis")["status"], "UP");
 }
 
+/// SPEC §10: issuing goes on without Redis, so the api-server stays ready (a Kubernetes Service
+/// would drop every pod otherwise) and reports Redis as DEGRADED, with a reason code and no raw
+/// error, and in `coupon_dependency_up`.
 #[tokio::test]
-async fn readiness_names_a_down_redis_while_liveness_stays_up() {
-    let env = TestEnv::new().await.set("REDIS_PORT", closed_port().to_string()).set("REDIS_TIMEOUT", "1");
+async fn a_down_redis_leaves_the_server_ready_and_is_reported_as_degraded() {
+    let redis_port = closed_port();
+    let env = TestEnv::new().await.set("REDIS_PORT", redis_port.to_string()).set("REDIS_TIMEOUT", "1");
     let base = start(&env);
     let (status, body) = get(&format!("{base}/health/ready")).await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["status"], "DOWN");
-    assert_eq!(check(&body, "redis")["status"], "DOWN");
-    assert!(check(&body, "redis")["error"].as_str().is_some_and(|e| !e.is_empty()));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["status"], "DEGRADED");
+    assert_eq!(check(&body, "redis")["status"], "DEGRADED");
+    assert_eq!(check(&body, "redis")["reason"], "UNREACHABLE");
+    assert!(!body.to_string().contains(&redis_port.to_string()), "no raw error in the body: {body}");
     assert_eq!(check(&body, "postgres")["status"], "UP");
     assert_eq!(get(&format!("{base}/health/live")).await.0, 200);
+    let metrics = reqwest::get(format!("{base}/metrics")).await.expect("metrics").text().await.expect("text");
+    for line in
+        [r#"coupon_dependency_up{dependency="redis"} 0"#, r#"coupon_dependency_up{dependency="postgres"} 1"#]
+    {
+        assert!(metrics.lines().any(|l| l == line), "{line} missing from /metrics");
+    }
 }
 
 #[tokio::test]
@@ -63,7 +74,9 @@ async fn readiness_names_a_down_postgres() {
     let base = start(&env);
     let (status, body) = get(&format!("{base}/health/ready")).await;
     assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "DOWN");
     assert_eq!(check(&body, "postgres")["status"], "DOWN");
+    assert!(check(&body, "postgres")["reason"].is_string(), "{body}");
     assert_eq!(check(&body, "redis")["status"], "UP");
 }
 

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use coupon_api::ops::OpsState;
+use coupon_api::ops::{Dependency, OpsState};
 use coupon_api::server::AdminServer;
 use std::time::Duration;
 
@@ -59,7 +59,7 @@ impl App {
             Metrics::install()?.with_sampler(Arc::new(move || pg.record_metrics()))
         };
         let ops = OpsState {
-            probes: vec![pg.probe(), broker.probe()],
+            dependencies: vec![Dependency::required(pg.probe()), Dependency::required(broker.probe())],
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout.max(settings.kafka.request_timeout),
         };

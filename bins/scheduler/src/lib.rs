@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use chrono::Utc;
-use coupon_api::ops::OpsState;
+use coupon_api::ops::{Dependency, OpsState};
 use coupon_api::server::AdminServer;
 use coupon_domain::clock::SystemClock;
 use coupon_domain::jobs::{JobName, JobOutcome, Jobs, Trigger};
@@ -46,7 +46,7 @@ impl App {
             Metrics::install()?.with_sampler(Arc::new(move || pg.record_metrics()))
         };
         let ops = OpsState {
-            probes: vec![pg.probe()],
+            dependencies: vec![Dependency::required(pg.probe())],
             render_metrics: Arc::new(move || metrics.render()),
             probe_timeout: settings.database.timeout,
         };

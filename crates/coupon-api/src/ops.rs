@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
-use coupon_domain::probe::Probe;
+use coupon_domain::probe::{Probe, ProbeError};
 use serde::Serialize;
 
 use crate::middleware::Verbatim;
@@ -15,10 +15,39 @@ use crate::server::resource;
 /// Renders the Prometheus exposition; supplied by the binary that owns the recorder.
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
 
+/// A dependency of the process, and whether the process can serve without it.
+#[derive(Clone)]
+pub struct Dependency {
+    pub probe: Arc<dyn Probe>,
+    /// Down, it makes the process unready (503). An optional one that is down is reported as
+    /// `DEGRADED` while the process stays ready: the api-server issues without Redis, under
+    /// PostgreSQL's constraints alone, and a Kubernetes Service must not drop every pod for it.
+    pub required: bool,
+}
+
+impl std::fmt::Debug for Dependency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dependency")
+            .field("name", &self.probe.name())
+            .field("required", &self.required)
+            .finish()
+    }
+}
+
+impl Dependency {
+    pub fn required(probe: Arc<dyn Probe>) -> Self {
+        Self { probe, required: true }
+    }
+
+    pub fn optional(probe: Arc<dyn Probe>) -> Self {
+        Self { probe, required: false }
+    }
+}
+
 /// What the operational endpoints need.
 #[derive(Clone)]
 pub struct OpsState {
-    pub probes: Vec<Arc<dyn Probe>>,
+    pub dependencies: Vec<Dependency>,
     pub render_metrics: MetricsRenderer,
     /// Bound on each readiness probe; a probe that takes longer counts as down.
     pub probe_timeout: Duration,
@@ -26,8 +55,7 @@ pub struct OpsState {
 
 impl std::fmt::Debug for OpsState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let names: Vec<&str> = self.probes.iter().map(|p| p.name()).collect();
-        f.debug_struct("OpsState").field("probes", &names).finish()
+        f.debug_struct("OpsState").field("dependencies", &self.dependencies).finish()
     }
 }
 
@@ -47,9 +75,12 @@ struct Health {
 #[derive(Debug, Serialize)]
 struct Check {
     name: &'static str,
+    /// `UP`, `DOWN` (a required dependency) or `DEGRADED` (an optional one).
     status: &'static str,
+    /// A short code of why it is not up (`UNREACHABLE`, `TIMEOUT`, …); the driver's message goes
+    /// to the log only.
     #[serde(skip_serializing_if = "Option::is_none")]
-    error: Option<String>,
+    reason: Option<&'static str>,
 }
 
 #[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process answers")))]
@@ -57,26 +88,40 @@ pub(crate) async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "UP", checks: Vec::new() })
 }
 
-/// 200 when every dependency answers, else 503 naming the ones that did not. Probes run
-/// concurrently so one slow dependency does not hide the state of the others.
-#[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Every dependency answers"), (status = 503, description = "A dependency is down; the body names it")))]
+/// 200 while every required dependency answers, else 503 naming the ones that did not. Probes
+/// run concurrently so one slow dependency does not hide the state of the others. Each check sets
+/// `coupon_dependency_up{dependency}` (Kubernetes probes every few seconds, so the gauge follows).
+#[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Every required dependency answers; an optional one that does not is DEGRADED"), (status = 503, description = "A required dependency is down; the body names it")))]
 pub(crate) async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     let timeout = state.probe_timeout;
-    let checks = futures::future::join_all(state.probes.iter().map(|probe| async move {
-        let outcome = match actix_web::rt::time::timeout(timeout, probe.check()).await {
+    let checks = futures::future::join_all(state.dependencies.iter().map(|dependency| async move {
+        let probe = &dependency.probe;
+        let failure = match actix_web::rt::time::timeout(timeout, probe.check()).await {
             Ok(Ok(())) => None,
-            Ok(Err(e)) => Some(e.to_string()),
-            Err(_) => Some(format!("no answer within {timeout:?}")),
+            Ok(Err(e)) => Some(e),
+            Err(_) => Some(ProbeError::timeout(format!("no answer within {timeout:?}"))),
         };
-        if let Some(error) = &outcome {
-            tracing::warn!(dependency = probe.name(), error, "readiness check failed");
-        }
-        Check { name: probe.name(), status: if outcome.is_none() { "UP" } else { "DOWN" }, error: outcome }
+        metrics::gauge!("coupon_dependency_up", "dependency" => probe.name())
+            .set(if failure.is_none() { 1.0 } else { 0.0 });
+        let Some(failure) = failure else {
+            return Check { name: probe.name(), status: "UP", reason: None };
+        };
+        tracing::warn!(dependency = probe.name(), reason = failure.reason, error = %failure.detail, "readiness check failed");
+        let status = if dependency.required { "DOWN" } else { "DEGRADED" };
+        Check { name: probe.name(), status, reason: Some(failure.reason) }
     }))
     .await;
-    let up = checks.iter().all(|c| c.error.is_none());
-    let body = Health { status: if up { "UP" } else { "DOWN" }, checks };
-    if up {
+    let down = checks.iter().any(|c| c.status == "DOWN");
+    let degraded = checks.iter().any(|c| c.status == "DEGRADED");
+    let status = if down {
+        "DOWN"
+    } else if degraded {
+        "DEGRADED"
+    } else {
+        "UP"
+    };
+    let body = Health { status, checks };
+    if !down {
         return HttpResponse::Ok().json(body);
     }
     let mut response = HttpResponse::ServiceUnavailable().json(body);

@@ -135,6 +135,8 @@ mod tests {
 
     use actix_web::test::{TestRequest, call_service, init_service, read_body_json};
     use coupon_domain::probe::{Probe, ProbeError, ProbeFuture};
+
+    use crate::ops::Dependency;
     use serde_json::Value;
 
     use super::*;
@@ -145,13 +147,15 @@ mod tests {
             "redis"
         }
         fn check(&self) -> ProbeFuture<'_> {
-            Box::pin(async { Err(ProbeError("connection refused".into())) })
+            Box::pin(async {
+                Err(ProbeError::unreachable("connection refused (os error 111) at 10.0.0.7:6379"))
+            })
         }
     }
 
-    fn state(probes: Vec<Arc<dyn Probe>>) -> web::Data<OpsState> {
+    fn state(dependencies: Vec<Dependency>) -> web::Data<OpsState> {
         web::Data::new(OpsState {
-            probes,
+            dependencies,
             render_metrics: Arc::new(|| "# metrics\n".to_owned()),
             probe_timeout: Duration::from_secs(1),
         })
@@ -233,15 +237,27 @@ mod tests {
     }
 
     #[actix_web::test]
-    async fn readiness_names_the_failed_dependency() {
-        let app = app!(vec![Arc::new(Down) as Arc<dyn Probe>]);
+    async fn readiness_names_the_failed_dependency_and_a_short_reason_only() {
+        let app = app!(vec![Dependency::required(Arc::new(Down))]);
         let res = call_service(&app, TestRequest::get().uri("/health/ready").to_request()).await;
         assert_eq!(res.status().as_u16(), 503);
         let body: Value = read_body_json(res).await;
         assert_eq!(body["status"], "DOWN");
         assert_eq!(body["checks"][0]["name"], "redis");
         assert_eq!(body["checks"][0]["status"], "DOWN");
-        assert_eq!(body["checks"][0]["error"], "connection refused");
+        assert_eq!(body["checks"][0]["reason"], "UNREACHABLE");
+        assert!(!body.to_string().contains("10.0.0.7"), "no raw error in the body: {body}");
+    }
+
+    #[actix_web::test]
+    async fn an_optional_dependency_that_is_down_leaves_the_process_ready_but_degraded() {
+        let app = app!(vec![Dependency::optional(Arc::new(Down))]);
+        let res = call_service(&app, TestRequest::get().uri("/health/ready").to_request()).await;
+        assert_eq!(res.status().as_u16(), 200);
+        let body: Value = read_body_json(res).await;
+        assert_eq!(body["status"], "DEGRADED");
+        assert_eq!(body["checks"][0]["status"], "DEGRADED");
+        assert_eq!(body["checks"][0]["reason"], "UNREACHABLE");
     }
 
     #[actix_web::test]

@@ -1,5 +1,5 @@
-//! Readiness probes. A binary is ready only when the dependencies it cannot work without answer;
-//! each adapter exposes a [`Probe`] and the HTTP layer reports them by name.
+//! Readiness probes. Each adapter exposes a [`Probe`] for its dependency, and the binary that
+//! composes them says which ones it cannot work without; the HTTP layer reports them by name.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -9,14 +9,46 @@ pub type ProbeFuture<'a> = Pin<Box<dyn Future<Output = Result<(), ProbeError>> +
 
 /// A cheap round trip to one dependency (PostgreSQL, Redis, the Kafka broker).
 pub trait Probe: Send + Sync + 'static {
-    /// Stable name used in the readiness body and logs, e.g. `postgres`.
+    /// Stable name used in the readiness body, metrics and logs, e.g. `postgres`.
     fn name(&self) -> &'static str;
 
     /// Succeeds when the dependency answered within the adapter's timeout.
     fn check(&self) -> ProbeFuture<'_>;
 }
 
-/// Why a dependency is considered down. The message is for operators (readiness body, logs).
+/// Why a dependency is considered down: a short reason code that health bodies may show, and the
+/// driver's detail, which only logs see (it can name hosts, users and internal addresses).
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct ProbeError(pub String);
+#[error("{reason}: {detail}")]
+pub struct ProbeError {
+    /// `UNREACHABLE`, `TIMEOUT`, `UNEXPECTED_REPLY`, `NOT_CONNECTED` or `ERROR`.
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+impl ProbeError {
+    /// No connection could be made (refused, reset, pool unable to connect).
+    pub fn unreachable(detail: impl ToString) -> Self {
+        Self { reason: "UNREACHABLE", detail: detail.to_string() }
+    }
+
+    /// No answer in time.
+    pub fn timeout(detail: impl ToString) -> Self {
+        Self { reason: "TIMEOUT", detail: detail.to_string() }
+    }
+
+    /// An answer that a healthy dependency does not give.
+    pub fn unexpected_reply(detail: impl ToString) -> Self {
+        Self { reason: "UNEXPECTED_REPLY", detail: detail.to_string() }
+    }
+
+    /// The client has not reached the dependency yet (it connects in the background).
+    pub fn not_connected(detail: impl ToString) -> Self {
+        Self { reason: "NOT_CONNECTED", detail: detail.to_string() }
+    }
+
+    /// The dependency answered with an error.
+    pub fn error(detail: impl ToString) -> Self {
+        Self { reason: "ERROR", detail: detail.to_string() }
+    }
+}

@@ -142,10 +142,12 @@ impl Probe for KafkaProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            within(self.broker.timeout, self.broker.client.list_topics())
-                .await
-                .map(|_| ())
-                .map_err(|e| ProbeError(e.to_string()))
+            within(self.broker.timeout, self.broker.client.list_topics()).await.map(|_| ()).map_err(|e| {
+                match e {
+                    BrokerError::Timeout(_) => ProbeError::timeout(e),
+                    _ => ProbeError::unreachable(e),
+                }
+            })
         })
     }
 }
@@ -220,7 +222,7 @@ impl Probe for LazyProbe {
         Box::pin(async move {
             match self.broker.get() {
                 Some(broker) => broker.probe().check().await,
-                None => Err(ProbeError("not connected yet".into())),
+                None => Err(ProbeError::not_connected("the broker was not reached yet")),
             }
         })
     }

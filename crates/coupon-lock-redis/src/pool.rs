@@ -234,9 +234,19 @@ impl Probe for RedisProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            let pong: String =
-                self.pool.query(&redis::cmd("PING")).await.map_err(|e| ProbeError(e.to_string()))?;
-            if pong == "PONG" { Ok(()) } else { Err(ProbeError(format!("unexpected PING reply {pong:?}"))) }
+            let pong: String = self.pool.query(&redis::cmd("PING")).await.map_err(|e| match e {
+                RedisError::Timeout(_) => ProbeError::timeout(e),
+                RedisError::Unavailable(_) => ProbeError::unreachable(e),
+                RedisError::Command(ref c) if c.is_io_error() || c.is_connection_refusal() => {
+                    ProbeError::unreachable(e)
+                }
+                _ => ProbeError::error(e),
+            })?;
+            if pong == "PONG" {
+                Ok(())
+            } else {
+                Err(ProbeError::unexpected_reply(format!("PING answered {pong:?}")))
+            }
         })
     }
 }

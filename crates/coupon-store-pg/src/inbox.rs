@@ -515,10 +515,7 @@ fn confirm_refusal(e: ConfirmError) -> Result<Effect, Stop> {
         ConfirmError::NotOwner => "UNAUTHORIZED_COUPON_ACCESS",
         ConfirmError::OrderMismatch | ConfirmError::UsedByAnotherPayment => "COUPON_USED_BY_ANOTHER_ORDER",
         ConfirmError::Released => "RESERVATION_CANCELLED",
-        ConfirmError::PaymentMismatch(m) => {
-            metrics::counter!("coupon_payment_mismatches_total").increment(1);
-            return Ok(Effect::Refused(Refusal::mismatch(m)));
-        }
+        ConfirmError::PaymentMismatch(m) => return Ok(Effect::Refused(Refusal::mismatch(m))),
         ConfirmError::Expired => {
             metrics::counter!("coupon_late_confirmations_total", "outcome" => "refused").increment(1);
             "RESERVATION_EXPIRED"

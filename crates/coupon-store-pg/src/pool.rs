@@ -119,12 +119,11 @@ impl Probe for PgProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(|e| ProbeError(e.to_string()))?;
-            diesel::sql_query("SELECT 1")
-                .execute(&mut conn)
-                .await
-                .map(|_| ())
-                .map_err(|e| ProbeError(e.to_string()))
+            let mut conn = self.pool.get().await.map_err(|e| match e {
+                PgPoolError::Unavailable(PoolError::Timeout(_)) => ProbeError::timeout(e),
+                _ => ProbeError::unreachable(e),
+            })?;
+            diesel::sql_query("SELECT 1").execute(&mut conn).await.map(|_| ()).map_err(ProbeError::error)
         })
     }
 }
