@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coupon_api::auth::AdminTokens;
-use coupon_api::limits::Limits;
+use coupon_api::limits::{Limits, TrustedProxies};
 use coupon_api::ops::{Dependency, OpsState};
 use coupon_api::server::{ServerOptions, serve};
 use coupon_api::state::AppState;
@@ -119,15 +119,17 @@ pub fn jobs(settings: &Settings, pg: &PgPool, clock: Arc<dyn Clock>) -> Jobs {
 fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Result<AppState> {
     let coupon = &settings.coupon;
     let limits = if coupon.rate_limit_enabled {
-        Limits::enabled(Arc::new(RedisRateLimiter::new(
+        let limiter = RedisRateLimiter::new(
             redis.clone(),
             LimitConfig {
                 per_minute: coupon.rate_limit_per_minute,
                 per_hour: coupon.rate_limit_per_hour,
+                validate_per_minute: coupon.validate_per_minute,
                 unknown_codes_per_hour: coupon.unknown_code_limit,
                 block_for: coupon.block_duration,
             },
-        )))
+        );
+        Limits::enabled(Arc::new(limiter), TrustedProxies::new(settings.http.trusted_proxies.clone()))
     } else {
         Limits::disabled()
     };

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::limits::{client_ip, rate_headers};
+use crate::limits::rate_headers;
 use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant, policy_id};
@@ -134,18 +134,18 @@ pub(crate) async fn download(
         return Err(refusal.into());
     }
     let rate = state.limits.admit_issue(user).await?;
-    // Only code guessing is limited by address; other downloads skip resolving it (1-2% of the
-    // CPU of a first-come issue).
-    let ip = matches!(target, IssueTarget::Code(_)).then(|| client_ip(&req));
-    if let Some(ip) = &ip {
-        state.limits.ensure_not_blocked(user, ip).await?;
-    }
-    let issued = match state.issuing.download(user, target, correlation_id(&req)).await {
+    // Only codes can be guessed; other downloads skip the attempt and resolving the address
+    // (1-2% of the CPU of a first-come issue).
+    let attempt = match target {
+        IssueTarget::Code(_) => state.limits.take_code_attempt(&req, user).await?,
+        IssueTarget::Policy(_) => None,
+    };
+    let issued = state.issuing.download(user, target, correlation_id(&req)).await;
+    let unknown = matches!(issued, Err(IssueError::CodeNotFound));
+    state.limits.settle_code_attempt(attempt, unknown).await;
+    let issued = match issued {
         Ok(issued) => issued,
         Err(e) => {
-            if let (IssueError::CodeNotFound, Some(ip)) = (&e, &ip) {
-                state.limits.note_unknown_code(user, ip).await;
-            }
             let mut error = ApiError::from(e);
             error.headers.extend(rate.iter().flat_map(rate_headers));
             return Err(error);
@@ -268,22 +268,22 @@ pub struct CodeCheckBody {
     params(("couponCode" = String, Path, description = "The code as typed; trimmed, case-insensitive")),
     responses((status = 200, description = "Whether the code can be redeemed now (unknown codes are valid: false)", body = CodeCheckBody),
               (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
-              (status = 403, description = "ACCESS_BLOCKED", body = ErrorBody)))]
+              (status = 403, description = "ACCESS_BLOCKED", body = ErrorBody),
+              (status = 429, description = "RATE_LIMITED: more than COUPON_VALIDATE_PER_MINUTE checks", body = ErrorBody)))]
 pub(crate) async fn validate(
     req: HttpRequest,
     caller: Caller,
     state: web::Data<AppState>,
     code: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let ip = client_ip(&req);
-    state.limits.ensure_not_blocked(caller.0, &ip).await?;
-    let check = state.policies.check_code(&code.into_inner()).await?;
-    if check.unknown {
-        state.limits.note_unknown_code(caller.0, &ip).await;
+    let rate = state.limits.admit_validate(caller.0).await?;
+    let attempt = state.limits.take_code_attempt(&req, caller.0).await?;
+    let check = state.policies.check_code(&code.into_inner()).await;
+    state.limits.settle_code_attempt(attempt, check.as_ref().is_ok_and(|c| c.unknown)).await;
+    let check = check?;
+    let mut response = HttpResponse::Ok();
+    for header in rate.iter().flat_map(rate_headers) {
+        response.insert_header(header);
     }
-    Ok(HttpResponse::Ok().json(CodeCheckBody {
-        coupon_code: check.code,
-        valid: check.valid,
-        message: check.message,
-    }))
+    Ok(response.json(CodeCheckBody { coupon_code: check.code, valid: check.valid, message: check.message }))
 }

@@ -1,12 +1,13 @@
 //! `RateLimiter` on Redis: fixed windows per user (the hits of concurrent requests counted by one
-//! pipelined round trip) and code-guessing blocks per user and per address. Losing these counters
-//! only forgives callers.
+//! pipelined round trip), for issuing and for code checks, and code-guessing blocks per user and
+//! per address, each checked and counted by one script run. Losing these counters only forgives
+//! callers.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use coupon_domain::id::UserId;
-use coupon_domain::limits::{RateLimiter, RateStatus, RateVerdict};
+use coupon_domain::limits::{CodeAttempt, CodeCaller, RateLimiter, RateStatus, RateVerdict};
 use coupon_domain::port::{PortFuture, StoreError};
 use redis::Script;
 
@@ -18,6 +19,8 @@ use crate::pool::{RedisError, RedisPool};
 pub struct LimitConfig {
     pub per_minute: u32,
     pub per_hour: u32,
+    /// Code checks (`validate`) per user per minute.
+    pub validate_per_minute: u32,
     /// Unknown codes per hour before a caller is blocked.
     pub unknown_codes_per_hour: u32,
     pub block_for: Duration,
@@ -28,7 +31,8 @@ pub struct LimitConfig {
 pub struct RedisRateLimiter {
     pool: RedisPool,
     config: LimitConfig,
-    unknown: Script,
+    attempt: Script,
+    settle: Script,
     /// Concurrent hits go to Redis together (see [`crate::batch`]).
     hits: Batcher<HitCounter>,
 }
@@ -39,7 +43,8 @@ impl RedisRateLimiter {
             hits: Batcher::new(Arc::new(HitCounter { pool: pool.clone() })),
             pool,
             config,
-            unknown: Script::new(include_str!("lua/unknown_code.lua")),
+            attempt: Script::new(include_str!("lua/code_attempt.lua")),
+            settle: Script::new(include_str!("lua/code_settle.lua")),
         }
     }
 }
@@ -95,66 +100,104 @@ fn unavailable(e: impl std::fmt::Display) -> StoreError {
     StoreError::Unavailable(e.to_string())
 }
 
+impl RedisRateLimiter {
+    /// Counts one hit of `user` in the windows of `family` (`rate`, `validate`) and compares it
+    /// with the limits.
+    async fn hit(
+        &self,
+        family: &str,
+        user: UserId,
+        per_minute: u32,
+        per_hour: u32,
+    ) -> Result<RateVerdict, StoreError> {
+        let ((minute, minute_left), (hour, hour_left)) = (window(60), window(3600));
+        let hit = Hit {
+            key: self.pool.key(&format!("{family}:{{{user}}}:{hour}")),
+            minute: format!("m{}", minute % 60),
+            hour_left,
+        };
+        let [in_minute, in_hour] = self.hits.submit((), hit).await.map_err(unavailable)?;
+        let left_minute = per_minute.saturating_sub(in_minute);
+        let left_hour = per_hour.saturating_sub(in_hour);
+        let status = |reset: u64| RateStatus {
+            limit: per_minute,
+            remaining: left_minute.min(left_hour),
+            reset_after: Duration::from_secs(reset),
+        };
+        Ok(if in_hour > per_hour {
+            RateVerdict::Limited(status(hour_left))
+        } else if in_minute > per_minute {
+            RateVerdict::Limited(status(minute_left))
+        } else {
+            RateVerdict::Allowed(status(minute_left))
+        })
+    }
+
+    /// The attempt counter and block flag of each party of `caller` (user, then address), keyed
+    /// by the current hour. An address is written in its canonical form, at most 39 characters.
+    fn code_keys(&self, caller: CodeCaller) -> Vec<(String, String)> {
+        let (hour, _) = window(3600);
+        let mut parties = vec![format!("user:{{{}}}", caller.user)];
+        parties.extend(caller.address.map(|ip| format!("ip:{{{ip}}}")));
+        parties
+            .into_iter()
+            .map(|party| {
+                (
+                    self.pool.key(&format!("unknown:{party}:{hour}")),
+                    self.pool.key(&format!("blocked:{party}")),
+                )
+            })
+            .collect()
+    }
+}
+
 impl RateLimiter for RedisRateLimiter {
     fn hit_issue(&self, user: UserId) -> PortFuture<'_, Result<RateVerdict, StoreError>> {
-        Box::pin(async move {
-            let ((minute, minute_left), (hour, hour_left)) = (window(60), window(3600));
-            let hit = Hit {
-                key: self.pool.key(&format!("rate:{{{user}}}:{hour}")),
-                minute: format!("m{}", minute % 60),
-                hour_left,
-            };
-            let [in_minute, in_hour] = self.hits.submit((), hit).await.map_err(unavailable)?;
-            let c = self.config;
-            let left_minute = c.per_minute.saturating_sub(in_minute);
-            let left_hour = c.per_hour.saturating_sub(in_hour);
-            let status = |reset: u64| RateStatus {
-                limit: c.per_minute,
-                remaining: left_minute.min(left_hour),
-                reset_after: Duration::from_secs(reset),
-            };
-            Ok(if in_hour > c.per_hour {
-                RateVerdict::Limited(status(hour_left))
-            } else if in_minute > c.per_minute {
-                RateVerdict::Limited(status(minute_left))
-            } else {
-                RateVerdict::Allowed(status(minute_left))
-            })
-        })
+        Box::pin(self.hit("rate", user, self.config.per_minute, self.config.per_hour))
     }
 
-    fn is_blocked<'a>(&'a self, user: UserId, ip: &'a str) -> PortFuture<'a, Result<bool, StoreError>> {
-        Box::pin(async move {
-            // Separate commands: the two keys live in different cluster slots.
-            for key in [format!("blocked:user:{{{user}}}"), format!("blocked:ip:{{{ip}}}")] {
-                let mut cmd = redis::cmd("EXISTS");
-                cmd.arg(self.pool.key(&key));
-                let found: u32 = self.pool.query(&cmd).await.map_err(unavailable)?;
-                if found > 0 {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        })
+    fn hit_validate(&self, user: UserId) -> PortFuture<'_, Result<RateVerdict, StoreError>> {
+        Box::pin(self.hit("validate", user, self.config.validate_per_minute, u32::MAX))
     }
 
-    fn record_unknown_code<'a>(
-        &'a self,
-        user: UserId,
-        ip: &'a str,
-    ) -> PortFuture<'a, Result<(), StoreError>> {
+    fn take_code_attempt(&self, caller: CodeCaller) -> PortFuture<'_, Result<CodeAttempt, StoreError>> {
         Box::pin(async move {
-            let (hour, hour_left) = window(3600);
-            for caller in [format!("user:{{{user}}}"), format!("ip:{{{ip}}}")] {
-                let mut invocation = self.unknown.key(self.pool.key(&format!("unknown:{caller}:{hour}")));
+            let (_, hour_left) = window(3600);
+            // One script run per party: the user's keys and the address's live in different
+            // cluster slots. A user refused after the address took its attempt leaves that
+            // attempt counted, which only errs towards blocking a guesser sooner.
+            for (counter, blocked) in self.code_keys(caller) {
+                let mut invocation = self.attempt.key(&counter);
                 invocation
-                    .key(self.pool.key(&format!("blocked:{caller}")))
+                    .key(&blocked)
                     .arg(hour_left)
                     .arg(self.config.unknown_codes_per_hour)
                     .arg(self.config.block_for.as_secs());
                 let attempts: u32 = self.pool.invoke(&invocation).await.map_err(unavailable)?;
-                if attempts == self.config.unknown_codes_per_hour {
-                    tracing::warn!(caller, attempts, "caller blocked for guessing coupon codes");
+                if attempts == 0 {
+                    return Ok(CodeAttempt::Blocked);
+                }
+            }
+            Ok(CodeAttempt::Taken)
+        })
+    }
+
+    fn settle_code_attempt(
+        &self,
+        caller: CodeCaller,
+        unknown: bool,
+    ) -> PortFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move {
+            for (counter, blocked) in self.code_keys(caller) {
+                let mut invocation = self.settle.key(&counter);
+                invocation
+                    .key(&blocked)
+                    .arg(u8::from(unknown))
+                    .arg(self.config.unknown_codes_per_hour)
+                    .arg(self.config.block_for.as_secs());
+                let now_blocked: u32 = self.pool.invoke(&invocation).await.map_err(unavailable)?;
+                if now_blocked == 1 {
+                    tracing::warn!(user.id = %caller.user, address = ?caller.address, "caller blocked for guessing coupon codes");
                 }
             }
             Ok(())

@@ -43,6 +43,7 @@ async fn counters_count_each_hit_and_expire_with_their_hour_set_by_the_first_hit
         LimitConfig {
             per_minute: 5,
             per_hour: 20,
+            validate_per_minute: 30,
             unknown_codes_per_hour: 10,
             block_for: Duration::from_secs(60),
         },
@@ -89,6 +90,7 @@ async fn concurrent_hits_are_each_counted_once() {
         LimitConfig {
             per_minute: 30,
             per_hour: 1000,
+            validate_per_minute: 30,
             unknown_codes_per_hour: 10,
             block_for: Duration::from_secs(60),
         },

@@ -74,6 +74,7 @@ async fn batched_calls_fail_fast_together_while_redis_is_down() {
         LimitConfig {
             per_minute: 1000,
             per_hour: 1000,
+            validate_per_minute: 30,
             unknown_codes_per_hour: 10,
             block_for: Duration::from_secs(60),
         },

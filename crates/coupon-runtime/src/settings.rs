@@ -82,6 +82,11 @@ pub const KEYS: &[Key] = &[
     key("HTTP_HOST", "0.0.0.0", "api-server listen address."),
     key("HTTP_PORT", "8080", "api-server port (0 picks a free port)."),
     key("HTTP_WORKERS", "0", "actix-web worker threads; 0 = one per core."),
+    key(
+        "HTTP_TRUSTED_PROXIES",
+        "",
+        "Comma-separated IPs or CIDR blocks of the proxies in front of api-server (the gateway, the ingress): only a request from one of them may name the client in X-Forwarded-For.",
+    ),
     key("SHUTDOWN_TIMEOUT", "30", "Seconds to drain in-flight work after SIGTERM/SIGINT."),
     key("WORKER_ADMIN_PORT", "9101", "event-worker port for /metrics and /health/* (0 picks a free port)."),
     key("WORKER_OUTBOX_BATCH_SIZE", "1000", "Outbox rows the relay reads and publishes per round."),
@@ -110,6 +115,7 @@ pub const KEYS: &[Key] = &[
     ),
     key("COUPON_RATE_LIMIT_PER_MINUTE", "5", "Issuing requests per user per minute."),
     key("COUPON_RATE_LIMIT_PER_HOUR", "20", "Issuing requests per user per hour."),
+    key("COUPON_VALIDATE_PER_MINUTE", "30", "Code checks (GET /api/coupons/validate) per user per minute."),
     key(
         "COUPON_UNKNOWN_CODE_LIMIT",
         "10",
@@ -268,6 +274,7 @@ pub struct HttpSettings {
     pub port: u16,
     pub workers: usize,
     pub shutdown_timeout: Duration,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +285,7 @@ pub struct CouponSettings {
     pub rate_limit_enabled: bool,
     pub rate_limit_per_minute: u32,
     pub rate_limit_per_hour: u32,
+    pub validate_per_minute: u32,
     pub unknown_code_limit: u32,
     pub block_duration: Duration,
 }
@@ -391,6 +399,7 @@ impl Reader {
                 port: self.parse("HTTP_PORT")?,
                 workers: self.parse("HTTP_WORKERS")?,
                 shutdown_timeout: self.duration("SHUTDOWN_TIMEOUT", Unit::Seconds)?,
+                trusted_proxies: self.networks("HTTP_TRUSTED_PROXIES")?,
             },
             coupon: CouponSettings {
                 reservation_timeout: self.duration("COUPON_RESERVATION_TIMEOUT", Unit::Minutes)?,
@@ -399,6 +408,7 @@ impl Reader {
                 rate_limit_enabled: self.bool("COUPON_RATE_LIMIT_ENABLED")?,
                 rate_limit_per_minute: self.positive("COUPON_RATE_LIMIT_PER_MINUTE")?,
                 rate_limit_per_hour: self.positive("COUPON_RATE_LIMIT_PER_HOUR")?,
+                validate_per_minute: self.positive("COUPON_VALIDATE_PER_MINUTE")?,
                 unknown_code_limit: self.positive("COUPON_UNKNOWN_CODE_LIMIT")?,
                 block_duration: self.duration("COUPON_BLOCK_DURATION", Unit::Hours)?,
             },
@@ -516,6 +526,20 @@ impl Reader {
         Ok(items)
     }
 
+    /// Comma-separated addresses (one host each) or CIDR blocks; empty for none.
+    fn networks(&self, key: &'static str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
+        self.string(key)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| {
+                item.parse::<ipnet::IpNet>()
+                    .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| invalid(key, format!("{item:?} is neither an IP address nor a CIDR block")))
+            })
+            .collect()
+    }
+
     fn tokens(&self, key: &'static str) -> Result<Vec<SecretString>, SettingsError> {
         let raw = self.secret(key)?;
         let mut tokens = Vec::new();
@@ -629,10 +653,20 @@ mod tests {
             ("KAFKA_TOPIC_COUPON_USED", "bad topic"),
             ("LOG_FORMAT", "xml"),
             ("COUPON_ADMIN_TOKENS", "short"),
+            ("HTTP_TRUSTED_PROXIES", "10.0.0.0/8, gateway"),
+            ("COUPON_VALIDATE_PER_MINUTE", "0"),
         ] {
             let message = error_of(&[(key, value)]);
             assert!(message.contains(key), "{message:?} does not name {key}");
         }
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_or_blocks() {
+        assert!(load(&[]).expect("valid").http.trusted_proxies.is_empty());
+        let s = load(&[("HTTP_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7,::1")]).expect("valid");
+        let listed: Vec<String> = s.http.trusted_proxies.iter().map(ToString::to_string).collect();
+        assert_eq!(listed, ["10.0.0.0/8", "192.168.1.7/32", "::1/128"]);
     }
 
     #[test]
