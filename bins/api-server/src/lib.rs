@@ -17,6 +17,7 @@ use coupon_domain::clock::{Clock, SystemClock};
 use coupon_domain::issue::Issuing;
 use coupon_domain::jobs::{JobSettings, Jobs};
 use coupon_domain::policy_cache::CachedPolicies;
+use coupon_domain::reconciliation::AUDIT_EVERY;
 use coupon_domain::reservation::Checkout;
 use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
 use coupon_lock_redis::gate::RedisStockGate;
@@ -164,6 +165,8 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
+    /// Audits the first-come gates against PostgreSQL while the server runs.
+    issuing: Issuing,
 }
 
 impl std::fmt::Debug for Application {
@@ -203,6 +206,7 @@ impl Application {
             probe_timeout: settings.database.timeout.max(settings.redis.timeout),
         };
         let state = app_state(&settings, &pg, &redis)?;
+        let issuing = state.issuing.clone();
         let tokens = AdminTokens::new(
             settings.coupon.admin_tokens.iter().map(|t| t.expose_secret().to_owned()).collect(),
         );
@@ -220,7 +224,7 @@ impl Application {
             |cfg: &mut actix_web::web::ServiceConfig, (state, tokens)| coupon_api::routes(cfg, state, tokens);
         let server = serve(listener, ops, (state, tokens), routes, &options)?;
         tracing::info!(port, "api-server listening");
-        Ok(Self { port, server })
+        Ok(Self { port, server, issuing })
     }
 
     /// The bound port.
@@ -238,8 +242,29 @@ impl Application {
     /// # Errors
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        self.server.await?;
+        let audit = tokio::spawn(audit_gates(self.issuing));
+        let served = self.server.await;
+        audit.abort();
+        served?;
         tracing::info!("api-server stopped");
         Ok(())
+    }
+}
+
+/// Reconciles the first-come gates with PostgreSQL every `AUDIT_EVERY` (SPEC §10), publishing each
+/// watched gate's drift as `coupon_gate_drift{policy}` and counting rebuilds.
+async fn audit_gates(issuing: Issuing) {
+    metrics::counter!("coupon_gate_reconciliations_total").increment(0);
+    let mut ticks = tokio::time::interval(AUDIT_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        for drift in issuing.audit_gates().await {
+            metrics::gauge!("coupon_gate_drift", "policy" => drift.policy.to_string())
+                .set(drift.units as f64);
+            if drift.reconciled {
+                metrics::counter!("coupon_gate_reconciliations_total").increment(1);
+            }
+        }
     }
 }

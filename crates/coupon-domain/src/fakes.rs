@@ -14,7 +14,7 @@ use crate::coupon::{CouponStatus, IssuedCoupon};
 use crate::discount::{DiscountRule, DiscountType};
 use crate::id::{CouponId, PolicyId, UserId};
 use crate::issue::{
-    CouponStore, GateDecision, IssueCommand, IssueError, SoldOutMark, SoldOutSnapshot, StockGate,
+    CouponStore, GateDecision, GateUnits, IssueCommand, IssueError, SoldOutMark, SoldOutSnapshot, StockGate,
 };
 use crate::policy::{
     CapChange, CouponCode, CreatePolicyError, DistributionType, IssuanceWindow, NewPolicy, NotIssuable,
@@ -88,6 +88,13 @@ impl InMemoryPolicyStore {
 
     pub fn reads(&self) -> usize {
         self.reads.load(Ordering::SeqCst)
+    }
+
+    /// The store committed `issued` coupons of `id` in all.
+    pub fn set_issued(&self, id: PolicyId, issued: u32) {
+        if let Some(policy) = lock(&self.policies).get_mut(&id) {
+            policy.current_issue_count = issued;
+        }
     }
 }
 
@@ -217,6 +224,7 @@ pub struct ScriptedGate {
     snapshot: Mutex<Option<SoldOutSnapshot>>,
     /// The mark to report; by default the snapshot's.
     mark: Mutex<Option<Result<Option<SoldOutMark>, ()>>>,
+    units: Mutex<Option<GateUnits>>,
 }
 
 impl ScriptedGate {
@@ -226,7 +234,12 @@ impl ScriptedGate {
             calls: Mutex::default(),
             snapshot: Mutex::default(),
             mark: Mutex::default(),
+            units: Mutex::default(),
         }
+    }
+
+    pub fn units_as(&self, units: Option<GateUnits>) {
+        *lock(&self.units) = units;
     }
 
     pub fn sold_out_as(&self, snapshot: Option<SoldOutSnapshot>) {
@@ -288,6 +301,12 @@ impl StockGate for ScriptedGate {
             .unwrap_or_else(|| Ok(lock(&self.snapshot).as_ref().map(|s| s.mark.clone())))
             .map_err(|()| StoreError::Unavailable("gate down".into()));
         Box::pin(async move { mark })
+    }
+
+    fn units(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<GateUnits>, StoreError>> {
+        self.record(format!("units {policy}"));
+        let units = *lock(&self.units);
+        Box::pin(async move { Ok(units) })
     }
 }
 

@@ -13,6 +13,7 @@ use crate::event::EventContext;
 use crate::id::{PolicyId, UserId};
 use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy, PolicyStore};
 use crate::port::{PortFuture, StoreError};
+use crate::reconciliation::{GateAudit, GateDrift};
 use crate::sold_out::SoldOutMemo;
 
 /// How long an answer for a sold-out policy may come from memory before the gate is asked again.
@@ -113,6 +114,16 @@ pub trait StockGate: Send + Sync + 'static {
     ) -> PortFuture<'a, Result<Option<SoldOutSnapshot>, StoreError>>;
     /// The gate's [`SoldOutMark`] while it has no stock left, else `None`.
     fn sold_out_mark(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<SoldOutMark>, StoreError>>;
+    /// The cap the gate counts against and its stock left; `None` when the gate is empty or
+    /// unlimited. For the audit that reconciles the gate with the store.
+    fn units(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<GateUnits>, StoreError>>;
+}
+
+/// What a gate holds: `cap - stock` units were handed out since it was built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GateUnits {
+    pub cap: u32,
+    pub stock: u32,
 }
 
 /// What changes whenever a sold-out gate could admit again or change its holders: a returned unit
@@ -142,6 +153,7 @@ pub struct Issuing {
     coupons: Arc<dyn CouponStore>,
     gate: Arc<dyn StockGate>,
     sold_out: Arc<SoldOutMemo>,
+    audit: Arc<GateAudit>,
     clock: Arc<dyn Clock>,
     zone: Tz,
 }
@@ -161,7 +173,14 @@ impl Issuing {
         zone: Tz,
     ) -> Self {
         let sold_out = Arc::new(SoldOutMemo::new(gate.clone(), clock.clone(), SOLD_OUT_RECHECK));
-        Self { policies, coupons, gate, sold_out, clock, zone }
+        let audit = Arc::new(GateAudit::new(policies.clone(), gate.clone(), clock.clone()));
+        Self { policies, coupons, gate, sold_out, audit, clock, zone }
+    }
+
+    /// Audits the gates this instance saw sell out against the store, rebuilding those that lost
+    /// units (see [`GateAudit`]); the api-server runs it every [`crate::reconciliation::AUDIT_EVERY`].
+    pub async fn audit_gates(&self) -> Vec<GateDrift> {
+        self.audit.audit().await
     }
 
     /// The refusal a download of `target` by `user` would get, when it is known without asking
@@ -262,6 +281,7 @@ impl Issuing {
         match self.gate.admit(policy, user).await {
             Ok(GateDecision::Admitted) => Ok(true),
             Ok(GateDecision::SoldOut) => {
+                self.audit.watch(policy.id);
                 self.sold_out.note_sold_out(policy).await;
                 Err(NotIssuable::SoldOut.into())
             }

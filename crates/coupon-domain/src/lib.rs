@@ -22,6 +22,7 @@ pub mod policy;
 pub mod policy_cache;
 pub mod port;
 pub mod probe;
+pub mod reconciliation;
 pub mod relay;
 pub mod reservation;
 pub mod sold_out;

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use coupon_domain::id::{PolicyId, UserId};
-use coupon_domain::issue::{GateDecision, SoldOutMark, SoldOutSnapshot, StockGate};
+use coupon_domain::issue::{GateDecision, GateUnits, SoldOutMark, SoldOutSnapshot, StockGate};
 use coupon_domain::policy::Policy;
 use coupon_domain::port::{PortFuture, StoreError};
 use redis::Script;
@@ -236,5 +236,21 @@ impl StockGate for RedisStockGate {
 
     fn sold_out_mark(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<SoldOutMark>, StoreError>> {
         Box::pin(self.core.sold_out_mark_of(policy))
+    }
+
+    fn units(&self, policy: PolicyId) -> PortFuture<'_, Result<Option<GateUnits>, StoreError>> {
+        Box::pin(async move {
+            let (stock, _) = self.core.keys(policy);
+            // One slot (the policy's hash tag), so one MGET even on a cluster.
+            let mut cmd = redis::cmd("MGET");
+            cmd.arg(stock).arg(self.core.cap_key(policy));
+            let (stock, cap): (Option<i64>, Option<i64>) =
+                self.core.pool.query(&cmd).await.map_err(unavailable)?;
+            // Unlimited (-1) or empty: nothing to count.
+            Ok(match (stock.map(u32::try_from), cap.map(u32::try_from)) {
+                (Some(Ok(stock)), Some(Ok(cap))) => Some(GateUnits { cap, stock }),
+                _ => None,
+            })
+        })
     }
 }
