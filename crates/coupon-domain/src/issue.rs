@@ -188,6 +188,11 @@ impl Issuing {
     /// [`Issuing::download`]. Callers use it to answer losers before spending anything on them.
     pub async fn known_refusal(&self, user: UserId, target: &IssueTarget) -> Option<IssueError> {
         let IssueTarget::Policy(id) = target else { return None };
+        // Only a policy this instance saw sell out can be answered; any other id costs nothing
+        // here (an unknown id is not read before the rate limiter has counted the request).
+        if !self.sold_out.knows(*id) {
+            return None;
+        }
         let policy = self.policies.get(*id).await.ok().flatten()?;
         policy.check_issuable(DistributionType::FirstCome, self.clock.now()).ok()?;
         self.sold_out.refusal(&policy, user).await
@@ -345,6 +350,26 @@ mod tests {
 
     fn by_id(id: i64) -> IssueTarget {
         IssueTarget::Policy(PolicyId::new(id).expect("id"))
+    }
+
+    /// The answer from memory is only for policies this instance saw sell out: an unknown id
+    /// costs the store nothing before the rate limiter has counted the request.
+    #[test]
+    fn only_a_policy_seen_sold_out_is_looked_up_before_the_rate_limiter() {
+        let policies =
+            Arc::new(InMemoryPolicyStore::with(vec![policy(1, DistributionType::FirstCome, Some(1), now())]));
+        let gate = Arc::new(ScriptedGate::answering(Ok(GateDecision::Admitted)));
+        let issuing = Issuing::new(
+            policies.clone(),
+            Arc::new(InMemoryCouponStore::default()),
+            gate,
+            Arc::new(ManualClock::at(now())),
+            Tz::UTC,
+        );
+        for id in [1, 999] {
+            assert!(block_on(issuing.known_refusal(user(7), &by_id(id))).is_none());
+        }
+        assert_eq!(policies.reads(), 0);
     }
 
     #[test]

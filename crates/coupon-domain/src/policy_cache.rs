@@ -11,6 +11,11 @@
 //! Without that, every request of a burst that arrived during the read went to PostgreSQL too:
 //! a herd of reads each time-to-live, queueing for the pool, which showed as a tail of hundreds of
 //! milliseconds in the sold-out burst.
+//!
+//! An id that names no policy is remembered too, for the same time-to-live: otherwise every
+//! request for it cost PostgreSQL a query. A policy created on another instance is therefore
+//! unknown here for up to one time-to-live (a policy created through this wrapper is not).
+//! Unknown codes are not remembered: guessing them is limited per caller, not cached.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -36,7 +41,8 @@ pub struct CachedPolicies {
 
 struct Snapshot {
     read_at: DateTime<Utc>,
-    policy: Policy,
+    /// `None`: no policy has this id.
+    policy: Option<Policy>,
     /// A caller started reading the policy again then.
     refreshing_since: Option<DateTime<Utc>>,
 }
@@ -55,7 +61,7 @@ impl CachedPolicies {
     /// The snapshot to answer with, or `None` when this caller must read the store: there is no
     /// snapshot, or it expired and nobody started reading it again within the time-to-live (this
     /// caller now does).
-    fn snapshot(&self, id: PolicyId) -> Option<Policy> {
+    fn snapshot(&self, id: PolicyId) -> Option<Option<Policy>> {
         let now = self.clock.now();
         let mut entries = self.by_id.lock().unwrap_or_else(PoisonError::into_inner);
         let snapshot = entries.get_mut(&id)?;
@@ -67,18 +73,16 @@ impl CachedPolicies {
         None
     }
 
-    fn remember(&self, policy: &Policy) {
+    /// Remembers what the store answered for `id`.
+    fn remember(&self, id: PolicyId, policy: Option<&Policy>) {
         let now = self.clock.now();
-        if let Some(code) = &policy.code {
-            self.by_code
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(code.as_str().to_owned(), policy.id);
+        if let Some(code) = policy.and_then(|p| p.code.as_ref()) {
+            self.by_code.lock().unwrap_or_else(PoisonError::into_inner).insert(code.as_str().to_owned(), id);
         }
         self.by_id
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(policy.id, Snapshot { read_at: now, policy: policy.clone(), refreshing_since: None });
+            .insert(id, Snapshot { read_at: now, policy: policy.cloned(), refreshing_since: None });
     }
 
     fn forget(&self, id: PolicyId) {
@@ -92,19 +96,21 @@ impl PolicyStore for CachedPolicies {
         policy: NewPolicy,
         now: DateTime<Utc>,
     ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
-        self.inner.create(policy, now)
+        Box::pin(async move {
+            let created = self.inner.create(policy, now).await?;
+            // Its id may have been asked for (and remembered as unknown) before.
+            self.forget(created.id);
+            Ok(created)
+        })
     }
 
     fn get(&self, id: PolicyId) -> PortFuture<'_, Result<Option<Policy>, StoreError>> {
         Box::pin(async move {
             if let Some(policy) = self.snapshot(id) {
-                return Ok(Some(policy));
+                return Ok(policy);
             }
             let policy = self.inner.get(id).await?;
-            match &policy {
-                Some(p) => self.remember(p),
-                None => self.forget(id),
-            }
+            self.remember(id, policy.as_ref());
             Ok(policy)
         })
     }
@@ -116,13 +122,13 @@ impl PolicyStore for CachedPolicies {
         Box::pin(async move {
             let known =
                 self.by_code.lock().unwrap_or_else(PoisonError::into_inner).get(code.as_str()).copied();
-            if let Some(policy) = known.and_then(|id| self.snapshot(id)) {
+            if let Some(policy) = known.and_then(|id| self.snapshot(id)).flatten() {
                 return Ok(Some(policy));
             }
             // Unknown codes are not remembered: guessing is rate-limited, not cached.
             let policy = self.inner.find_by_code(code).await?;
             if let Some(p) = &policy {
-                self.remember(p);
+                self.remember(p.id, Some(p));
             }
             Ok(policy)
         })
@@ -225,5 +231,18 @@ mod tests {
             assert!(block_on(cache.find_by_code(&unknown)).expect("read").is_none());
         }
         assert_eq!(store.reads(), 4);
+    }
+
+    #[test]
+    fn an_id_that_names_no_policy_is_remembered_for_the_ttl() {
+        let (store, clock, cache, _) = fixture();
+        let missing = PolicyId::new(404).expect("id");
+        for _ in 0..5 {
+            assert!(block_on(cache.get(missing)).expect("read").is_none());
+        }
+        assert_eq!(store.reads(), 1, "one read for five requests");
+        clock.advance(Duration::milliseconds(1001));
+        block_on(cache.get(missing)).expect("read");
+        assert_eq!(store.reads(), 2);
     }
 }

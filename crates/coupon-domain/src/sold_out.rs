@@ -68,6 +68,11 @@ impl SoldOutMemo {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Whether the memo holds (or is loading) an entry for `policy`: only then can it answer.
+    pub fn knows(&self, policy: PolicyId) -> bool {
+        self.entries().contains_key(&policy)
+    }
+
     /// The refusal the gate would give `user` for the sold-out `policy`, or `None` when the memo
     /// does not know the policy as sold out (the caller asks the gate).
     pub async fn refusal(&self, policy: &Policy, user: UserId) -> Option<IssueError> {
