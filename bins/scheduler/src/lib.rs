@@ -4,7 +4,8 @@
 
 use std::sync::Arc;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use coupon_api::ops::{Dependency, OpsState};
 use coupon_api::server::AdminServer;
 use coupon_domain::clock::SystemClock;
@@ -89,7 +90,10 @@ impl App {
             (JobName::Statistics, &s.statistics_cron),
         ]
         .into_iter()
-        .map(|(job, cron)| tokio::spawn(on_schedule(jobs.clone(), job, cron.clone(), stop.clone())))
+        .map(|(job, cron)| {
+            let zone = settings.coupon.timezone;
+            tokio::spawn(on_schedule(jobs.clone(), job, cron.clone(), zone, stop.clone()))
+        })
         .collect();
         shutdown::wait(&cancel).await;
         stop.cancel();
@@ -103,12 +107,18 @@ impl App {
     }
 }
 
-/// Runs `job` at each instant of `cron` until `stop`. Ticks missed while a run was in progress
-/// are skipped, not queued: every job catches up with all due rows in one run.
-async fn on_schedule(jobs: Jobs, job: JobName, cron: CronSchedule, stop: CancellationToken) {
+/// The first instant of `cron` after `after`, the expression read in the business time zone
+/// (SPEC §10: `0 0 0 * * *` is midnight in `COUPON_TIMEZONE`, not in UTC).
+fn next_run(cron: &CronSchedule, after: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+    cron.schedule.after(&after.with_timezone(&zone)).next().map(|t| t.with_timezone(&Utc))
+}
+
+/// Runs `job` at each instant of `cron` (in `zone`) until `stop`. Ticks missed while a run was in
+/// progress are skipped, not queued: every job catches up with all due rows in one run.
+async fn on_schedule(jobs: Jobs, job: JobName, cron: CronSchedule, zone: Tz, stop: CancellationToken) {
     let mut last = Utc::now();
     loop {
-        let Some(next) = cron.schedule.after(&last.max(Utc::now())).next() else {
+        let Some(next) = next_run(&cron, last.max(Utc::now()), zone) else {
             tracing::warn!(job = job.as_str(), cron = cron.expression, "the schedule has no next instant");
             return;
         };
@@ -130,5 +140,31 @@ async fn on_schedule(jobs: Jobs, job: JobName, cron: CronSchedule, stop: Cancell
             Ok(JobOutcome::Busy) => tracing::debug!(job = job.as_str(), "another scheduler holds the job"),
             Err(e) => tracing::error!(job = job.as_str(), error = %e, "job failed"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    fn cron(expression: &str) -> CronSchedule {
+        CronSchedule { expression: expression.into(), schedule: expression.parse().expect("cron") }
+    }
+
+    #[test]
+    fn crons_are_read_in_the_business_time_zone() {
+        let after = Utc.with_ymd_and_hms(2024, 1, 1, 0, 0, 0).single().expect("instant");
+        let midnight = cron("0 0 0 * * *");
+        let seoul: Tz = "Asia/Seoul".parse().expect("zone");
+        assert_eq!(
+            next_run(&midnight, after, seoul),
+            Utc.with_ymd_and_hms(2024, 1, 1, 15, 0, 0).single(),
+            "midnight in Seoul is 15:00 UTC"
+        );
+        assert_eq!(next_run(&midnight, after, Tz::UTC), Utc.with_ymd_and_hms(2024, 1, 2, 0, 0, 0).single());
+        let every_minute = cron("0 * * * * *");
+        assert_eq!(next_run(&every_minute, after, seoul), Utc.with_ymd_and_hms(2024, 1, 1, 0, 1, 0).single());
     }
 }

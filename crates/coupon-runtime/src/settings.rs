@@ -92,6 +92,11 @@ pub const KEYS: &[Key] = &[
     key("WORKER_OUTBOX_BATCH_SIZE", "1000", "Outbox rows the relay reads and publishes per round."),
     key("WORKER_OUTBOX_RETENTION", "24", "Hours a published outbox row is kept before the relay prunes it."),
     key(
+        "WORKER_DEDUPE_RETENTION",
+        "30",
+        "Days a consumed event's dedupe row (processed_events) is kept; longer than any consumed topic's retention, or a redelivered record could apply twice.",
+    ),
+    key(
         "WORKER_LEASE_PERIOD",
         "6",
         "Seconds an event-worker's relay or partition lease lasts unrenewed: how soon another pod takes over from a dead one.",
@@ -129,10 +134,14 @@ pub const KEYS: &[Key] = &[
     key(
         "SCHEDULER_RESERVATION_TIMEOUT_CRON",
         "0 * * * * *",
-        "Cron (with seconds) of the reservation-timeout job.",
+        "Cron (with seconds, in COUPON_TIMEZONE) of the reservation-timeout job.",
     ),
-    key("SCHEDULER_EXPIRY_CRON", "0 0 0 * * *", "Cron (with seconds) of the expiry job."),
-    key("SCHEDULER_STATISTICS_CRON", "0 0 * * * *", "Cron (with seconds) of the statistics job."),
+    key("SCHEDULER_EXPIRY_CRON", "0 0 0 * * *", "Cron (with seconds, in COUPON_TIMEZONE) of the expiry job."),
+    key(
+        "SCHEDULER_STATISTICS_CRON",
+        "0 0 * * * *",
+        "Cron (with seconds, in COUPON_TIMEZONE) of the statistics job.",
+    ),
     key("SCHEDULER_BATCH_SIZE", "500", "Rows per transaction of the reservation-timeout and expiry jobs."),
     key(
         "SCHEDULER_LOCK_LEASE",
@@ -305,6 +314,7 @@ pub struct WorkerSettings {
     pub admin_port: u16,
     pub outbox_batch_size: u32,
     pub outbox_retention: Duration,
+    pub dedupe_retention: Duration,
     pub lease_period: Duration,
 }
 
@@ -427,6 +437,7 @@ impl Reader {
                 admin_port: self.parse("WORKER_ADMIN_PORT")?,
                 outbox_batch_size: self.positive("WORKER_OUTBOX_BATCH_SIZE")?,
                 outbox_retention: self.duration("WORKER_OUTBOX_RETENTION", Unit::Hours)?,
+                dedupe_retention: self.duration("WORKER_DEDUPE_RETENTION", Unit::Days)?,
                 lease_period: match self.duration("WORKER_LEASE_PERIOD", Unit::Seconds)? {
                     d if d < Duration::from_secs(3) => {
                         return Err(invalid("WORKER_LEASE_PERIOD", "must be at least 3 seconds"));
@@ -581,6 +592,7 @@ enum Unit {
     Seconds,
     Minutes,
     Hours,
+    Days,
 }
 
 impl Unit {
@@ -589,6 +601,7 @@ impl Unit {
             Unit::Seconds => Duration::from_secs(n),
             Unit::Minutes => Duration::from_secs(n.saturating_mul(60)),
             Unit::Hours => Duration::from_secs(n.saturating_mul(3600)),
+            Unit::Days => Duration::from_secs(n.saturating_mul(86_400)),
         }
     }
 }
