@@ -77,6 +77,33 @@ async fn payments_and_cancellations_apply_once_and_what_cannot_be_applied_goes_t
     worker.stop().await;
 }
 
+/// SPEC §10: dedupe records are pruned after `WORKER_DEDUPE_RETENTION`; younger ones stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedupe_records_older_than_the_retention_are_pruned() {
+    let env = TestEnv::new().await.set("WORKER_DEDUPE_RETENTION", "1");
+    let mut conn = env.database.connect().await;
+    diesel::sql_query(
+        "INSERT INTO processed_events (topic, event_id, partition, record_offset, outcome, processed_at) \
+         SELECT 'payments', 'e' || n, 0, n, 'APPLIED', now() - (n || ' hours')::interval \
+         FROM generate_series(1, 48) n",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("dedupe rows");
+    let worker = start_worker(&env);
+    let kept = "SELECT count(*) AS n FROM processed_events";
+    assert_eq!(count_until(&env, kept, 23, Duration::from_secs(20)).await, 23, "rows of the last day stay");
+    assert_eq!(
+        count(
+            &env,
+            "SELECT count(*) AS n FROM processed_events WHERE processed_at < now() - interval '1 day'"
+        )
+        .await,
+        0
+    );
+    worker.stop().await;
+}
+
 /// A record's key, its value, and the DLQ reason it must get.
 type Hostile = (Option<Vec<u8>>, Vec<u8>, &'static str);
 

@@ -128,6 +128,7 @@ impl App {
                     },
                 ],
                 settings.worker.lease_period,
+                settings.worker.dedupe_retention,
             );
             tracing::info!(holder = %holder, "outbox relay and consumers started");
             tokio::join!(relay.run(cancel.clone()), consumers.run(cancel.clone()));

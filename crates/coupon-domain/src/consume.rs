@@ -116,4 +116,8 @@ pub trait Inbox: Send + Sync + 'static {
         deliveries: &'a [Delivery],
         now: DateTime<Utc>,
     ) -> PortFuture<'a, Result<Vec<Outcome>, InboxError>>;
+    /// Deletes up to `limit` dedupe records of events processed before `before`; returns how
+    /// many. Records are kept longer than any topic keeps its records, so that no redelivery can
+    /// outlive its dedupe record (SPEC §10).
+    fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>>;
 }

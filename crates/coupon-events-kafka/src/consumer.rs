@@ -17,6 +17,9 @@
 //! partition moves on: the DLQ record is built to fit whatever the record holds. If the store cannot even record that, the
 //! task waits 10 s and tries again: offsets live in PostgreSQL, so nothing can move without it.
 //! `Fenced` (the stored offset moved: another pod has the partition) ends the task.
+//!
+//! Every pod also prunes, once a minute, the dedupe records older than `WORKER_DEDUPE_RETENTION`
+//! (SPEC §10); the pods share the rows (`SKIP LOCKED`) rather than wait on each other.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,6 +56,8 @@ pub struct Consumers {
     holder: String,
     subscriptions: Vec<Subscription>,
     lease: Duration,
+    /// How long dedupe records are kept (`WORKER_DEDUPE_RETENTION`).
+    dedupe_retention: Duration,
 }
 
 impl std::fmt::Debug for Consumers {
@@ -72,6 +77,11 @@ const FETCH_WAIT_MS: i32 = 500;
 const MAX_RECORDS: usize = 500;
 /// Attempts of a failing batch before its records go one by one.
 const ATTEMPTS: u32 = 3;
+/// Dedupe records older than the retention are pruned this often, in batches of [`PRUNE_BATCH`],
+/// at most [`PRUNE_BATCHES`] each time (a million rows a minute).
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+const PRUNE_BATCH: u32 = 10_000;
+const PRUNE_BATCHES: u32 = 100;
 
 /// A partition being consumed by this pod.
 struct Owned {
@@ -87,8 +97,9 @@ impl Consumers {
         holder: String,
         subscriptions: Vec<Subscription>,
         lease: Duration,
+        dedupe_retention: Duration,
     ) -> Self {
-        Self { inbox, leases, broker, holder, subscriptions, lease }
+        Self { inbox, leases, broker, holder, subscriptions, lease, dedupe_retention }
     }
 
     /// Consumes until `cancel` fires, then stops every partition task and gives the leases up.
@@ -100,9 +111,14 @@ impl Consumers {
             metrics::counter!("coupon_consumer_failures_total", "topic" => subscription.topic.clone())
                 .increment(0);
         }
+        let mut pruned_at: Option<tokio::time::Instant> = None;
         while !cancel.is_cancelled() {
             if let Err(e) = self.supervise(&heartbeat, &mut owned, &cancel).await {
                 tracing::warn!(error = %e, "consumer supervision failed; retrying");
+            }
+            if pruned_at.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                pruned_at = Some(tokio::time::Instant::now());
+                self.prune_dedupe_records().await;
             }
             metrics::gauge!("coupon_consumer_partitions_owned").set(owned.len() as f64);
             tokio::select! {
@@ -116,6 +132,27 @@ impl Consumers {
             let _ = self.leases.release(&name, &self.holder).await;
         }
         let _ = self.leases.release(&heartbeat, &self.holder).await;
+    }
+
+    /// Deletes dedupe records older than the retention, in batches, at most [`PRUNE_BATCHES`] of
+    /// them per call.
+    async fn prune_dedupe_records(&self) {
+        let before =
+            Utc::now() - chrono::Duration::from_std(self.dedupe_retention).unwrap_or(chrono::Duration::MAX);
+        for _ in 0..PRUNE_BATCHES {
+            match self.inbox.prune(before, PRUNE_BATCH).await {
+                Ok(n) => {
+                    metrics::counter!("coupon_dedupe_pruned_total").increment(n);
+                    if n < u64::from(PRUNE_BATCH) {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not prune the dedupe records");
+                    return;
+                }
+            }
+        }
     }
 
     /// One tick: heartbeat, fair share, renew, take, give back.

@@ -109,6 +109,25 @@ impl Effect {
 }
 
 impl Inbox for PgInbox {
+    fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            // SKIP LOCKED: every worker pod prunes; they share the rows instead of waiting on
+            // each other. Oldest first, through idx_processed_events_processed_at.
+            let n = diesel::sql_query(
+                "DELETE FROM processed_events WHERE (topic, event_id) IN \
+                   (SELECT topic, event_id FROM processed_events WHERE processed_at < $1 \
+                    ORDER BY processed_at LIMIT $2 FOR UPDATE SKIP LOCKED)",
+            )
+            .bind::<diesel::sql_types::Timestamptz, _>(before)
+            .bind::<BigInt, _>(i64::from(limit))
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            Ok(u64::try_from(n).unwrap_or(0))
+        })
+    }
+
     fn next_offset<'a>(
         &'a self,
         topic: &'a str,
