@@ -40,6 +40,10 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Fault injection on release binaries under load, a row per scenario (see deploy/local/faults.sh)
+faults *ARGS:
+    deploy/local/faults.sh {{ARGS}}
+
 # Benchmarks that print numbers, e.g. `just bench issue` (see deploy/local/bench.sh)
 bench *ARGS:
     deploy/local/bench.sh {{ARGS}}
