@@ -73,6 +73,39 @@ async fn the_document_lists_exactly_the_served_operations() {
     }
 }
 
+/// SPEC §10: operationIds are unique, and a method a path does not serve answers 405 with an
+/// `Allow` header naming exactly the documented methods.
+#[tokio::test]
+async fn operation_ids_are_unique_and_a_405_names_the_allowed_methods() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let (_, doc) =
+        answer(client.get(format!("{base}/api-docs/openapi.json")).send().await.expect("request")).await;
+    let mut ids = std::collections::BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        let methods: Vec<String> =
+            item.as_object().expect("operations").keys().map(|m| m.to_uppercase()).collect();
+        for operation in item.as_object().expect("operations").values() {
+            let id = operation["operationId"].as_str().expect("operationId").to_owned();
+            assert!(ids.insert(id.clone()), "operationId {id} appears twice");
+        }
+        let unserved =
+            ["PUT", "PATCH", "DELETE", "POST", "GET"].into_iter().find(|m| !methods.iter().any(|d| d == m));
+        let Some(unserved) = unserved else { continue };
+        let url = format!("{base}{}", path.replace('{', "").replace('}', ""));
+        let response = client.request(unserved.parse().expect("method"), &url).send().await.expect("request");
+        assert_eq!(response.status().as_u16(), 405, "{unserved} {path}");
+        let allow =
+            response.headers().get("Allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+        let mut allowed: Vec<String> = allow.split(", ").map(str::to_owned).collect();
+        let mut documented = methods.clone();
+        allowed.sort();
+        documented.sort();
+        assert_eq!(allowed, documented, "Allow of {path}");
+    }
+}
+
 #[tokio::test]
 async fn errors_and_auth_are_described() {
     let env = TestEnv::new().await;

@@ -20,11 +20,13 @@ use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/coupons/reserve").route(web::post().to(reserve)))
-        .service(resource("/api/coupons/apply").route(web::post().to(apply)))
-        .service(resource("/api/coupons/use").route(web::post().to(confirm)))
-        .service(resource("/api/coupons/apply/{reservationId}").route(web::delete().to(release)))
-        .service(resource("/api/coupons/reserve/{reservationId}").route(web::delete().to(release_alias)));
+    cfg.service(resource("/api/coupons/reserve", "POST").route(web::post().to(reserve)))
+        .service(resource("/api/coupons/apply", "POST").route(web::post().to(apply)))
+        .service(resource("/api/coupons/use", "POST").route(web::post().to(confirm)))
+        .service(resource("/api/coupons/apply/{reservationId}", "DELETE").route(web::delete().to(release)))
+        .service(
+            resource("/api/coupons/reserve/{reservationId}", "DELETE").route(web::delete().to(release_alias)),
+        );
 }
 
 /// Body of `POST /api/coupons/reserve` and `/apply`.

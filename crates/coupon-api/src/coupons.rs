@@ -21,9 +21,9 @@ use crate::wire::{Checks, correlation_id, instant, maybe_instant, policy_id};
 pub const MAX_DIRECT_USERS: usize = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/coupons/download").route(web::post().to(download)))
-        .service(resource("/api/coupons/direct-issue").route(web::post().to(direct_issue)))
-        .service(resource("/api/coupons/validate/{couponCode}").route(web::get().to(validate)));
+    cfg.service(resource("/api/coupons/download", "POST").route(web::post().to(download)))
+        .service(resource("/api/coupons/direct-issue", "POST").route(web::post().to(direct_issue)))
+        .service(resource("/api/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
 }
 
 /// An issued coupon on the wire (SPEC §5, issued-coupon JSON).

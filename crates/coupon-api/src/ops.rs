@@ -61,9 +61,9 @@ impl std::fmt::Debug for OpsState {
 
 /// Registers the operational routes.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/health/live").route(web::get().to(live)))
-        .service(resource("/health/ready").route(web::get().to(ready)))
-        .service(resource("/metrics").route(web::get().to(metrics)));
+    cfg.service(resource("/health/live", "GET").route(web::get().to(live)))
+        .service(resource("/health/ready", "GET").route(web::get().to(ready)))
+        .service(resource("/metrics", "GET").route(web::get().to(metrics)));
 }
 
 #[derive(Debug, Serialize)]

@@ -20,15 +20,21 @@ use crate::state::AppState;
 use crate::wire::{Checks, instant, maybe_instant, page_limit, policy_id, policy_not_found};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/coupon-policies").route(web::post().to(create)).route(web::get().to(list)))
-        .service(
-            resource("/api/coupon-policies/{id}")
-                .route(web::get().to(get))
-                .route(web::patch().to(change))
-                .route(web::delete().to(deactivate)),
-        )
-        .service(resource("/api/coupon-policies/{id}/remaining-quantity").route(web::patch().to(set_cap)))
-        .service(resource("/api/coupon-policies/{id}/statistics").route(web::get().to(statistics)));
+    cfg.service(
+        resource("/api/coupon-policies", "GET, POST")
+            .route(web::post().to(create))
+            .route(web::get().to(list)),
+    )
+    .service(
+        resource("/api/coupon-policies/{id}", "GET, PATCH, DELETE")
+            .route(web::get().to(get))
+            .route(web::patch().to(change))
+            .route(web::delete().to(deactivate)),
+    )
+    .service(
+        resource("/api/coupon-policies/{id}/remaining-quantity", "PATCH").route(web::patch().to(set_cap)),
+    )
+    .service(resource("/api/coupon-policies/{id}/statistics", "GET").route(web::get().to(statistics)));
 }
 
 /// Body of `POST /api/coupon-policies`. Every field is optional here so that a missing one is
@@ -234,7 +240,7 @@ pub struct PolicyPage {
     has_more: bool,
 }
 
-#[utoipa::path(get, path = "/api/coupon-policies", tag = "policies", security(("admin" = [])),
+#[utoipa::path(get, path = "/api/coupon-policies", tag = "policies", security(("admin" = [])), operation_id = "listPolicies",
     params(
         ("cursor" = Option<i64>, Query, description = "The last id of the previous page"),
         ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)")

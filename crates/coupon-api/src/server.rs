@@ -115,14 +115,17 @@ impl AdminServer {
     }
 }
 
-/// A resource whose unsupported methods answer 405 `METHOD_NOT_ALLOWED` (without its own default,
-/// actix would fall through to the app's 404). Every route of the service is registered with it.
-pub fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource whose unsupported methods answer 405 `METHOD_NOT_ALLOWED` with the `Allow` header
+/// (RFC 9110; without its own default, actix would fall through to the app's 404). Every route of
+/// the service is registered with it; `allow` lists the methods its routes serve, e.g. `"GET, POST"`.
+pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this endpoint"))
+async fn method_not_allowed(allow: &'static str) -> Result<actix_web::HttpResponse, ApiError> {
+    let mut error = ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this endpoint");
+    error.headers.push(("Allow", allow.to_owned()));
+    Err(error)
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
@@ -180,7 +183,7 @@ mod tests {
                     .app_data(state($probes))
                     .app_data(web::JsonConfig::default().limit(64).error_handler(json_error))
                     .configure(ops::configure)
-                    .service(resource("/echo").route(web::post().to(echo)))
+                    .service(resource("/echo", "POST").route(web::post().to(echo)))
                     .default_service(web::to(not_found)),
             )
             .await
@@ -231,6 +234,7 @@ mod tests {
         let app = app!(vec![]);
         let res = call_service(&app, TestRequest::get().uri("/echo").to_request()).await;
         assert_eq!(res.status().as_u16(), 405);
+        assert_eq!(res.headers().get("Allow").and_then(|v| v.to_str().ok()), Some("POST"));
         let body: Value = read_body_json(res).await;
         assert_eq!(body["code"], "METHOD_NOT_ALLOWED");
         assert_eq!(body["status"], 405);

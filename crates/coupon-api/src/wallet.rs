@@ -23,11 +23,11 @@ use crate::wire::{instant, page_limit};
 const MAX_DAYS: u64 = 366;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/coupons/users/{userId}").route(web::get().to(list)))
-        .service(resource("/api/coupons/users/{userId}/expiring").route(web::get().to(expiring)))
-        .service(resource("/api/coupons/users/{userId}/statistics").route(web::get().to(summary)))
-        .service(resource("/api/statistics/daily").route(web::get().to(daily)))
-        .service(resource("/api/admin/jobs/{name}/run").route(web::post().to(run_job)));
+    cfg.service(resource("/api/coupons/users/{userId}", "GET").route(web::get().to(list)))
+        .service(resource("/api/coupons/users/{userId}/expiring", "GET").route(web::get().to(expiring)))
+        .service(resource("/api/coupons/users/{userId}/statistics", "GET").route(web::get().to(summary)))
+        .service(resource("/api/statistics/daily", "GET").route(web::get().to(daily)))
+        .service(resource("/api/admin/jobs/{name}/run", "POST").route(web::post().to(run_job)));
 }
 
 fn field(name: &str, message: impl Into<String>) -> ApiError {
@@ -59,7 +59,7 @@ pub struct WalletPageBody {
     has_more: bool,
 }
 
-#[utoipa::path(get, path = "/api/coupons/users/{userId}", tag = "wallet", security(("user" = [])),
+#[utoipa::path(get, path = "/api/coupons/users/{userId}", tag = "wallet", security(("user" = [])), operation_id = "listUserCoupons",
     params(("userId" = i64, Path, description = "Must equal X-User-Id"),
         ("status" = Option<String>, Query, description = "AVAILABLE, UNUSED, RESERVED, USED or EXPIRED; all coupons when absent"),
         ("cursor" = Option<i64>, Query, description = "nextCursor of the previous page"),
