@@ -93,7 +93,7 @@ async fn operation_ids_are_unique_and_a_405_names_the_allowed_methods() {
         let unserved =
             ["PUT", "PATCH", "DELETE", "POST", "GET"].into_iter().find(|m| !methods.iter().any(|d| d == m));
         let Some(unserved) = unserved else { continue };
-        let url = format!("{base}{}", path.replace('{', "").replace('}', ""));
+        let url = format!("{base}{}", path.replace(['{', '}'], ""));
         let response = client.request(unserved.parse().expect("method"), &url).send().await.expect("request");
         assert_eq!(response.status().as_u16(), 405, "{unserved} {path}");
         let allow =
