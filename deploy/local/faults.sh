@@ -4,7 +4,8 @@
 # Scenarios (all when none is named): api-kill (kill -9 of api-server 2 s into a first-come burst,
 # restart, sell out), redis-flush (FLUSHALL mid-burst), redis-down (Redis stopped for 5 s
 # mid-burst), postgres-restart (pg_ctl restart mid-burst), hostile-records (1,000 hostile Kafka
-# records interleaved with 1,000 valid payments). Each prints one row: scenario | load |
+# records interleaved with 1,000 valid payments), schemathesis (`--checks all`, 100 examples per
+# operation, deploy/local/schemathesis.toml). Each prints one row: scenario | load |
 # acknowledged | committed | lost | oversold | leaked stock | stalled partitions | recovery, and the
 # run ends with `N passed, N failed` (exit status 1 when one failed).
 #
@@ -18,6 +19,10 @@ FAULT_REDIS_PORT="${FAULT_REDIS_PORT:-56379}"
 
 ensure_services
 command -v redis-cli >/dev/null || apt_install redis-tools
+if ! command -v schemathesis >/dev/null; then
+    log "installing schemathesis from PyPI"
+    python3 -m pip install --quiet 'schemathesis>=4,<5' || die "pip install schemathesis failed"
+fi
 cd "$ROOT"
 log "building api-server, event-worker and the fault driver (release)"
 cargo build --quiet --release -p api-server -p event-worker

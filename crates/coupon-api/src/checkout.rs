@@ -34,11 +34,19 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(rename_all = "camelCase")]
 pub struct ReserveBody {
     /// 1–50 characters of `A-Z a-z 0-9 _ -`, chosen by the caller; the idempotency key.
+    #[schema(required = true, nullable = false, value_type = String, pattern = "^[A-Za-z0-9_-]{1,50}$")]
     reservation_id: Option<String>,
+    /// Must equal X-User-Id.
+    #[schema(required = true, nullable = false, value_type = i64, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     user_id: Option<i64>,
+    #[schema(required = true, nullable = false, value_type = i64, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     coupon_id: Option<i64>,
-    #[schema(value_type = Option<f64>)]
+    /// Above 0 (else INVALID_ORDER_AMOUNT), at most two decimal places.
+    #[schema(required = true, nullable = false, value_type = f64, minimum = -9999999999999.99, maximum = 9999999999999.99)]
     order_amount: Option<Decimal>,
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 50, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     order_id: Option<String>,
 }
 
@@ -235,6 +243,7 @@ async fn free(
     params(("reservationId" = String, Path, description = "The reservation to release")),
     responses(
         (status = 200, description = "Released (also when it had already ended)", body = ReservationBody),
+        (status = 400, description = "VALIDATION_ERROR: not a reservation id", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
         (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS", body = ErrorBody),
         (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorBody),
@@ -252,7 +261,11 @@ pub(crate) async fn release(
     params(("reservationId" = String, Path, description = "The reservation to release")),
     responses(
         (status = 200, description = "Same as DELETE /api/coupons/apply/{reservationId}", body = ReservationBody),
-        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorBody)))]
+        (status = 400, description = "VALIDATION_ERROR: not a reservation id", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS", body = ErrorBody),
+        (status = 404, description = "RESERVATION_NOT_FOUND", body = ErrorBody),
+        (status = 409, description = "COUPON_ALREADY_USED: confirmed uses end by order cancellation", body = ErrorBody)))]
 pub(crate) async fn release_alias(
     req: HttpRequest,
     caller: Caller,
@@ -266,8 +279,11 @@ pub(crate) async fn release_alias(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UseBody {
+    #[schema(required = true, nullable = false, value_type = String, pattern = "^[A-Za-z0-9_-]{1,50}$")]
     reservation_id: Option<String>,
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 50, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     order_id: Option<String>,
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     payment_id: Option<String>,
 }
 

@@ -77,8 +77,15 @@ impl CouponBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DownloadBody {
+    /// Exactly one of `couponCode` (CODE policies; trimmed, case-insensitive) and `couponPolicyId`.
+    #[schema(value_type = Option<String>, pattern = "^\\s*[A-Za-z0-9_-]{1,50}\\s*$")]
     coupon_code: Option<String>,
+    #[schema(value_type = Option<i64>, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     coupon_policy_id: Option<i64>,
+    /// Must equal X-User-Id.
+    #[schema(required = true, nullable = false, value_type = i64, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     user_id: Option<i64>,
 }
 
@@ -165,8 +172,13 @@ pub(crate) async fn download(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectIssueBody {
+    #[schema(required = true, nullable = false, value_type = i64, minimum = 1)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     coupon_policy_id: Option<i64>,
+    #[schema(required = true, nullable = false, value_type = Vec<i64>, min_items = 1, max_items = 1000)]
+    #[serde(default, deserialize_with = "crate::wire::whole_numbers")]
     user_ids: Option<Vec<i64>>,
+    #[schema(value_type = Option<String>, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     issued_by: Option<String>,
 }
 
@@ -267,6 +279,7 @@ pub struct CodeCheckBody {
 #[utoipa::path(get, path = "/api/coupons/validate/{couponCode}", tag = "coupons", security(("user" = [])),
     params(("couponCode" = String, Path, description = "The code as typed; trimmed, case-insensitive")),
     responses((status = 200, description = "Whether the code can be redeemed now (unknown codes are valid: false)", body = CodeCheckBody),
+              (status = 400, description = "INVALID_REQUEST: the path is not text", body = ErrorBody),
               (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
               (status = 403, description = "ACCESS_BLOCKED", body = ErrorBody),
               (status = 429, description = "RATE_LIMITED: more than COUPON_VALIDATE_PER_MINUTE checks", body = ErrorBody)))]

@@ -44,7 +44,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         ops::ready,
         ops::metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode, FieldError)),
+    components(schemas(ErrorBody, ErrorCode, FieldError, wallet::WalletFilterName, wallet::JobNameValue)),
     modifiers(&Security),
     tags(
         (name = "policies", description = "Coupon policies (admin)"),

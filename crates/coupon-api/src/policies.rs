@@ -42,20 +42,72 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CreatePolicyBody {
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     coupon_name: Option<String>,
+    /// Required for CODE policies; trimmed and upper-cased.
+    #[schema(value_type = Option<String>, pattern = "^\\s*[A-Za-z0-9_-]{1,50}\\s*$")]
     coupon_code: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     description: Option<String>,
+    #[schema(required = true, nullable = false, value_type = DiscountTypeName, inline)]
     discount_type: Option<String>,
+    /// FIXED_AMOUNT: above 0; PERCENTAGE: above 0 and at most 100. At most two decimal places.
+    #[schema(required = true, nullable = false, value_type = f64, minimum = -9999999999999.99, maximum = 9999999999999.99)]
     discount_value: Option<Decimal>,
+    /// At least 0, at most two decimal places.
+    #[schema(value_type = Option<f64>, minimum = -9999999999999.99, maximum = 9999999999999.99)]
     minimum_order_amount: Option<Decimal>,
+    /// Above 0, at most two decimal places.
+    #[schema(value_type = Option<f64>, minimum = -9999999999999.99, maximum = 9999999999999.99)]
     max_discount_amount: Option<Decimal>,
+    #[schema(required = true, nullable = false, value_type = DistributionTypeName, inline)]
     distribution_type: Option<String>,
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     max_issue_count: Option<i64>,
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 1000)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     max_issue_per_user: Option<i64>,
+    #[schema(required = true, nullable = false, value_type = i64, minimum = 1, maximum = 36500)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     valid_days: Option<i64>,
+    /// Years 2000 to 9999; before `validUntil`.
+    #[schema(required = true, nullable = false, value_type = String, format = DateTime, pattern = "^(2[0-9]{3}|[3-9][0-9]{3})-")]
     valid_from: Option<DateTime<Utc>>,
+    #[schema(required = true, nullable = false, value_type = String, format = DateTime, pattern = "^(2[0-9]{3}|[3-9][0-9]{3})-")]
     valid_until: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<bool>)]
     is_active: Option<bool>,
+}
+
+/// The values of `discountType` (the field is read as text, so that another value gets a field
+/// error naming it; this type only documents the values).
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    clippy::upper_case_acronyms,
+    non_camel_case_types,
+    reason = "documentation only, named as on the wire"
+)]
+enum DiscountTypeName {
+    FIXED_AMOUNT,
+    PERCENTAGE,
+}
+
+/// The values of `distributionType` (documentation only, as [`DiscountTypeName`]).
+#[derive(ToSchema)]
+#[expect(
+    dead_code,
+    clippy::upper_case_acronyms,
+    non_camel_case_types,
+    reason = "documentation only, named as on the wire"
+)]
+enum DistributionTypeName {
+    CODE,
+    DOWNLOAD,
+    FIRST_COME,
+    EVENT,
+    DIRECT,
 }
 
 impl CreatePolicyBody {
@@ -63,11 +115,14 @@ impl CreatePolicyBody {
     /// (`INVALID_DISCOUNT_VALUE`, `INVALID_DATE_RANGE`).
     fn into_new_policy(self) -> Result<NewPolicy, ApiError> {
         let mut checks = Checks::default();
-        let name = checks.required("couponName", self.coupon_name.map(|n| n.trim().to_owned()));
-        if name.as_ref().is_some_and(|n| n.is_empty()) {
-            checks.fail("couponName", "must be 1 to 100 characters");
+        // Bounds apply to the name as sent (what the OpenAPI document can say); it is stored
+        // trimmed.
+        let raw_name = checks.required("couponName", self.coupon_name);
+        if raw_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            checks.fail("couponName", "must be 1 to 100 characters, not only spaces");
         }
-        checks.text("couponName", name.as_deref(), 100);
+        checks.text("couponName", raw_name.as_deref(), 100);
+        let name = raw_name.map(|n| n.trim().to_owned());
         let code = match self.coupon_code.as_deref().map(CouponCode::parse) {
             Some(Err(e)) => {
                 checks.fail("couponCode", e.to_string());
@@ -243,7 +298,7 @@ pub struct PolicyPage {
 #[utoipa::path(get, path = "/api/coupon-policies", tag = "policies", security(("admin" = [])), operation_id = "listPolicies",
     params(
         ("cursor" = Option<i64>, Query, description = "The last id of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)")
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)")
     ),
     responses((status = 200, description = "A page of policies", body = PolicyPage), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody)))]
 pub(crate) async fn list(
@@ -266,7 +321,7 @@ pub(crate) async fn list(
 }
 
 #[utoipa::path(get, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, description = "Policy id")),
+    params(("id" = i64, Path, minimum = 1, description = "Policy id")),
     responses((status = 200, description = "The policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn get(
@@ -283,15 +338,23 @@ pub(crate) async fn get(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ChangePolicyBody {
+    #[schema(value_type = Option<String>, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     coupon_name: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 1000, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     description: Option<String>,
+    /// Only up.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     max_issue_count: Option<i64>,
+    /// Only later; years 2000 to 9999.
+    #[schema(value_type = Option<String>, format = DateTime, pattern = "^(2[0-9]{3}|[3-9][0-9]{3})-")]
     valid_until: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<bool>)]
     is_active: Option<bool>,
 }
 
 #[utoipa::path(patch, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, description = "Policy id")), request_body = ChangePolicyBody,
+    params(("id" = i64, Path, minimum = 1, description = "Policy id")), request_body = ChangePolicyBody,
     responses((status = 200, description = "The changed policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody),
               (status = 409, description = "CONCURRENT_MODIFICATION", body = ErrorBody)))]
@@ -304,11 +367,10 @@ pub(crate) async fn change(
     let id = policy_id(id.into_inner())?;
     let body = body.into_inner();
     let mut checks = Checks::default();
-    let name = body.coupon_name.as_deref().map(str::trim);
-    if name.is_some_and(str::is_empty) {
-        checks.fail("couponName", "must be 1 to 100 characters");
+    if body.coupon_name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        checks.fail("couponName", "must be 1 to 100 characters, not only spaces");
     }
-    checks.text("couponName", name, 100);
+    checks.text("couponName", body.coupon_name.as_deref(), 100);
     checks.text("description", body.description.as_deref(), 1000);
     let cap = in_range(&mut checks, "maxIssueCount", body.max_issue_count, 0, i64::from(i32::MAX));
     let valid_until = checks.instant("validUntil", body.valid_until);
@@ -326,7 +388,7 @@ pub(crate) async fn change(
 }
 
 #[utoipa::path(delete, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, description = "Policy id")),
+    params(("id" = i64, Path, minimum = 1, description = "Policy id")),
     responses((status = 200, description = "The deactivated policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn deactivate(
@@ -344,8 +406,13 @@ pub(crate) async fn deactivate(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SetCapBody {
+    /// Not below the coupons already issued.
+    #[schema(required = true, nullable = false, value_type = i64, minimum = 0, maximum = 2147483647)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     new_max_issue_count: Option<i64>,
+    #[schema(value_type = Option<String>, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     modified_by: Option<String>,
+    #[schema(value_type = Option<String>, max_length = 500, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     reason: Option<String>,
 }
 
@@ -361,7 +428,7 @@ pub struct CapChanged {
 }
 
 #[utoipa::path(patch, path = "/api/coupon-policies/{id}/remaining-quantity", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, description = "Policy id")), request_body = SetCapBody,
+    params(("id" = i64, Path, minimum = 1, description = "Policy id")), request_body = SetCapBody,
     responses((status = 200, description = "The cap was set", body = CapChanged), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn set_cap(
@@ -437,7 +504,7 @@ impl From<&PolicyStatistics> for StatisticsBody {
 }
 
 #[utoipa::path(get, path = "/api/coupon-policies/{id}/statistics", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, description = "Policy id")),
+    params(("id" = i64, Path, minimum = 1, description = "Policy id")),
     responses((status = 200, description = "Statistics of the policy", body = StatisticsBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn statistics(

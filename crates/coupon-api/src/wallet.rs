@@ -60,10 +60,10 @@ pub struct WalletPageBody {
 }
 
 #[utoipa::path(get, path = "/api/coupons/users/{userId}", tag = "wallet", security(("user" = [])), operation_id = "listUserCoupons",
-    params(("userId" = i64, Path, description = "Must equal X-User-Id"),
-        ("status" = Option<String>, Query, description = "AVAILABLE, UNUSED, RESERVED, USED or EXPIRED; all coupons when absent"),
-        ("cursor" = Option<i64>, Query, description = "nextCursor of the previous page"),
-        ("limit" = Option<i64>, Query, description = "Page size, 1 to 100 (default 20)")),
+    params(("userId" = i64, Path, minimum = 1, description = "Must equal X-User-Id"),
+        ("status" = Option<WalletFilterName>, Query, description = "AVAILABLE, UNUSED, RESERVED, USED or EXPIRED; all coupons when absent"),
+        ("cursor" = Option<i64>, Query, minimum = 1, description = "nextCursor of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)")),
     responses(
         (status = 200, description = "The user's coupons, newest first", body = WalletPageBody),
         (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
@@ -112,9 +112,9 @@ pub struct ExpiringBody {
 }
 
 #[utoipa::path(get, path = "/api/coupons/users/{userId}/expiring", tag = "wallet", security(("user" = [])),
-    params(("userId" = i64, Path, description = "Must equal X-User-Id"),
-        ("days" = Option<i64>, Query, description = "Within this many days, 1 to 365 (default 7)"),
-        ("limit" = Option<i64>, Query, description = "At most this many, 1 to 100 (default 10)")),
+    params(("userId" = i64, Path, minimum = 1, description = "Must equal X-User-Id"),
+        ("days" = Option<i64>, Query, minimum = 1, maximum = 365, description = "Within this many days, 1 to 365 (default 7)"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "At most this many, 1 to 100 (default 10)")),
     responses(
         (status = 200, description = "Usable coupons about to expire, soonest first", body = ExpiringBody),
         (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
@@ -155,9 +155,10 @@ pub struct WalletSummaryBody {
 }
 
 #[utoipa::path(get, path = "/api/coupons/users/{userId}/statistics", tag = "wallet", security(("user" = [])),
-    params(("userId" = i64, Path, description = "Must equal X-User-Id")),
+    params(("userId" = i64, Path, minimum = 1, description = "Must equal X-User-Id")),
     responses(
         (status = 200, description = "The user's totals (revoked coupons count nowhere)", body = WalletSummaryBody),
+        (status = 400, description = "INVALID_REQUEST: userId is not an integer", body = ErrorBody),
         (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
         (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS", body = ErrorBody)))]
 pub(crate) async fn summary(
@@ -233,8 +234,8 @@ fn date(name: &str, raw: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
 }
 
 #[utoipa::path(get, path = "/api/statistics/daily", tag = "statistics", security(("admin" = [])),
-    params(("from" = Option<String>, Query, description = "First day, YYYY-MM-DD (default: six days before to)"),
-        ("to" = Option<String>, Query, description = "Last day, YYYY-MM-DD (default: today in COUPON_TIMEZONE)")),
+    params(("from" = Option<String>, Query, pattern = "^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$", description = "First day, YYYY-MM-DD in the years 2000 to 9999 (default: six days before to); at most 366 days before to"),
+        ("to" = Option<String>, Query, pattern = "^(2[0-9]{3}|[3-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$", description = "Last day, YYYY-MM-DD in the years 2000 to 9999 (default: today in COUPON_TIMEZONE)")),
     responses(
         (status = 200, description = "Rows kept by the statistics job, by date", body = DailyBody),
         (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
@@ -259,6 +260,30 @@ pub(crate) async fn daily(
     Ok(HttpResponse::Ok().json(DailyBody { days: days.iter().map(DayBody::from).collect() }))
 }
 
+/// The values of the wallet's `status` filter (the parameter is read as text, so that another
+/// value gets a field error; this type only documents the values).
+#[derive(ToSchema)]
+#[expect(dead_code, clippy::upper_case_acronyms, reason = "documentation only, named as on the wire")]
+pub(crate) enum WalletFilterName {
+    AVAILABLE,
+    UNUSED,
+    RESERVED,
+    USED,
+    EXPIRED,
+}
+
+/// The jobs that `POST /api/admin/jobs/{name}/run` runs (documentation only).
+#[derive(ToSchema)]
+#[expect(dead_code, reason = "documentation only")]
+pub(crate) enum JobNameValue {
+    #[schema(rename = "reservation-timeout")]
+    ReservationTimeout,
+    #[schema(rename = "expiry")]
+    Expiry,
+    #[schema(rename = "statistics")]
+    Statistics,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobRunBody {
@@ -272,7 +297,7 @@ pub struct JobRunBody {
 }
 
 #[utoipa::path(post, path = "/api/admin/jobs/{name}/run", tag = "statistics", security(("admin" = [])),
-    params(("name" = String, Path, description = "reservation-timeout, expiry or statistics")),
+    params(("name" = JobNameValue, Path, description = "reservation-timeout, expiry or statistics")),
     responses(
         (status = 200, description = "The run, finished", body = JobRunBody),
         (status = 401, description = "No admin token", body = ErrorBody),

@@ -6,6 +6,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use coupon_domain::clock::is_supported;
 use coupon_domain::money::Money;
 use rust_decimal::Decimal;
+use serde::Deserialize;
 use tracing_actix_web::RequestId;
 
 use crate::error::{ApiError, ErrorCode, FieldError};
@@ -30,6 +31,36 @@ pub fn correlation_id(req: &HttpRequest) -> String {
         .map(str::to_owned)
         .or_else(|| req.extensions().get::<RequestId>().map(ToString::to_string))
         .unwrap_or_default()
+}
+
+/// An integer body field that also takes a number with a zero fraction (`2133.0`): JSON Schema's
+/// `integer` allows it, and clients that compute in floating point send it. For
+/// `#[serde(default, deserialize_with = "whole_number")]` on an `Option<i64>`.
+///
+/// # Errors
+/// A number with a fraction, or one beyond `i64`.
+pub fn whole_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<serde_json::Number>::deserialize(d)?.map(|n| integer::<D>(&n)).transpose()
+}
+
+/// [`whole_number`] for a list.
+///
+/// # Errors
+/// As [`whole_number`], for any item.
+pub fn whole_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<i64>>, D::Error> {
+    Option::<Vec<serde_json::Number>>::deserialize(d)?
+        .map(|numbers| numbers.iter().map(integer::<D>).collect())
+        .transpose()
+}
+
+fn integer<'de, D: serde::Deserializer<'de>>(n: &serde_json::Number) -> Result<i64, D::Error> {
+    let text = n.to_string();
+    n.as_i64()
+        .or_else(|| {
+            let exact = text.parse::<Decimal>().or_else(|_| Decimal::from_scientific(&text)).ok()?;
+            if exact.fract().is_zero() { i64::try_from(exact).ok() } else { None }
+        })
+        .ok_or_else(|| serde::de::Error::custom(format!("{text} is not an integer within 64 bits")))
 }
 
 /// Collects field errors while a request body is checked.
