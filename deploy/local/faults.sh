@@ -19,7 +19,8 @@ FAULT_REDIS_PORT="${FAULT_REDIS_PORT:-56379}"
 
 ensure_services
 command -v redis-cli >/dev/null || apt_install redis-tools
-if ! command -v schemathesis >/dev/null; then
+wants_schemathesis() { [ $# -eq 0 ] || [[ " $* " == *" schemathesis "* ]]; }
+if wants_schemathesis "$@" && ! command -v schemathesis >/dev/null; then
     log "installing schemathesis from PyPI"
     python3 -m pip install --quiet 'schemathesis>=4,<5' || die "pip install schemathesis failed"
 fi
