@@ -11,6 +11,7 @@ use coupon_api::ops::{Dependency, OpsState};
 use coupon_api::server::AdminServer;
 use std::time::Duration;
 
+use coupon_events_kafka::admin::TopicSpec;
 use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
 use coupon_events_kafka::consumer::{Consumers, Subscription};
 use coupon_events_kafka::inbound::Inbound;
@@ -92,12 +93,20 @@ impl App {
             request_timeout: kafka.request_timeout,
             client_id: "coupon-event-worker".into(),
         };
-        let topics = kafka.topics.all_with_dlq();
+        let topics: Vec<TopicSpec> = kafka
+            .topics
+            .all_with_dlq()
+            .into_iter()
+            .map(|name| TopicSpec {
+                retention: if name.ends_with(".DLQ") { kafka.dlq_retention } else { kafka.topic_retention },
+                name,
+                partitions: kafka.partitions,
+                replication_factor: kafka.replication_factor,
+            })
+            .collect();
         let holder = coupon_runtime::instance_id();
         let work = async {
-            let Some(connected) =
-                broker.connect(&config, &topics, kafka.partitions, kafka.replication_factor, &cancel).await
-            else {
+            let Some(connected) = broker.connect(&config, &topics, &cancel).await else {
                 return;
             };
             let relay = Relay::new(

@@ -33,6 +33,16 @@ async fn creates_every_topic_with_three_partitions_then_reports_ready_and_stops(
     assert_eq!(topics.len(), 13);
     for topic in &topics {
         assert_eq!(broker.partitions(topic).await.expect("metadata"), Some(3), "{topic}");
+        // SPEC §10: event topics keep 7 days, DLQs 30.
+        let days = if topic.ends_with(".DLQ") { 30 } else { 7 };
+        let retention = coupon_events_kafka::admin::retention_of(
+            &settings.kafka.bootstrap_servers,
+            topic,
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("describe configs");
+        assert_eq!(retention, Some(Duration::from_secs(days * 86_400)), "{topic}");
     }
 
     stop.cancel();

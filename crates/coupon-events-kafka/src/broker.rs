@@ -12,6 +12,8 @@ use coupon_domain::probe::{Probe, ProbeError, ProbeFuture};
 use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
+use crate::admin::{self, TopicSpec};
+
 /// Connection settings (built from `KAFKA_*`).
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
@@ -28,6 +30,8 @@ pub enum BrokerError {
     Client(#[from] rskafka::client::error::Error),
     #[error("Kafka did not answer within {0:?}")]
     Timeout(Duration),
+    #[error("Kafka admin request failed: {0}")]
+    Admin(String),
 }
 
 /// A connected Kafka client; cheap to clone.
@@ -35,6 +39,8 @@ pub enum BrokerError {
 pub struct Broker {
     client: Arc<Client>,
     timeout: Duration,
+    /// For the admin requests rskafka does not send (see [`crate::admin`]).
+    bootstrap: Arc<[String]>,
 }
 
 impl Broker {
@@ -53,7 +59,11 @@ impl Broker {
             .client_id(config.client_id.as_str())
             .backoff_config(backoff);
         let client = within(config.request_timeout, builder.build()).await?;
-        Ok(Self { client: Arc::new(client), timeout: config.request_timeout })
+        Ok(Self {
+            client: Arc::new(client),
+            timeout: config.request_timeout,
+            bootstrap: config.bootstrap_servers.clone().into(),
+        })
     }
 
     /// The underlying client, for producers and consumers.
@@ -66,41 +76,18 @@ impl Broker {
         self.timeout
     }
 
-    /// Creates each topic that does not exist yet; existing topics are left as they are.
+    /// Creates each topic that does not exist yet, with its retention; existing topics are left
+    /// as they are (one created by another process meanwhile too).
     ///
     /// # Errors
     /// When the broker cannot be reached or refuses to create a topic.
-    pub async fn ensure_topics(
-        &self,
-        topics: &[String],
-        partitions: i32,
-        replication_factor: i16,
-    ) -> Result<Vec<String>, BrokerError> {
+    pub async fn ensure_topics(&self, topics: &[TopicSpec]) -> Result<Vec<String>, BrokerError> {
         let existing = within(self.timeout, self.client.list_topics()).await?;
-        let controller = self.client.controller_client()?;
-        let timeout_ms = i32::try_from(self.timeout.as_millis()).unwrap_or(i32::MAX);
-        let mut created = Vec::new();
-        for topic in topics {
-            if existing.iter().any(|t| &t.name == topic) {
-                continue;
-            }
-            let result = within(
-                self.timeout,
-                controller.create_topic(topic.as_str(), partitions, replication_factor, timeout_ms),
-            )
-            .await;
-            match result {
-                Ok(()) => created.push(topic.clone()),
-                // Another process created it between the listing and now.
-                Err(BrokerError::Client(rskafka::client::error::Error::ServerError {
-                    protocol_error: rskafka::client::error::ProtocolError::TopicAlreadyExists,
-                    ..
-                })) => {}
-                Err(e) => return Err(e),
-            }
-        }
+        let missing: Vec<TopicSpec> =
+            topics.iter().filter(|t| !existing.iter().any(|e| e.name == t.name)).cloned().collect();
+        let created = admin::create_topics(&self.bootstrap, &missing, self.timeout).await?;
         if !created.is_empty() {
-            tracing::info!(topics = ?created, partitions, "created Kafka topics");
+            tracing::info!(topics = ?created, "created Kafka topics");
         }
         Ok(created)
     }
@@ -170,16 +157,14 @@ impl LazyBroker {
     pub async fn connect(
         &self,
         config: &BrokerConfig,
-        topics: &[String],
-        partitions: i32,
-        replication_factor: i16,
+        topics: &[TopicSpec],
         cancel: &tokio_util::sync::CancellationToken,
     ) -> Option<Broker> {
         let mut delay = Duration::from_millis(200);
         loop {
             let attempt = async {
                 let broker = Broker::connect(config).await?;
-                broker.ensure_topics(topics, partitions, replication_factor).await?;
+                broker.ensure_topics(topics).await?;
                 Ok::<_, BrokerError>(broker)
             };
             let outcome = tokio::select! {

@@ -5,6 +5,7 @@
 //! consumer progress lives in PostgreSQL. This crate knows the domain's ports and nothing of
 //! PostgreSQL, Redis or HTTP.
 
+pub mod admin;
 pub mod broker;
 pub mod consumer;
 mod dead_letter;

@@ -58,6 +58,12 @@ pub const KEYS: &[Key] = &[
     key("KAFKA_REQUEST_TIMEOUT", "10", "Seconds a Kafka request (and its retries) may take before it fails."),
     key("KAFKA_TOPIC_PARTITIONS", "3", "Partitions of the topics the service creates."),
     key(
+        "KAFKA_TOPIC_RETENTION",
+        "7",
+        "Days of retention.ms of the event topics the service creates (coupon.*, and the consumed ones where it creates them).",
+    ),
+    key("KAFKA_DLQ_RETENTION", "30", "Days of retention.ms of the {topic}.DLQ topics the service creates."),
+    key(
         "KAFKA_REPLICATION_FACTOR",
         "1",
         "Replication factor of the topics the service creates (use 3 on a real cluster).",
@@ -232,6 +238,9 @@ pub struct KafkaSettings {
     pub request_timeout: Duration,
     pub partitions: i32,
     pub replication_factor: i16,
+    /// `retention.ms` of the event topics the service creates, and of the DLQs.
+    pub topic_retention: Duration,
+    pub dlq_retention: Duration,
     pub topics: TopicSettings,
 }
 
@@ -392,6 +401,8 @@ impl Reader {
                 request_timeout: self.duration("KAFKA_REQUEST_TIMEOUT", Unit::Seconds)?,
                 partitions: self.positive("KAFKA_TOPIC_PARTITIONS")?,
                 replication_factor: self.positive("KAFKA_REPLICATION_FACTOR")?,
+                topic_retention: self.duration("KAFKA_TOPIC_RETENTION", Unit::Days)?,
+                dlq_retention: self.duration("KAFKA_DLQ_RETENTION", Unit::Days)?,
                 topics: TopicSettings {
                     coupon_issued: self.topic("KAFKA_TOPIC_COUPON_ISSUED")?,
                     coupon_reserved: self.topic("KAFKA_TOPIC_COUPON_RESERVED")?,
