@@ -25,8 +25,8 @@ if wants_schemathesis "$@" && ! command -v schemathesis >/dev/null; then
     python3 -m pip install --quiet 'schemathesis>=4,<5' || die "pip install schemathesis failed"
 fi
 cd "$ROOT"
-log "building api-server, event-worker and the fault driver (release)"
-cargo build --quiet --release -p api-server -p event-worker
+log "building the three binaries and the fault driver (release)"
+cargo build --quiet --release -p api-server -p event-worker -p scheduler
 cargo build --quiet --release -p coupon-e2e --bin fault-suite
 
 # A PostgreSQL cluster of the run's own.

@@ -374,23 +374,21 @@ async fn postgres_restart(env: TestEnv) -> Row {
     .await
 }
 
-/// 1,000 valid payments, each behind a hostile record on its partition, through a release
-/// event-worker: every valid one applied once, every hostile one dead-lettered, every offset
-/// committed.
-async fn hostile_records(env: TestEnv) -> Row {
+/// `n` coupons of users `1..=n`, each RESERVED by its PENDING reservation `S{user}` for order
+/// `O-S{user}`, expiring at `expires` (SQL); the coupon ids by user.
+async fn reservations(env: &TestEnv, n: i64, expires: &str) -> BTreeMap<i64, i64> {
     use diesel_async::RunQueryDsl;
-    const N: i64 = 1_000;
     let mut conn = env.database.connect().await;
     for sql in [
         "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, valid_days, valid_from, valid_until) \
          VALUES (1, 'faults', 'FIXED_AMOUNT', 1000, 'DOWNLOAD', 30, now() - interval '1 day', now() + interval '1 day')".to_owned(),
         format!(
             "WITH c AS (INSERT INTO coupon_issues (policy_id, user_id, status, reservation_id, reserved_at, issued_at, expires_at) \
-                        SELECT 1, u, 'RESERVED', 'S' || u, now(), now() - interval '1 hour', now() + interval '30 days' \
-                        FROM generate_series(1, {N}) u RETURNING id, user_id, reservation_id) \
+                        SELECT 1, u, 'RESERVED', 'S' || u, now() - interval '2 hours', now() - interval '3 hours', now() + interval '30 days' \
+                        FROM generate_series(1, {n}) u RETURNING id, user_id, reservation_id) \
              INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, discount_amount, \
                                               status, reserved_at, expires_at, created_at, updated_at) \
-             SELECT reservation_id, id, user_id, 'O-' || reservation_id, 50000, 1000, 'PENDING', now(), now() + interval '1 hour', now(), now() FROM c"
+             SELECT reservation_id, id, user_id, 'O-' || reservation_id, 50000, 1000, 'PENDING', now() - interval '2 hours', {expires}, now(), now() FROM c"
         ),
     ] {
         diesel::sql_query(sql).execute(&mut conn).await.expect("reservations");
@@ -402,13 +400,17 @@ async fn hostile_records(env: TestEnv) -> Row {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         user_id: i64,
     }
-    let coupons: BTreeMap<i64, i64> = diesel::sql_query("SELECT id, user_id FROM coupon_issues")
+    diesel::sql_query("SELECT id, user_id FROM coupon_issues")
         .load::<Owned>(&mut conn)
         .await
         .expect("coupons")
         .into_iter()
         .map(|o| (o.user_id, o.id))
-        .collect();
+        .collect()
+}
+
+/// A release event-worker of `env`, ready, its topics created.
+async fn event_worker(env: &TestEnv) -> Running {
     let admin = free_port();
     let mut vars = env.vars.clone();
     vars.insert("WORKER_ADMIN_PORT".into(), admin.to_string());
@@ -416,6 +418,200 @@ async fn hostile_records(env: TestEnv) -> Row {
     let (status, body) =
         wait_for_ready(&format!("http://127.0.0.1:{admin}/health/ready"), Duration::from_secs(60)).await;
     assert_eq!(status, 200, "event-worker not ready: {body}");
+    worker
+}
+
+/// The payment.completed of reservation `S{k}` for every `k` of `coupons`, one produce call each.
+async fn pay_all(env: &TestEnv, coupons: &BTreeMap<i64, i64>) {
+    let topic = env.settings().kafka.topics.payment_completed;
+    let mut producer = Producer::connect(env).await;
+    for (k, coupon) in coupons {
+        let value = json!({"eventId": format!("pay-{k}"), "eventType": "PAYMENT_COMPLETED",
+            "data": {"paymentId": format!("PAY-{k}"), "orderId": format!("O-S{k}"), "userId": k,
+                     "couponId": coupon, "reservationId": format!("S{k}")}});
+        producer.send(&topic, &coupon.to_string(), &value.to_string()).await;
+    }
+}
+
+const CONFIRMED: &str = "SELECT count(*) AS n FROM coupon_reservations WHERE status = 'CONFIRMED'";
+
+/// kill -9 of the event-worker a third into 5,000 payments, then a restart: every payment applied
+/// once, offsets at the end.
+async fn worker_kill(env: TestEnv) -> Row {
+    const N: i64 = 5_000;
+    let coupons = reservations(&env, N, "now() + interval '1 hour'").await;
+    let mut worker = event_worker(&env).await;
+    let topic = env.settings().kafka.topics.payment_completed;
+    while !coupon_e2e::topic_exists(&env, &topic).await {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let producing = {
+        let env = env.clone_with("LOG_LEVEL", "error");
+        tokio::spawn(async move { pay_all(&env, &coupons).await })
+    };
+    let mut at_kill = 0;
+    let started = Instant::now();
+    while at_kill < N / 3 && started.elapsed() < Duration::from_secs(120) {
+        at_kill = count(&env, CONFIRMED).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    worker.kill().await;
+    let killed = Instant::now();
+    // What the dead process committed; progress beyond it is the new one's.
+    let at_kill = count(&env, CONFIRMED).await;
+    let restarted = event_worker(&env).await;
+    let mut recovery = None;
+    while recovery.is_none() && killed.elapsed() < Duration::from_secs(60) {
+        if count(&env, CONFIRMED).await > at_kill {
+            recovery = Some(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    producing.await.expect("producer");
+    let confirmed = count_until(&env, CONFIRMED, N, Duration::from_secs(120)).await;
+    let used_events = count(&env, "SELECT count(*) AS n FROM outbox WHERE event_type = 'COUPON_USED'").await;
+    let offsets = count_until(
+        &env,
+        "SELECT COALESCE(sum(next_offset), 0)::bigint AS n FROM consumer_offsets WHERE topic LIKE 'payment.completed%'",
+        N,
+        Duration::from_secs(30),
+    )
+    .await;
+    restarted.terminate().await;
+    let mut row = Row {
+        scenario: "kill -9 event-worker mid stream",
+        load: format!("{N} payments, killed at {at_kill} applied"),
+        acknowledged: N,
+        committed: confirmed,
+        lost: N - confirmed,
+        oversold: used_events - confirmed,
+        stalled: (N - offsets).max(0),
+        recovery,
+        ..Row::default()
+    };
+    row.failure = (confirmed != N || used_events != N || offsets != N)
+        .then(|| format!("{confirmed} confirmed, {used_events} coupon.used, offsets {offsets}, for {N}"));
+    row
+}
+
+/// kill -9 of the scheduler while its reservation-timeout job releases 20,000 expired
+/// reservations in batches of 100, then a restart: each released once, with one event.
+async fn scheduler_kill(env: TestEnv) -> Row {
+    const N: i64 = 20_000;
+    reservations(&env, N, "now() - interval '1 hour'").await;
+    let env = env
+        .set("SCHEDULER_RESERVATION_TIMEOUT_CRON", "* * * * * *")
+        .set("SCHEDULER_BATCH_SIZE", "100")
+        .set("SCHEDULER_LOCK_LEASE", "3");
+    let start = |env: &TestEnv| {
+        let mut vars = env.vars.clone();
+        vars.insert("SCHEDULER_ADMIN_PORT".into(), free_port().to_string());
+        Running::spawn(&binary("scheduler"), &[], &vars)
+    };
+    let expired = "SELECT count(*) AS n FROM coupon_reservations WHERE status = 'EXPIRED'";
+    let mut scheduler = start(&env);
+    let mut at_kill = 0;
+    let started = Instant::now();
+    while at_kill < N / 5 && started.elapsed() < Duration::from_secs(120) {
+        at_kill = count(&env, expired).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scheduler.kill().await;
+    let killed = Instant::now();
+    let at_kill = count(&env, expired).await;
+    let restarted = start(&env);
+    let mut recovery = None;
+    while recovery.is_none() && killed.elapsed() < Duration::from_secs(60) {
+        if count(&env, expired).await > at_kill {
+            recovery = Some(killed.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let done = count_until(&env, expired, N, Duration::from_secs(180)).await;
+    restarted.terminate().await;
+    let issued = count(&env, "SELECT count(*) AS n FROM coupon_issues WHERE status = 'ISSUED'").await;
+    let events = count(&env, "SELECT count(*) AS n FROM outbox WHERE event_type = 'COUPON_CANCELLED'").await;
+    let mut row = Row {
+        scenario: "kill -9 scheduler mid job",
+        load: format!("{N} expired reservations, batches of 100, killed at {at_kill}"),
+        acknowledged: N,
+        committed: done,
+        lost: N - issued,
+        oversold: events - done,
+        recovery,
+        ..Row::default()
+    };
+    row.failure = (done != N || issued != N || events != N)
+        .then(|| format!("{done} expired, {issued} coupons free, {events} coupon.cancelled, for {N}"));
+    row
+}
+
+/// The broker stopped for 30 s while the API issues: every coupon's event published once.
+async fn broker_down(_: TestEnv) -> Row {
+    const PER_PHASE: i64 = 500;
+    let (mut broker, env) = coupon_e2e::private_broker().await;
+    let env = env.set("LOG_LEVEL", "error");
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let api = api_server(&env, port).await;
+    let worker = event_worker(&env).await;
+    let client = coupon_e2e::client();
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let mut acknowledged = 0;
+    let mut issue = async |users: std::ops::RangeInclusive<i64>| {
+        for user in users {
+            if coupon_e2e::download(&client, &base, user, json!({"couponPolicyId": policy, "userId": user}))
+                .await
+                .0
+                == 201
+            {
+                acknowledged += 1;
+            }
+        }
+    };
+    issue(1..=PER_PHASE).await;
+    broker.kill().await;
+    let down = Instant::now();
+    issue(PER_PHASE + 1..=2 * PER_PHASE).await;
+    tokio::time::sleep(Duration::from_secs(30).saturating_sub(down.elapsed())).await;
+    broker.resume().await;
+    let resumed = Instant::now();
+    let unpublished = "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL";
+    let left = count_until(&env, unpublished, 0, Duration::from_secs(120)).await;
+    let recovery = resumed.elapsed();
+    let committed = count(&env, "SELECT count(*) AS n FROM coupon_issues").await;
+    let topic = env.settings().kafka.topics.coupon_issued;
+    let published =
+        records(&env, &topic, usize::try_from(committed).unwrap_or(0), Duration::from_secs(30)).await;
+    let ids: HashSet<String> =
+        published.iter().filter_map(|p| p.value["eventId"].as_str().map(str::to_owned)).collect();
+    api.terminate().await;
+    worker.terminate().await;
+    let distinct = i64::try_from(ids.len()).unwrap_or(0);
+    let on_topic = i64::try_from(published.len()).unwrap_or(0);
+    let mut row = Row {
+        scenario: "broker stopped 30 s",
+        load: format!("{} downloads, half while the broker is down", 2 * PER_PHASE),
+        acknowledged,
+        committed,
+        lost: committed - distinct,
+        oversold: on_topic - distinct,
+        stalled: left,
+        recovery: Some(recovery),
+        ..Row::default()
+    };
+    row.failure = (acknowledged != 2 * PER_PHASE || distinct != committed || on_topic != distinct || left != 0)
+        .then(|| format!("{acknowledged} acknowledged, {committed} coupons, {on_topic} events ({distinct} distinct), {left} unpublished"));
+    row
+}
+
+/// 1,000 valid payments, each behind a hostile record on its partition, through a release
+/// event-worker: every valid one applied once, every hostile one dead-lettered, every offset
+/// committed.
+async fn hostile_records(env: TestEnv) -> Row {
+    const N: i64 = 1_000;
+    let coupons = reservations(&env, N, "now() + interval '1 hour'").await;
+    let worker = event_worker(&env).await;
     let topics = env.settings().kafka.topics;
     let topic = topics.payment_completed.clone();
     // The worker creates the topics once connected.
@@ -544,8 +740,17 @@ async fn schemathesis(env: TestEnv) -> Row {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let wanted: Vec<String> = std::env::args().skip(1).collect();
-    let all =
-        ["api-kill", "redis-flush", "redis-down", "postgres-restart", "hostile-records", "schemathesis"];
+    let all = [
+        "api-kill",
+        "worker-kill",
+        "scheduler-kill",
+        "redis-flush",
+        "redis-down",
+        "postgres-restart",
+        "broker-down",
+        "hostile-records",
+        "schemathesis",
+    ];
     let chosen: Vec<&str> =
         all.iter().copied().filter(|s| wanted.is_empty() || wanted.iter().any(|w| w == s)).collect();
     say(
@@ -557,6 +762,9 @@ async fn main() {
         let env = TestEnv::new().await.set("LOG_LEVEL", "error");
         let row = match scenario {
             "api-kill" => api_kill(env).await,
+            "worker-kill" => worker_kill(env).await,
+            "scheduler-kill" => scheduler_kill(env).await,
+            "broker-down" => broker_down(env).await,
             "redis-flush" => redis_flush(env).await,
             "redis-down" => redis_down(env).await,
             "postgres-restart" => postgres_restart(env).await,
