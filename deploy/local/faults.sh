@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Fault injection on release binaries under load (`just faults [SCENARIO...]`).
 #
-# Scenarios (all when none is named): api-kill (kill -9 of api-server 2 s into a first-come burst,
-# restart, sell out), redis-flush (FLUSHALL mid-burst), redis-down (Redis stopped for 5 s
-# mid-burst), postgres-restart (pg_ctl restart mid-burst), hostile-records (1,000 hostile Kafka
+# Scenarios (all when none is named): api-kill (kill -9 of api-server a third into a first-come
+# burst, restart, sell out), worker-kill and scheduler-kill (kill -9 mid-stream and mid-job,
+# restart), redis-flush (FLUSHALL mid-burst), redis-down (Redis stopped for 5 s mid-burst),
+# postgres-restart (pg_ctl restart mid-burst), broker-down (a private broker stopped 30 s while
+# the API issues), hostile-records (1,000 hostile Kafka
 # records interleaved with 1,000 valid payments), schemathesis (`--checks all`, 100 examples per
 # operation, deploy/local/schemathesis.toml). Each prints one row: scenario | load |
 # acknowledged | committed | lost | oversold | leaked stock | stalled partitions | recovery, and the
