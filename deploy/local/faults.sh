@@ -6,7 +6,8 @@
 # restart), redis-flush (FLUSHALL mid-burst), redis-down (Redis stopped for 5 s mid-burst),
 # postgres-restart (pg_ctl restart mid-burst), broker-down (a private broker stopped 30 s while
 # the API issues), hostile-records (1,000 hostile Kafka
-# records interleaved with 1,000 valid payments), schemathesis (`--checks all`, 100 examples per
+# records interleaved with 1,000 valid payments), hostile-http (hostile values in every request
+# field, path segment and query parameter), schemathesis (`--checks all`, 100 examples per
 # operation, deploy/local/schemathesis.toml). Each prints one row: scenario | load |
 # acknowledged | committed | lost | oversold | leaked stock | stalled partitions | recovery, and the
 # run ends with `N passed, N failed` (exit status 1 when one failed).

@@ -708,6 +708,35 @@ async fn hostile_records(env: TestEnv) -> Row {
     row
 }
 
+/// The hostile-input table (`coupon_e2e::hostile_input`) against a release api-server: no 5xx,
+/// every refusal in the SPEC §5 shape.
+async fn hostile_http(env: TestEnv) -> Row {
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let api = api_server(&env, port).await;
+    let client = coupon_e2e::client();
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", Some(1000), 5)).await;
+    let coupon = coupon_e2e::coupon(&client, &base, policy, 1).await;
+    let calls = coupon_e2e::hostile_input::hostile_calls(policy, coupon);
+    let mut bad = Vec::new();
+    for call in &calls {
+        let (status, body) = call.send(&client, &base).await;
+        if !coupon_e2e::hostile_input::well_formed(status, &body) {
+            bad.push(format!("{} {} ({}) -> {status}", call.method, call.path, call.what));
+        }
+    }
+    api.terminate().await;
+    let mut row = Row {
+        scenario: "hostile values in every request field",
+        load: format!("{} requests", calls.len()),
+        ..Row::default()
+    };
+    row.failure = (!bad.is_empty()).then(|| {
+        format!("{} bad answers: {}", bad.len(), bad.iter().take(3).cloned().collect::<Vec<_>>().join("; "))
+    });
+    row
+}
+
 /// schemathesis `--checks all`, 100 examples per operation, against a release api-server: zero
 /// failures (SPEC §10). `deploy/local/schemathesis.toml` lists the operations whose cross-field
 /// rules may answer 400 to a schema-valid request. `use_after_free` is left out: no DELETE of this
@@ -749,6 +778,7 @@ async fn main() {
         "postgres-restart",
         "broker-down",
         "hostile-records",
+        "hostile-http",
         "schemathesis",
     ];
     let chosen: Vec<&str> =
@@ -769,6 +799,7 @@ async fn main() {
             "redis-down" => redis_down(env).await,
             "postgres-restart" => postgres_restart(env).await,
             "hostile-records" => hostile_records(env).await,
+            "hostile-http" => hostile_http(env).await,
             _ => schemathesis(env).await,
         };
         row.print();

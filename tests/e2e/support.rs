@@ -2,6 +2,8 @@
 //! event-workers in-process, call them as a client would, and look at the rows they leave and the
 //! records they publish.
 
+pub mod hostile_input;
+
 use std::time::Duration;
 
 use coupon_testkit::{ADMIN_TOKEN, TestEnv};
