@@ -47,3 +47,7 @@ faults *ARGS:
 # Benchmarks that print numbers, e.g. `just bench issue` (see deploy/local/bench.sh)
 bench *ARGS:
     deploy/local/bench.sh {{ARGS}}
+
+# Produce one record (its value read from standard input) to a topic of the local broker, e.g. a payment.completed
+publish TOPIC KEY:
+    cargo run --quiet -p coupon-e2e --bin publish -- {{TOPIC}} {{KEY}}

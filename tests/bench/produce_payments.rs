@@ -4,6 +4,7 @@
 //!
 //! Usage: produce-payments FIRST_COUPON N
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -41,7 +42,7 @@ async fn main() -> anyhow::Result<()> {
             key: Some(key.into_bytes()),
             value: Some(value.to_string().into_bytes()),
             headers: BTreeMap::new(),
-            timestamp: chrono::Utc::now(),
+            timestamp: SystemClock.now(),
         });
     }
     let started = Instant::now();

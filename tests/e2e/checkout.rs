@@ -2,6 +2,7 @@
 //! SPEC §4.5's discount vectors through `reserve`, every refusal code, the release and use
 //! endpoints, admin job runs, and wallet paging that never skips or repeats a coupon.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::collections::HashSet;
 
 use coupon_e2e::*;
@@ -349,7 +350,7 @@ async fn admins_run_jobs_and_read_daily_statistics() {
         client.post(format!("{base}/api/admin/jobs/expiry/run")).send().await.expect("request");
     assert_eq!(unauthorised.status().as_u16(), 401);
 
-    let today = chrono::Utc::now().date_naive();
+    let today = SystemClock.now().date_naive();
     let (status, daily) = admin_get(
         &client,
         &format!("{base}/api/statistics/daily?from={}&to={today}", today.pred_opt().expect("day")),

@@ -3,6 +3,7 @@
 //! the fault suite's `hostile-http` scenario send it; no answer may be a 5xx, and every refusal
 //! must have the SPEC §5 error shape.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -114,7 +115,7 @@ pub fn hostile_calls(policy: i64, coupon: i64) -> Vec<Call> {
             format!("/api/coupon-policies/{policy}"),
             true,
             json!({"couponName": "n", "description": "d", "maxIssueCount": 2000,
-                   "validUntil": (chrono::Utc::now() + chrono::Duration::days(2)).to_rfc3339(), "isActive": true}),
+                   "validUntil": (SystemClock.now() + chrono::Duration::days(2)).to_rfc3339(), "isActive": true}),
         ),
         (
             Method::PATCH,

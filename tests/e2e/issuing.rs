@@ -1,6 +1,7 @@
 //! Issuing over HTTP, as clients see it: bursts through two api-server instances, per-user
 //! limits, a Redis flush in the middle of a burst, and the refusals of SPEC §5 with their codes.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
 use coupon_e2e::*;
@@ -154,7 +155,7 @@ async fn every_refusal_has_its_code() {
     let env = TestEnv::new().await;
     let base = start_api(&env);
     let client = client();
-    let now = chrono::Utc::now();
+    let now = SystemClock.now();
 
     let mut later = policy_body("DOWNLOAD", None, 1);
     later["validFrom"] = json!((now + chrono::Duration::days(1)).to_rfc3339());

@@ -1,6 +1,7 @@
 //! Policy administration over HTTP: create with its validation codes, read, page, change within
 //! the allowed directions, set the cap, deactivate, statistics, and the public code check.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use coupon_e2e::*;
 use coupon_testkit::TestEnv;
 use serde_json::{Value, json};
@@ -41,7 +42,7 @@ async fn invalid_policies_are_refused_with_the_spec_codes() {
     let base = start_api(&env);
     let client = client();
     let url = format!("{base}/api/coupon-policies");
-    let now = chrono::Utc::now();
+    let now = SystemClock.now();
     let with = |field: &str, value: Value| {
         let mut body = policy_body("DOWNLOAD", Some(10), 1);
         body[field] = value;
@@ -152,11 +153,11 @@ async fn changes_only_raise_the_cap_and_extend_the_window() {
     assert_eq!((status, lowered["code"].as_str()), (400, Some("VALIDATION_ERROR")));
     assert_eq!(lowered["fieldErrors"][0]["field"], "maxIssueCount");
 
-    let earlier = chrono::Utc::now().to_rfc3339();
+    let earlier = SystemClock.now().to_rfc3339();
     let (status, shortened) = admin_patch(&client, &url, json!({"validUntil": earlier})).await;
     assert_eq!((status, shortened["fieldErrors"][0]["field"].as_str()), (400, Some("validUntil")));
 
-    let later = (chrono::Utc::now() + chrono::Duration::days(30)).to_rfc3339();
+    let later = (SystemClock.now() + chrono::Duration::days(30)).to_rfc3339();
     let (status, extended) = admin_patch(&client, &url, json!({"validUntil": later})).await;
     assert_eq!(status, 200);
     assert_ne!(extended["validUntil"], before["validUntil"]);

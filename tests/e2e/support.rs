@@ -4,6 +4,7 @@
 
 pub mod hostile_input;
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::time::Duration;
 
 use coupon_testkit::{ADMIN_TOKEN, TestEnv};
@@ -63,7 +64,7 @@ pub async fn admin_get(client: &reqwest::Client, url: &str) -> (u16, Value) {
 
 /// A policy body valid now, to adjust per test.
 pub fn policy_body(distribution: &str, cap: Option<i64>, per_user: i64) -> Value {
-    let now = chrono::Utc::now();
+    let now = SystemClock.now();
     json!({
         "couponName": "Black Friday",
         "discountType": "PERCENTAGE",
@@ -311,7 +312,7 @@ impl Producer {
             key,
             value: Some(value),
             headers: std::collections::BTreeMap::new(),
-            timestamp: chrono::Utc::now(),
+            timestamp: SystemClock.now(),
         };
         client.produce(vec![record], Compression::NoCompression).await.expect("produce");
     }

@@ -3,34 +3,29 @@
 
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coupon_api::auth::AdminTokens;
 use coupon_api::limits::{Limits, TrustedProxies};
-use coupon_api::ops::{Dependency, OpsState};
-use coupon_api::server::{ServerOptions, serve};
 use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
-use coupon_domain::clock::{Clock, SystemClock};
+use coupon_domain::clock::SystemClock;
 use coupon_domain::issue::Issuing;
-use coupon_domain::jobs::{JobSettings, Jobs};
 use coupon_domain::policy_cache::CachedPolicies;
 use coupon_domain::reconciliation::AUDIT_EVERY;
 use coupon_domain::reservation::Checkout;
-use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
+use coupon_http::ops::Dependency;
+use coupon_http::server::{ServerOptions, serve};
 use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
-use coupon_runtime::metrics::Metrics;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::telemetry;
-use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::migrate;
 use coupon_store_pg::policy::PgPolicyStore;
-use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::pool::PgPool;
 use coupon_store_pg::reservation::PgReservationStore;
 use coupon_store_pg::wallet::PgWalletStore;
 use secrecy::ExposeSecret;
@@ -82,41 +77,6 @@ impl Cli {
 /// How old a policy the issuing path may act on; the issuing transaction re-checks it anyway.
 const POLICY_SNAPSHOT_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
-/// The use cases over the real adapters.
-/// The outbox's event encoder, with the configured topic names.
-pub fn encoder(settings: &Settings) -> Arc<JsonEventEncoder> {
-    let topics = &settings.kafka.topics;
-    Arc::new(JsonEventEncoder::new(ProducedTopics {
-        coupon_issued: topics.coupon_issued.clone(),
-        coupon_reserved: topics.coupon_reserved.clone(),
-        coupon_used: topics.coupon_used.clone(),
-        coupon_cancelled: topics.coupon_cancelled.clone(),
-        coupon_expired: topics.coupon_expired.clone(),
-    }))
-}
-
-/// A scheduled run keeps its job's lock at least this long, so a second scheduler pod whose cron
-/// tick for the same instant comes a moment later skips it (cron ticks are a second apart at most).
-const HOLD_SCHEDULED_LOCK: Duration = Duration::from_millis(500);
-
-/// The housekeeping jobs of SPEC §7 under their PostgreSQL locks, as the scheduler runs them and
-/// as `POST /api/admin/jobs/{name}/run` runs them in the api-server.
-pub fn jobs(settings: &Settings, pg: &PgPool, clock: Arc<dyn Clock>) -> Jobs {
-    let holder = coupon_runtime::instance_id();
-    Jobs::new(
-        Arc::new(PgJobLock::new(pg.clone())),
-        Arc::new(PgHousekeeping::new(pg.clone(), encoder(settings))),
-        clock,
-        holder,
-        JobSettings {
-            batch_size: settings.scheduler.batch_size,
-            lease: settings.scheduler.lock_lease,
-            hold_at_least: HOLD_SCHEDULED_LOCK,
-            zone: settings.coupon.timezone,
-        },
-    )
-}
-
 fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Result<AppState> {
     let coupon = &settings.coupon;
     let limits = if coupon.rate_limit_enabled {
@@ -134,7 +94,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
     } else {
         Limits::disabled()
     };
-    let encoder = encoder(settings);
+    let encoder = coupon_wiring::encoder(settings);
     let policies = Arc::new(PgPolicyStore::new(pg.clone()));
     let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()).context("issue batchers")?);
     let gate = Arc::new(RedisStockGate::new(redis.clone()));
@@ -154,7 +114,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
             settings.coupon.reservation_timeout,
         ),
         wallet: Arc::new(PgWalletStore::new(pg.clone())),
-        jobs: jobs(settings, pg, clock.clone()),
+        jobs: coupon_wiring::jobs(settings, pg, clock.clone()),
         clock,
         zone: settings.coupon.timezone,
         limits,
@@ -183,28 +143,20 @@ impl Application {
     /// # Errors
     /// Invalid pool settings, or the port cannot be bound.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pg = PgPool::new(&PgConfig {
-            connection_string: settings.database.connection_string(),
-            max_size: settings.database.pool_size,
-            timeout: settings.database.timeout,
-        })?;
+        let pg = coupon_wiring::pg_pool(&settings)?;
         let redis = RedisPool::new(&RedisConfig {
             url: settings.redis.url(),
             max_size: settings.redis.pool_size,
             timeout: settings.redis.timeout,
             key_prefix: settings.redis.key_prefix.clone(),
         })?;
-        let metrics = {
-            let (pg, redis) = (pg.clone(), redis.clone());
-            Metrics::install()?
-                .with_sampler(Arc::new(move || pg.record_metrics()))
-                .with_sampler(Arc::new(move || redis.record_metrics()))
-        };
-        let ops = OpsState {
-            dependencies: vec![Dependency::required(pg.probe()), Dependency::optional(redis.probe())],
-            render_metrics: Arc::new(move || metrics.render()),
-            probe_timeout: settings.database.timeout.max(settings.redis.timeout),
-        };
+        let sample_redis = redis.clone();
+        let ops = coupon_wiring::operations(
+            &pg,
+            vec![Arc::new(move || sample_redis.record_metrics())],
+            vec![Dependency::required(pg.probe()), Dependency::optional(redis.probe())],
+            settings.database.timeout.max(settings.redis.timeout),
+        )?;
         let state = app_state(&settings, &pg, &redis)?;
         let issuing = state.issuing.clone();
         let tokens = AdminTokens::new(

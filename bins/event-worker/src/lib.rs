@@ -7,22 +7,22 @@
 
 use std::sync::Arc;
 
-use coupon_api::ops::{Dependency, OpsState};
-use coupon_api::server::AdminServer;
 use std::time::Duration;
 
+use coupon_domain::clock::SystemClock;
 use coupon_events_kafka::admin::TopicSpec;
 use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
-use coupon_events_kafka::consumer::{Consumers, Subscription};
+use coupon_events_kafka::consumer::{ConsumerSettings, Consumers, Subscription};
 use coupon_events_kafka::inbound::Inbound;
 use coupon_events_kafka::relay::{Relay, RelaySettings};
-use coupon_runtime::metrics::Metrics;
+use coupon_http::ops::Dependency;
+use coupon_http::server::AdminServer;
 use coupon_runtime::settings::Settings;
 use coupon_runtime::shutdown;
 use coupon_store_pg::inbox::PgInbox;
 use coupon_store_pg::leases::PgLeases;
 use coupon_store_pg::outbox::PgOutbox;
-use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::pool::PgPool;
 use tokio_util::sync::CancellationToken;
 
 /// How long the relay waits after finding the outbox empty.
@@ -49,23 +49,15 @@ impl App {
     /// # Errors
     /// Invalid pool settings, or the admin port cannot be bound.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pg = PgPool::new(&PgConfig {
-            connection_string: settings.database.connection_string(),
-            max_size: settings.database.pool_size,
-            timeout: settings.database.timeout,
-        })?;
+        let pg = coupon_wiring::pg_pool(&settings)?;
         let broker = LazyBroker::default();
-        let metrics = {
-            let pg = pg.clone();
-            Metrics::install()?.with_sampler(Arc::new(move || pg.record_metrics()))
-        };
-        let ops = OpsState {
-            dependencies: vec![Dependency::required(pg.probe()), Dependency::required(broker.probe())],
-            render_metrics: Arc::new(move || metrics.render()),
-            probe_timeout: settings.database.timeout.max(settings.kafka.request_timeout),
-        };
-        let admin = AdminServer::start(&settings.http.host, settings.worker.admin_port, ops)?;
-        tracing::info!(admin_port = admin.port(), "event-worker admin server listening");
+        let ops = coupon_wiring::operations(
+            &pg,
+            Vec::new(),
+            vec![Dependency::required(pg.probe()), Dependency::required(broker.probe())],
+            settings.database.timeout.max(settings.kafka.request_timeout),
+        )?;
+        let admin = coupon_wiring::admin_server(&settings, settings.worker.admin_port, ops, "event-worker")?;
         Ok(Self { settings, pg, broker, admin, cancel: CancellationToken::new() })
     }
 
@@ -120,10 +112,15 @@ impl App {
                     retention: settings.worker.outbox_retention,
                     lease: settings.worker.lease_period,
                 },
+                Arc::new(SystemClock),
             );
             let topics = &settings.kafka.topics;
             let consumers = Consumers::new(
-                Arc::new(PgInbox::new(pg.clone(), api_server::encoder(&settings), settings.coupon.timezone)),
+                Arc::new(PgInbox::new(
+                    pg.clone(),
+                    coupon_wiring::encoder(&settings),
+                    settings.coupon.timezone,
+                )),
                 Arc::new(PgLeases::new(pg.clone())),
                 connected,
                 holder.clone(),
@@ -136,8 +133,11 @@ impl App {
                         kind: Inbound::IssueRequested,
                     },
                 ],
-                settings.worker.lease_period,
-                settings.worker.dedupe_retention,
+                ConsumerSettings {
+                    lease: settings.worker.lease_period,
+                    dedupe_retention: settings.worker.dedupe_retention,
+                },
+                Arc::new(SystemClock),
             );
             tracing::info!(holder = %holder, "outbox relay and consumers started");
             tokio::join!(relay.run(cancel.clone()), consumers.run(cancel.clone()));

@@ -2,18 +2,16 @@
 //! statistics). Pods may run in any number; a cluster-wide lock per job keeps each job on one pod
 //! at a time. Metrics and health are served on `SCHEDULER_ADMIN_PORT`.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use coupon_api::ops::{Dependency, OpsState};
-use coupon_api::server::AdminServer;
-use coupon_domain::clock::SystemClock;
 use coupon_domain::jobs::{JobName, JobOutcome, Jobs, Trigger};
-use coupon_runtime::metrics::Metrics;
+use coupon_http::ops::Dependency;
+use coupon_http::server::AdminServer;
 use coupon_runtime::settings::{CronSchedule, Settings};
 use coupon_runtime::shutdown;
-use coupon_store_pg::pool::{PgConfig, PgPool};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -37,23 +35,15 @@ impl App {
     /// # Errors
     /// Invalid pool settings, or the admin port cannot be bound.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pg = PgPool::new(&PgConfig {
-            connection_string: settings.database.connection_string(),
-            max_size: settings.database.pool_size,
-            timeout: settings.database.timeout,
-        })?;
-        let metrics = {
-            let pg = pg.clone();
-            Metrics::install()?.with_sampler(Arc::new(move || pg.record_metrics()))
-        };
-        let ops = OpsState {
-            dependencies: vec![Dependency::required(pg.probe())],
-            render_metrics: Arc::new(move || metrics.render()),
-            probe_timeout: settings.database.timeout,
-        };
-        let admin = AdminServer::start(&settings.http.host, settings.scheduler.admin_port, ops)?;
-        tracing::info!(admin_port = admin.port(), "scheduler admin server listening");
-        let jobs = api_server::jobs(&settings, &pg, Arc::new(SystemClock));
+        let pg = coupon_wiring::pg_pool(&settings)?;
+        let ops = coupon_wiring::operations(
+            &pg,
+            Vec::new(),
+            vec![Dependency::required(pg.probe())],
+            settings.database.timeout,
+        )?;
+        let admin = coupon_wiring::admin_server(&settings, settings.scheduler.admin_port, ops, "scheduler")?;
+        let jobs = coupon_wiring::jobs(&settings, &pg, Arc::new(SystemClock));
         tracing::info!(holder = jobs.holder(), "scheduler ready");
         Ok(Self { settings, jobs, admin, cancel: CancellationToken::new() })
     }
@@ -116,13 +106,13 @@ fn next_run(cron: &CronSchedule, after: DateTime<Utc>, zone: Tz) -> Option<DateT
 /// Runs `job` at each instant of `cron` (in `zone`) until `stop`. Ticks missed while a run was in
 /// progress are skipped, not queued: every job catches up with all due rows in one run.
 async fn on_schedule(jobs: Jobs, job: JobName, cron: CronSchedule, zone: Tz, stop: CancellationToken) {
-    let mut last = Utc::now();
+    let mut last = SystemClock.now();
     loop {
-        let Some(next) = next_run(&cron, last.max(Utc::now()), zone) else {
+        let Some(next) = next_run(&cron, last.max(SystemClock.now()), zone) else {
             tracing::warn!(job = job.as_str(), cron = cron.expression, "the schedule has no next instant");
             return;
         };
-        let wait = (next - Utc::now()).to_std().unwrap_or_default();
+        let wait = (next - SystemClock.now()).to_std().unwrap_or_default();
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(wait) => {}

@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant};
+use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/coupons/reserve", "POST").route(web::post().to(reserve)))

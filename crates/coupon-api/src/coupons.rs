@@ -13,9 +13,9 @@ use utoipa::ToSchema;
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::limits::rate_headers;
-use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant, policy_id};
+use coupon_http::resource;
 
 /// Most users one direct-issue request may name.
 pub const MAX_DIRECT_USERS: usize = 1000;

@@ -2,12 +2,14 @@
 //! at `/api-docs/openapi.json` with Swagger UI at `/swagger-ui/`. A test checks that every documented
 //! operation is really served, so the document cannot drift from the routes.
 
+use utoipa::openapi::path::{HttpMethod, OperationBuilder};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Response, ResponsesBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::error::{ErrorBody, ErrorCode, FieldError};
-use crate::{checkout, coupons, ops, policies, wallet};
+use crate::error::{ErrorBody, ErrorCode, FieldErrorBody};
+use crate::{checkout, coupons, policies, wallet};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -40,12 +42,9 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         wallet::summary,
         wallet::daily,
         wallet::run_job,
-        ops::live,
-        ops::ready,
-        ops::metrics,
     ),
-    components(schemas(ErrorBody, ErrorCode, FieldError, wallet::WalletFilterName, wallet::JobNameValue)),
-    modifiers(&Security),
+    components(schemas(ErrorBody, ErrorCode, FieldErrorBody, wallet::WalletFilterName, wallet::JobNameValue)),
+    modifiers(&Security, &Operations),
     tags(
         (name = "policies", description = "Coupon policies (admin)"),
         (name = "coupons", description = "Issuing coupons"),
@@ -80,6 +79,33 @@ impl Modify for Security {
                 "The user, as the gateway identified them",
             ))),
         );
+    }
+}
+
+/// The chassis's operational endpoints, served by api-server beside the business routes.
+struct Operations;
+
+impl Modify for Operations {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let ops = [
+            ("/health/live", "live", "The process answers", None),
+            (
+                "/health/ready",
+                "ready",
+                "Every required dependency answers; an optional one that does not is DEGRADED",
+                Some("A required dependency is down; the body names it"),
+            ),
+            ("/metrics", "metrics", "Prometheus text exposition", None),
+        ];
+        for (path, id, ok, unavailable) in ops {
+            let mut responses = ResponsesBuilder::new().response("200", Response::new(ok));
+            if let Some(unavailable) = unavailable {
+                responses = responses.response("503", Response::new(unavailable));
+            }
+            let operation =
+                OperationBuilder::new().operation_id(Some(id)).tag("operations").responses(responses.build());
+            openapi.paths.add_path_operation(path, vec![HttpMethod::Get], operation.build());
+        }
     }
 }
 

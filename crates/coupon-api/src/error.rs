@@ -1,16 +1,15 @@
-//! The one error shape of SPEC §5, for every 4xx and 5xx the service sends, framework errors
-//! (bad JSON, wrong types, unknown routes, oversized bodies) included:
-//!
-//! `{"code","message","status","path","timestamp","fieldErrors":[{"field","message"}]}`
-//!
-//! `ResponseError::error_response` cannot see the request, so [`ApiError`] attaches its details
-//! to the response and the envelope middleware writes the body, path included. Internal errors
-//! are logged once, here, and never described to the client.
+//! The business API's errors: the SPEC §5 codes, each with its status, and every domain outcome
+//! mapped to one of them. The envelope itself (`{"code","message","status","path","timestamp",
+//! "fieldErrors"}`) is written by the HTTP chassis, `coupon-http`, for this crate's errors and the
+//! framework's alike; [`ApiError`] hands it a [`Problem`]. Internal errors are logged once, here,
+//! and never described to the client.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, ResponseError};
+use actix_web::{HttpResponse, ResponseError};
+use coupon_http::envelope::Problem;
 use serde::Serialize;
 
 /// Error codes of SPEC §5, plus the few HTTP-level ones the table does not name
@@ -54,6 +53,11 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code's name on the wire (its serde name, the one place that spells it).
+    pub fn wire_name(self) -> String {
+        serde_json::to_value(self).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    }
+
     /// The HTTP status SPEC §5 pairs with the code.
     pub fn status(self) -> StatusCode {
         use ErrorCode::*;
@@ -88,28 +92,9 @@ impl ErrorCode {
             ServiceUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
-
-    /// The code for a status produced by the framework rather than by [`ApiError`].
-    pub fn for_status(status: StatusCode) -> Self {
-        match status {
-            StatusCode::NOT_FOUND => ErrorCode::NotFound,
-            StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
-            StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
-            StatusCode::UNAUTHORIZED => ErrorCode::Unauthenticated,
-            StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimited,
-            StatusCode::SERVICE_UNAVAILABLE => ErrorCode::ServiceUnavailable,
-            s if s.is_server_error() => ErrorCode::InternalError,
-            _ => ErrorCode::InvalidRequest,
-        }
-    }
 }
 
-/// One invalid input field.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct FieldError {
-    pub field: String,
-    pub message: String,
-}
+pub use coupon_http::envelope::FieldError;
 
 /// An error answered to a client.
 #[derive(Debug, Clone)]
@@ -161,69 +146,41 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        let mut builder = HttpResponse::build(self.status_code());
-        for (name, value) in &self.headers {
-            builder.insert_header((*name, value.as_str()));
-        }
-        let mut response = builder.finish();
-        response.extensions_mut().insert(self.clone());
-        response
+        self.problem().error_response()
     }
-}
-
-/// The wire shape of every error.
-/// The body of every error (SPEC §5).
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorBody<'a> {
-    pub code: ErrorCode,
-    pub message: &'a str,
-    pub status: u16,
-    pub path: &'a str,
-    pub timestamp: String,
-    pub field_errors: &'a [FieldError],
 }
 
 impl ApiError {
-    /// The envelope for a request path.
-    pub fn body<'a>(&'a self, path: &'a str) -> ErrorBody<'a> {
-        ErrorBody {
-            code: self.code,
-            message: &self.message,
-            status: self.code.status().as_u16(),
-            path,
-            timestamp: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            field_errors: &self.field_errors,
+    /// What the chassis writes into the envelope.
+    fn problem(&self) -> Problem {
+        Problem {
+            status: self.code.status(),
+            code: Cow::Owned(self.code.wire_name()),
+            message: self.message.clone(),
+            field_errors: self.field_errors.clone(),
+            headers: self.headers.clone(),
         }
     }
 }
 
-/// JSON body errors: malformed JSON, a wrong type, a missing field, the wrong content type, or a
-/// body over the limit.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    use actix_web::error::JsonPayloadError as J;
-    let api = match &err {
-        J::Overflow { limit } | J::OverflowKnownLength { limit, .. } => {
-            ApiError::new(ErrorCode::PayloadTooLarge, format!("Request body exceeds {limit} bytes"))
-        }
-        J::ContentType => ApiError::new(ErrorCode::InvalidRequest, "Content-Type must be application/json"),
-        J::Deserialize(e) if e.is_data() => {
-            ApiError::new(ErrorCode::InvalidRequest, format!("Invalid request body: {e}"))
-        }
-        J::Deserialize(e) => ApiError::new(ErrorCode::InvalidRequest, format!("Malformed JSON: {e}")),
-        other => ApiError::new(ErrorCode::InvalidRequest, format!("Invalid request body: {other}")),
-    };
-    api.into()
+/// The body of every error (SPEC §5), as the OpenAPI document describes it; `coupon-http` writes it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    pub code: ErrorCode,
+    pub message: String,
+    pub status: u16,
+    pub path: String,
+    pub timestamp: String,
+    pub field_errors: Vec<FieldErrorBody>,
 }
 
-/// Path parameter errors (e.g. a non-numeric id).
-pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::new(ErrorCode::InvalidRequest, format!("Invalid path parameter: {err}")).into()
-}
-
-/// Query string errors.
-pub fn query_error(err: actix_web::error::QueryPayloadError, _req: &HttpRequest) -> actix_web::Error {
-    ApiError::new(ErrorCode::InvalidRequest, format!("Invalid query parameter: {err}")).into()
+/// One invalid input field, as the OpenAPI document describes it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(as = FieldError)]
+pub struct FieldErrorBody {
+    pub field: String,
+    pub message: String,
 }
 
 #[cfg(test)]
@@ -242,6 +199,7 @@ mod tests {
         ];
         for (code, name, status) in cases {
             assert_eq!(serde_json::to_value(code).ok(), Some(serde_json::Value::from(name)));
+            assert_eq!(code.wire_name(), name);
             assert_eq!(code.status().as_u16(), status);
         }
     }

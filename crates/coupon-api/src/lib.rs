@@ -1,5 +1,6 @@
-//! The HTTP layer (actix-web): routes, request/response DTOs, authentication, the single error
-//! envelope of SPEC §5, and the operational endpoints (`/health/*`, `/metrics`).
+//! The business HTTP API (actix-web): routes, request/response DTOs, authentication, and the
+//! SPEC §5 error codes. It mounts on the `coupon-http` chassis, which writes the error envelope and
+//! serves the operational endpoints.
 //!
 //! Handlers translate HTTP into domain use cases and back; no business rule lives here. It knows
 //! the domain and nothing of PostgreSQL, Redis or Kafka: dependencies arrive as ports.
@@ -10,10 +11,7 @@ pub mod coupons;
 pub mod docs;
 pub mod error;
 pub mod limits;
-mod middleware;
-pub mod ops;
 pub mod policies;
-pub mod server;
 pub mod state;
 pub mod wallet;
 mod wire;

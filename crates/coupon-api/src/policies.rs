@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{Checks, instant, maybe_instant, page_limit, policy_id, policy_not_found};
+use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(

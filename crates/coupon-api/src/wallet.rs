@@ -15,9 +15,9 @@ use utoipa::ToSchema;
 use crate::auth::{Admin, Caller};
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
-use crate::server::resource;
 use crate::state::AppState;
 use crate::wire::{instant, page_limit};
+use coupon_http::resource;
 
 /// Longest range of `GET /api/statistics/daily`.
 const MAX_DAYS: u64 = 366;

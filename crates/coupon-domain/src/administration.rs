@@ -148,7 +148,8 @@ impl PolicyAdmin {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Duration, Utc};
+    use crate::clock::{Clock, SystemClock};
+    use chrono::Duration;
 
     use super::*;
     use crate::fakes::{InMemoryPolicyStore, ManualClock, ScriptedGate, block_on, policy};
@@ -156,7 +157,7 @@ mod tests {
 
     fn admin(policies: Vec<Policy>) -> (PolicyAdmin, Arc<ScriptedGate>, Arc<ManualClock>) {
         let gate = Arc::new(ScriptedGate::answering(Ok(GateDecision::Admitted)));
-        let clock = Arc::new(ManualClock::at(Utc::now()));
+        let clock = Arc::new(ManualClock::at(SystemClock.now()));
         (
             PolicyAdmin::new(Arc::new(InMemoryPolicyStore::with(policies)), gate.clone(), clock.clone()),
             gate,
@@ -166,7 +167,7 @@ mod tests {
 
     #[test]
     fn code_checks_answer_rather_than_fail() {
-        let now = Utc::now();
+        let now = SystemClock.now();
         let mut sold_out = policy(2, DistributionType::Code, Some(1), now);
         sold_out.current_issue_count = 1;
         let (admin, _, clock) = admin(vec![policy(1, DistributionType::Code, None, now), sold_out]);
@@ -183,7 +184,8 @@ mod tests {
 
     #[test]
     fn changes_to_stock_reset_the_gate() {
-        let (admin, gate, _) = admin(vec![policy(1, DistributionType::FirstCome, Some(10), Utc::now())]);
+        let (admin, gate, _) =
+            admin(vec![policy(1, DistributionType::FirstCome, Some(10), SystemClock.now())]);
         let id = PolicyId::new(1).expect("id");
         block_on(admin.set_max_issue_count(id, 20)).expect("cap set");
         block_on(admin.change(id, &PolicyChange { max_issue_count: Some(30), ..PolicyChange::default() }))

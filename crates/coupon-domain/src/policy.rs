@@ -254,6 +254,7 @@ impl PolicyChange {
 
 #[cfg(test)]
 mod tests {
+    use crate::clock::{Clock, SystemClock};
     use chrono::Duration;
     use rust_decimal::Decimal;
 
@@ -261,7 +262,7 @@ mod tests {
     use crate::discount::DiscountType;
 
     fn policy(distribution: DistributionType, cap: Option<u32>, issued: u32) -> Policy {
-        let now = Utc::now();
+        let now = SystemClock.now();
         Policy {
             id: PolicyId::new(1).expect("id"),
             name: "Launch".into(),
@@ -293,14 +294,14 @@ mod tests {
 
     #[test]
     fn window_must_be_ordered() {
-        let now = Utc::now();
+        let now = SystemClock.now();
         assert_eq!(IssuanceWindow::new(now, now), Err(InvalidDateRange));
         assert!(IssuanceWindow::new(now, now + Duration::seconds(1)).is_ok());
     }
 
     #[test]
     fn issuability_checks_channel_activity_window_and_stock() {
-        let now = Utc::now();
+        let now = SystemClock.now();
         let p = policy(DistributionType::FirstCome, Some(10), 3);
         assert_eq!(p.check_issuable(DistributionType::FirstCome, now), Ok(()));
         assert_eq!(p.check_issuable(DistributionType::Download, now), Err(NotIssuable::WrongChannel));

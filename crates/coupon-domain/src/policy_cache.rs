@@ -168,6 +168,7 @@ impl PolicyStore for CachedPolicies {
 
 #[cfg(test)]
 mod tests {
+    use crate::clock::{Clock, SystemClock};
     use futures::FutureExt;
 
     use super::*;
@@ -175,7 +176,7 @@ mod tests {
     use crate::policy::DistributionType;
 
     fn fixture() -> (Arc<InMemoryPolicyStore>, Arc<ManualClock>, CachedPolicies, Policy) {
-        let now = Utc::now();
+        let now = SystemClock.now();
         let cached = policy(1, DistributionType::Code, None, now);
         let store = Arc::new(InMemoryPolicyStore::with([cached.clone()]));
         let clock = Arc::new(ManualClock::at(now));
@@ -222,7 +223,7 @@ mod tests {
     fn writes_drop_the_entry_and_unknown_codes_are_not_remembered() {
         let (store, _, cache, cached) = fixture();
         block_on(cache.get(cached.id)).expect("read");
-        block_on(cache.save(&cached, Utc::now())).expect("save");
+        block_on(cache.save(&cached, SystemClock.now())).expect("save");
         block_on(cache.get(cached.id)).expect("read");
         assert_eq!(store.reads(), 2);
 

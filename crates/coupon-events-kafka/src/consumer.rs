@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use coupon_domain::clock::Clock;
 use coupon_domain::consume::{Delivery, Inbox, InboxError, Outcome, Source};
 use coupon_domain::relay::Leases;
 use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
@@ -55,9 +56,18 @@ pub struct Consumers {
     broker: Broker,
     holder: String,
     subscriptions: Vec<Subscription>,
-    lease: Duration,
+    settings: ConsumerSettings,
+    /// The instant a record is applied at: reservation expiry is judged against it.
+    clock: Arc<dyn Clock>,
+}
+
+/// How the consumers hold partitions and keep dedupe records.
+#[derive(Debug, Clone, Copy)]
+pub struct ConsumerSettings {
+    /// Partition leases last this long unless renewed (`WORKER_LEASE_PERIOD`).
+    pub lease: Duration,
     /// How long dedupe records are kept (`WORKER_DEDUPE_RETENTION`).
-    dedupe_retention: Duration,
+    pub dedupe_retention: Duration,
 }
 
 impl std::fmt::Debug for Consumers {
@@ -96,10 +106,10 @@ impl Consumers {
         broker: Broker,
         holder: String,
         subscriptions: Vec<Subscription>,
-        lease: Duration,
-        dedupe_retention: Duration,
+        settings: ConsumerSettings,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { inbox, leases, broker, holder, subscriptions, lease, dedupe_retention }
+        Self { inbox, leases, broker, holder, subscriptions, settings, clock }
     }
 
     /// Consumes until `cancel` fires, then stops every partition task and gives the leases up.
@@ -123,7 +133,7 @@ impl Consumers {
             metrics::gauge!("coupon_consumer_partitions_owned").set(owned.len() as f64);
             tokio::select! {
                 () = cancel.cancelled() => {}
-                () = tokio::time::sleep(self.lease / 3) => {}
+                () = tokio::time::sleep(self.settings.lease / 3) => {}
             }
         }
         for (name, partition) in owned.drain() {
@@ -137,8 +147,8 @@ impl Consumers {
     /// Deletes dedupe records older than the retention, in batches, at most [`PRUNE_BATCHES`] of
     /// them per call.
     async fn prune_dedupe_records(&self) {
-        let before =
-            Utc::now() - chrono::Duration::from_std(self.dedupe_retention).unwrap_or(chrono::Duration::MAX);
+        let before = self.clock.now()
+            - chrono::Duration::from_std(self.settings.dedupe_retention).unwrap_or(chrono::Duration::MAX);
         for _ in 0..PRUNE_BATCHES {
             match self.inbox.prune(before, PRUNE_BATCH).await {
                 Ok(n) => {
@@ -162,7 +172,7 @@ impl Consumers {
         owned: &mut HashMap<String, Owned>,
         cancel: &CancellationToken,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        self.leases.hold(heartbeat, &self.holder, self.lease).await?;
+        self.leases.hold(heartbeat, &self.holder, self.settings.lease).await?;
         let pods = self.leases.live("worker:").await?.len().max(1);
         let mut all = Vec::new();
         for (index, subscription) in self.subscriptions.iter().enumerate() {
@@ -180,7 +190,7 @@ impl Consumers {
         // Renew what this pod has; a lease lost (a stall longer than the period) stops its task.
         let names: Vec<String> = owned.keys().cloned().collect();
         for name in names {
-            if !self.leases.hold(&name, &self.holder, self.lease).await?
+            if !self.leases.hold(&name, &self.holder, self.settings.lease).await?
                 && let Some(lost) = owned.remove(&name)
             {
                 tracing::warn!(partition = %name, "partition lease lost");
@@ -204,13 +214,16 @@ impl Consumers {
             }
             let subscription = &self.subscriptions[index];
             let name = format!("consume:{}:{partition}", subscription.topic);
-            if owned.contains_key(&name) || !self.leases.hold(&name, &self.holder, self.lease).await? {
+            if owned.contains_key(&name)
+                || !self.leases.hold(&name, &self.holder, self.settings.lease).await?
+            {
                 continue;
             }
             tracing::info!(partition = %name, "partition taken");
             let stop = cancel.child_token();
             let task = tokio::spawn(consume(
                 self.inbox.clone(),
+                self.clock.clone(),
                 self.broker.clone(),
                 subscription.clone(),
                 partition,
@@ -225,6 +238,7 @@ impl Consumers {
 /// Consumes one partition until `stop` fires or another pod turns out to own it.
 async fn consume(
     inbox: Arc<dyn Inbox>,
+    clock: Arc<dyn Clock>,
     broker: Broker,
     subscription: Subscription,
     partition: i32,
@@ -274,12 +288,14 @@ async fn consume(
                     next_batch.fetch(client, &subscription, broker.timeout(), 0).await.ok()?;
                     Some(next_batch)
                 };
-                let (applied, read) =
-                    tokio::join!(apply(&*inbox, &source, from, &batch.deliveries, &stop), read_ahead);
+                let (applied, read) = tokio::join!(
+                    apply(&*inbox, &*clock, &source, from, &batch.deliveries, &stop),
+                    read_ahead
+                );
                 applied?;
                 next = Some(batch.cursor);
                 if let Some(oldest) = batch.oldest {
-                    let delay = (Utc::now() - oldest).to_std().unwrap_or_default();
+                    let delay = (clock.now() - oldest).to_std().unwrap_or_default();
                     metrics::histogram!("coupon_consumer_delay_seconds", "topic" => source.topic.clone())
                         .record(delay.as_secs_f64());
                 }
@@ -383,6 +399,7 @@ async fn partition_client(
 /// Applies a batch with the retries of the module docs.
 async fn apply(
     inbox: &dyn Inbox,
+    clock: &dyn Clock,
     source: &Source,
     from: i64,
     deliveries: &[Delivery],
@@ -390,7 +407,7 @@ async fn apply(
 ) -> Result<(), Step> {
     let mut delay = Duration::from_secs(1);
     for attempt in 1..=ATTEMPTS {
-        match inbox.apply(source, from, deliveries, Utc::now()).await {
+        match inbox.apply(source, from, deliveries, clock.now()).await {
             Ok(outcomes) => {
                 record(source, &outcomes);
                 return Ok(());
@@ -412,12 +429,12 @@ async fn apply(
     let mut at = from;
     for delivery in deliveries {
         let one = std::slice::from_ref(delivery);
-        let outcome = match inbox.apply(source, at, one, Utc::now()).await {
+        let outcome = match inbox.apply(source, at, one, clock.now()).await {
             Ok(outcomes) => Ok(outcomes),
             Err(InboxError::Fenced) => return Err(Step::Fenced),
             Err(InboxError::Store(e)) => {
                 let failed = Delivery { parsed: Err(format!("PROCESSING_FAILED: {e}")), ..delivery.clone() };
-                inbox.apply(source, at, std::slice::from_ref(&failed), Utc::now()).await
+                inbox.apply(source, at, std::slice::from_ref(&failed), clock.now()).await
             }
         };
         match outcome {

@@ -107,7 +107,8 @@ pub(crate) fn encode_dead_letter(letter: &DeadLetter<'_>) -> anyhow::Result<Enco
 
 #[cfg(test)]
 mod tests {
-    use chrono::Utc;
+    use coupon_domain::clock::{Clock, SystemClock};
+
     use coupon_domain::consume::{Delivery, Source};
     use coupon_domain::reservation::Mismatch;
     use serde_json::Value;
@@ -124,7 +125,7 @@ mod tests {
             delivery: &delivery,
             reason: "PAYMENT_MISMATCH",
             mismatches: &mismatches,
-            failed_at: Utc::now(),
+            failed_at: SystemClock.now(),
         };
         let event = encode_dead_letter(&letter).expect("encodes");
         let payload: Value = serde_json::from_str(&event.payload).expect("json");

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use coupon_domain::clock::Clock;
 use coupon_domain::relay::{Leases, Outbox, OutboxRecord};
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::record::Record;
@@ -45,6 +45,8 @@ pub struct Relay {
     broker: Broker,
     holder: String,
     settings: RelaySettings,
+    /// Stamps publications and judges the backlog's age and the retention.
+    clock: Arc<dyn Clock>,
     /// Each topic's partition clients, by partition number.
     partitions: HashMap<String, Vec<Arc<PartitionClient>>>,
 }
@@ -74,8 +76,9 @@ impl Relay {
         broker: Broker,
         holder: String,
         settings: RelaySettings,
+        clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { outbox, leases, broker, holder, settings, partitions: HashMap::new() }
+        Self { outbox, leases, broker, holder, settings, clock, partitions: HashMap::new() }
     }
 
     /// Relays until `cancel` fires, then gives the lease up.
@@ -163,7 +166,7 @@ impl Relay {
             }
         }
         if !published.is_empty() {
-            self.outbox.mark_published(&published, Utc::now()).await?;
+            self.outbox.mark_published(&published, self.clock.now()).await?;
         }
         metrics::histogram!("coupon_outbox_publish_seconds").record(started.elapsed().as_secs_f64());
         match failure {
@@ -204,13 +207,14 @@ impl Relay {
     async fn maintain(&self) {
         match self.outbox.backlog().await {
             Ok(backlog) => {
-                let age = backlog.oldest.map_or(0.0, |at| (Utc::now() - at).as_seconds_f64().max(0.0));
+                let age = backlog.oldest.map_or(0.0, |at| (self.clock.now() - at).as_seconds_f64().max(0.0));
                 metrics::gauge!("coupon_outbox_unpublished_rows").set(backlog.rows as f64);
                 metrics::gauge!("coupon_outbox_oldest_unpublished_age_seconds").set(age);
             }
             Err(e) => tracing::warn!(error = %e, "could not measure the outbox backlog"),
         }
-        let before = Utc::now() - chrono::Duration::from_std(self.settings.retention).unwrap_or_default();
+        let before =
+            self.clock.now() - chrono::Duration::from_std(self.settings.retention).unwrap_or_default();
         match self.outbox.prune(before, PRUNE_BATCH).await {
             Ok(0) => {}
             Ok(n) => {

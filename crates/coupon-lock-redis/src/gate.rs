@@ -6,10 +6,10 @@
 //! and a gate that is down makes the use case fall back to PostgreSQL alone. The admits of one
 //! policy that wait on a thread are decided by one script run ([`crate::batch`]).
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{GateDecision, GateUnits, SoldOutMark, SoldOutSnapshot, StockGate};
 use coupon_domain::policy::Policy;
@@ -180,8 +180,8 @@ impl StockGate for RedisStockGate {
         user: UserId,
     ) -> PortFuture<'a, Result<GateDecision, StoreError>> {
         Box::pin(async move {
-            let ttl =
-                (policy.window.until() - Utc::now()).num_seconds().max(0) as u64 + AFTER_WINDOW.as_secs();
+            let ttl = (policy.window.until() - SystemClock.now()).num_seconds().max(0) as u64
+                + AFTER_WINDOW.as_secs();
             let admission = Admission {
                 user,
                 version: policy.version,

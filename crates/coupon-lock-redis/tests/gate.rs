@@ -1,9 +1,9 @@
 //! The first-come gate against the real Redis.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::Utc;
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{GateDecision, StockGate};
@@ -25,7 +25,7 @@ fn gate() -> RedisStockGate {
 }
 
 fn policy(cap: Option<u32>, issued: u32, per_user: u16) -> Policy {
-    let now = Utc::now();
+    let now = SystemClock.now();
     Policy {
         id: PolicyId::new(7).expect("id"),
         name: "Burst".into(),

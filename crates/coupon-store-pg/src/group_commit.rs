@@ -278,7 +278,7 @@ async fn batch_transaction(
     batch: &[Pending],
 ) -> Result<Vec<Result<IssuedCoupon, IssueError>>, Abort> {
     let policy = &batch[0].policy;
-    let issued_at = batch.iter().map(|p| p.issued_at).max().unwrap_or_else(Utc::now);
+    let issued_at = batch.iter().map(|p| p.issued_at).fold(batch[0].issued_at, std::cmp::max);
 
     // 1. One coupon per request in the user's slot 1; the unique index skips users who hold one
     //    already, and the second request of a user within the batch. Rows go in in user-id order:

@@ -240,7 +240,8 @@ mod tests {
     //! table. `cargo test -p coupon-store-pg wallet -- --nocapture` prints the plan shapes that
     //! docs/ARCHITECTURE.md quotes.
 
-    use chrono::{Duration, Utc};
+    use chrono::Duration;
+    use coupon_domain::clock::{Clock, SystemClock};
     use coupon_domain::id::{CouponId, UserId};
     use coupon_domain::wallet::WalletFilter;
     use coupon_testkit::TestDatabase;
@@ -347,7 +348,7 @@ mod tests {
             diesel::sql_query(sql).execute(&mut conn).await.expect("test data");
         }
         let user = UserId::new(42_424).expect("user");
-        let now = Utc::now();
+        let now = SystemClock.now();
         let cursor = Some(CouponId::new(424_245).expect("cursor"));
         let user_indexes = ["idx_coupon_issues_user", "idx_coupon_issues_user_status"];
         for filter in [

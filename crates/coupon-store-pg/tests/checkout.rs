@@ -2,12 +2,12 @@
 //! the timeout and the late-confirmation rule, expiry in batches, the job lock, and the same rules
 //! reached through consumed events (the inbox).
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use coupon_domain::clock::SystemClock;
 use coupon_domain::consume::{Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
@@ -91,7 +91,7 @@ async fn fixture() -> Fixture {
         timeout: StdDuration::from_secs(30),
     })
     .expect("pool");
-    let now = Utc::now();
+    let now = SystemClock.now();
     let policy = PgPolicyStore::new(pool.clone())
         .create(
             NewPolicy {
@@ -213,7 +213,7 @@ async fn run(jobs: &Jobs, job: JobName) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn ten_checkouts_racing_for_one_coupon_one_wins() {
     let f = fixture().await;
-    let coupon = coupons(&f, 42, 1, Utc::now() + Duration::days(5)).await[0];
+    let coupon = coupons(&f, 42, 1, SystemClock.now() + Duration::days(5)).await[0];
     let barrier = Arc::new(Barrier::new(10));
     let tasks: Vec<_> = (0..10)
         .map(|i| {
@@ -252,8 +252,8 @@ async fn ten_checkouts_racing_for_one_coupon_one_wins() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_burst_of_checkouts_is_batched_and_each_caller_gets_its_own_answer() {
     let f = fixture().await;
-    let ids = coupons(&f, 1_000, 300, Utc::now() + Duration::days(5)).await;
-    let extra = coupons(&f, 5_000, 20, Utc::now() + Duration::days(5)).await;
+    let ids = coupons(&f, 1_000, 300, SystemClock.now() + Duration::days(5)).await;
+    let extra = coupons(&f, 5_000, 20, SystemClock.now() + Duration::days(5)).await;
     let start = Arc::new(Barrier::new(ids.len() + 2 * extra.len()));
     let mut tasks = Vec::new();
     for (k, coupon) in ids.iter().copied().enumerate() {
@@ -342,7 +342,7 @@ async fn a_burst_of_checkouts_is_batched_and_each_caller_gets_its_own_answer() {
 #[tokio::test]
 async fn a_write_that_would_leave_coupon_and_reservation_out_of_step_commits_nothing() {
     let f = fixture().await;
-    let coupon = coupons(&f, 42, 1, Utc::now() + Duration::days(5)).await[0];
+    let coupon = coupons(&f, 42, 1, SystemClock.now() + Duration::days(5)).await[0];
     let checkout = checkout(&f, StdDuration::from_secs(600));
     checkout.reserve(&hold("R1", 42, coupon, 10_000), "c1".into()).await.expect("reserve");
     let mut conn = f.db.connect().await;
@@ -369,7 +369,7 @@ async fn a_write_that_would_leave_coupon_and_reservation_out_of_step_commits_not
 #[tokio::test]
 async fn reserve_confirm_and_their_replays() {
     let f = fixture().await;
-    let coupon = coupons(&f, 42, 1, Utc::now() + Duration::days(5)).await[0];
+    let coupon = coupons(&f, 42, 1, SystemClock.now() + Duration::days(5)).await[0];
     let checkout = checkout(&f, StdDuration::from_secs(600));
     let first = checkout.reserve(&hold("R1", 42, coupon, 12_345), "c1".into()).await.expect("reserve");
     assert_eq!(first.reservation.discount, Money::from(1_234), "10% of 12,345 rounded down");
@@ -410,7 +410,7 @@ async fn reserve_confirm_and_their_replays() {
 #[tokio::test]
 async fn a_timed_out_reservation_is_released_by_the_job_and_late_payments_follow_spec_4_4() {
     let f = fixture().await;
-    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let ids = coupons(&f, 42, 2, SystemClock.now() + Duration::days(5)).await;
     let short = checkout(&f, StdDuration::from_millis(1));
     let long = checkout(&f, StdDuration::from_secs(600));
     let jobs = jobs(&f, "pod-a");
@@ -454,7 +454,7 @@ async fn a_timed_out_reservation_is_released_by_the_job_and_late_payments_follow
 #[tokio::test]
 async fn releases_and_order_cancellations() {
     let f = fixture().await;
-    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let ids = coupons(&f, 42, 2, SystemClock.now() + Duration::days(5)).await;
     let checkout = checkout(&f, StdDuration::from_secs(600));
     checkout.reserve(&hold("R1", 42, ids[0], 50_000), "t".into()).await.expect("reserve");
     let released = checkout
@@ -494,9 +494,9 @@ async fn releases_and_order_cancellations() {
 #[tokio::test]
 async fn expiry_runs_in_batches_and_waits_for_holds() {
     let f = fixture().await;
-    let past = Utc::now() - Duration::hours(1);
+    let past = SystemClock.now() - Duration::hours(1);
     coupons(&f, 1, 250, past).await;
-    let held = coupons(&f, 1000, 1, Utc::now() + Duration::milliseconds(300)).await[0];
+    let held = coupons(&f, 1000, 1, SystemClock.now() + Duration::milliseconds(300)).await[0];
     checkout(&f, StdDuration::from_secs(600))
         .reserve(&hold("H1", 1000, held, 50_000), "t".into())
         .await
@@ -553,7 +553,7 @@ async fn the_job_lock_has_one_holder_and_lapses() {
 #[tokio::test]
 async fn statistics_count_the_day_in_hourly_buckets() {
     let f = fixture().await;
-    let ids = coupons(&f, 1, 3, Utc::now() + Duration::days(5)).await;
+    let ids = coupons(&f, 1, 3, SystemClock.now() + Duration::days(5)).await;
     let mut conn = f.db.connect().await;
     diesel::sql_query("UPDATE coupon_issues SET issued_at = now()").execute(&mut conn).await.expect("today");
     let checkout = checkout(&f, StdDuration::from_secs(600));
@@ -596,7 +596,7 @@ fn command(event_id: &str, command: Command) -> Result<Parsed, String> {
 #[tokio::test]
 async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq() {
     let f = fixture().await;
-    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let ids = coupons(&f, 42, 2, SystemClock.now() + Duration::days(5)).await;
     let checkout = checkout(&f, StdDuration::from_secs(600));
     checkout.reserve(&hold("R1", 42, ids[0], 10_000), "c".into()).await.expect("reserve R1");
     checkout.reserve(&hold("R2", 43, ids[1], 10_000), "c".into()).await.expect("reserve R2");
@@ -616,7 +616,7 @@ async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq
         delivery(6, command("e6", Command::Nothing)),
     ];
     assert_eq!(inbox.next_offset("payments", 1).await.expect("offset"), None);
-    let outcomes = inbox.apply(&source, 0, &records, Utc::now()).await.expect("apply");
+    let outcomes = inbox.apply(&source, 0, &records, SystemClock.now()).await.expect("apply");
     assert_eq!(
         outcomes,
         [
@@ -655,14 +655,17 @@ async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq
     );
 
     // A consumer that still thinks the partition is at offset 0 (another one took it over).
-    let replay = inbox.apply(&source, 0, &records, Utc::now()).await;
+    let replay = inbox.apply(&source, 0, &records, SystemClock.now()).await;
     assert!(matches!(replay, Err(InboxError::Fenced)), "{replay:?}");
     // Redelivered after the offset: the dedupe row answers.
     let redelivered = [delivery(
         7,
         command("e2", Command::Release { reservation_id: id("R2"), payment: PaymentClaims::default() }),
     )];
-    assert_eq!(inbox.apply(&source, 7, &redelivered, Utc::now()).await.expect("apply"), [Outcome::Duplicate]);
+    assert_eq!(
+        inbox.apply(&source, 7, &redelivered, SystemClock.now()).await.expect("apply"),
+        [Outcome::Duplicate]
+    );
     assert_eq!(inbox.next_offset("payments", 1).await.expect("offset"), Some(8));
     assert_eq!(word(&f, "SELECT count(*)::text AS word FROM outbox").await, "7", "nothing more was written");
 }
@@ -673,7 +676,7 @@ async fn consumed_events_apply_once_with_their_offset_and_refusals_go_to_the_dlq
 #[tokio::test]
 async fn payments_for_another_user_coupon_or_order_go_to_the_dlq_and_change_nothing() {
     let f = fixture().await;
-    let ids = coupons(&f, 42, 2, Utc::now() + Duration::days(5)).await;
+    let ids = coupons(&f, 42, 2, SystemClock.now() + Duration::days(5)).await;
     let checkout = checkout(&f, StdDuration::from_secs(600));
     checkout.reserve(&hold("R1", 42, ids[0], 100_000), "c".into()).await.expect("reserve R1");
     checkout.reserve(&hold("R2", 43, ids[1], 100_000), "c".into()).await.expect("reserve R2");
@@ -697,7 +700,7 @@ async fn payments_for_another_user_coupon_or_order_go_to_the_dlq_and_change_noth
         delivery(1, command("m2", Command::Release { reservation_id: id("R2"), payment: forged })),
         delivery(2, command("ok", confirm("R1", honest("R1", ids[0])))),
     ];
-    let outcomes = inbox.apply(&source, 0, &records, Utc::now()).await.expect("apply");
+    let outcomes = inbox.apply(&source, 0, &records, SystemClock.now()).await.expect("apply");
     assert_eq!(
         outcomes,
         [

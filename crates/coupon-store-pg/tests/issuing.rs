@@ -1,9 +1,10 @@
 //! The issuing transaction under concurrency, against the real PostgreSQL: whatever the
 //! interleaving, no oversell, nobody above their per-user limit, and one outbox row per coupon.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use coupon_domain::consume::DeadLetter;
 use coupon_domain::coupon::{IssuedCoupon, expires_at};
 use coupon_domain::discount::{DiscountRule, DiscountType};
@@ -67,7 +68,7 @@ async fn fixture() -> Fixture {
 }
 
 async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, per_user: u16) -> Policy {
-    let now = Utc::now();
+    let now = SystemClock.now();
     let new = NewPolicy {
         name: "Burst".into(),
         code: None,
@@ -85,7 +86,7 @@ async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, p
 }
 
 async fn issue(coupons: &PgCouponStore, policy: &Policy, user: i64) -> Result<IssuedCoupon, IssueError> {
-    let now = Utc::now();
+    let now = SystemClock.now();
     let context = EventContext { correlation_id: "test".into(), occurred_at: now };
     coupons
         .issue(IssueCommand {

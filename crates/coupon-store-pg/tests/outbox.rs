@@ -1,9 +1,9 @@
 //! The outbox as the relay sees it, against the real PostgreSQL: oldest first, marks, failures,
 //! backlog and pruning.
 
+use coupon_domain::clock::{Clock, SystemClock};
 use std::time::Duration;
 
-use chrono::Utc;
 use coupon_domain::event::EncodedEvent;
 use coupon_domain::relay::Outbox;
 use coupon_store_pg::outbox::{PgOutbox, append_all};
@@ -47,12 +47,19 @@ async fn the_relay_reads_oldest_first_marks_and_prunes() {
 
     let ids: Vec<i64> = first.iter().map(|r| r.id).collect();
     outbox.mark_failed(&ids[2..], "broker down").await.expect("failed");
-    outbox.mark_published(&ids[..2], Utc::now() - chrono::Duration::hours(2)).await.expect("published");
+    outbox
+        .mark_published(&ids[..2], SystemClock.now() - chrono::Duration::hours(2))
+        .await
+        .expect("published");
     let next = outbox.pending(4).await.expect("pending");
     assert_eq!(next[0].id, ids[2], "a failed row is still the oldest unpublished one");
     assert_eq!(outbox.backlog().await.expect("backlog").rows, 8);
 
-    assert_eq!(outbox.prune(Utc::now() - chrono::Duration::hours(1), 100).await.expect("prune"), 2);
-    assert_eq!(outbox.prune(Utc::now(), 100).await.expect("prune"), 0, "unpublished rows are never pruned");
+    assert_eq!(outbox.prune(SystemClock.now() - chrono::Duration::hours(1), 100).await.expect("prune"), 2);
+    assert_eq!(
+        outbox.prune(SystemClock.now(), 100).await.expect("prune"),
+        0,
+        "unpublished rows are never pruned"
+    );
     assert_eq!(outbox.pending(100).await.expect("pending").len(), 8);
 }

@@ -9,8 +9,8 @@ use actix_web::{HttpResponse, web};
 use coupon_domain::probe::{Probe, ProbeError};
 use serde::Serialize;
 
-use crate::middleware::Verbatim;
-use crate::server::resource;
+use crate::envelope::Verbatim;
+use crate::routing::resource;
 
 /// Renders the Prometheus exposition; supplied by the binary that owns the recorder.
 pub type MetricsRenderer = Arc<dyn Fn() -> String + Send + Sync>;
@@ -83,16 +83,14 @@ struct Check {
     reason: Option<&'static str>,
 }
 
-#[utoipa::path(get, path = "/health/live", tag = "operations", responses((status = 200, description = "The process answers")))]
-pub(crate) async fn live() -> HttpResponse {
+async fn live() -> HttpResponse {
     HttpResponse::Ok().json(Health { status: "UP", checks: Vec::new() })
 }
 
 /// 200 while every required dependency answers, else 503 naming the ones that did not. Probes
 /// run concurrently so one slow dependency does not hide the state of the others. Each check sets
 /// `coupon_dependency_up{dependency}` (Kubernetes probes every few seconds, so the gauge follows).
-#[utoipa::path(get, path = "/health/ready", tag = "operations", responses((status = 200, description = "Every required dependency answers; an optional one that does not is DEGRADED"), (status = 503, description = "A required dependency is down; the body names it")))]
-pub(crate) async fn ready(state: web::Data<OpsState>) -> HttpResponse {
+async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     let timeout = state.probe_timeout;
     let checks = futures::future::join_all(state.dependencies.iter().map(|dependency| async move {
         let probe = &dependency.probe;
@@ -129,7 +127,6 @@ pub(crate) async fn ready(state: web::Data<OpsState>) -> HttpResponse {
     response
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain")))]
-pub(crate) async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
+async fn metrics(state: web::Data<OpsState>) -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain; version=0.0.4; charset=utf-8").body((state.render_metrics)())
 }

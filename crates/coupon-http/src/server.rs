@@ -10,9 +10,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use tracing_actix_web::TracingLogger;
 
-use crate::error::{ApiError, ErrorCode, json_error, path_error, query_error};
+use crate::envelope::{json_error, path_error, query_error};
 use crate::middleware::{RequestSpan, error_envelope, http_metrics};
 use crate::ops::{self, OpsState};
+use crate::routing::not_found;
 
 /// Largest request body accepted (direct issue of 1,000 user ids fits comfortably).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
@@ -115,23 +116,6 @@ impl AdminServer {
     }
 }
 
-/// A resource whose unsupported methods answer 405 `METHOD_NOT_ALLOWED` with the `Allow` header
-/// (RFC 9110; without its own default, actix would fall through to the app's 404). Every route of
-/// the service is registered with it; `allow` lists the methods its routes serve, e.g. `"GET, POST"`.
-pub fn resource(path: &str, allow: &'static str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(move || method_not_allowed(allow)))
-}
-
-async fn method_not_allowed(allow: &'static str) -> Result<actix_web::HttpResponse, ApiError> {
-    let mut error = ApiError::new(ErrorCode::MethodNotAllowed, "Method not allowed on this endpoint");
-    error.headers.push(("Allow", allow.to_owned()));
-    Err(error)
-}
-
-async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::new(ErrorCode::NotFound, "No such endpoint"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -140,6 +124,7 @@ mod tests {
     use coupon_domain::probe::{Probe, ProbeError, ProbeFuture};
 
     use crate::ops::Dependency;
+    use crate::routing::resource;
     use serde_json::Value;
 
     use super::*;

@@ -11,12 +11,7 @@ use actix_web::{Error, HttpMessage, HttpRequest, HttpResponse};
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RequestId, RootSpanBuilder};
 
-use crate::error::{ApiError, ErrorCode};
-
-/// Marks a response whose error status is deliberate and whose body must pass through as it is
-/// (the readiness report's 503).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Verbatim;
+use crate::envelope::{Problem, Verbatim};
 
 /// The root span of every request: method, path and request id, then route and status once
 /// answered. tracing-actix-web's default builder asks for the route before routing (the regex
@@ -58,7 +53,7 @@ fn route_label(req: Option<&HttpRequest>) -> String {
     req.and_then(HttpRequest::match_pattern).unwrap_or_else(|| "unmatched".to_owned())
 }
 
-/// Gives every 4xx/5xx response the SPEC §5 envelope. Errors raised as [`ApiError`] carry their
+/// Gives every 4xx/5xx response the SPEC §5 envelope. Errors raised as a [`Problem`] carry their
 /// code and message; any other error response (the router's 404 and 405, a body over the limit,
 /// a panic turned 500 by the framework) gets the code that matches its status. Each one counts in
 /// `http_server_errors_total{route,code}` (the sold-out rate is its `COUPON_SOLD_OUT` series).
@@ -79,45 +74,41 @@ pub async fn error_envelope(
         Err(err) => {
             // Errors returned by inner middleware carry no request; answer for the same path.
             let response = err.error_response();
-            let api = api_error_of(&response);
-            count_error(route_label(None), api.code);
+            let problem = problem_of(&response);
+            count_error(route_label(None), &problem.code);
             return Err(actix_web::error::InternalError::from_response(
-                api.message.clone(),
-                render(&api, &path, &response),
+                problem.message.clone(),
+                render(&problem, &path, &response),
             )
             .into());
         }
     };
-    let api = api_error_of(&response);
-    count_error(route_label(Some(&http_req)), api.code);
-    Ok(ServiceResponse::new(http_req, render(&api, &path, &response)))
+    let problem = problem_of(&response);
+    count_error(route_label(Some(&http_req)), &problem.code);
+    Ok(ServiceResponse::new(http_req, render(&problem, &path, &response)))
 }
 
-fn count_error(route: String, code: ErrorCode) {
-    let code =
-        serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    metrics::counter!("http_server_errors_total", "route" => route, "code" => code).increment(1);
+fn count_error(route: String, code: &str) {
+    metrics::counter!("http_server_errors_total", "route" => route, "code" => code.to_owned()).increment(1);
 }
 
-/// The [`ApiError`] behind an error response, or one made from its status when the framework
+/// The [`Problem`] behind an error response, or one made from its status when the framework
 /// produced the response itself.
-fn api_error_of(response: &HttpResponse) -> ApiError {
-    response.extensions().get::<ApiError>().cloned().unwrap_or_else(|| {
-        let reason = response.status().canonical_reason().unwrap_or("Request failed");
-        ApiError::new(ErrorCode::for_status(response.status()), reason)
-    })
+fn problem_of(response: &HttpResponse) -> Problem {
+    let attached = response.extensions().get::<Problem>().cloned();
+    attached.unwrap_or_else(|| Problem::for_status(response.status()))
 }
 
 /// The envelope response, keeping the original's headers (Retry-After, X-RateLimit-*, Allow).
-fn render(api: &ApiError, path: &str, original: &HttpResponse) -> HttpResponse {
-    let mut builder = HttpResponse::build(api.code.status());
+fn render(problem: &Problem, path: &str, original: &HttpResponse) -> HttpResponse {
+    let mut builder = HttpResponse::build(problem.status);
     for (name, value) in original.headers() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             builder.append_header((name.clone(), value.clone()));
         }
     }
     builder.insert_header((header::CONTENT_TYPE, HeaderValue::from_static("application/json")));
-    builder.json(api.body(path))
+    builder.json(problem.body(path))
 }
 
 /// Records `http_server_requests_total` and the `http_server_request_duration_seconds` histogram
