@@ -1,11 +1,16 @@
-//! Consumed events (SPEC §3.3, §6): what a record asks for, and the port that applies a
-//! partition's records exactly once.
+//! Consumed events (SPEC §3.3, §6): what a record asks for, what each refusal of it means on the
+//! DLQ, and the port that applies a partition's records exactly once.
 
 use chrono::{DateTime, Utc};
 
 use crate::id::{CouponId, PolicyId, UserId};
+use crate::issue::IssueError;
+use crate::policy::NotIssuable;
 use crate::port::{PortFuture, StoreError};
-use crate::reservation::{ConfirmRequest, ExternalRef, Mismatch, PaymentClaims, ReservationId};
+use crate::reservation::{
+    ConfirmError, ConfirmRequest, ExternalRef, Mismatch, PaymentClaims, PaymentMismatch, ReleaseError,
+    ReservationId, RestoreError,
+};
 
 /// What a consumed record asks for.
 #[derive(Debug, Clone)]
@@ -48,11 +53,109 @@ pub struct Delivery {
 pub struct DeadLetter<'a> {
     pub source: &'a Source,
     pub delivery: &'a Delivery,
-    /// The SPEC §6/§10 reason code, possibly followed by `": "` and a detail.
-    pub reason: &'a str,
-    /// For `PAYMENT_MISMATCH`: the fields that differ from the reservation.
-    pub mismatches: &'a [Mismatch],
+    pub refusal: &'a Refusal,
     pub failed_at: DateTime<Utc>,
+}
+
+/// Why a consumed record goes to `{topic}.DLQ` instead of changing anything: the SPEC §6/§10
+/// reason code, and for `PAYMENT_MISMATCH` the fields that differ from the reservation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// The reason code, possibly followed by `": "` and a detail (`PROCESSING_FAILED: …`).
+    pub reason: String,
+    pub mismatches: Vec<Mismatch>,
+}
+
+impl Refusal {
+    /// The reason of a payment that came after its reservation timed out and found the coupon
+    /// moved on (SPEC §4.4).
+    pub const LATE_PAYMENT: &'static str = "RESERVATION_EXPIRED";
+
+    pub fn new(reason: impl Into<String>) -> Self {
+        Self { reason: reason.into(), mismatches: Vec::new() }
+    }
+
+    /// The reason code without its detail.
+    pub fn code(&self) -> &str {
+        self.reason.split(':').next().unwrap_or(&self.reason)
+    }
+
+    fn mismatch(PaymentMismatch(mismatches): PaymentMismatch) -> Self {
+        Self { reason: "PAYMENT_MISMATCH".to_owned(), mismatches }
+    }
+}
+
+impl ConfirmError {
+    /// What a `payment.completed` that cannot confirm its reservation means on the DLQ; a store
+    /// failure is not a refusal and stays an error.
+    pub fn refusal(self) -> Result<Refusal, StoreError> {
+        let reason = match self {
+            ConfirmError::Store(e) => return Err(e),
+            ConfirmError::PaymentMismatch(m) => return Ok(Refusal::mismatch(m)),
+            ConfirmError::NotFound => "RESERVATION_NOT_FOUND",
+            ConfirmError::NotOwner => "UNAUTHORIZED_COUPON_ACCESS",
+            ConfirmError::OrderMismatch | ConfirmError::UsedByAnotherPayment => {
+                "COUPON_USED_BY_ANOTHER_ORDER"
+            }
+            ConfirmError::Released => "RESERVATION_CANCELLED",
+            ConfirmError::Expired => Refusal::LATE_PAYMENT,
+        };
+        Ok(Refusal::new(reason))
+    }
+}
+
+impl ReleaseError {
+    /// What a `payment.failed` that cannot release its reservation means on the DLQ.
+    pub fn refusal(self) -> Result<Refusal, StoreError> {
+        let reason = match self {
+            ReleaseError::Store(e) => return Err(e),
+            ReleaseError::PaymentMismatch(m) => return Ok(Refusal::mismatch(m)),
+            ReleaseError::NotFound => "RESERVATION_NOT_FOUND",
+            ReleaseError::AlreadyUsed => "COUPON_ALREADY_USED",
+            ReleaseError::NotOwner => "UNAUTHORIZED_COUPON_ACCESS",
+        };
+        Ok(Refusal::new(reason))
+    }
+}
+
+impl RestoreError {
+    /// What an `order.cancelled` that cannot release or restore its coupon means on the DLQ.
+    pub fn refusal(self) -> Result<Refusal, StoreError> {
+        let reason = match self {
+            RestoreError::Store(e) => return Err(e),
+            RestoreError::CouponNotFound => "COUPON_NOT_FOUND",
+            RestoreError::NotFound => "RESERVATION_NOT_FOUND",
+            RestoreError::OrderMismatch => "COUPON_USED_BY_ANOTHER_ORDER",
+        };
+        Ok(Refusal::new(reason))
+    }
+}
+
+impl IssueError {
+    /// What a `coupon.issue-requested` that cannot issue means on the DLQ.
+    pub fn refusal(self) -> Result<Refusal, StoreError> {
+        let reason = match self {
+            IssueError::Unavailable(m) => return Err(StoreError::Unavailable(m)),
+            IssueError::Unexpected(e) => return Err(StoreError::Unexpected(e)),
+            IssueError::NotIssuable(reason) => return Ok(reason.refusal()),
+            IssueError::AlreadyIssued => "COUPON_ALREADY_ISSUED",
+            IssueError::PolicyNotFound | IssueError::CodeNotFound => "POLICY_NOT_FOUND",
+        };
+        Ok(Refusal::new(reason))
+    }
+}
+
+impl NotIssuable {
+    /// The SPEC code of a policy that does not issue now, as a DLQ reason.
+    pub fn refusal(self) -> Refusal {
+        Refusal::new(match self {
+            NotIssuable::Inactive => "POLICY_INACTIVE",
+            NotIssuable::WrongChannel => "INVALID_ISSUE_TYPE",
+            NotIssuable::NotStarted => "COUPON_ISSUE_PERIOD_NOT_STARTED",
+            NotIssuable::Ended => "COUPON_ISSUE_PERIOD_EXPIRED",
+            NotIssuable::SoldOut => "COUPON_SOLD_OUT",
+        })
+    }
 }
 
 /// Where the records come from, and where the ones that cannot be applied go.
@@ -120,4 +223,42 @@ pub trait Inbox: Send + Sync + 'static {
     /// many. Records are kept longer than any topic keeps its records, so that no redelivery can
     /// outlive its dedupe record (SPEC §10).
     fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code(refusal: Result<Refusal, StoreError>) -> String {
+        refusal.expect("a refusal, not a store error").reason
+    }
+
+    #[test]
+    fn each_refusal_has_its_spec_reason() {
+        assert_eq!(code(ConfirmError::Expired.refusal()), "RESERVATION_EXPIRED");
+        assert_eq!(code(ConfirmError::UsedByAnotherPayment.refusal()), "COUPON_USED_BY_ANOTHER_ORDER");
+        assert_eq!(code(ConfirmError::Released.refusal()), "RESERVATION_CANCELLED");
+        assert_eq!(code(ReleaseError::AlreadyUsed.refusal()), "COUPON_ALREADY_USED");
+        assert_eq!(code(RestoreError::OrderMismatch.refusal()), "COUPON_USED_BY_ANOTHER_ORDER");
+        assert_eq!(code(IssueError::NotIssuable(NotIssuable::SoldOut).refusal()), "COUPON_SOLD_OUT");
+        assert_eq!(code(IssueError::CodeNotFound.refusal()), "POLICY_NOT_FOUND");
+    }
+
+    #[test]
+    fn a_mismatch_carries_its_fields_and_a_store_failure_is_no_refusal() {
+        let mismatch = Mismatch { field: "orderId", expected: "O-1".into(), received: "O-2".into() };
+        let refusal = ConfirmError::PaymentMismatch(PaymentMismatch(vec![mismatch.clone()])).refusal();
+        assert_eq!(
+            refusal.ok(),
+            Some(Refusal { reason: "PAYMENT_MISMATCH".into(), mismatches: vec![mismatch] })
+        );
+        let down = StoreError::Unavailable("pool timed out".into());
+        assert!(ReleaseError::Store(down).refusal().is_err());
+    }
+
+    #[test]
+    fn the_code_drops_the_detail() {
+        assert_eq!(Refusal::new("PROCESSING_FAILED: connection reset").code(), "PROCESSING_FAILED");
+        assert_eq!(Refusal::new("MALFORMED_JSON").code(), "MALFORMED_JSON");
+    }
 }

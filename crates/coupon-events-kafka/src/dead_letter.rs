@@ -79,8 +79,9 @@ pub(crate) fn encode_dead_letter(letter: &DeadLetter<'_>) -> anyhow::Result<Enco
     let kept = &delivery.value[..delivery.value.len().min(MAX_VALUE_BYTES)];
     let (value, value_encoding) = encode(kept);
     let payload = Payload {
-        reason: bounded(letter.reason),
+        reason: bounded(&letter.refusal.reason),
         mismatches: letter
+            .refusal
             .mismatches
             .iter()
             .map(|m| MismatchJson { field: m.field, expected: &m.expected, received: &m.received })
@@ -109,7 +110,7 @@ pub(crate) fn encode_dead_letter(letter: &DeadLetter<'_>) -> anyhow::Result<Enco
 mod tests {
     use coupon_domain::clock::{Clock, SystemClock};
 
-    use coupon_domain::consume::{Delivery, Source};
+    use coupon_domain::consume::{Delivery, Refusal, Source};
     use coupon_domain::reservation::Mismatch;
     use serde_json::Value;
 
@@ -119,12 +120,14 @@ mod tests {
         let source =
             Source { topic: "payment.completed.v1".into(), partition: 2, dead_letter_topic: "p.DLQ".into() };
         let delivery = Delivery { offset: 7, key, value, parsed: Err("MALFORMED_JSON".into()) };
-        let mismatches = [Mismatch { field: "userId", expected: "1".into(), received: "2".into() }];
+        let refusal = Refusal {
+            reason: "PAYMENT_MISMATCH".into(),
+            mismatches: vec![Mismatch { field: "userId", expected: "1".into(), received: "2".into() }],
+        };
         let letter = DeadLetter {
             source: &source,
             delivery: &delivery,
-            reason: "PAYMENT_MISMATCH",
-            mismatches: &mismatches,
+            refusal: &refusal,
             failed_at: SystemClock.now(),
         };
         let event = encode_dead_letter(&letter).expect("encodes");

@@ -18,16 +18,16 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use coupon_domain::consume::{Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Source};
+use coupon_domain::consume::{
+    Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Refusal, Source,
+};
 use coupon_domain::coupon::expires_at;
 use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{IssueCommand, IssueError};
-use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
+use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::reservation::{
-    CancelReason, ConfirmError, Mismatch, PaymentMismatch, ReleaseError, ReleasedBy, RestoreError,
-};
+use coupon_domain::reservation::{CancelReason, ReleasedBy};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -86,25 +86,10 @@ enum Effect {
     Refused(Refusal),
 }
 
-/// A DLQ reason, with the fields of a payment that did not match its reservation.
-struct Refusal {
-    reason: String,
-    mismatches: Vec<Mismatch>,
-}
-
-impl Refusal {
-    fn new(reason: &str) -> Self {
-        Self { reason: reason.to_owned(), mismatches: Vec::new() }
-    }
-
-    fn mismatch(PaymentMismatch(mismatches): PaymentMismatch) -> Self {
-        Self { reason: "PAYMENT_MISMATCH".to_owned(), mismatches }
-    }
-}
-
 impl Effect {
-    fn refused(reason: &str) -> Self {
-        Effect::Refused(Refusal::new(reason))
+    /// A refusal of the domain, or the store error it was.
+    fn of(refusal: Result<Refusal, StoreError>) -> Result<Self, Stop> {
+        refusal.map(Effect::Refused).map_err(Stop::Store)
     }
 }
 
@@ -346,7 +331,7 @@ async fn confirm_run(
             match answer {
                 None => again.push((index, work)),
                 Some(Ok(_)) => outcomes[index] = Some(Outcome::Applied),
-                Some(Err(e)) => match confirm_refusal(e)? {
+                Some(Err(e)) => match Effect::of(e.refusal())? {
                     Effect::Refused(refusal) => {
                         outcomes[index] =
                             Some(dead_letter(conn, effects, source, &deliveries[index], refusal, now).await?);
@@ -422,7 +407,7 @@ async fn effect(
             match outcomes.into_iter().next().flatten() {
                 None => Err(Stop::Again),
                 Some(Ok(_)) => Ok(Effect::Applied),
-                Some(Err(e)) => confirm_refusal(e),
+                Some(Err(e)) => Effect::of(e.refusal()),
             }
         }
         Command::Release { reservation_id, payment } => {
@@ -433,15 +418,7 @@ async fn effect(
                 Ok(_) => Ok(Effect::Applied),
                 Err(Abort::Stale) => Err(Stop::Again),
                 Err(Abort::Db(e)) => Err(Stop::Db(e)),
-                Err(Abort::Refused(ReleaseError::Store(e))) => Err(Stop::Store(e)),
-                Err(Abort::Refused(ReleaseError::NotFound)) => Ok(Effect::refused("RESERVATION_NOT_FOUND")),
-                Err(Abort::Refused(ReleaseError::AlreadyUsed)) => Ok(Effect::refused("COUPON_ALREADY_USED")),
-                Err(Abort::Refused(ReleaseError::NotOwner)) => {
-                    Ok(Effect::refused("UNAUTHORIZED_COUPON_ACCESS"))
-                }
-                Err(Abort::Refused(ReleaseError::PaymentMismatch(m))) => {
-                    Ok(Effect::Refused(Refusal::mismatch(m)))
-                }
+                Err(Abort::Refused(e)) => Effect::of(e.refusal()),
             }
         }
         Command::CancelOrder { coupon, order } => {
@@ -449,12 +426,7 @@ async fn effect(
                 Ok(_) => Ok(Effect::Applied),
                 Err(Abort::Stale) => Err(Stop::Again),
                 Err(Abort::Db(e)) => Err(Stop::Db(e)),
-                Err(Abort::Refused(RestoreError::Store(e))) => Err(Stop::Store(e)),
-                Err(Abort::Refused(RestoreError::CouponNotFound)) => Ok(Effect::refused("COUPON_NOT_FOUND")),
-                Err(Abort::Refused(RestoreError::NotFound)) => Ok(Effect::refused("RESERVATION_NOT_FOUND")),
-                Err(Abort::Refused(RestoreError::OrderMismatch)) => {
-                    Ok(Effect::refused("COUPON_USED_BY_ANOTHER_ORDER"))
-                }
+                Err(Abort::Refused(e)) => Effect::of(e.refusal()),
             }
         }
     }
@@ -473,11 +445,11 @@ async fn issue(
     let row: Option<PolicyRow> =
         p::table.find(policy.get()).select(PolicyRow::as_select()).first(conn).await.optional()?;
     let Some(row) = row else {
-        return Ok(Effect::refused("POLICY_NOT_FOUND"));
+        return Effect::of(IssueError::PolicyNotFound.refusal());
     };
     let policy = Policy::try_from(row).map_err(Stop::Store)?;
     if let Err(reason) = policy.check_issuable(DistributionType::Event, now) {
-        return Ok(Effect::refused(not_issuable(reason)));
+        return Ok(Effect::Refused(reason.refusal()));
     }
     let command = IssueCommand {
         policy: &policy,
@@ -487,13 +459,7 @@ async fn issue(
         expires_at: expires_at(now, policy.valid_days, effects.zone),
         context,
     };
-    let refused = |e: IssueError| match e {
-        IssueError::AlreadyIssued => Ok(Effect::refused("COUPON_ALREADY_ISSUED")),
-        IssueError::NotIssuable(reason) => Ok(Effect::refused(not_issuable(reason))),
-        IssueError::PolicyNotFound | IssueError::CodeNotFound => Ok(Effect::refused("POLICY_NOT_FOUND")),
-        IssueError::Unavailable(m) => Err(Stop::Store(StoreError::Unavailable(m))),
-        IssueError::Unexpected(e) => Err(Stop::Store(StoreError::Unexpected(e))),
-    };
+    let refused = |e: IssueError| Effect::of(e.refusal());
     // A refusal after the slot was taken must undo it: fail the savepoint, then answer.
     let coupon = match take_slot(conn, &command).await {
         Ok(coupon) => coupon,
@@ -515,34 +481,6 @@ async fn issue(
     }
 }
 
-/// The SPEC code of a policy that does not issue now.
-fn not_issuable(reason: NotIssuable) -> &'static str {
-    match reason {
-        NotIssuable::Inactive => "POLICY_INACTIVE",
-        NotIssuable::WrongChannel => "INVALID_ISSUE_TYPE",
-        NotIssuable::NotStarted => "COUPON_ISSUE_PERIOD_NOT_STARTED",
-        NotIssuable::Ended => "COUPON_ISSUE_PERIOD_EXPIRED",
-        NotIssuable::SoldOut => "COUPON_SOLD_OUT",
-    }
-}
-
-/// SPEC §6's reasons for a payment that cannot confirm its reservation.
-fn confirm_refusal(e: ConfirmError) -> Result<Effect, Stop> {
-    let reason = match e {
-        ConfirmError::Store(e) => return Err(Stop::Store(e)),
-        ConfirmError::NotFound => "RESERVATION_NOT_FOUND",
-        ConfirmError::NotOwner => "UNAUTHORIZED_COUPON_ACCESS",
-        ConfirmError::OrderMismatch | ConfirmError::UsedByAnotherPayment => "COUPON_USED_BY_ANOTHER_ORDER",
-        ConfirmError::Released => "RESERVATION_CANCELLED",
-        ConfirmError::PaymentMismatch(m) => return Ok(Effect::Refused(Refusal::mismatch(m))),
-        ConfirmError::Expired => {
-            metrics::counter!("coupon_late_confirmations_total", "outcome" => "refused").increment(1);
-            "RESERVATION_EXPIRED"
-        }
-    };
-    Ok(Effect::refused(reason))
-}
-
 /// Appends the record with its reason and origin to the outbox, for `{topic}.DLQ`.
 async fn dead_letter(
     conn: &mut AsyncPgConnection,
@@ -552,17 +490,13 @@ async fn dead_letter(
     refusal: Refusal,
     now: DateTime<Utc>,
 ) -> Result<Outcome, Stop> {
-    let letter = DeadLetter {
-        source,
-        delivery,
-        reason: &refusal.reason,
-        mismatches: &refusal.mismatches,
-        failed_at: now,
-    };
+    let letter = DeadLetter { source, delivery, refusal: &refusal, failed_at: now };
     let event = effects.encoder.dead_letter(&letter).map_err(|e| Stop::Store(StoreError::Unexpected(e)))?;
     outbox::append(conn, &event).await?;
-    // A reason may carry its detail after a colon ("PROCESSING_FAILED: …"); the label keeps the code.
-    let code = refusal.reason.split(':').next().unwrap_or(&refusal.reason).to_owned();
+    if refusal.code() == Refusal::LATE_PAYMENT {
+        metrics::counter!("coupon_late_confirmations_total", "outcome" => "refused").increment(1);
+    }
+    let code = refusal.code().to_owned();
     metrics::counter!("coupon_consumer_dead_letters_total", "topic" => source.topic.clone(), "reason" => code)
         .increment(1);
     Ok(Outcome::DeadLettered(refusal.reason))

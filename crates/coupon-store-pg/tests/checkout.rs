@@ -60,9 +60,9 @@ impl EventEncoder for TypesOnly {
     /// Reason, offset and mismatched fields: what these tests read of a DLQ record.
     fn dead_letter(&self, letter: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent> {
         let n = EVENTS.fetch_add(1, Ordering::Relaxed);
-        let fields: Vec<&str> = letter.mismatches.iter().map(|m| m.field).collect();
+        let fields: Vec<&str> = letter.refusal.mismatches.iter().map(|m| m.field).collect();
         let payload = serde_json::json!({
-            "reason": letter.reason,
+            "reason": letter.refusal.reason,
             "offset": letter.delivery.offset,
             "mismatches": fields,
         });
