@@ -1,0 +1,98 @@
+//! The `Checkout` use case: hold at checkout, then confirm, release or restore.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::Clock;
+use crate::discount::DiscountError;
+use crate::event::EventContext;
+use crate::id::{CouponId, UserId};
+use crate::port::StoreError;
+
+use super::*;
+
+/// The two-phase use of a coupon: hold at checkout, then confirm, release or restore.
+#[derive(Clone)]
+pub struct Checkout {
+    store: Arc<dyn ReservationStore>,
+    clock: Arc<dyn Clock>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Checkout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkout").field("timeout", &self.timeout).finish_non_exhaustive()
+    }
+}
+
+impl Checkout {
+    pub fn new(store: Arc<dyn ReservationStore>, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
+        Self { store, clock, timeout }
+    }
+
+    fn context(&self, correlation_id: String) -> EventContext {
+        EventContext { correlation_id, occurred_at: self.clock.now() }
+    }
+
+    /// `POST /api/coupons/reserve` and `/apply`: holds the coupon for `COUPON_RESERVATION_TIMEOUT`.
+    ///
+    /// # Errors
+    /// See [`ReserveError`].
+    pub async fn reserve(
+        &self,
+        request: &ReserveRequest,
+        correlation_id: String,
+    ) -> Result<Reserved, ReserveError> {
+        if !request.order_amount.is_positive() {
+            return Err(DiscountError::InvalidOrderAmount.into());
+        }
+        let context = self.context(correlation_id);
+        let now = context.occurred_at;
+        let timeout = chrono::Duration::from_std(self.timeout)
+            .map_err(|e| StoreError::Unexpected(anyhow::Error::new(e).context("reservation timeout")))?;
+        let command = ReserveCommand { request, now, expires_at: now + timeout, context: &context };
+        self.store.reserve(command).await
+    }
+
+    /// `POST /api/coupons/use` and `payment.completed`.
+    ///
+    /// # Errors
+    /// See [`ConfirmError`].
+    pub async fn confirm(
+        &self,
+        request: &ConfirmRequest,
+        correlation_id: String,
+    ) -> Result<Confirmed, ConfirmError> {
+        let context = self.context(correlation_id);
+        self.store.confirm(request, context.occurred_at, &context).await
+    }
+
+    /// `DELETE /api/coupons/apply/{id}` (user set) and `payment.failed` (user unset).
+    ///
+    /// # Errors
+    /// See [`ReleaseError`].
+    pub async fn release(
+        &self,
+        id: &ReservationId,
+        user: Option<UserId>,
+        reason: CancelReason,
+        correlation_id: String,
+    ) -> Result<Released, ReleaseError> {
+        let context = self.context(correlation_id);
+        self.store.release(id, user, reason, context.occurred_at, &context).await
+    }
+
+    /// `order.cancelled`.
+    ///
+    /// # Errors
+    /// See [`RestoreError`].
+    pub async fn cancel_order(
+        &self,
+        coupon: CouponId,
+        order: &ExternalRef,
+        correlation_id: String,
+    ) -> Result<Released, RestoreError> {
+        let context = self.context(correlation_id);
+        self.store.cancel_order(coupon, order, context.occurred_at, &context).await
+    }
+}
