@@ -107,3 +107,25 @@ pub struct IssuedCoupon {
     /// The discount granted by the use that consumed it.
     pub discount_amount: Option<crate::money::Money>,
 }
+
+impl IssuedCoupon {
+    /// The coupon held by a reservation made at `at`.
+    pub fn held_by(mut self, reservation: &str, at: DateTime<Utc>) -> Self {
+        self.status = CouponStatus::Reserved;
+        self.reservation_id = Some(reservation.to_owned());
+        self.reserved_at = Some(at);
+        self
+    }
+
+    /// The coupon given back after its use was undone (an order cancelled after payment): usable
+    /// again, or `EXPIRED` when its date has passed, with `coupon.expired` then.
+    pub fn restored(mut self, expired: bool) -> Self {
+        self.status = if expired { CouponStatus::Expired } else { CouponStatus::Issued };
+        self.reservation_id = None;
+        self.order_id = None;
+        self.discount_amount = None;
+        self.reserved_at = None;
+        self.used_at = None;
+        self
+    }
+}

@@ -18,8 +18,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
-use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
-use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::coupon::IssuedCoupon;
+use coupon_domain::event::{EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::Policy;
 use coupon_domain::port::StoreError;
 use coupon_domain::reservation::{
@@ -351,29 +351,10 @@ fn plan_reserve(
         }
         ReserveDecision::Hold { discount } => discount,
     };
-    let reservation = Reservation {
-        id: request.reservation_id.clone(),
-        coupon_id: request.coupon,
-        user_id: request.user,
-        order_id: request.order_id.clone(),
-        order_amount: request.order_amount,
-        discount,
-        status: ReservationStatus::Pending,
-        reserved_at: job.now,
-        expires_at: job.expires_at,
-        payment_id: None,
-        confirmed_at: None,
-        late_confirmation: false,
-        cancelled_at: None,
-        cancel_reason: None,
-    };
-    let event = encoder
-        .encode(&CouponEvent::Reserved { reservation: &reservation }, &job.context)
-        .map_err(StoreError::Unexpected)?;
-    let mut coupon = view.coupon;
-    coupon.status = CouponStatus::Reserved;
-    coupon.reservation_id = Some(reservation.id.as_str().to_owned());
-    coupon.reserved_at = Some(job.now);
+    let held = Reservation::hold(request, discount, job.now, job.expires_at);
+    let event = encoder.encode(&held.event(), &job.context).map_err(StoreError::Unexpected)?;
+    let reservation = held.reservation;
+    let coupon = view.coupon.held_by(reservation.id.as_str(), job.now);
     Ok(Plan::Write {
         answer: Reserved { reservation, coupon, policy: view.policy, replay: false },
         version: *version,
@@ -434,16 +415,10 @@ fn plan_confirm(
         }
         ConfirmDecision::Use { late } => late,
     };
-    let mut reservation = view.reservation;
-    reservation.status = ReservationStatus::Confirmed;
-    reservation.confirmed_at = Some(job.now);
-    reservation.payment_id.clone_from(&job.request.payment_id);
-    reservation.order_id = Some(job.request.order_id.clone());
-    reservation.late_confirmation = late;
-    let event = encoder
-        .encode(&CouponEvent::Used { reservation: &reservation, used_at: job.now }, &job.context)
-        .map_err(StoreError::Unexpected)?;
-    Ok((Plan::Write { answer: Confirmed { reservation, replay: false }, version, event }, expected))
+    let confirmed = view.reservation.confirm(&job.request, late, job.now);
+    let event = encoder.encode(&confirmed.event(), &job.context).map_err(StoreError::Unexpected)?;
+    let answer = Confirmed { reservation: confirmed.reservation, replay: false };
+    Ok((Plan::Write { answer, version, event }, expected))
 }
 
 async fn confirm_round(

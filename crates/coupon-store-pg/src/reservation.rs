@@ -20,14 +20,14 @@ use std::sync::Arc;
 use tokio::sync::oneshot;
 
 use chrono::{DateTime, Utc};
-use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
+use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::{CouponId, UserId};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{
     CancelReason, ConfirmError, ConfirmRequest, Confirmed, ExternalRef, ReleaseDecision, ReleaseError,
-    Released, ReleasedBy, Reservation, ReservationId, ReservationStatus, ReservationStore, ReserveCommand,
-    ReserveError, Reserved, RestoreDecision, RestoreError, RestoreView, decide_release, decide_restore,
+    Released, ReleasedBy, Reservation, ReservationId, ReservationStore, ReserveCommand, ReserveError,
+    Reserved, RestoreDecision, RestoreError, RestoreView, decide_release, decide_restore,
 };
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
@@ -324,20 +324,14 @@ pub(crate) async fn release(
 ) -> Result<Released, Abort<ReleaseError>> {
     let (row, _, version) =
         reservation_by_id(conn, id).await?.ok_or(Abort::Refused(ReleaseError::NotFound))?;
-    let mut reservation = domain(Reservation::try_from(row))?;
+    let reservation = domain(Reservation::try_from(row))?;
     if decide_release(&reservation, by).map_err(Abort::Refused)? == ReleaseDecision::Replay {
         return Ok(Released { reservation, replay: true });
     }
-    reservation.status = ReservationStatus::Cancelled;
-    reservation.cancelled_at = Some(now);
-    reservation.cancel_reason = Some(reason.as_str().to_owned());
-    let event = encode(
-        encoder,
-        &CouponEvent::Cancelled { reservation: &reservation, reason, cancelled_at: now },
-        context,
-    )?;
-    free(conn, &reservation, version, reason, now, &event).await?;
-    Ok(Released { reservation, replay: false })
+    let cancelled = reservation.cancel(reason, now);
+    let event = encode(encoder, &cancelled.event(), context)?;
+    free(conn, &cancelled.reservation, version, reason, now, &event).await?;
+    Ok(Released { reservation: cancelled.reservation, replay: false })
 }
 
 pub(crate) async fn cancel_order(
@@ -363,7 +357,7 @@ pub(crate) async fn cancel_order(
         reservation: row.map(Reservation::try_from).transpose().map_err(|e| Abort::Refused(e.into()))?,
     };
     let decision = decide_restore(&view, now).map_err(Abort::Refused)?;
-    let Some(mut reservation) = view.reservation else {
+    let Some(reservation) = view.reservation else {
         return Err(Abort::Refused(RestoreError::NotFound));
     };
     let reason = CancelReason::OrderCancelled;
@@ -372,21 +366,15 @@ pub(crate) async fn cancel_order(
         RestoreDecision::Release => None,
         RestoreDecision::Restore { expired } => Some(expired),
     };
-    reservation.status = ReservationStatus::Cancelled;
-    reservation.cancelled_at = Some(now);
-    reservation.cancel_reason = Some(reason.as_str().to_owned());
-    let cancelled = encode(
-        encoder,
-        &CouponEvent::Cancelled { reservation: &reservation, reason, cancelled_at: now },
-        context,
-    )?;
+    let cancelled = reservation.cancel(reason, now);
+    let cancelled_event = encode(encoder, &cancelled.event(), context)?;
+    let reservation = cancelled.reservation;
     let Some(expired) = expired else {
-        free(conn, &reservation, version, reason, now, &cancelled).await?;
+        free(conn, &reservation, version, reason, now, &cancelled_event).await?;
         return Ok(Released { reservation, replay: false });
     };
-    let mut events = vec![cancelled];
-    let mut coupon = view.coupon;
-    coupon.status = if expired { CouponStatus::Expired } else { CouponStatus::Issued };
+    let mut events = vec![cancelled_event];
+    let coupon = view.coupon.restored(expired);
     if expired {
         events.push(encode(encoder, &CouponEvent::Expired { coupon: &coupon }, context)?);
     }

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::event::CouponEvent;
 use crate::id::{CouponId, UserId};
 use crate::money::Money;
 
@@ -137,6 +138,80 @@ impl Reservation {
     /// What the customer pays: the order amount less the discount.
     pub fn final_amount(&self) -> Money {
         Money::new(self.order_amount.amount() - self.discount.amount())
+    }
+
+    /// The hold a reserve puts on a coupon: a new `PENDING` reservation, until `expires_at`.
+    pub fn hold(
+        request: &ReserveRequest,
+        discount: Money,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Changed {
+        let reservation = Reservation {
+            id: request.reservation_id.clone(),
+            coupon_id: request.coupon,
+            user_id: request.user,
+            order_id: request.order_id.clone(),
+            order_amount: request.order_amount,
+            discount,
+            status: ReservationStatus::Pending,
+            reserved_at: now,
+            expires_at,
+            payment_id: None,
+            confirmed_at: None,
+            late_confirmation: false,
+            cancelled_at: None,
+            cancel_reason: None,
+        };
+        Changed { reservation, change: Change::Held }
+    }
+
+    /// The reservation confirmed by `request`: the coupon is used, by this order and payment
+    /// (`late` when the reservation had timed out, SPEC §4.4).
+    pub fn confirm(mut self, request: &ConfirmRequest, late: bool, now: DateTime<Utc>) -> Changed {
+        self.status = ReservationStatus::Confirmed;
+        self.confirmed_at = Some(now);
+        self.payment_id.clone_from(&request.payment_id);
+        self.order_id = Some(request.order_id.clone());
+        self.late_confirmation = late;
+        Changed { reservation: self, change: Change::Confirmed { at: now } }
+    }
+
+    /// The reservation ended without a sale: released, its payment failed, or its order cancelled.
+    pub fn cancel(mut self, reason: CancelReason, now: DateTime<Utc>) -> Changed {
+        self.status = ReservationStatus::Cancelled;
+        self.cancelled_at = Some(now);
+        self.cancel_reason = Some(reason.as_str().to_owned());
+        Changed { reservation: self, change: Change::Cancelled { reason, at: now } }
+    }
+}
+
+/// A reservation after one of its transitions, with the event that records it: the store writes
+/// both in one transaction, so they cannot disagree.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub reservation: Reservation,
+    change: Change,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    Held,
+    Confirmed { at: DateTime<Utc> },
+    Cancelled { reason: CancelReason, at: DateTime<Utc> },
+}
+
+impl Changed {
+    /// `coupon.reserved`, `coupon.used` or `coupon.cancelled`.
+    pub fn event(&self) -> CouponEvent<'_> {
+        let reservation = &self.reservation;
+        match self.change {
+            Change::Held => CouponEvent::Reserved { reservation },
+            Change::Confirmed { at } => CouponEvent::Used { reservation, used_at: at },
+            Change::Cancelled { reason, at } => {
+                CouponEvent::Cancelled { reservation, reason, cancelled_at: at }
+            }
+        }
     }
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
 use crate::coupon::{CouponStatus, IssuedCoupon};
+use crate::event::CouponEvent;
 use crate::fakes::policy;
 use crate::id::{CouponId, UserId};
 use crate::lifecycle::Forbidden;
@@ -302,4 +303,42 @@ fn reservation_ids_are_kept_as_given() {
     assert!(ReservationId::parse(&"x".repeat(50)).is_ok());
     assert_eq!(ReservationStatus::parse("PENDING"), Some(ReservationStatus::Pending));
     assert_eq!(ReservationStatus::parse("pending"), None);
+}
+
+#[test]
+fn each_transition_yields_the_state_and_the_event_that_records_it() {
+    let now = t0() + chrono::Duration::minutes(1);
+    let held = Reservation::hold(
+        &request("R1", 50_000),
+        Money::from(1_000),
+        t0(),
+        t0() + chrono::Duration::minutes(10),
+    );
+    assert_eq!(held.reservation.status, ReservationStatus::Pending);
+    assert!(matches!(held.event(), CouponEvent::Reserved { reservation } if reservation.id == id("R1")));
+
+    let used = held.reservation.clone().confirm(&confirm("P1"), true, now);
+    assert_eq!(used.reservation.status, ReservationStatus::Confirmed);
+    assert_eq!((used.reservation.confirmed_at, used.reservation.late_confirmation), (Some(now), true));
+    assert!(matches!(used.event(), CouponEvent::Used { used_at, .. } if used_at == now));
+
+    let cancelled = held.reservation.cancel(CancelReason::PaymentFailed, now);
+    assert_eq!(cancelled.reservation.status, ReservationStatus::Cancelled);
+    assert_eq!(cancelled.reservation.cancel_reason.as_deref(), Some("PAYMENT_FAILED"));
+    assert!(matches!(
+        cancelled.event(),
+        CouponEvent::Cancelled { reason: CancelReason::PaymentFailed, cancelled_at, .. } if cancelled_at == now
+    ));
+}
+
+#[test]
+fn a_restored_coupon_forgets_its_use() {
+    let used =
+        IssuedCoupon { discount_amount: Some(Money::from(1_000)), ..coupon(CouponStatus::Used, Some("R1")) };
+    let restored = used.clone().restored(false);
+    assert_eq!(
+        (restored.status, restored.reservation_id, restored.discount_amount),
+        (CouponStatus::Issued, None, None)
+    );
+    assert_eq!(used.restored(true).status, CouponStatus::Expired);
 }
