@@ -12,37 +12,31 @@
 //! only wait for their answer: one that leaves early takes nothing with it, and an answer nobody
 //! waits for any more goes to [`Batch::unclaimed`].
 
-use std::collections::HashMap;
-use std::hash::Hash;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::thread::ThreadId;
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use coupon_batch::{Batches, Call, Intake, Settings};
 
 use crate::pool::RedisError;
 
-/// Most calls decided by one round trip.
-const MAX_BATCH: usize = 256;
-/// Calls waiting for a batcher before callers wait to enqueue.
-const QUEUE: usize = 16 * MAX_BATCH;
-/// A batcher stops after this long without calls (and starts again on the next one).
-const IDLE: Duration = Duration::from_secs(30);
+/// How a thread's calls of one key form batches: at most 256 per round trip, and a batcher stops
+/// after 30 s without calls (and starts again on the next one).
+const SETTINGS: Settings = Settings { max_batch: 256, queue: 16 * 256, idle: Some(Duration::from_secs(30)) };
 
 /// Calls of one kind that one Redis round trip can decide together.
 pub(crate) trait Batch: Send + Sync + 'static {
     /// The `call` label of the `redis_batch_size` histogram.
     const NAME: &'static str;
     /// What a batch shares (calls of different keys are never batched together).
-    type Key: Copy + Eq + Hash + Send + Sync + 'static;
-    type Item: Send + 'static;
+    type Key: Copy + Eq + std::hash::Hash + Send + Sync + 'static;
+    type Item: Send + Sync + 'static;
     type Answer: Send + 'static;
 
     /// Decides `items` in order, in one round trip: one answer per item.
     fn run(
         &self,
         key: Self::Key,
-        items: &[Self::Item],
+        items: &[&Self::Item],
     ) -> impl Future<Output = Result<Vec<Self::Answer>, RedisError>> + Send;
 
     /// `answer` came after its caller left (request dropped): undo what it took, if anything.
@@ -57,22 +51,16 @@ pub(crate) trait Batch: Send + Sync + 'static {
 /// What a caller hears: its answer, or the failure of its whole batch.
 pub(crate) type Outcome<A> = Result<A, Arc<RedisError>>;
 
-struct Waiting<B: Batch> {
-    item: B::Item,
-    reply: oneshot::Sender<Outcome<B::Answer>>,
-}
-
-type Queues<B> = HashMap<(ThreadId, <B as Batch>::Key), mpsc::Sender<Waiting<B>>>;
+type Waiting<B> = Call<<B as Batch>::Item, Outcome<<B as Batch>::Answer>>;
 
 /// The batchers of one [`Batch`], one per thread and key.
 pub(crate) struct Batcher<B: Batch> {
-    batch: Arc<B>,
-    queues: Arc<Mutex<Queues<B>>>,
+    batches: Batches<B::Key, Waiting<B>>,
 }
 
 impl<B: Batch> Clone for Batcher<B> {
     fn clone(&self) -> Self {
-        Self { batch: self.batch.clone(), queues: self.queues.clone() }
+        Self { batches: self.batches.clone() }
     }
 }
 
@@ -84,99 +72,40 @@ impl<B: Batch> std::fmt::Debug for Batcher<B> {
 
 impl<B: Batch> Batcher<B> {
     pub(crate) fn new(batch: Arc<B>) -> Self {
-        Self { batch, queues: Arc::default() }
+        let start = move |key, intake| {
+            tokio::spawn(drive(batch.clone(), key, intake));
+        };
+        Self { batches: Batches::per_thread(SETTINGS, start) }
     }
 
     /// Queues `item` with this thread's other calls of `key` and waits for its answer.
     pub(crate) async fn submit(&self, key: B::Key, item: B::Item) -> Outcome<B::Answer> {
-        let (reply, answer) = oneshot::channel();
-        let mut waiting = Waiting { item, reply };
-        let slot = (std::thread::current().id(), key);
-        // A batcher that just stopped for idleness refuses the call; start a new one and retry.
-        for _ in 0..2 {
-            let queue = self.queue(slot);
-            match queue.send(waiting).await {
-                Ok(()) => return answer.await.unwrap_or_else(|_| Err(Arc::new(RedisError::Abandoned))),
-                Err(mpsc::error::SendError(returned)) => {
-                    waiting = returned;
-                    self.forget(slot, &queue);
-                }
-            }
+        let (call, answer) = Call::new(item);
+        if self.batches.submit(key, call).await.is_err() {
+            return Err(Arc::new(RedisError::Abandoned));
         }
-        Err(Arc::new(RedisError::Abandoned))
-    }
-
-    fn queue(&self, slot: (ThreadId, B::Key)) -> mpsc::Sender<Waiting<B>> {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(queue) = queues.get(&slot) {
-            return queue.clone();
-        }
-        // Batchers that stopped for idleness (or with their runtime) leave their queues behind;
-        // starting one drops them.
-        queues.retain(|_, queue| !queue.is_closed());
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        tokio::spawn(drive(self.batch.clone(), slot.1, receiver));
-        queues.insert(slot, sender.clone());
-        sender
-    }
-
-    fn forget(&self, slot: (ThreadId, B::Key), stale: &mpsc::Sender<Waiting<B>>) {
-        let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        if queues.get(&slot).is_some_and(|current| current.same_channel(stale)) {
-            queues.remove(&slot);
-        }
+        answer.await.unwrap_or_else(|_| Err(Arc::new(RedisError::Abandoned)))
     }
 }
 
 /// A batcher: takes what is waiting, decides it in one round trip, answers, repeats.
-async fn drive<B: Batch>(batch: Arc<B>, key: B::Key, mut receiver: mpsc::Receiver<Waiting<B>>) {
-    let mut waiting: Vec<Waiting<B>> = Vec::with_capacity(MAX_BATCH);
-    loop {
-        match tokio::time::timeout(IDLE, receiver.recv_many(&mut waiting, MAX_BATCH)).await {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(_) => {
-                // Idle: stop taking calls; answer any that raced in, then leave.
-                receiver.close();
-                while let Ok(late) = receiver.try_recv() {
-                    waiting.push(late);
-                }
-                if waiting.is_empty() {
-                    return;
-                }
-            }
-        }
+async fn drive<B: Batch>(batch: Arc<B>, key: B::Key, mut intake: Intake<Waiting<B>>) {
+    let mut waiting: Vec<Waiting<B>> = Vec::with_capacity(SETTINGS.max_batch);
+    while intake.next(&mut waiting).await {
         // Callers that already left take nothing.
-        waiting.retain(|w| !w.reply.is_closed());
+        waiting.retain(|call| !call.gone());
         if waiting.is_empty() {
             continue;
         }
         metrics::histogram!("redis_batch_size", "call" => B::NAME).record(waiting.len() as f64);
-        let (items, replies): (Vec<_>, Vec<_>) = waiting.drain(..).map(|w| (w.item, w.reply)).unzip();
-        match batch.run(key, &items).await {
-            Ok(answers) if answers.len() == items.len() => {
-                for ((item, reply), answer) in items.into_iter().zip(replies).zip(answers) {
-                    if let Err(Ok(answer)) = reply.send(Ok(answer)) {
-                        batch.unclaimed(key, item, answer).await;
-                    }
-                }
-            }
-            Ok(answers) => {
-                let wrong = Arc::new(RedisError::Reply(format!(
-                    "{} answers for a batch of {}",
-                    answers.len(),
-                    items.len()
-                )));
-                for reply in replies {
-                    let _ = reply.send(Err(wrong.clone()));
-                }
-            }
-            Err(e) => {
-                let e = Arc::new(e);
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+        let items: Vec<&B::Item> = waiting.iter().map(|call| &call.item).collect();
+        let answers = batch.run(key, &items).await.map_err(Arc::new);
+        drop(items);
+        let unclaimed = Call::settle(std::mem::take(&mut waiting), answers, |got, calls| {
+            Arc::new(RedisError::Reply(format!("{got} answers for a batch of {calls}")))
+        });
+        for (item, answer) in unclaimed {
+            batch.unclaimed(key, item, answer).await;
         }
     }
 }
@@ -184,6 +113,7 @@ async fn drive<B: Batch>(batch: Arc<B>, key: B::Key, mut receiver: mpsc::Receive
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Mutex, PoisonError};
 
     use super::*;
 
@@ -200,10 +130,10 @@ mod tests {
         type Item = u32;
         type Answer = u32;
 
-        async fn run(&self, _: u8, items: &[u32]) -> Result<Vec<u32>, RedisError> {
+        async fn run(&self, _: u8, items: &[&u32]) -> Result<Vec<u32>, RedisError> {
             self.sizes.lock().unwrap_or_else(PoisonError::into_inner).push(items.len());
             tokio::task::yield_now().await;
-            Ok(items.iter().map(|n| n * 2).collect())
+            Ok(items.iter().map(|n| *n * 2).collect())
         }
 
         async fn unclaimed(&self, _: u8, _: u32, _: u32) {
@@ -231,19 +161,6 @@ mod tests {
         });
         assert_eq!(answers, [2, 4, 6, 8, 10].map(Some));
         assert_eq!(*doubler.sizes.lock().unwrap_or_else(PoisonError::into_inner), [5]);
-    }
-
-    #[test]
-    fn a_new_batcher_drops_the_queues_of_those_that_stopped() {
-        let batcher = Batcher::new(Arc::new(Doubler::default()));
-        let first = current_thread();
-        assert_eq!(first.block_on(batcher.submit(1, 1)).ok(), Some(2));
-        // The runtime goes, and its batcher with it: the queue of key 1 is closed but still known.
-        drop(first);
-        assert_eq!(batcher.queues.lock().unwrap_or_else(PoisonError::into_inner).len(), 1);
-        assert_eq!(current_thread().block_on(batcher.submit(2, 2)).ok(), Some(4));
-        let queues = batcher.queues.lock().unwrap_or_else(PoisonError::into_inner);
-        assert_eq!(queues.keys().map(|(_, key)| *key).collect::<Vec<_>>(), [2]);
     }
 
     #[test]

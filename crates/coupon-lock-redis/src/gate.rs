@@ -131,7 +131,7 @@ impl Batch for GateCore {
     type Item = Admission;
     type Answer = GateDecision;
 
-    async fn run(&self, policy: PolicyId, items: &[Admission]) -> Result<Vec<GateDecision>, RedisError> {
+    async fn run(&self, policy: PolicyId, items: &[&Admission]) -> Result<Vec<GateDecision>, RedisError> {
         // The newest policy snapshot of the batch speaks for the gate (later ones win a tie).
         let Some(newest) = items.iter().max_by_key(|item| item.version) else { return Ok(Vec::new()) };
         let (stock, holders) = self.keys(policy);

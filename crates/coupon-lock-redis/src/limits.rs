@@ -70,7 +70,7 @@ impl Batch for HitCounter {
     type Item = Hit;
     type Answer = [u32; 2];
 
-    async fn run(&self, (): (), hits: &[Hit]) -> Result<Vec<[u32; 2]>, RedisError> {
+    async fn run(&self, (): (), hits: &[&Hit]) -> Result<Vec<[u32; 2]>, RedisError> {
         // One key per user and hour, not one per window: each new user cost Redis two keys with
         // their expiries, and its time went to growing those dictionaries. The hash expires with
         // its hour (NX: only the first hit sets it), and a minute always lies within one hour.

@@ -23,8 +23,10 @@
 //! limits take the per-request path, which picks free slots one by one.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
+
+use coupon_batch::{Batches, Intake, Settings};
 
 use chrono::{DateTime, Utc};
 use coupon_domain::coupon::IssuedCoupon;
@@ -35,7 +37,7 @@ use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 use crate::courier::{Courier, Couriers, Parcels};
 use crate::error::{from_diesel, from_pool};
@@ -46,10 +48,10 @@ use crate::row::CouponRow;
 
 /// Most requests decided by one transaction.
 pub const MAX_BATCH: usize = 512;
-/// Requests waiting for a policy's batcher before callers wait to enqueue.
-const QUEUE: usize = 16 * MAX_BATCH;
-/// A policy's batcher stops after this long without requests (and starts again on the next one).
-const IDLE: Duration = Duration::from_secs(60);
+/// How a policy's requests form batches; a policy's batcher stops after a minute without requests
+/// (and starts again on the next one).
+const SETTINGS: Settings =
+    Settings { max_batch: MAX_BATCH, queue: 16 * MAX_BATCH, idle: Some(Duration::from_secs(60)) };
 
 /// One caller waiting for its coupon.
 struct Pending {
@@ -67,15 +69,19 @@ type Answer = Result<IssuedCoupon, IssueError>;
 
 type Key = (PolicyId, DistributionType);
 
-/// The batchers of one process, one per policy and channel.
+/// The batchers of one process, one per policy and channel, on [`BatcherThread`]'s runtime.
 #[derive(Clone)]
 pub struct GroupCommit {
+    batches: Batches<Key, Pending>,
+    couriers: Couriers<Answer>,
+}
+
+/// What a batch's transaction needs.
+#[derive(Clone)]
+struct Committer {
     /// The batchers' own connections, opened (and so driven) on [`BatcherThread`]'s runtime.
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
-    queues: Arc<Mutex<HashMap<Key, mpsc::Sender<Pending>>>>,
-    thread: Arc<BatcherThread>,
-    couriers: Couriers<Answer>,
 }
 
 /// The thread whose runtime runs every batcher and the I/O of their connections.
@@ -105,8 +111,8 @@ impl BatcherThread {
 }
 
 impl Drop for BatcherThread {
-    /// The last [`GroupCommit`] is gone, and with it every batcher (each holds a clone until it
-    /// stops for idleness): end the thread.
+    /// The last [`GroupCommit`] is gone, and with it every batcher (each holds the thread until
+    /// it stops for idleness): end the thread.
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -120,19 +126,18 @@ impl GroupCommit {
     /// # Errors
     /// The thread or its runtime could not be started.
     pub fn new(pool: &PgPool, encoder: Arc<dyn EventEncoder>) -> anyhow::Result<Self> {
-        Ok(Self {
-            pool: pool.sibling()?,
-            encoder,
-            queues: Arc::default(),
-            thread: Arc::new(BatcherThread::start()?),
-            couriers: Couriers::default(),
-        })
+        let committer = Committer { pool: pool.sibling()?, encoder };
+        let thread = Arc::new(BatcherThread::start()?);
+        let start = move |key: Key, intake| {
+            thread.runtime.spawn(run(committer.clone(), thread.clone(), key, intake));
+        };
+        Ok(Self { batches: Batches::shared(SETTINGS, start), couriers: Couriers::default() })
     }
 
     /// Queues the request with the other requests of its policy and waits for the batch's commit.
     pub async fn issue(&self, command: IssueCommand<'_>) -> Result<IssuedCoupon, IssueError> {
         let (reply, answer) = oneshot::channel();
-        let mut pending = Pending {
+        let pending = Pending {
             policy: Arc::new(command.policy.clone()),
             user_id: command.user_id.get(),
             issued_at: command.issued_at,
@@ -142,68 +147,23 @@ impl GroupCommit {
             courier: self.couriers.here(),
         };
         let key = (command.policy.id, command.channel);
-        // A batcher that just stopped for idleness refuses the request; start a new one and retry.
-        for _ in 0..2 {
-            let queue = self.queue(key);
-            match queue.send(pending).await {
-                Ok(()) => {
-                    return answer.await.unwrap_or_else(|_| {
-                        Err(IssueError::Unexpected(anyhow::anyhow!(
-                            "the issue batcher stopped before answering"
-                        )))
-                    });
-                }
-                Err(mpsc::error::SendError(returned)) => {
-                    pending = returned;
-                    self.forget(key, &queue);
-                }
-            }
+        if self.batches.submit(key, pending).await.is_err() {
+            return Err(IssueError::Unexpected(anyhow::anyhow!("no issue batcher could take the request")));
         }
-        Err(IssueError::Unexpected(anyhow::anyhow!("no issue batcher could take the request")))
-    }
-
-    fn queue(&self, key: Key) -> mpsc::Sender<Pending> {
-        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(queue) = queues.get(&key) {
-            return queue.clone();
-        }
-        // Batchers that stopped for idleness leave their queues behind; starting one drops them.
-        queues.retain(|_, queue| !queue.is_closed());
-        let (sender, receiver) = mpsc::channel(QUEUE);
-        self.thread.runtime.spawn(run(self.clone(), key, receiver));
-        queues.insert(key, sender.clone());
-        sender
-    }
-
-    fn forget(&self, key: Key, stale: &mpsc::Sender<Pending>) {
-        let mut queues = self.queues.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if queues.get(&key).is_some_and(|current| current.same_channel(stale)) {
-            queues.remove(&key);
-        }
+        answer.await.unwrap_or_else(|_| {
+            Err(IssueError::Unexpected(anyhow::anyhow!("the issue batcher stopped before answering")))
+        })
     }
 }
 
 /// A policy's batcher: takes what is waiting, decides it in one transaction, answers, repeats.
-async fn run(group: GroupCommit, key: Key, mut receiver: mpsc::Receiver<Pending>) {
+/// It keeps the thread running while it runs.
+async fn run(committer: Committer, _thread: Arc<BatcherThread>, key: Key, mut intake: Intake<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    loop {
-        match tokio::time::timeout(IDLE, receiver.recv_many(&mut batch, MAX_BATCH)).await {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(_) => {
-                // Idle: stop taking requests; answer any that raced in, then leave.
-                receiver.close();
-                while let Ok(pending) = receiver.try_recv() {
-                    batch.push(pending);
-                }
-                if batch.is_empty() {
-                    return;
-                }
-            }
-        }
+    while intake.next(&mut batch).await {
         metrics::histogram!("coupon_issue_batch_size").record(batch.len() as f64);
         let started = std::time::Instant::now();
-        let outcomes = decide(&group, key.1, &batch).await;
+        let outcomes = decide(&committer, key.1, &batch).await;
         metrics::histogram!("coupon_issue_batch_seconds").record(started.elapsed().as_secs_f64());
         // A caller that has gone (client disconnected) misses its answer; the coupon is committed
         // regardless.
@@ -246,7 +206,7 @@ impl From<diesel::result::Error> for Abort {
 
 /// The answer of every request of the batch, in order.
 async fn decide(
-    group: &GroupCommit,
+    group: &Committer,
     channel: DistributionType,
     batch: &[Pending],
 ) -> Vec<Result<IssuedCoupon, IssueError>> {
@@ -273,7 +233,7 @@ async fn decide(
 
 async fn batch_transaction(
     conn: &mut AsyncPgConnection,
-    group: &GroupCommit,
+    group: &Committer,
     channel: DistributionType,
     batch: &[Pending],
 ) -> Result<Vec<Result<IssuedCoupon, IssueError>>, Abort> {
