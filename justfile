@@ -51,3 +51,7 @@ bench *ARGS:
 # Produce one record (its value read from standard input) to a topic of the local broker, e.g. a payment.completed
 publish TOPIC KEY:
     cargo run --quiet -p coupon-e2e --bin publish -- {{TOPIC}} {{KEY}}
+
+# Check that schema.rs is what diesel print-schema makes of migrations/ (`just schema --write` regenerates it)
+schema *ARGS:
+    deploy/local/schema.sh {{ARGS}}

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use crate::clock::Clock;
+use crate::gate::StockGate;
 use crate::id::PolicyId;
-use crate::issue::StockGate;
 use crate::policy::{
     CapChange, ChangeRefused, CouponCode, CreatePolicyError, DistributionType, NewPolicy, NotIssuable,
     Policy, PolicyChange, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
@@ -153,7 +153,7 @@ mod tests {
 
     use super::*;
     use crate::fakes::{InMemoryPolicyStore, ManualClock, ScriptedGate, block_on, policy};
-    use crate::issue::GateDecision;
+    use crate::gate::GateDecision;
 
     fn admin(policies: Vec<Policy>) -> (PolicyAdmin, Arc<ScriptedGate>, Arc<ManualClock>) {
         let gate = Arc::new(ScriptedGate::answering(Ok(GateDecision::Admitted)));

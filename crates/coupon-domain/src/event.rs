@@ -10,6 +10,9 @@ use crate::coupon::IssuedCoupon;
 use crate::policy::Policy;
 use crate::reservation::{CancelReason, Reservation};
 
+pub use crate::context::EventContext;
+use crate::reservation::{Change, Changed};
+
 /// Something that happened to a coupon.
 #[derive(Debug, Clone)]
 pub enum CouponEvent<'a> {
@@ -23,14 +26,6 @@ pub enum CouponEvent<'a> {
     Cancelled { reservation: &'a Reservation, reason: CancelReason, cancelled_at: DateTime<Utc> },
     /// `coupon.expired`: the coupon passed its date.
     Expired { coupon: &'a IssuedCoupon },
-}
-
-/// Where the event comes from.
-#[derive(Debug, Clone)]
-pub struct EventContext {
-    /// Ties the event to the request or event that caused it (`metadata.correlationId`).
-    pub correlation_id: String,
-    pub occurred_at: DateTime<Utc>,
 }
 
 /// An event ready for the outbox: its topic, record key and complete wire payload.
@@ -58,4 +53,18 @@ pub trait EventEncoder: Send + Sync + 'static {
     /// # Errors
     /// Serialisation failed (a bug).
     fn dead_letter(&self, letter: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent>;
+}
+
+impl Changed {
+    /// The event that records the change: `coupon.reserved`, `coupon.used` or `coupon.cancelled`.
+    pub fn event(&self) -> CouponEvent<'_> {
+        let reservation = &self.reservation;
+        match self.change {
+            Change::Held => CouponEvent::Reserved { reservation },
+            Change::Confirmed { at } => CouponEvent::Used { reservation, used_at: at },
+            Change::Cancelled { reason, at } => {
+                CouponEvent::Cancelled { reservation, reason, cancelled_at: at }
+            }
+        }
+    }
 }

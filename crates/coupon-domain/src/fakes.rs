@@ -12,10 +12,9 @@ use rust_decimal::Decimal;
 use crate::clock::Clock;
 use crate::coupon::{CouponStatus, IssuedCoupon};
 use crate::discount::{DiscountRule, DiscountType};
+use crate::gate::{GateDecision, GateUnits, SoldOutMark, SoldOutSnapshot, StockGate};
 use crate::id::{CouponId, PolicyId, UserId};
-use crate::issue::{
-    CouponStore, GateDecision, GateUnits, IssueCommand, IssueError, SoldOutMark, SoldOutSnapshot, StockGate,
-};
+use crate::issue::{CouponStore, IssueCommand, IssueError};
 use crate::policy::{
     CapChange, CouponCode, CreatePolicyError, DistributionType, IssuanceWindow, NewPolicy, NotIssuable,
     Policy, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,

@@ -7,11 +7,13 @@
 pub mod administration;
 pub mod clock;
 pub mod consume;
+pub mod context;
 pub mod coupon;
 pub mod discount;
 pub mod event;
 #[cfg(test)]
 mod fakes;
+pub mod gate;
 pub mod id;
 pub mod issue;
 pub mod jobs;

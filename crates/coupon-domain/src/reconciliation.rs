@@ -19,8 +19,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::gate::StockGate;
 use crate::id::PolicyId;
-use crate::issue::StockGate;
 use crate::policy::{DistributionType, PolicyStore};
 
 /// How often the api-server audits the gates it watches.
@@ -120,7 +120,7 @@ mod tests {
 
     use super::*;
     use crate::fakes::{InMemoryPolicyStore, ManualClock, ScriptedGate, block_on, policy};
-    use crate::issue::{GateDecision, GateUnits};
+    use crate::gate::{GateDecision, GateUnits};
     use crate::policy::Policy;
 
     fn now() -> DateTime<Utc> {

@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
+use crate::gate::{GateDecision, SoldOutMark, StockGate};
 use crate::id::{PolicyId, UserId};
-use crate::issue::{IssueError, SoldOutMark, StockGate};
-use crate::policy::{NotIssuable, Policy};
+use crate::policy::Policy;
 
 /// Policies with a larger cap are not memoised (their holder set would be too large to keep).
 pub const MAX_HOLDERS: u32 = 1_000_000;
@@ -73,9 +73,10 @@ impl SoldOutMemo {
         self.entries().contains_key(&policy)
     }
 
-    /// The refusal the gate would give `user` for the sold-out `policy`, or `None` when the memo
-    /// does not know the policy as sold out (the caller asks the gate).
-    pub async fn refusal(&self, policy: &Policy, user: UserId) -> Option<IssueError> {
+    /// The refusal the gate would give `user` for the sold-out `policy` (`SoldOut`, or
+    /// `AlreadyHolding` for a holder), or `None` when the memo does not know the policy as sold out
+    /// (the caller asks the gate).
+    pub async fn refusal(&self, policy: &Policy, user: UserId) -> Option<GateDecision> {
         let now = self.clock.now();
         let (answer, mark) = {
             let mut entries = self.entries();
@@ -85,9 +86,9 @@ impl SoldOutMemo {
                 return None;
             }
             let answer = if known.holders.contains(&user) {
-                IssueError::AlreadyIssued
+                GateDecision::AlreadyHolding
             } else {
-                IssueError::NotIssuable(NotIssuable::SoldOut)
+                GateDecision::SoldOut
             };
             if now - known.checked_at < self.recheck_after {
                 return Some(answer);
@@ -164,7 +165,7 @@ mod tests {
 
     use super::*;
     use crate::fakes::{ManualClock, ScriptedGate, block_on, policy};
-    use crate::issue::{GateDecision, SoldOutSnapshot};
+    use crate::gate::SoldOutSnapshot;
     use crate::policy::DistributionType;
 
     fn now() -> DateTime<Utc> {
@@ -206,8 +207,8 @@ mod tests {
         let f = sold_out();
         assert_eq!(f.gate.calls(), ["snapshot 1"]);
         for _ in 0..3 {
-            assert_eq!(answer(&f, &f.policy, 1).as_deref(), Some("AlreadyIssued"));
-            assert_eq!(answer(&f, &f.policy, 3).as_deref(), Some("NotIssuable(SoldOut)"));
+            assert_eq!(answer(&f, &f.policy, 1).as_deref(), Some("AlreadyHolding"));
+            assert_eq!(answer(&f, &f.policy, 3).as_deref(), Some("SoldOut"));
         }
         assert_eq!(f.gate.calls(), ["snapshot 1"], "no gate call within the recheck interval");
         block_on(f.memo.note_sold_out(&f.policy));

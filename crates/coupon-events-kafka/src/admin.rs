@@ -20,7 +20,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, StrBytes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::broker::BrokerError;
+use crate::error::BrokerError;
 
 /// A topic to create.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use rskafka::BackoffConfig;
 use rskafka::client::{Client, ClientBuilder};
 
 use crate::admin::{self, TopicSpec};
+pub use crate::error::BrokerError;
 
 /// Connection settings (built from `KAFKA_*`).
 #[derive(Debug, Clone)]
@@ -21,17 +22,6 @@ pub struct BrokerConfig {
     /// Bound on any single operation including its retries.
     pub request_timeout: Duration,
     pub client_id: String,
-}
-
-/// A Kafka operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error("Kafka request failed: {0}")]
-    Client(#[from] rskafka::client::error::Error),
-    #[error("Kafka did not answer within {0:?}")]
-    Timeout(Duration),
-    #[error("Kafka admin request failed: {0}")]
-    Admin(String),
 }
 
 /// A connected Kafka client; cheap to clone.

@@ -15,7 +15,7 @@ use coupon_domain::consume::DeadLetter;
 use coupon_domain::event::EncodedEvent;
 use serde::Serialize;
 
-use crate::envelope::instant;
+use crate::wire::instant;
 
 /// Longest key the outbox row can carry (`event_key VARCHAR(100)`).
 const MAX_KEY_CHARS: usize = 100;

@@ -6,13 +6,14 @@
 //! Wire types are private to this module and converted by hand from domain types. Money is a JSON
 //! number with the exact decimal value; instants are RFC 3339 UTC.
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use coupon_domain::consume::DeadLetter;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::CouponCode;
 use coupon_domain::reservation::ExternalRef;
 use rust_decimal::Decimal;
 use serde::Serialize;
+
+use crate::wire::instant;
 
 /// `metadata.source` of every event the service produces.
 pub const SOURCE: &str = "coupon-service";
@@ -122,11 +123,6 @@ struct ExpiredData {
     policy_id: i64,
     expired_at: String,
     reason: &'static str,
-}
-
-/// RFC 3339 in UTC with a `Z`, to the second (`2024-01-01T10:00:00Z`).
-pub fn instant(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
 impl EventEncoder for JsonEventEncoder {

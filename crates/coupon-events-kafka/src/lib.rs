@@ -10,5 +10,7 @@ pub mod broker;
 pub mod consumer;
 mod dead_letter;
 pub mod envelope;
+mod error;
 pub mod inbound;
 pub mod relay;
+mod wire;

@@ -10,8 +10,8 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 use std::time::Duration;
 
+use coupon_domain::gate::{GateDecision, GateUnits, SoldOutMark, SoldOutSnapshot, StockGate};
 use coupon_domain::id::{PolicyId, UserId};
-use coupon_domain::issue::{GateDecision, GateUnits, SoldOutMark, SoldOutSnapshot, StockGate};
 use coupon_domain::policy::Policy;
 use coupon_domain::port::{PortFuture, StoreError};
 use redis::Script;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use coupon_domain::discount::{DiscountRule, DiscountType};
+use coupon_domain::gate::{GateDecision, StockGate};
 use coupon_domain::id::{PolicyId, UserId};
-use coupon_domain::issue::{GateDecision, StockGate};
 use coupon_domain::policy::{DistributionType, IssuanceWindow, Policy};
 use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};

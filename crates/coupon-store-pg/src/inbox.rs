@@ -32,12 +32,12 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::checkout_batch::{ConfirmWork, Work};
 use crate::error::{from_diesel, from_pool};
 use crate::issue::{Abort as IssueAbort, count_issue, take_slot};
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::reservation::{ATTEMPTS, Abort, cancel_order, release};
+use crate::reservation::{ConfirmWork, Work};
 use crate::row::PolicyRow;
 use crate::schema::{consumer_offsets as co, coupon_policies as p, processed_events as pe};
 

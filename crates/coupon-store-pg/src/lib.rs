@@ -7,14 +7,10 @@
 //!
 //! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
 
-mod checkout_batch;
-mod courier;
 mod error;
-mod group_commit;
 pub mod housekeeping;
 pub mod inbox;
 pub mod issue;
-mod lanes;
 pub mod leases;
 pub mod migrate;
 pub mod outbox;

@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
+use crate::context::EventContext;
 use crate::discount::DiscountError;
-use crate::event::EventContext;
 use crate::id::{CouponId, UserId};
 use crate::port::StoreError;
 

@@ -3,7 +3,6 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::event::CouponEvent;
 use crate::id::{CouponId, UserId};
 use crate::money::Money;
 
@@ -186,33 +185,20 @@ impl Reservation {
     }
 }
 
-/// A reservation after one of its transitions, with the event that records it: the store writes
-/// both in one transaction, so they cannot disagree.
+/// A reservation after one of its transitions, and which one: `Changed::event` (in `event.rs`)
+/// is the event that records it, which the store writes with the state in one transaction.
 #[derive(Debug, Clone)]
 pub struct Changed {
     pub reservation: Reservation,
-    change: Change,
+    pub change: Change,
 }
 
+/// Which transition a [`Changed`] went through.
 #[derive(Debug, Clone, Copy)]
-enum Change {
+pub enum Change {
     Held,
     Confirmed { at: DateTime<Utc> },
     Cancelled { reason: CancelReason, at: DateTime<Utc> },
-}
-
-impl Changed {
-    /// `coupon.reserved`, `coupon.used` or `coupon.cancelled`.
-    pub fn event(&self) -> CouponEvent<'_> {
-        let reservation = &self.reservation;
-        match self.change {
-            Change::Held => CouponEvent::Reserved { reservation },
-            Change::Confirmed { at } => CouponEvent::Used { reservation, used_at: at },
-            Change::Cancelled { reason, at } => {
-                CouponEvent::Cancelled { reservation, reason, cancelled_at: at }
-            }
-        }
-    }
 }
 
 /// What a checkout asks to hold.

@@ -2,8 +2,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::context::EventContext;
 use crate::coupon::IssuedCoupon;
-use crate::event::EventContext;
 use crate::id::{CouponId, UserId};
 use crate::policy::Policy;
 use crate::port::PortFuture;

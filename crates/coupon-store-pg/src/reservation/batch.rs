@@ -31,12 +31,12 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestampt
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use tokio::sync::oneshot;
 
+use super::attempts::{ATTEMPTS, gave_up};
+use super::lanes::MAX_BATCH;
 use crate::error::{from_diesel, from_pool};
-use crate::lanes::MAX_BATCH;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
-use crate::reservation::{ATTEMPTS, gave_up, superseded};
 use crate::row::{CouponRow, PolicyRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
 
@@ -514,4 +514,19 @@ async fn confirm_round(
         }
     }
     Ok(outcomes)
+}
+
+/// Whether the coupon was reserved again after `reservation`.
+async fn superseded(
+    conn: &mut AsyncPgConnection,
+    reservation: &Reservation,
+) -> Result<bool, diesel::result::Error> {
+    diesel::select(diesel::dsl::exists(
+        r::table
+            .filter(r::coupon_id.eq(reservation.coupon_id.get()))
+            .filter(r::reservation_id.ne(reservation.id.as_str()))
+            .filter(r::reserved_at.ge(reservation.reserved_at)),
+    ))
+    .get_result(conn)
+    .await
 }

@@ -10,21 +10,24 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EventEncoder};
 use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
-use coupon_domain::policy::{NotIssuable, Policy};
 use coupon_domain::port::PortFuture;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{from_diesel, from_pool};
-use crate::group_commit::GroupCommit;
+mod courier;
+mod group_commit;
+mod refusal;
+
 use crate::outbox;
 use crate::pool::PgPool;
-use crate::row::{CouponRow, PolicyRow};
+use crate::row::CouponRow;
+use group_commit::GroupCommit;
+pub(crate) use refusal::{Abort, refusal};
 
 /// Issued coupons in PostgreSQL.
 #[derive(Clone)]
@@ -68,18 +71,6 @@ impl PgCouponStore {
             Err(Abort::Refused(e)) => Err(e),
             Err(Abort::Db(e)) => Err(from_diesel(e).into()),
         }
-    }
-}
-
-/// Ends the transaction: a business refusal rolls back like a database error does.
-pub(crate) enum Abort {
-    Refused(IssueError),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(e: diesel::result::Error) -> Self {
-        Abort::Db(e)
     }
 }
 
@@ -175,29 +166,4 @@ pub(crate) async fn count_issue(
         return Ok(());
     }
     Err(Abort::Refused(refusal(conn, command.channel, command.issued_at, command.policy).await?))
-}
-
-/// Why the counter update refused: the policy as it is now, judged by the domain's rule.
-pub(crate) async fn refusal(
-    conn: &mut AsyncPgConnection,
-    channel: coupon_domain::policy::DistributionType,
-    at: DateTime<Utc>,
-    snapshot: &Policy,
-) -> Result<IssueError, Abort> {
-    use crate::schema::coupon_policies::dsl as p;
-    let row: Option<PolicyRow> = p::coupon_policies
-        .find(snapshot.id.get())
-        .select(PolicyRow::as_select())
-        .first(conn)
-        .await
-        .optional()?;
-    let Some(row) = row else {
-        return Ok(IssueError::PolicyNotFound);
-    };
-    let current = Policy::try_from(row).map_err(|e| Abort::Refused(e.into()))?;
-    Ok(match current.check_issuable(channel, at) {
-        Err(reason) => reason.into(),
-        // Channel, activity and window allow it, so the cap refused.
-        Ok(()) => NotIssuable::SoldOut.into(),
-    })
 }

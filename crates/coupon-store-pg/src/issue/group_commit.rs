@@ -39,9 +39,9 @@ use diesel::sql_types::{Array, BigInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::oneshot;
 
-use crate::courier::{Courier, Couriers, Parcels};
+use super::courier::{Courier, Couriers, Parcels};
+use super::refusal::{self, refusal};
 use crate::error::{from_diesel, from_pool};
-use crate::issue::refusal;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::CouponRow;
@@ -316,8 +316,8 @@ async fn batch_transaction(
             Ok(IssueError::NotIssuable(reason)) => Abort::Refused(BatchRefusal::NotIssuable(reason)),
             Ok(IssueError::PolicyNotFound) => Abort::Refused(BatchRefusal::PolicyNotFound),
             Ok(other) => Abort::Failed(other),
-            Err(crate::issue::Abort::Refused(e)) => Abort::Failed(e),
-            Err(crate::issue::Abort::Db(e)) => Abort::Db(e),
+            Err(refusal::Abort::Refused(e)) => Abort::Failed(e),
+            Err(refusal::Abort::Db(e)) => Abort::Db(e),
         });
     };
     let granted = usize::try_from(granted).unwrap_or(0);

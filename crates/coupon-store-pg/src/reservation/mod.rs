@@ -33,17 +33,21 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
-use crate::checkout_batch::{ConfirmWork, Job, ReserveWork, Work, drive};
+mod attempts;
+mod batch;
+mod lanes;
+
+pub(crate) use attempts::{ATTEMPTS, gave_up};
+
 use crate::error::{from_diesel, from_pool};
-use crate::lanes::Lanes;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::{CouponRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_reservations as r};
-
-/// How many times an operation starts again after a concurrent change before giving up.
-pub(crate) const ATTEMPTS: usize = 5;
+pub(crate) use batch::{ConfirmWork, Work};
+use batch::{Job, ReserveWork, drive};
+use lanes::Lanes;
 
 /// Lanes of reserves, and of confirmations, each drained by its own connection.
 const LANES: usize = 2;
@@ -109,10 +113,6 @@ fn settle<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Option<Result
     }
 }
 
-pub(crate) fn gave_up<E: From<StoreError>>(what: &str) -> E {
-    StoreError::Unexpected(anyhow::anyhow!("{what}: still changing after {ATTEMPTS} attempts")).into()
-}
-
 fn encode<E: From<StoreError>>(
     encoder: &dyn EventEncoder,
     event: &CouponEvent<'_>,
@@ -172,21 +172,6 @@ async fn reservation_by_id(
         .first(conn)
         .await
         .optional()
-}
-
-/// Whether the coupon was reserved again after `reservation`.
-pub(crate) async fn superseded(
-    conn: &mut AsyncPgConnection,
-    reservation: &Reservation,
-) -> Result<bool, diesel::result::Error> {
-    diesel::select(diesel::dsl::exists(
-        r::table
-            .filter(r::coupon_id.eq(reservation.coupon_id.get()))
-            .filter(r::reservation_id.ne(reservation.id.as_str()))
-            .filter(r::reserved_at.ge(reservation.reserved_at)),
-    ))
-    .get_result(conn)
-    .await
 }
 
 /// Frees the coupon held by `reservation` and ends the reservation with `status`.

@@ -1,0 +1,46 @@
+//! How an issuing transaction ends without a coupon, and why the policy refused.
+
+use chrono::{DateTime, Utc};
+use coupon_domain::issue::IssueError;
+use coupon_domain::policy::{NotIssuable, Policy};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+
+use crate::row::PolicyRow;
+
+/// Ends the transaction: a business refusal rolls back like a database error does.
+pub(crate) enum Abort {
+    Refused(IssueError),
+    Db(diesel::result::Error),
+}
+
+impl From<diesel::result::Error> for Abort {
+    fn from(e: diesel::result::Error) -> Self {
+        Abort::Db(e)
+    }
+}
+
+/// Why the counter update refused: the policy as it is now, judged by the domain's rule.
+pub(crate) async fn refusal(
+    conn: &mut AsyncPgConnection,
+    channel: coupon_domain::policy::DistributionType,
+    at: DateTime<Utc>,
+    snapshot: &Policy,
+) -> Result<IssueError, Abort> {
+    use crate::schema::coupon_policies::dsl as p;
+    let row: Option<PolicyRow> = p::coupon_policies
+        .find(snapshot.id.get())
+        .select(PolicyRow::as_select())
+        .first(conn)
+        .await
+        .optional()?;
+    let Some(row) = row else {
+        return Ok(IssueError::PolicyNotFound);
+    };
+    let current = Policy::try_from(row).map_err(|e| Abort::Refused(e.into()))?;
+    Ok(match current.check_issuable(channel, at) {
+        Err(reason) => reason.into(),
+        // Channel, activity and window allow it, so the cap refused.
+        Ok(()) => NotIssuable::SoldOut.into(),
+    })
+}
