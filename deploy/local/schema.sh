@@ -22,7 +22,7 @@ trap 'psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgr
 cd "$ROOT"
 # The service's own migration step, as a release applies it.
 export DATABASE_HOST DATABASE_PORT DATABASE_USER
-DATABASE_NAME=$scratch cargo run --quiet -p api-server -- migrate >/dev/null
+DATABASE_NAME=$scratch LOG_LEVEL=warn cargo run --quiet -p api-server -- migrate >/dev/null
 generated="$(mktemp)"
 diesel print-schema --database-url "$url" --config-file diesel.toml >"$generated"
 

@@ -8,8 +8,8 @@
 //! scripts this crate runs (no `WATCH`, `MULTI` or blocking commands). Each thread that runs
 //! commands (an HTTP worker has one) gets its own shared connection, whose socket that thread's
 //! event loop drives: one connection for the whole process made the other worker's commands wait
-//! for a foreign loop (A/B: 8,435 against 9,204 issues/s, six runs each). A connection that fails
-//! or times out is given back and the next command checks out (and so checks) another.
+//! for a foreign loop (ADR 10). A connection that fails or times out is given back with every
+//! other thread's, and each thread's next command checks out (and so checks) another.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -136,10 +136,17 @@ impl RedisPool {
         Ok((generation, connection))
     }
 
-    /// Gives the shared connection of `generation` back to the pool after it failed.
+    /// Gives every shared connection back to the pool after the one of `generation` failed. What
+    /// breaks one connection (Redis restarted, the network cut) breaks the others too, and a thread
+    /// that was idle meanwhile would otherwise fail its next command on a dead socket: each thread
+    /// checks out (and so checks) a fresh one on its next command. Only the first report of a
+    /// failure clears them; a later report about a connection already given back changes nothing,
+    /// so the fresh connections are not thrown away again.
     fn discard(&self, generation: u64) {
         let mut slots = self.shared.lock().unwrap_or_else(PoisonError::into_inner);
-        slots.by_thread.retain(|_, shared| shared.generation != generation);
+        if slots.by_thread.values().any(|shared| shared.generation == generation) {
+            slots.by_thread.clear();
+        }
     }
 
     /// Runs `command` on the shared connection with the reply timeout; a connection that fails

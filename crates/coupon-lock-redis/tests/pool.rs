@@ -104,3 +104,55 @@ async fn batched_calls_fail_fast_together_while_redis_is_down() {
     let outcomes = burst(limiter).await;
     assert!(outcomes.iter().all(|o| matches!(o, Ok(RateVerdict::Allowed(_)))), "{outcomes:?}");
 }
+
+/// A thread that sat idle while Redis restarted must not fail its next command on the dead socket
+/// of its old shared connection: the failure seen on another thread renews every thread's.
+#[test]
+fn a_failure_on_one_thread_renews_the_idle_connections_of_the_others() {
+    let runtime = || tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let here = runtime();
+    // The Redis processes are children of this runtime.
+    let _inside = here.enter();
+    let (port, mut redis, pool) = here.block_on(redis_with_pool());
+
+    // The other thread takes its own shared connection, then waits for the next step.
+    let (step, steps) = std::sync::mpsc::channel::<&'static str>();
+    let (done, outcomes) = std::sync::mpsc::channel::<Result<(), String>>();
+    let other_pool = pool.clone();
+    let other = std::thread::spawn(move || {
+        let there = runtime();
+        for what in steps {
+            let outcome = there.block_on(async {
+                match what {
+                    "connect" => {
+                        set_within(&other_pool, "other", "1", Duration::from_secs(10)).await;
+                        Ok(())
+                    }
+                    _ => other_pool
+                        .query::<Option<String>>(redis::cmd("GET").arg("other"))
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                }
+            });
+            done.send(outcome).expect("report");
+        }
+    });
+    step.send("connect").expect("step");
+    assert_eq!(outcomes.recv().expect("connected"), Ok(()));
+
+    // Redis restarts; only this thread notices, by a command that fails.
+    here.block_on(redis.kill());
+    assert!(here.block_on(pool.query::<Option<String>>(redis::cmd("GET").arg("k"))).is_err());
+    let _redis = start_redis(port);
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(10), "redis did not come back");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    step.send("get").expect("step");
+    assert_eq!(outcomes.recv().expect("answered"), Ok(()), "the idle thread's first command succeeds");
+    drop(step);
+    other.join().expect("other thread");
+}

@@ -1,16 +1,53 @@
-//! diesel table definitions, written to match `migrations/` (kept honest by the adapter tests,
-//! which run every query against the migrated schema).
+// @generated automatically by Diesel CLI.
+
+diesel::table! {
+    consumer_offsets (topic, partition) {
+        #[max_length = 249]
+        topic -> Varchar,
+        partition -> Int4,
+        next_offset -> Int8,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    coupon_issues (id) {
+        id -> Int8,
+        policy_id -> Int8,
+        user_id -> Int8,
+        user_slot -> Int2,
+        #[max_length = 20]
+        status -> Varchar,
+        #[max_length = 50]
+        reservation_id -> Nullable<Varchar>,
+        #[max_length = 50]
+        order_id -> Nullable<Varchar>,
+        discount_amount -> Nullable<Numeric>,
+        issued_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        reserved_at -> Nullable<Timestamptz>,
+        used_at -> Nullable<Timestamptz>,
+        version -> Int8,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
 
 diesel::table! {
     coupon_policies (id) {
         id -> Int8,
+        #[max_length = 100]
         coupon_name -> Varchar,
+        #[max_length = 50]
         coupon_code -> Nullable<Varchar>,
+        #[max_length = 1000]
         description -> Nullable<Varchar>,
+        #[max_length = 20]
         discount_type -> Varchar,
         discount_value -> Numeric,
         minimum_order_amount -> Nullable<Numeric>,
         max_discount_amount -> Nullable<Numeric>,
+        #[max_length = 20]
         distribution_type -> Varchar,
         max_issue_count -> Nullable<Int4>,
         current_issue_count -> Int4,
@@ -26,55 +63,25 @@ diesel::table! {
 }
 
 diesel::table! {
-    coupon_issues (id) {
-        id -> Int8,
-        policy_id -> Int8,
-        user_id -> Int8,
-        user_slot -> Int2,
-        status -> Varchar,
-        reservation_id -> Nullable<Varchar>,
-        order_id -> Nullable<Varchar>,
-        discount_amount -> Nullable<Numeric>,
-        issued_at -> Timestamptz,
-        expires_at -> Timestamptz,
-        reserved_at -> Nullable<Timestamptz>,
-        used_at -> Nullable<Timestamptz>,
-        version -> Int8,
-        created_at -> Timestamptz,
-        updated_at -> Timestamptz,
-    }
-}
-
-diesel::table! {
-    outbox (id) {
-        id -> Int8,
-        event_id -> Uuid,
-        topic -> Varchar,
-        event_key -> Varchar,
-        event_type -> Varchar,
-        payload -> Text,
-        created_at -> Timestamptz,
-        published_at -> Nullable<Timestamptz>,
-        attempts -> Int4,
-        last_error -> Nullable<Text>,
-    }
-}
-
-diesel::table! {
     coupon_reservations (reservation_id) {
+        #[max_length = 50]
         reservation_id -> Varchar,
         coupon_id -> Int8,
         user_id -> Int8,
+        #[max_length = 50]
         order_id -> Nullable<Varchar>,
         order_amount -> Numeric,
         discount_amount -> Numeric,
+        #[max_length = 20]
         status -> Varchar,
         reserved_at -> Timestamptz,
         expires_at -> Timestamptz,
+        #[max_length = 100]
         payment_id -> Nullable<Varchar>,
         confirmed_at -> Nullable<Timestamptz>,
         late_confirmation -> Bool,
         cancelled_at -> Nullable<Timestamptz>,
+        #[max_length = 50]
         cancel_reason -> Nullable<Varchar>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
@@ -95,55 +102,92 @@ diesel::table! {
 }
 
 diesel::table! {
+    job_locks (job_name) {
+        #[max_length = 64]
+        job_name -> Varchar,
+        locked_until -> Timestamptz,
+        locked_at -> Timestamptz,
+        #[max_length = 255]
+        locked_by -> Varchar,
+        last_finished_at -> Nullable<Timestamptz>,
+        #[max_length = 255]
+        last_outcome -> Nullable<Varchar>,
+    }
+}
+
+diesel::table! {
     job_runs (id) {
         id -> Int8,
+        #[max_length = 64]
         job_name -> Varchar,
+        #[max_length = 255]
         runner -> Varchar,
+        #[max_length = 20]
         trigger -> Varchar,
         started_at -> Timestamptz,
         finished_at -> Timestamptz,
         affected -> Int8,
+        #[max_length = 20]
         outcome -> Varchar,
         error -> Nullable<Text>,
     }
 }
 
-diesel::joinable!(coupon_issues -> coupon_policies (policy_id));
-diesel::joinable!(coupon_reservations -> coupon_issues (coupon_id));
-diesel::allow_tables_to_appear_in_same_query!(
-    coupon_policies,
-    coupon_issues,
-    coupon_reservations,
-    daily_statistics,
-    job_runs,
-    outbox
-);
+diesel::table! {
+    outbox (id) {
+        id -> Int8,
+        event_id -> Uuid,
+        #[max_length = 249]
+        topic -> Varchar,
+        #[max_length = 100]
+        event_key -> Varchar,
+        #[max_length = 50]
+        event_type -> Varchar,
+        payload -> Text,
+        created_at -> Timestamptz,
+        published_at -> Nullable<Timestamptz>,
+        attempts -> Int4,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    processed_events (topic, event_id) {
+        #[max_length = 249]
+        topic -> Varchar,
+        #[max_length = 100]
+        event_id -> Varchar,
+        partition -> Int4,
+        record_offset -> Int8,
+        #[max_length = 40]
+        outcome -> Varchar,
+        processed_at -> Timestamptz,
+    }
+}
 
 diesel::table! {
     worker_leases (name) {
+        #[max_length = 300]
         name -> Varchar,
+        #[max_length = 255]
         holder -> Varchar,
         acquired_at -> Timestamptz,
         expires_at -> Timestamptz,
     }
 }
 
-diesel::table! {
-    consumer_offsets (topic, partition) {
-        topic -> Varchar,
-        partition -> Int4,
-        next_offset -> Int8,
-        updated_at -> Timestamptz,
-    }
-}
+diesel::joinable!(coupon_issues -> coupon_policies (policy_id));
+diesel::joinable!(coupon_reservations -> coupon_issues (coupon_id));
 
-diesel::table! {
-    processed_events (topic, event_id) {
-        topic -> Varchar,
-        event_id -> Varchar,
-        partition -> Int4,
-        record_offset -> Int8,
-        outcome -> Varchar,
-        processed_at -> Timestamptz,
-    }
-}
+diesel::allow_tables_to_appear_in_same_query!(
+    consumer_offsets,
+    coupon_issues,
+    coupon_policies,
+    coupon_reservations,
+    daily_statistics,
+    job_locks,
+    job_runs,
+    outbox,
+    processed_events,
+    worker_leases,
+);
