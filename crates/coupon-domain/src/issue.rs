@@ -71,6 +71,33 @@ pub struct IssueCommand<'a> {
     pub context: &'a EventContext,
 }
 
+impl<'a> IssueCommand<'a> {
+    /// The issuing plan every channel shares (HTTP downloads, direct issue, `coupon.issue-requested`):
+    /// the policy must issue through `channel` at `now`, and the coupon expires at the end of its
+    /// last valid day in the business time zone.
+    ///
+    /// # Errors
+    /// Why the policy does not issue through `channel` now.
+    pub fn plan(
+        policy: &'a Policy,
+        channel: DistributionType,
+        user: UserId,
+        now: DateTime<Utc>,
+        zone: Tz,
+        context: &'a EventContext,
+    ) -> Result<Self, NotIssuable> {
+        policy.check_issuable(channel, now)?;
+        Ok(Self {
+            policy,
+            channel,
+            user_id: user,
+            issued_at: now,
+            expires_at: expires_at(now, policy.valid_days, zone),
+            context,
+        })
+    }
+}
+
 /// Persists issued coupons.
 pub trait CouponStore: Send + Sync + 'static {
     /// In one transaction: takes the user's lowest free slot (≤ `max_issue_per_user`, else
@@ -208,17 +235,9 @@ impl Issuing {
         correlation_id: String,
     ) -> Result<Issued, IssueError> {
         let now = self.clock.now();
-        policy.check_issuable(channel, now)?;
-        let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
         let context = EventContext { correlation_id, occurred_at: now };
-        let command = IssueCommand {
-            policy: &policy,
-            channel,
-            user_id: user,
-            issued_at: now,
-            expires_at: expires_at(now, policy.valid_days, self.zone),
-            context: &context,
-        };
+        let command = IssueCommand::plan(&policy, channel, user, now, self.zone, &context)?;
+        let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
         let outcome = self.coupons.issue(command).await;
         if gated {
             self.settle_gate(&policy, user, &outcome).await;

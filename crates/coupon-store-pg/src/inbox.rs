@@ -21,7 +21,6 @@ use chrono_tz::Tz;
 use coupon_domain::consume::{
     Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Refusal, Source,
 };
-use coupon_domain::coupon::expires_at;
 use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{IssueCommand, IssueError};
@@ -448,16 +447,10 @@ async fn issue(
         return Effect::of(IssueError::PolicyNotFound.refusal());
     };
     let policy = Policy::try_from(row).map_err(Stop::Store)?;
-    if let Err(reason) = policy.check_issuable(DistributionType::Event, now) {
-        return Ok(Effect::Refused(reason.refusal()));
-    }
-    let command = IssueCommand {
-        policy: &policy,
-        channel: DistributionType::Event,
-        user_id: user,
-        issued_at: now,
-        expires_at: expires_at(now, policy.valid_days, effects.zone),
-        context,
+    let command = match IssueCommand::plan(&policy, DistributionType::Event, user, now, effects.zone, context)
+    {
+        Ok(command) => command,
+        Err(reason) => return Ok(Effect::Refused(reason.refusal())),
     };
     let refused = |e: IssueError| Effect::of(e.refusal());
     // A refusal after the slot was taken must undo it: fail the savepoint, then answer.
