@@ -5,11 +5,11 @@ use chrono::{DateTime, Utc};
 
 use crate::id::{CouponId, PolicyId, UserId};
 use crate::issue::IssueError;
-use crate::policy::NotIssuable;
+use crate::policy::{DistributionType, NotIssuable};
 use crate::port::{PortFuture, StoreError};
 use crate::reservation::{
-    ConfirmError, ConfirmRequest, ExternalRef, Mismatch, PaymentClaims, PaymentMismatch, ReleaseError,
-    ReservationId, RestoreError,
+    CancelReason, ConfirmError, ConfirmRequest, ExternalRef, Mismatch, PaymentClaims, PaymentMismatch,
+    ReleaseError, ReleasedBy, ReservationId, RestoreError,
 };
 
 /// What a consumed record asks for.
@@ -25,6 +25,41 @@ pub enum Command {
     Issue { policy: PolicyId, user: UserId },
     /// Nothing to change (`payment.completed` without a reservation: no coupon was involved).
     Nothing,
+}
+
+/// What a consumed record does, as the domain reads it: the operation, and the meaning the store
+/// records with it (who releases, why, through which channel).
+#[derive(Debug)]
+pub enum Intent<'a> {
+    /// `payment.completed`: confirm the reservation (its claims checked against it).
+    Confirm(&'a ConfirmRequest),
+    /// `payment.failed`: the payment releases its reservation; `coupon.cancelled` says why.
+    Release { reservation: &'a ReservationId, by: ReleasedBy<'a>, reason: CancelReason },
+    /// `order.cancelled`: release the order's hold on the coupon, or restore the used coupon.
+    CancelOrder { coupon: CouponId, order: &'a ExternalRef },
+    /// `coupon.issue-requested`: one coupon of the policy, through its channel.
+    Issue { policy: PolicyId, user: UserId, channel: DistributionType },
+    /// Nothing to change.
+    Nothing,
+}
+
+impl Command {
+    /// What the record does.
+    pub fn intent(&self) -> Intent<'_> {
+        match self {
+            Command::Confirm(request) => Intent::Confirm(request),
+            Command::Release { reservation_id, payment } => Intent::Release {
+                reservation: reservation_id,
+                by: ReleasedBy::Payment(payment),
+                reason: CancelReason::PaymentFailed,
+            },
+            Command::CancelOrder { coupon, order } => Intent::CancelOrder { coupon: *coupon, order },
+            Command::Issue { policy, user } => {
+                Intent::Issue { policy: *policy, user: *user, channel: DistributionType::Event }
+            }
+            Command::Nothing => Intent::Nothing,
+        }
+    }
 }
 
 /// A record that could be read.
@@ -254,6 +289,22 @@ mod tests {
         );
         let down = StoreError::Unavailable("pool timed out".into());
         assert!(ReleaseError::Store(down).refusal().is_err());
+    }
+
+    #[test]
+    fn a_failed_payment_releases_as_the_payment_and_an_issue_request_goes_through_event() {
+        let id = ReservationId::parse("R-1").expect("id");
+        let payment = PaymentClaims { user: None, coupon: None, order: None };
+        let release = Command::Release { reservation_id: id, payment };
+        assert!(matches!(
+            release.intent(),
+            Intent::Release { by: ReleasedBy::Payment(_), reason: CancelReason::PaymentFailed, .. }
+        ));
+        let (policy, user) = (PolicyId::new(3).expect("policy"), UserId::new(4).expect("user"));
+        assert!(matches!(
+            Command::Issue { policy, user }.intent(),
+            Intent::Issue { channel: DistributionType::Event, .. }
+        ));
     }
 
     #[test]

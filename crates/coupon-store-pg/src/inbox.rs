@@ -19,14 +19,13 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use coupon_domain::consume::{
-    Command, DeadLetter, Delivery, Inbox, InboxError, Outcome, Parsed, Refusal, Source,
+    Command, DeadLetter, Delivery, Inbox, InboxError, Intent, Outcome, Parsed, Refusal, Source,
 };
 use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{IssueCommand, IssueError};
 use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::reservation::{CancelReason, ReleasedBy};
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -397,10 +396,12 @@ async fn effect(
     context: &EventContext,
 ) -> Result<Effect, Stop> {
     let encoder = effects.encoder;
-    match command {
-        Command::Issue { policy, user } => issue(conn, effects, *policy, *user, now, context).await,
-        Command::Nothing => Ok(Effect::Applied),
-        Command::Confirm(request) => {
+    match command.intent() {
+        Intent::Issue { policy, user, channel } => {
+            issue(conn, effects, policy, user, channel, now, context).await
+        }
+        Intent::Nothing => Ok(Effect::Applied),
+        Intent::Confirm(request) => {
             let work = ConfirmWork { request: request.clone(), now, context: context.clone() };
             let outcomes = ConfirmWork::round(conn, encoder, &[&work]).await?;
             match outcomes.into_iter().next().flatten() {
@@ -409,19 +410,16 @@ async fn effect(
                 Some(Err(e)) => Effect::of(e.refusal()),
             }
         }
-        Command::Release { reservation_id, payment } => {
-            let by = ReleasedBy::Payment(payment);
-            let released =
-                release(conn, encoder, reservation_id, by, CancelReason::PaymentFailed, now, context).await;
-            match released {
+        Intent::Release { reservation, by, reason } => {
+            match release(conn, encoder, reservation, by, reason, now, context).await {
                 Ok(_) => Ok(Effect::Applied),
                 Err(Abort::Stale) => Err(Stop::Again),
                 Err(Abort::Db(e)) => Err(Stop::Db(e)),
                 Err(Abort::Refused(e)) => Effect::of(e.refusal()),
             }
         }
-        Command::CancelOrder { coupon, order } => {
-            match cancel_order(conn, encoder, *coupon, order, now, context).await {
+        Intent::CancelOrder { coupon, order } => {
+            match cancel_order(conn, encoder, coupon, order, now, context).await {
                 Ok(_) => Ok(Effect::Applied),
                 Err(Abort::Stale) => Err(Stop::Again),
                 Err(Abort::Db(e)) => Err(Stop::Db(e)),
@@ -431,13 +429,14 @@ async fn effect(
     }
 }
 
-/// An EVENT-type coupon for `user`, as the issuing endpoints would issue it: the policy's rules,
+/// A coupon for `user` through `channel` (EVENT), as the issuing endpoints would issue it: the policy's rules,
 /// the user's free slot, the `coupon.issued` event, the counter under its cap.
 async fn issue(
     conn: &mut AsyncPgConnection,
     effects: &Effects<'_>,
     policy: PolicyId,
     user: UserId,
+    channel: DistributionType,
     now: DateTime<Utc>,
     context: &EventContext,
 ) -> Result<Effect, Stop> {
@@ -447,8 +446,7 @@ async fn issue(
         return Effect::of(IssueError::PolicyNotFound.refusal());
     };
     let policy = Policy::try_from(row).map_err(Stop::Store)?;
-    let command = match IssueCommand::plan(&policy, DistributionType::Event, user, now, effects.zone, context)
-    {
+    let command = match IssueCommand::plan(&policy, channel, user, now, effects.zone, context) {
         Ok(command) => command,
         Err(reason) => return Ok(Effect::Refused(reason.refusal())),
     };
