@@ -26,9 +26,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use coupon_batch::{Batches, Intake, Settings};
-
 use chrono::{DateTime, Utc};
+use coupon_batch::{Batches, Intake, Settings};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
 use coupon_domain::id::PolicyId;
