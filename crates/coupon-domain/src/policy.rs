@@ -171,6 +171,13 @@ impl Policy {
         Ok(())
     }
 
+    /// Why the counter refused to grant a unit through `channel` at `at`: the first rule of
+    /// [`Policy::check_issuable`] that refuses, else the cap (the one rule left that the counter
+    /// enforces).
+    pub fn why_counter_refused(&self, channel: DistributionType, at: DateTime<Utc>) -> NotIssuable {
+        self.check_issuable(channel, at).err().unwrap_or(NotIssuable::SoldOut)
+    }
+
     /// Whether the cap is reached. Not part of [`Policy::check_issuable`]: a user who already
     /// holds the coupon should hear `COUPON_ALREADY_ISSUED` rather than `COUPON_SOLD_OUT`, and
     /// only the gate or the store know who holds what.
@@ -281,6 +288,18 @@ mod tests {
             created_at: now,
             updated_at: now,
         }
+    }
+
+    #[test]
+    fn a_counter_refusal_names_the_first_broken_rule_else_the_cap() {
+        let now = SystemClock.now();
+        let open = policy(DistributionType::Download, Some(5), 5);
+        assert_eq!(open.why_counter_refused(DistributionType::Download, now), NotIssuable::SoldOut);
+        assert_eq!(open.why_counter_refused(DistributionType::Code, now), NotIssuable::WrongChannel);
+        let inactive = Policy { is_active: false, ..open.clone() };
+        assert_eq!(inactive.why_counter_refused(DistributionType::Download, now), NotIssuable::Inactive);
+        let later = now + Duration::days(2);
+        assert_eq!(open.why_counter_refused(DistributionType::Download, later), NotIssuable::Ended);
     }
 
     #[test]

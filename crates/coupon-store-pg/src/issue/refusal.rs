@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use coupon_domain::issue::IssueError;
-use coupon_domain::policy::{NotIssuable, Policy};
+use coupon_domain::policy::Policy;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
@@ -38,9 +38,5 @@ pub(crate) async fn refusal(
         return Ok(IssueError::PolicyNotFound);
     };
     let current = Policy::try_from(row).map_err(|e| Abort::Refused(e.into()))?;
-    Ok(match current.check_issuable(channel, at) {
-        Err(reason) => reason.into(),
-        // Channel, activity and window allow it, so the cap refused.
-        Ok(()) => NotIssuable::SoldOut.into(),
-    })
+    Ok(current.why_counter_refused(channel, at).into())
 }
