@@ -40,3 +40,25 @@ pub fn violated_constraint(e: &Error) -> Option<&str> {
 pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Unexpected(anyhow::anyhow!("corrupt {what} row: {detail}"))
 }
+
+/// How a transaction, or one attempt at it, ends without committing; what it wrote rolls back.
+pub(crate) enum Abort<E> {
+    /// An answer other than success (a business refusal, or a failure the caller reports).
+    Refused(E),
+    /// Something changed since the read: roll back and try again.
+    Stale,
+    Db(Error),
+}
+
+impl<E> From<Error> for Abort<E> {
+    fn from(e: Error) -> Self {
+        // A unique violation means a concurrent writer won a race the read could not see (the same
+        // reservation id inserted twice); the next attempt reads its result. Any other constraint
+        // refusing a write is a bug, not a race: retrying cannot help. Inserts that expect a
+        // conflict say `ON CONFLICT DO NOTHING` and never get here.
+        match e {
+            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Abort::Stale,
+            e => Abort::Db(e),
+        }
+    }
+}

@@ -30,11 +30,11 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::error::{from_diesel, from_pool};
-use crate::issue::{Abort as IssueAbort, count_issue, take_slot};
+use crate::error::{Abort, from_diesel, from_pool};
+use crate::issue::{count_issue, take_slot};
 use crate::outbox;
 use crate::pool::PgPool;
-use crate::reservation::{ATTEMPTS, Abort, cancel_order, release};
+use crate::reservation::{ATTEMPTS, cancel_order, release};
 use crate::reservation::{ConfirmWork, Work};
 use crate::row::PolicyRow;
 use crate::schema::{consumer_offsets as co, coupon_policies as p, processed_events as pe};
@@ -454,8 +454,9 @@ async fn issue(
     // A refusal after the slot was taken must undo it: fail the savepoint, then answer.
     let coupon = match take_slot(conn, &command).await {
         Ok(coupon) => coupon,
-        Err(IssueAbort::Refused(e)) => return refused(e),
-        Err(IssueAbort::Db(e)) => return Err(Stop::Db(e)),
+        Err(Abort::Refused(e)) => return refused(e),
+        Err(Abort::Stale) => return Err(Stop::Again),
+        Err(Abort::Db(e)) => return Err(Stop::Db(e)),
     };
     let event = effects
         .encoder
@@ -467,8 +468,9 @@ async fn issue(
             metrics::counter!("coupon_issued_total", "issue_type" => "EVENT").increment(1);
             Ok(Effect::Applied)
         }
-        Err(IssueAbort::Refused(e)) => Err(Stop::Refused(refused(e)?)),
-        Err(IssueAbort::Db(e)) => Err(Stop::Db(e)),
+        Err(Abort::Refused(e)) => Err(Stop::Refused(refused(e)?)),
+        Err(Abort::Stale) => Err(Stop::Again),
+        Err(Abort::Db(e)) => Err(Stop::Db(e)),
     }
 }
 

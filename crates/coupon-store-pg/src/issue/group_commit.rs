@@ -39,8 +39,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use tokio::sync::oneshot;
 
 use super::courier::{Courier, Couriers, Parcels};
-use super::refusal::{self, refusal};
-use crate::error::{from_diesel, from_pool};
+use super::refusal::refusal;
+use crate::error::{Abort, from_diesel, from_pool};
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::CouponRow;
@@ -190,17 +190,12 @@ impl From<BatchRefusal> for IssueError {
     }
 }
 
-/// Why the batch transaction ended without committing.
-enum Abort {
+/// Why the batch transaction ended without committing, besides the database's own errors.
+enum BatchEnd {
+    /// Every request gets this refusal.
     Refused(BatchRefusal),
+    /// The store failed; every request gets 503.
     Failed(IssueError),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(e: diesel::result::Error) -> Self {
-        Abort::Db(e)
-    }
 }
 
 /// The answer of every request of the batch, in order.
@@ -217,16 +212,19 @@ async fn decide(
         Err(e) => return failed(from_pool(e).to_string()),
     };
     let outcome = conn
-        .transaction::<_, Abort, _>(async |conn| batch_transaction(conn, group, channel, batch).await)
+        .transaction::<_, Abort<BatchEnd>, _>(async |conn| {
+            batch_transaction(conn, group, channel, batch).await
+        })
         .await;
     match outcome {
         Ok(outcomes) => outcomes,
-        Err(Abort::Refused(reason)) => batch.iter().map(|_| Err(reason.into())).collect(),
-        Err(Abort::Failed(e)) => {
+        Err(Abort::Refused(BatchEnd::Refused(reason))) => batch.iter().map(|_| Err(reason.into())).collect(),
+        Err(Abort::Refused(BatchEnd::Failed(e))) => {
             tracing::error!(error = %e, "issue batch failed");
             failed("the coupon store failed; retry".into())
         }
         Err(Abort::Db(e)) => failed(from_diesel(e).to_string()),
+        Err(Abort::Stale) => failed("a concurrent write conflicted; retry".into()),
     }
 }
 
@@ -235,7 +233,7 @@ async fn batch_transaction(
     group: &Committer,
     channel: DistributionType,
     batch: &[Pending],
-) -> Result<Vec<Result<IssuedCoupon, IssueError>>, Abort> {
+) -> Result<Vec<Result<IssuedCoupon, IssueError>>, Abort<BatchEnd>> {
     let policy = &batch[0].policy;
     let issued_at = batch.iter().map(|p| p.issued_at).fold(batch[0].issued_at, std::cmp::max);
 
@@ -261,7 +259,7 @@ async fn batch_transaction(
     .await?;
     let mut by_user: HashMap<i64, IssuedCoupon> = HashMap::with_capacity(rows.len());
     for row in rows {
-        let coupon = IssuedCoupon::try_from(row).map_err(|e| Abort::Failed(e.into()))?;
+        let coupon = IssuedCoupon::try_from(row).map_err(|e| Abort::Refused(BatchEnd::Failed(e.into())))?;
         by_user.insert(coupon.user_id.get(), coupon);
     }
 
@@ -283,7 +281,7 @@ async fn batch_transaction(
             group.encoder.encode(&CouponEvent::Issued { coupon: &by_user[&p.user_id], policy }, &p.context)
         })
         .collect::<anyhow::Result<Vec<_>>>()
-        .map_err(|e| Abort::Failed(IssueError::Unexpected(e)))?;
+        .map_err(|e| Abort::Refused(BatchEnd::Failed(IssueError::Unexpected(e))))?;
     crate::outbox::append_all(conn, &events).await?;
 
     // 3. The counter, for the whole batch, granting at most the stock left under the cap.
@@ -312,11 +310,13 @@ async fn batch_transaction(
     let Some(Granted { granted }) = granted else {
         // Not issuable through this channel now: every request gets the reason.
         return Err(match refusal(conn, channel, issued_at, policy).await {
-            Ok(IssueError::NotIssuable(reason)) => Abort::Refused(BatchRefusal::NotIssuable(reason)),
-            Ok(IssueError::PolicyNotFound) => Abort::Refused(BatchRefusal::PolicyNotFound),
-            Ok(other) => Abort::Failed(other),
-            Err(refusal::Abort::Refused(e)) => Abort::Failed(e),
-            Err(refusal::Abort::Db(e)) => Abort::Db(e),
+            Ok(IssueError::NotIssuable(reason)) => {
+                Abort::Refused(BatchEnd::Refused(BatchRefusal::NotIssuable(reason)))
+            }
+            Ok(IssueError::PolicyNotFound) => Abort::Refused(BatchEnd::Refused(BatchRefusal::PolicyNotFound)),
+            Ok(other) | Err(Abort::Refused(other)) => Abort::Refused(BatchEnd::Failed(other)),
+            Err(Abort::Stale) => Abort::Stale,
+            Err(Abort::Db(e)) => Abort::Db(e),
         });
     };
     let granted = usize::try_from(granted).unwrap_or(0);

@@ -18,7 +18,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::error::{from_diesel, from_pool};
+use crate::error::{Abort, from_diesel, from_pool};
 mod courier;
 mod group_commit;
 mod refusal;
@@ -27,7 +27,7 @@ use crate::outbox;
 use crate::pool::PgPool;
 use crate::row::CouponRow;
 use group_commit::GroupCommit;
-pub(crate) use refusal::{Abort, refusal};
+pub(crate) use refusal::refusal;
 
 /// Issued coupons in PostgreSQL.
 #[derive(Clone)]
@@ -56,7 +56,7 @@ impl PgCouponStore {
         let mut conn = self.pool.get().await.map_err(from_pool)?;
         let encoder = &self.encoder;
         let outcome = conn
-            .transaction::<_, Abort, _>(async |conn| {
+            .transaction::<_, Abort<IssueError>, _>(async |conn| {
                 let coupon = take_slot(conn, &command).await?;
                 let event = encoder
                     .encode(&CouponEvent::Issued { coupon: &coupon, policy: command.policy }, command.context)
@@ -70,6 +70,9 @@ impl PgCouponStore {
             Ok(coupon) => Ok(coupon),
             Err(Abort::Refused(e)) => Err(e),
             Err(Abort::Db(e)) => Err(from_diesel(e).into()),
+            Err(Abort::Stale) => {
+                Err(IssueError::Unexpected(anyhow::anyhow!("a concurrent write conflicted")))
+            }
         }
     }
 }
@@ -94,7 +97,7 @@ impl CouponStore for PgCouponStore {
 pub(crate) async fn take_slot(
     conn: &mut AsyncPgConnection,
     command: &IssueCommand<'_>,
-) -> Result<IssuedCoupon, Abort> {
+) -> Result<IssuedCoupon, Abort<IssueError>> {
     let limit = i32::from(command.policy.max_issue_per_user);
     for _ in 0..=limit {
         let inserted: Option<CouponRow> = diesel::sql_query(
@@ -151,7 +154,7 @@ async fn held_slots(
 pub(crate) async fn count_issue(
     conn: &mut AsyncPgConnection,
     command: &IssueCommand<'_>,
-) -> Result<(), Abort> {
+) -> Result<(), Abort<IssueError>> {
     let updated = diesel::sql_query(
         "UPDATE coupon_policies SET current_issue_count = current_issue_count + 1 \
          WHERE id = $1 AND is_active AND distribution_type = $2 AND valid_from <= $3 AND valid_until > $3 \

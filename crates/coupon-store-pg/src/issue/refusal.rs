@@ -1,4 +1,4 @@
-//! How an issuing transaction ends without a coupon, and why the policy refused.
+//! Why the policy refused a coupon, read as it is now.
 
 use chrono::{DateTime, Utc};
 use coupon_domain::issue::IssueError;
@@ -6,19 +6,8 @@ use coupon_domain::policy::Policy;
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
+use crate::error::Abort;
 use crate::row::PolicyRow;
-
-/// Ends the transaction: a business refusal rolls back like a database error does.
-pub(crate) enum Abort {
-    Refused(IssueError),
-    Db(diesel::result::Error),
-}
-
-impl From<diesel::result::Error> for Abort {
-    fn from(e: diesel::result::Error) -> Self {
-        Abort::Db(e)
-    }
-}
 
 /// Why the counter update refused: the policy as it is now, judged by the domain's rule.
 pub(crate) async fn refusal(
@@ -26,7 +15,7 @@ pub(crate) async fn refusal(
     channel: coupon_domain::policy::DistributionType,
     at: DateTime<Utc>,
     snapshot: &Policy,
-) -> Result<IssueError, Abort> {
+) -> Result<IssueError, Abort<IssueError>> {
     use crate::schema::coupon_policies::dsl as p;
     let row: Option<PolicyRow> = p::coupon_policies
         .find(snapshot.id.get())

@@ -39,7 +39,7 @@ mod lanes;
 
 pub(crate) use attempts::{ATTEMPTS, gave_up};
 
-use crate::error::{from_diesel, from_pool};
+use crate::error::{Abort, from_diesel, from_pool};
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
@@ -64,29 +64,6 @@ pub struct PgReservationStore {
 impl std::fmt::Debug for PgReservationStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgReservationStore").field("pool", &self.pool).finish_non_exhaustive()
-    }
-}
-
-/// How one attempt ended.
-pub(crate) enum Abort<E> {
-    /// A business refusal: roll back and answer it.
-    Refused(E),
-    /// Something changed since the read: roll back and try again.
-    Stale,
-    Db(diesel::result::Error),
-}
-
-impl<E> From<diesel::result::Error> for Abort<E> {
-    fn from(e: diesel::result::Error) -> Self {
-        // A unique violation here means a concurrent operation won a race the read could not
-        // see (the same reservation id inserted twice); the next attempt reads its result. Any
-        // other constraint refusing a write is a bug, not a race: retrying cannot help.
-        match e {
-            diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _) => {
-                Abort::Stale
-            }
-            e => Abort::Db(e),
-        }
     }
 }
 
