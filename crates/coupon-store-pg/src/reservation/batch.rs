@@ -18,6 +18,7 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
+use coupon_batch::Call;
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::Policy;
@@ -29,7 +30,6 @@ use coupon_domain::reservation::{
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use tokio::sync::oneshot;
 
 use super::attempts::{ATTEMPTS, gave_up};
 use super::lanes::MAX_BATCH;
@@ -56,16 +56,11 @@ pub(crate) struct ConfirmWork {
 }
 
 /// Work waiting in a lane with the caller's reply channel.
-pub(crate) struct Job<W: Work> {
-    pub(crate) work: W,
-    pub(crate) reply: oneshot::Sender<Result<W::Answer, W::Error>>,
-}
+pub(crate) type Job<W> = Call<W, Result<<W as Work>::Answer, <W as Work>::Error>>;
 
-impl<W: Work> Job<W> {
-    fn reply(self, answer: Result<W::Answer, W::Error>) {
-        // The caller may have gone (client disconnected); what was decided stands.
-        let _ = self.reply.send(answer);
-    }
+/// Answers a job. The caller may have gone (client disconnected); what was decided stands.
+fn reply<W: Work>(job: Job<W>, answer: Result<W::Answer, W::Error>) {
+    let _ = job.answer(answer);
 }
 
 /// Each request's answer after a round, or `None` when its coupon moved and it goes again.
@@ -95,7 +90,7 @@ pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jo
         Err(e) => {
             let message = from_pool(e).to_string();
             for job in jobs {
-                job.reply(Err(StoreError::Unavailable(message.clone()).into()));
+                reply(job, Err(StoreError::Unavailable(message.clone()).into()));
             }
             return;
         }
@@ -106,14 +101,14 @@ pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jo
         let (jobs, attempts): (Vec<Job<W>>, Vec<usize>) =
             take_round(&mut todo, one_by_one).into_iter().unzip();
         let mut again = Vec::new();
-        let works: Vec<&W> = jobs.iter().map(|job| &job.work).collect();
+        let works: Vec<&W> = jobs.iter().map(|job| &job.item).collect();
         let outcome = W::round(&mut conn, encoder, &works).await;
         drop(works);
         match outcome {
             Ok(outcomes) => {
                 for ((job, attempt), outcome) in jobs.into_iter().zip(attempts).zip(outcomes) {
                     match outcome {
-                        Some(answer) => job.reply(answer),
+                        Some(answer) => reply(job, answer),
                         None => again.push((job, attempt + 1)),
                     }
                 }
@@ -133,13 +128,13 @@ pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jo
             Err(e) => {
                 let error = from_diesel(e);
                 if let Some(job) = jobs.into_iter().next() {
-                    job.reply(Err(error.into()));
+                    reply(job, Err(error.into()));
                 }
             }
         }
         for (job, attempt) in again.into_iter().rev() {
             if attempt >= ATTEMPTS {
-                job.reply(Err(gave_up(W::NAME)));
+                reply(job, Err(gave_up(W::NAME)));
             } else {
                 todo.push_front((job, attempt));
             }
@@ -157,7 +152,7 @@ fn take_round<W: Work>(todo: &mut VecDeque<(Job<W>, usize)>, one_by_one: bool) -
     let mut round = Vec::new();
     let mut later = VecDeque::new();
     while let Some(item) = todo.pop_front() {
-        let keys = item.0.work.keys();
+        let keys = item.0.item.keys();
         let clash = keys.iter().flatten().any(|k| seen.contains(k));
         if clash || round.len() == MAX_BATCH {
             later.push_back(item);

@@ -17,8 +17,6 @@
 
 use std::sync::Arc;
 
-use tokio::sync::oneshot;
-
 use chrono::{DateTime, Utc};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
@@ -47,6 +45,7 @@ use crate::row::{CouponRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_reservations as r};
 pub(crate) use batch::{ConfirmWork, Work};
 use batch::{Job, ReserveWork, drive};
+use coupon_batch::Call;
 use lanes::Lanes;
 
 /// Lanes of reserves, and of confirmations, each drained by its own connection.
@@ -188,8 +187,18 @@ fn lanes<W: Work>(pool: &PgPool, encoder: &Arc<dyn EventEncoder>) -> Arc<Lanes<J
     }))
 }
 
-fn stopped<E: From<StoreError>>() -> E {
-    StoreError::Unavailable("the checkout lanes have stopped (shutting down)".into()).into()
+/// Queues `work` on the lane of `key` and waits for its answer.
+async fn ask<W: Work>(
+    lanes: &Lanes<Job<W>>,
+    key: impl std::hash::Hash,
+    work: W,
+) -> Result<W::Answer, W::Error> {
+    let stopped = || StoreError::Unavailable("the checkout lanes have stopped (shutting down)".into()).into();
+    let (job, answer) = Call::new(work);
+    if lanes.submit(key, job).await.is_err() {
+        return Err(stopped());
+    }
+    answer.await.unwrap_or_else(|_| Err(stopped()))
 }
 
 impl PgReservationStore {
@@ -206,21 +215,13 @@ impl PgReservationStore {
 
 impl ReservationStore for PgReservationStore {
     fn reserve<'a>(&'a self, command: ReserveCommand<'a>) -> PortFuture<'a, Result<Reserved, ReserveError>> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let work = ReserveWork {
-                request: command.request.clone(),
-                now: command.now,
-                expires_at: command.expires_at,
-                context: command.context.clone(),
-            };
-            let job = Job { work, reply };
-            self.reserves
-                .submit(command.request.coupon.get(), job)
-                .await
-                .map_err(|_| stopped::<ReserveError>())?;
-            answer.await.unwrap_or_else(|_| Err(stopped()))
-        })
+        let work = ReserveWork {
+            request: command.request.clone(),
+            now: command.now,
+            expires_at: command.expires_at,
+            context: command.context.clone(),
+        };
+        Box::pin(ask(&self.reserves, command.request.coupon.get(), work))
     }
 
     fn confirm<'a>(
@@ -229,16 +230,8 @@ impl ReservationStore for PgReservationStore {
         now: DateTime<Utc>,
         context: &'a EventContext,
     ) -> PortFuture<'a, Result<Confirmed, ConfirmError>> {
-        Box::pin(async move {
-            let (reply, answer) = oneshot::channel();
-            let job =
-                Job { work: ConfirmWork { request: request.clone(), now, context: context.clone() }, reply };
-            self.confirms
-                .submit(request.reservation_id.as_str(), job)
-                .await
-                .map_err(|_| stopped::<ConfirmError>())?;
-            answer.await.unwrap_or_else(|_| Err(stopped()))
-        })
+        let work = ConfirmWork { request: request.clone(), now, context: context.clone() };
+        Box::pin(ask(&self.confirms, request.reservation_id.as_str(), work))
     }
 
     fn release<'a>(
