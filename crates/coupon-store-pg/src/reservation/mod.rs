@@ -35,9 +35,9 @@ mod attempts;
 mod batch;
 mod lanes;
 
-pub(crate) use attempts::{ATTEMPTS, gave_up};
+pub(crate) use attempts::{ATTEMPTS, gave_up, settle, settled};
 
-use crate::error::{Abort, from_diesel, from_pool};
+use crate::error::{Abort, from_pool};
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
@@ -63,29 +63,6 @@ pub struct PgReservationStore {
 impl std::fmt::Debug for PgReservationStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgReservationStore").field("pool", &self.pool).finish_non_exhaustive()
-    }
-}
-
-/// Runs `$attempt` (a future of one read and one write, evaluated afresh on each round) until it
-/// settles, at most [`ATTEMPTS`] times, and returns its answer from the enclosing function.
-macro_rules! settle {
-    ($what:literal, $attempt:expr) => {{
-        for _ in 0..ATTEMPTS {
-            if let Some(answer) = settle($attempt.await) {
-                return answer;
-            }
-        }
-        Err(gave_up($what))
-    }};
-}
-
-/// `Some(answer)`, or `None` to try again.
-fn settle<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Option<Result<T, E>> {
-    match outcome {
-        Ok(value) => Some(Ok(value)),
-        Err(Abort::Refused(e)) => Some(Err(e)),
-        Err(Abort::Db(e)) => Some(Err(from_diesel(e).into())),
-        Err(Abort::Stale) => None,
     }
 }
 

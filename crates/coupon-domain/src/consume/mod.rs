@@ -1,5 +1,12 @@
 //! Consumed events (SPEC §3.3, §6): what a record asks for, what each refusal of it means on the
-//! DLQ, and the port that applies a partition's records exactly once.
+//! DLQ, the use case that applies a batch of records ([`apply_records`]) and the port that runs it
+//! exactly once per partition offset.
+
+mod records;
+#[cfg(test)]
+mod tests;
+
+pub use records::{Confirmation, RecordEffects, Records, apply_records};
 
 use chrono::{DateTime, Utc};
 
@@ -244,9 +251,9 @@ pub trait Inbox: Send + Sync + 'static {
         topic: &'a str,
         partition: i32,
     ) -> PortFuture<'a, Result<Option<i64>, StoreError>>;
-    /// Applies `deliveries` (consecutive, the first at offset `from`) in one transaction: each
-    /// record's effect, its dedupe row, its DLQ record when it cannot be applied, and the
-    /// partition's offset past the last one. All or nothing.
+    /// Applies `deliveries` (consecutive, the first at offset `from`) in one transaction: their
+    /// [`apply_records`] (each record's effect, or its DLQ record when it cannot be applied), each
+    /// record's dedupe row, and the partition's offset past the last one. All or nothing.
     fn apply<'a>(
         &'a self,
         source: &'a Source,
@@ -258,58 +265,4 @@ pub trait Inbox: Send + Sync + 'static {
     /// many. Records are kept longer than any topic keeps its records, so that no redelivery can
     /// outlive its dedupe record (SPEC §10).
     fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>>;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(refusal: Result<Refusal, StoreError>) -> String {
-        refusal.expect("a refusal, not a store error").reason
-    }
-
-    #[test]
-    fn each_refusal_has_its_spec_reason() {
-        assert_eq!(code(ConfirmError::Expired.refusal()), "RESERVATION_EXPIRED");
-        assert_eq!(code(ConfirmError::UsedByAnotherPayment.refusal()), "COUPON_USED_BY_ANOTHER_ORDER");
-        assert_eq!(code(ConfirmError::Released.refusal()), "RESERVATION_CANCELLED");
-        assert_eq!(code(ReleaseError::AlreadyUsed.refusal()), "COUPON_ALREADY_USED");
-        assert_eq!(code(RestoreError::OrderMismatch.refusal()), "COUPON_USED_BY_ANOTHER_ORDER");
-        assert_eq!(code(IssueError::NotIssuable(NotIssuable::SoldOut).refusal()), "COUPON_SOLD_OUT");
-        assert_eq!(code(IssueError::CodeNotFound.refusal()), "POLICY_NOT_FOUND");
-    }
-
-    #[test]
-    fn a_mismatch_carries_its_fields_and_a_store_failure_is_no_refusal() {
-        let mismatch = Mismatch { field: "orderId", expected: "O-1".into(), received: "O-2".into() };
-        let refusal = ConfirmError::PaymentMismatch(PaymentMismatch(vec![mismatch.clone()])).refusal();
-        assert_eq!(
-            refusal.ok(),
-            Some(Refusal { reason: "PAYMENT_MISMATCH".into(), mismatches: vec![mismatch] })
-        );
-        let down = StoreError::Unavailable("pool timed out".into());
-        assert!(ReleaseError::Store(down).refusal().is_err());
-    }
-
-    #[test]
-    fn a_failed_payment_releases_as_the_payment_and_an_issue_request_goes_through_event() {
-        let id = ReservationId::parse("R-1").expect("id");
-        let payment = PaymentClaims { user: None, coupon: None, order: None };
-        let release = Command::Release { reservation_id: id, payment };
-        assert!(matches!(
-            release.intent(),
-            Intent::Release { by: ReleasedBy::Payment(_), reason: CancelReason::PaymentFailed, .. }
-        ));
-        let (policy, user) = (PolicyId::new(3).expect("policy"), UserId::new(4).expect("user"));
-        assert!(matches!(
-            Command::Issue { policy, user }.intent(),
-            Intent::Issue { channel: DistributionType::Event, .. }
-        ));
-    }
-
-    #[test]
-    fn the_code_drops_the_detail() {
-        assert_eq!(Refusal::new("PROCESSING_FAILED: connection reset").code(), "PROCESSING_FAILED");
-        assert_eq!(Refusal::new("MALFORMED_JSON").code(), "MALFORMED_JSON");
-    }
 }
