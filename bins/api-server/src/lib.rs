@@ -7,11 +7,12 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coupon_api::auth::AdminTokens;
-use coupon_api::limits::{Limits, TrustedProxies};
+use coupon_api::limits::TrustedProxies;
 use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::SystemClock;
 use coupon_domain::issue::Issuing;
+use coupon_domain::limits::{Guard, RateLimiter};
 use coupon_domain::policy_cache::CachedPolicies;
 use coupon_domain::reconciliation::AUDIT_EVERY;
 use coupon_domain::reservation::Checkout;
@@ -79,7 +80,7 @@ const POLICY_SNAPSHOT_TTL: chrono::TimeDelta = chrono::TimeDelta::seconds(1);
 
 fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Result<AppState> {
     let coupon = &settings.coupon;
-    let limits = if coupon.rate_limit_enabled {
+    let limiter: Option<Arc<dyn RateLimiter>> = if coupon.rate_limit_enabled {
         let limiter = RedisRateLimiter::new(
             redis.clone(),
             LimitConfig {
@@ -90,10 +91,11 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
                 block_for: coupon.block_duration,
             },
         );
-        Limits::enabled(Arc::new(limiter), TrustedProxies::new(settings.http.trusted_proxies.clone()))
+        Some(Arc::new(limiter))
     } else {
-        Limits::disabled()
+        None
     };
+    let guard = Guard::new(limiter);
     let encoder = coupon_wiring::encoder(settings);
     let policies = Arc::new(PgPolicyStore::new(pg.clone()));
     let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()).context("issue batchers")?);
@@ -104,6 +106,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
             Arc::new(CachedPolicies::new(policies.clone(), clock.clone(), POLICY_SNAPSHOT_TTL)),
             coupons,
             gate.clone(),
+            guard.clone(),
             clock.clone(),
             settings.coupon.timezone,
         ),
@@ -117,7 +120,8 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         jobs: coupon_wiring::jobs(settings, pg, clock.clone()),
         clock,
         zone: settings.coupon.timezone,
-        limits,
+        guard,
+        proxies: TrustedProxies::new(settings.http.trusted_proxies.clone()),
     })
 }
 

@@ -4,7 +4,8 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::id::UserId;
-use coupon_domain::issue::{IssueError, IssueTarget};
+use coupon_domain::issue::{Download, Downloaded, IssueTarget};
+use coupon_domain::limits::CodeCaller;
 use coupon_domain::policy::{CouponCode, DistributionType, Policy};
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -135,22 +136,15 @@ pub(crate) async fn download(
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
     caller.must_be(user)?;
-    // A sold-out first-come policy is answered before the rate limiter: the answer costs no shared
-    // resource, and it spares Redis the losers of a burst.
-    if let Some(refusal) = state.issuing.known_refusal(user, &target).await {
-        return Err(refusal.into());
-    }
-    let rate = state.limits.admit_issue(user).await?;
-    // Only codes can be guessed; other downloads skip the attempt and resolving the address
-    // (1-2% of the CPU of a first-come issue).
-    let attempt = match target {
-        IssueTarget::Code(_) => state.limits.take_code_attempt(&req, user).await?,
+    // Only codes can be guessed; other downloads skip resolving the address (1-2% of the CPU of
+    // a first-come issue).
+    let address = match target {
+        IssueTarget::Code(_) => state.proxies.client_address(&req),
         IssueTarget::Policy(_) => None,
     };
-    let issued = state.issuing.download(user, target, correlation_id(&req)).await;
-    let unknown = matches!(issued, Err(IssueError::CodeNotFound));
-    state.limits.settle_code_attempt(attempt, unknown).await;
-    let issued = match issued {
+    let download = Download { user, target, address, correlation_id: correlation_id(&req) };
+    let Downloaded { outcome, rate } = state.issuing.download(download).await;
+    let issued = match outcome {
         Ok(issued) => issued,
         Err(e) => {
             let mut error = ApiError::from(e);
@@ -289,11 +283,11 @@ pub(crate) async fn validate(
     state: web::Data<AppState>,
     code: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let rate = state.limits.admit_validate(caller.0).await?;
-    let attempt = state.limits.take_code_attempt(&req, caller.0).await?;
-    let check = state.policies.check_code(&code.into_inner()).await;
-    state.limits.settle_code_attempt(attempt, check.as_ref().is_ok_and(|c| c.unknown)).await;
-    let check = check?;
+    let rate = state.guard.admit_validate(caller.0).await?;
+    let attempt = CodeCaller { user: caller.0, address: state.proxies.client_address(&req) };
+    let code = code.into_inner();
+    let lookup = state.policies.check_code(&code);
+    let check = state.guard.code_attempt(attempt, lookup, |c| c.as_ref().is_ok_and(|c| c.unknown)).await??;
     let mut response = HttpResponse::Ok();
     for header in rate.iter().flat_map(rate_headers) {
         response.insert_header(header);

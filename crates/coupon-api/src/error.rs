@@ -212,6 +212,7 @@ mod from_domain {
     use coupon_domain::discount::DiscountError;
     use coupon_domain::issue::IssueError;
     use coupon_domain::lifecycle::Forbidden;
+    use coupon_domain::limits::LimitRefusal;
     use coupon_domain::policy::{
         ChangeRefused, CreatePolicyError, NotIssuable, SavePolicyError, SetCapError,
     };
@@ -219,6 +220,7 @@ mod from_domain {
     use coupon_domain::reservation::{ConfirmError, ReleaseError, ReserveError};
 
     use super::{ApiError, ErrorCode, FieldError};
+    use crate::limits::rate_headers;
 
     impl From<Forbidden> for ApiError {
         fn from(e: Forbidden) -> Self {
@@ -318,8 +320,26 @@ mod from_domain {
                 IssueError::CodeNotFound => ApiError::new(ErrorCode::CouponCodeNotFound, e.to_string()),
                 IssueError::NotIssuable(reason) => reason.into(),
                 IssueError::AlreadyIssued => ApiError::new(ErrorCode::CouponAlreadyIssued, e.to_string()),
+                IssueError::Limited(refusal) => refusal.into(),
                 IssueError::Unavailable(cause) => ApiError::unavailable("the coupon store", &cause),
                 IssueError::Unexpected(cause) => ApiError::unexpected(&cause),
+            }
+        }
+    }
+
+    impl From<LimitRefusal> for ApiError {
+        fn from(e: LimitRefusal) -> Self {
+            match e {
+                LimitRefusal::RateLimited(status) => {
+                    let mut error = ApiError::new(ErrorCode::RateLimited, "Too many requests; retry later");
+                    error.headers = rate_headers(&status);
+                    error.headers.push(("Retry-After", status.reset_after.as_secs().max(1).to_string()));
+                    error
+                }
+                LimitRefusal::AccessBlocked => ApiError::new(
+                    ErrorCode::AccessBlocked,
+                    "Too many unknown coupon codes; coupon codes are blocked for this caller",
+                ),
             }
         }
     }

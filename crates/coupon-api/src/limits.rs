@@ -1,34 +1,12 @@
-//! The abuse limits at the HTTP edge: 429 `RATE_LIMITED` with `Retry-After` and `X-RateLimit-*`,
-//! and 403 `ACCESS_BLOCKED` for callers who guessed too many codes, by user and by client address. The limiter is a guard, not a
-//! record: when it cannot answer, requests go through (and a warning is logged).
+//! The abuse limits at the HTTP edge: the `X-RateLimit-*` headers of the domain's rate windows,
+//! and the client address that code guessers are blocked by (the domain's `Guard` decides).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use actix_web::HttpRequest;
-use coupon_domain::id::UserId;
-use coupon_domain::limits::{CodeAttempt, CodeCaller, RateLimiter, RateStatus, RateVerdict};
-use coupon_domain::port::StoreError;
+use coupon_domain::limits::RateStatus;
 use ipnet::IpNet;
-
-use crate::error::{ApiError, ErrorCode};
-
-/// The limiter, or none when `COUPON_RATE_LIMIT_ENABLED=false`, and the proxies that may name
-/// the client.
-#[derive(Clone, Default)]
-pub struct Limits {
-    limiter: Option<Arc<dyn RateLimiter>>,
-    proxies: TrustedProxies,
-}
-
-impl std::fmt::Debug for Limits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Limits")
-            .field("enabled", &self.limiter.is_some())
-            .field("proxies", &self.proxies)
-            .finish()
-    }
-}
 
 /// `X-RateLimit-*` headers for a status.
 pub fn rate_headers(status: &RateStatus) -> Vec<(&'static str, String)> {
@@ -77,85 +55,5 @@ impl TrustedProxies {
             .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
             .map(|ip| ip.to_canonical())
             .find(|ip| !self.contains(*ip))
-    }
-}
-
-impl Limits {
-    pub fn enabled(limiter: Arc<dyn RateLimiter>, proxies: TrustedProxies) -> Self {
-        Self { limiter: Some(limiter), proxies }
-    }
-
-    pub fn disabled() -> Self {
-        Self::default()
-    }
-
-    /// Counts an issuing request of `user`.
-    ///
-    /// # Errors
-    /// 429 `RATE_LIMITED` over a limit.
-    pub async fn admit_issue(&self, user: UserId) -> Result<Option<RateStatus>, ApiError> {
-        let Some(limiter) = &self.limiter else { return Ok(None) };
-        verdict(user, limiter.hit_issue(user).await)
-    }
-
-    /// Counts a code check of `user`.
-    ///
-    /// # Errors
-    /// 429 `RATE_LIMITED` over `COUPON_VALIDATE_PER_MINUTE`.
-    pub async fn admit_validate(&self, user: UserId) -> Result<Option<RateStatus>, ApiError> {
-        let Some(limiter) = &self.limiter else { return Ok(None) };
-        verdict(user, limiter.hit_validate(user).await)
-    }
-
-    /// Takes a code attempt of `user` from the request's client address; settle it with
-    /// [`Limits::settle_code_attempt`] once the code was looked up.
-    ///
-    /// # Errors
-    /// 403 `ACCESS_BLOCKED` when the user or the address is blocked for guessing codes.
-    pub async fn take_code_attempt(
-        &self,
-        req: &HttpRequest,
-        user: UserId,
-    ) -> Result<Option<CodeCaller>, ApiError> {
-        let Some(limiter) = &self.limiter else { return Ok(None) };
-        let caller = CodeCaller { user, address: self.proxies.client_address(req) };
-        match limiter.take_code_attempt(caller).await {
-            Ok(CodeAttempt::Taken) => Ok(Some(caller)),
-            Ok(CodeAttempt::Blocked) => Err(ApiError::new(
-                ErrorCode::AccessBlocked,
-                "Too many unknown coupon codes; coupon codes are blocked for this caller",
-            )),
-            Err(e) => {
-                tracing::warn!(user.id = %user, error = %e, "block list unavailable; request allowed");
-                Ok(None)
-            }
-        }
-    }
-
-    /// Settles an attempt: an unknown code counts towards a block, a known one is given back.
-    pub async fn settle_code_attempt(&self, caller: Option<CodeCaller>, unknown: bool) {
-        if let (Some(limiter), Some(caller)) = (&self.limiter, caller)
-            && let Err(e) = limiter.settle_code_attempt(caller, unknown).await
-        {
-            tracing::warn!(user.id = %caller.user, error = %e, "cannot settle a coupon code attempt");
-        }
-    }
-}
-
-/// The limiter's verdict as the API answers it; a limiter that cannot answer lets the request
-/// through.
-fn verdict(user: UserId, verdict: Result<RateVerdict, StoreError>) -> Result<Option<RateStatus>, ApiError> {
-    match verdict {
-        Ok(RateVerdict::Allowed(status)) => Ok(Some(status)),
-        Ok(RateVerdict::Limited(status)) => {
-            let mut error = ApiError::new(ErrorCode::RateLimited, "Too many requests; retry later");
-            error.headers = rate_headers(&status);
-            error.headers.push(("Retry-After", status.reset_after.as_secs().max(1).to_string()));
-            Err(error)
-        }
-        Err(e) => {
-            tracing::warn!(user.id = %user, error = %e, "rate limiter unavailable; request allowed");
-            Ok(None)
-        }
     }
 }

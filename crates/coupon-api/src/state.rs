@@ -9,7 +9,9 @@ use coupon_domain::jobs::Jobs;
 use coupon_domain::reservation::Checkout;
 use coupon_domain::wallet::WalletStore;
 
-use crate::limits::Limits;
+use coupon_domain::limits::Guard;
+
+use crate::limits::TrustedProxies;
 
 /// The application behind the routes.
 #[derive(Clone)]
@@ -22,7 +24,10 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     /// The business time zone (daily statistics' default range).
     pub zone: chrono_tz::Tz,
-    pub limits: Limits,
+    /// The abuse limits of code checks (downloads apply them in `Issuing`).
+    pub guard: Guard,
+    /// Who may name the client in `X-Forwarded-For` (the address code guessers are blocked by).
+    pub proxies: TrustedProxies,
 }
 
 impl std::fmt::Debug for AppState {

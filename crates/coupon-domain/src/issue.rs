@@ -1,7 +1,10 @@
 //! Issuing coupons (SPEC §4.1–4.2): by code, by download, first-come, by admin (and by Kafka
-//! event). The use case checks what it can early, asks the first-come gate to turn losers away,
-//! and lets the store decide in one transaction; PostgreSQL is the arbiter of every rule.
+//! event). A download goes, in order: the answer from memory for a first-come policy this
+//! instance saw sell out, the abuse limits, the policy (a typed code counted as an attempt),
+//! the issuing plan, the first-come gate, and the store, which decides in one transaction;
+//! PostgreSQL is the arbiter of every rule.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -12,6 +15,7 @@ use crate::context::EventContext;
 use crate::coupon::{IssuedCoupon, expires_at};
 use crate::gate::{GateDecision, StockGate};
 use crate::id::{PolicyId, UserId};
+use crate::limits::{CodeCaller, Guard, LimitRefusal, RateStatus};
 use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy, PolicyStore};
 use crate::port::{PortFuture, StoreError};
 use crate::reconciliation::{GateAudit, GateDrift};
@@ -43,6 +47,9 @@ pub enum IssueError {
     /// `COUPON_ALREADY_ISSUED`
     #[error("the user already holds the maximum number of these coupons")]
     AlreadyIssued,
+    /// `RATE_LIMITED` or `ACCESS_BLOCKED`.
+    #[error(transparent)]
+    Limited(#[from] LimitRefusal),
     /// `SERVICE_UNAVAILABLE`
     #[error("the coupon store is unavailable: {0}")]
     Unavailable(String),
@@ -114,12 +121,31 @@ pub struct Issued {
     pub policy: Policy,
 }
 
+/// `POST /api/coupons/download`.
+#[derive(Debug, Clone)]
+pub struct Download {
+    pub user: UserId,
+    pub target: IssueTarget,
+    /// The client's address, for the block of code guessers; only read for a code.
+    pub address: Option<IpAddr>,
+    pub correlation_id: String,
+}
+
+/// A download's answer: the coupon, or why there is none, with where the caller's rate window
+/// stands when the limiter counted the request.
+#[derive(Debug)]
+pub struct Downloaded {
+    pub outcome: Result<Issued, IssueError>,
+    pub rate: Option<RateStatus>,
+}
+
 /// The issuing use case.
 #[derive(Clone)]
 pub struct Issuing {
     policies: Arc<dyn PolicyStore>,
     coupons: Arc<dyn CouponStore>,
     gate: Arc<dyn StockGate>,
+    guard: Guard,
     sold_out: Arc<SoldOutMemo>,
     audit: Arc<GateAudit>,
     clock: Arc<dyn Clock>,
@@ -137,12 +163,13 @@ impl Issuing {
         policies: Arc<dyn PolicyStore>,
         coupons: Arc<dyn CouponStore>,
         gate: Arc<dyn StockGate>,
+        guard: Guard,
         clock: Arc<dyn Clock>,
         zone: Tz,
     ) -> Self {
         let sold_out = Arc::new(SoldOutMemo::new(gate.clone(), clock.clone(), SOLD_OUT_RECHECK));
         let audit = Arc::new(GateAudit::new(policies.clone(), gate.clone(), clock.clone()));
-        Self { policies, coupons, gate, sold_out, audit, clock, zone }
+        Self { policies, coupons, gate, guard, sold_out, audit, clock, zone }
     }
 
     /// Audits the gates this instance saw sell out against the store, rebuilding those that lost
@@ -151,10 +178,51 @@ impl Issuing {
         self.audit.audit().await
     }
 
+    /// `POST /api/coupons/download`: by code (CODE) or by policy id (DOWNLOAD, FIRST_COME).
+    ///
+    /// A sold-out first-come policy is answered before the rate limiter: the answer costs no
+    /// shared resource, and it spares Redis the losers of a burst. Only codes can be guessed: other
+    /// downloads take no code attempt.
+    pub async fn download(&self, request: Download) -> Downloaded {
+        let Download { user, target, address, correlation_id } = request;
+        if let Some(refusal) = self.known_refusal(user, &target).await {
+            return Downloaded { outcome: Err(refusal), rate: None };
+        }
+        let rate = match self.guard.admit_issue(user).await {
+            Ok(rate) => rate,
+            Err(refusal) => return Downloaded { outcome: Err(refusal.into()), rate: None },
+        };
+        let outcome = match target {
+            IssueTarget::Code(code) => {
+                let caller = CodeCaller { user, address };
+                let lookup = self.policies.find_by_code(&code);
+                match self.guard.code_attempt(caller, lookup, |found| matches!(found, Ok(None))).await {
+                    Ok(Ok(Some(policy))) => {
+                        self.issue_under(policy, DistributionType::Code, user, correlation_id).await
+                    }
+                    Ok(Ok(None)) => Err(IssueError::CodeNotFound),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(refusal) => Err(refusal.into()),
+                }
+            }
+            IssueTarget::Policy(id) => self.by_id(id, user, correlation_id).await,
+        };
+        Downloaded { outcome, rate }
+    }
+
+    async fn by_id(&self, id: PolicyId, user: UserId, correlation_id: String) -> Result<Issued, IssueError> {
+        let policy = self.policies.get(id).await?.ok_or(IssueError::PolicyNotFound)?;
+        // Downloading by id is the DOWNLOAD and FIRST_COME channel; anything else refuses.
+        let channel = match policy.distribution {
+            DistributionType::FirstCome => DistributionType::FirstCome,
+            _ => DistributionType::Download,
+        };
+        self.issue_under(policy, channel, user, correlation_id).await
+    }
+
     /// The refusal a download of `target` by `user` would get, when it is known without asking
-    /// the gate or the store: the first-come policy sold out (see [`SoldOutMemo`]). `None`: ask
-    /// [`Issuing::download`]. Callers use it to answer losers before spending anything on them.
-    pub async fn known_refusal(&self, user: UserId, target: &IssueTarget) -> Option<IssueError> {
+    /// the gate or the store: the first-come policy sold out (see [`SoldOutMemo`]).
+    async fn known_refusal(&self, user: UserId, target: &IssueTarget) -> Option<IssueError> {
         let IssueTarget::Policy(id) = target else { return None };
         // Only a policy this instance saw sell out can be answered; any other id costs nothing
         // here (an unknown id is not read before the rate limiter has counted the request).
@@ -168,34 +236,6 @@ impl Issuing {
             GateDecision::SoldOut => Some(NotIssuable::SoldOut.into()),
             GateDecision::Admitted => None,
         }
-    }
-
-    /// `POST /api/coupons/download`: by code (CODE) or by policy id (DOWNLOAD, FIRST_COME).
-    ///
-    /// # Errors
-    /// See [`IssueError`].
-    pub async fn download(
-        &self,
-        user: UserId,
-        target: IssueTarget,
-        correlation_id: String,
-    ) -> Result<Issued, IssueError> {
-        let (policy, channel) = match target {
-            IssueTarget::Code(code) => {
-                let policy = self.policies.find_by_code(&code).await?.ok_or(IssueError::CodeNotFound)?;
-                (policy, DistributionType::Code)
-            }
-            IssueTarget::Policy(id) => {
-                let policy = self.policies.get(id).await?.ok_or(IssueError::PolicyNotFound)?;
-                // Downloading by id is the DOWNLOAD and FIRST_COME channel; anything else refuses.
-                let channel = match policy.distribution {
-                    DistributionType::FirstCome => DistributionType::FirstCome,
-                    _ => DistributionType::Download,
-                };
-                (policy, channel)
-            }
-        };
-        self.issue_under(policy, channel, user, correlation_id).await
     }
 
     /// `POST /api/coupons/direct-issue`: one coupon for each distinct user of a DIRECT policy.
@@ -284,6 +324,7 @@ mod tests {
     use crate::fakes::{
         InMemoryCouponStore, InMemoryPolicyStore, ManualClock, ScriptedGate, block_on, policy,
     };
+    use crate::limits::{CodeAttempt, RateLimiter, RateVerdict};
 
     struct Fixture {
         coupons: Arc<InMemoryCouponStore>,
@@ -299,6 +340,7 @@ mod tests {
             Arc::new(InMemoryPolicyStore::with(policies)),
             coupons.clone(),
             gate.clone(),
+            Guard::default(),
             Arc::new(ManualClock::at(now)),
             Tz::UTC,
         );
@@ -311,6 +353,16 @@ mod tests {
 
     fn user(n: i64) -> UserId {
         UserId::new(n).expect("user")
+    }
+
+    fn download(
+        issuing: &Issuing,
+        user: UserId,
+        target: IssueTarget,
+        correlation_id: String,
+    ) -> Result<Issued, IssueError> {
+        let request = Download { user, target, address: None, correlation_id };
+        block_on(issuing.download(request)).outcome
     }
 
     fn by_id(id: i64) -> IssueTarget {
@@ -328,6 +380,7 @@ mod tests {
             policies.clone(),
             Arc::new(InMemoryCouponStore::default()),
             gate,
+            Guard::default(),
             Arc::new(ManualClock::at(now())),
             Tz::UTC,
         );
@@ -340,7 +393,7 @@ mod tests {
     #[test]
     fn a_download_is_issued_with_its_expiry_and_the_policy() {
         let f = fixture(vec![policy(1, DistributionType::Download, None, now())], Ok(GateDecision::Admitted));
-        let issued = block_on(f.issuing.download(user(7), by_id(1), "corr".into())).expect("issued");
+        let issued = download(&f.issuing, user(7), by_id(1), "corr".into()).expect("issued");
         assert_eq!(issued.coupon.user_id, user(7));
         assert_eq!(issued.policy.id.get(), 1);
         assert_eq!(
@@ -356,8 +409,7 @@ mod tests {
             [(GateDecision::SoldOut, "SoldOut"), (GateDecision::AlreadyHolding, "AlreadyIssued")]
         {
             let f = fixture(vec![policy(1, DistributionType::FirstCome, Some(10), now())], Ok(answer));
-            let refused =
-                block_on(f.issuing.download(user(7), by_id(1), "corr".into())).expect_err("refused");
+            let refused = download(&f.issuing, user(7), by_id(1), "corr".into()).expect_err("refused");
             assert!(format!("{refused:?}").contains(expected), "{refused:?}");
             assert_eq!(f.coupons.calls(), 0);
         }
@@ -369,7 +421,7 @@ mod tests {
             fixture(vec![policy(1, DistributionType::FirstCome, Some(1), now())], Ok(GateDecision::SoldOut));
         f.gate.sold_out_as(Some(SoldOutSnapshot { mark: SoldOutMark("m".into()), holders: vec![user(7)] }));
         assert!(block_on(f.issuing.known_refusal(user(8), &by_id(1))).is_none(), "not known yet");
-        assert!(block_on(f.issuing.download(user(8), by_id(1), "corr".into())).is_err());
+        assert!(download(&f.issuing, user(8), by_id(1), "corr".into()).is_err());
         let refusal = |u| block_on(f.issuing.known_refusal(user(u), &by_id(1))).map(|e| format!("{e:?}"));
         assert_eq!(refusal(8).as_deref(), Some("NotIssuable(SoldOut)"));
         assert_eq!(refusal(7).as_deref(), Some("AlreadyIssued"));
@@ -380,7 +432,7 @@ mod tests {
     #[test]
     fn a_gate_that_is_down_leaves_the_decision_to_the_store() {
         let f = fixture(vec![policy(1, DistributionType::FirstCome, Some(10), now())], Err(()));
-        assert!(block_on(f.issuing.download(user(7), by_id(1), "corr".into())).is_ok());
+        assert!(download(&f.issuing, user(7), by_id(1), "corr".into()).is_ok());
         assert_eq!(f.coupons.calls(), 1);
         assert_eq!(f.gate.calls(), ["admit 1 7"], "nothing to settle with a gate that is down");
     }
@@ -392,9 +444,9 @@ mod tests {
             Ok(GateDecision::Admitted),
         );
         *f.coupons.refuse_next.lock().expect("lock") = Some(|| NotIssuable::SoldOut.into());
-        assert!(block_on(f.issuing.download(user(7), by_id(1), "corr".into())).is_err());
+        assert!(download(&f.issuing, user(7), by_id(1), "corr".into()).is_err());
         *f.coupons.refuse_next.lock().expect("lock") = Some(|| IssueError::AlreadyIssued);
-        assert!(block_on(f.issuing.download(user(8), by_id(1), "corr".into())).is_err());
+        assert!(download(&f.issuing, user(8), by_id(1), "corr".into()).is_err());
         assert_eq!(f.gate.calls(), ["admit 1 7", "sold_out 1", "admit 1 8", "give_back 1 8"]);
     }
 
@@ -412,23 +464,24 @@ mod tests {
         );
         let wrong = |target| {
             matches!(
-                block_on(f.issuing.download(user(7), target, "corr".into())),
+                download(&f.issuing, user(7), target, "corr".into()),
                 Err(IssueError::NotIssuable(NotIssuable::WrongChannel))
             )
         };
         assert!(wrong(by_id(1)), "a CODE policy needs its code");
         assert!(wrong(by_id(2)), "a DIRECT policy is issued by admins");
-        assert!(block_on(f.issuing.download(user(7), IssueTarget::Code(code_value), "corr".into())).is_ok());
+        assert!(download(&f.issuing, user(7), IssueTarget::Code(code_value), "corr".into()).is_ok());
         assert!(matches!(
-            block_on(f.issuing.download(
+            download(
+                &f.issuing,
                 user(7),
                 IssueTarget::Code(CouponCode::parse("NONE").expect("code")),
                 "c".into()
-            )),
+            ),
             Err(IssueError::CodeNotFound)
         ));
         assert!(matches!(
-            block_on(f.issuing.download(user(7), by_id(9), "c".into())),
+            download(&f.issuing, user(7), by_id(9), "c".into()),
             Err(IssueError::PolicyNotFound)
         ));
     }
@@ -447,5 +500,101 @@ mod tests {
             block_on(f.issuing.direct(PolicyId::new(5).expect("id"), &users, "corr")),
             Err(IssueError::PolicyNotFound)
         ));
+    }
+
+    /// What the limiter was asked, and what it answers.
+    #[derive(Default)]
+    struct Limiter {
+        limited: bool,
+        blocked: bool,
+        settled: std::sync::Mutex<Vec<bool>>,
+    }
+
+    impl RateLimiter for Limiter {
+        fn hit_issue(&self, _user: UserId) -> PortFuture<'_, Result<RateVerdict, StoreError>> {
+            let status =
+                RateStatus { limit: 10, remaining: 3, reset_after: std::time::Duration::from_secs(60) };
+            let verdict =
+                if self.limited { RateVerdict::Limited(status) } else { RateVerdict::Allowed(status) };
+            Box::pin(async move { Ok(verdict) })
+        }
+
+        fn hit_validate(&self, _user: UserId) -> PortFuture<'_, Result<RateVerdict, StoreError>> {
+            Box::pin(async { Err(StoreError::Unavailable("not used".into())) })
+        }
+
+        fn take_code_attempt(&self, _caller: CodeCaller) -> PortFuture<'_, Result<CodeAttempt, StoreError>> {
+            let attempt = if self.blocked { CodeAttempt::Blocked } else { CodeAttempt::Taken };
+            Box::pin(async move { Ok(attempt) })
+        }
+
+        fn settle_code_attempt(
+            &self,
+            _caller: CodeCaller,
+            unknown: bool,
+        ) -> PortFuture<'_, Result<(), StoreError>> {
+            self.settled.lock().expect("settled").push(unknown);
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    fn guarded(limiter: Arc<Limiter>) -> (Issuing, Arc<InMemoryCouponStore>) {
+        let coupons = Arc::new(InMemoryCouponStore::default());
+        let policies = vec![
+            policy(1, DistributionType::Code, None, now()),
+            policy(2, DistributionType::Download, None, now()),
+        ];
+        let issuing = Issuing::new(
+            Arc::new(InMemoryPolicyStore::with(policies)),
+            coupons.clone(),
+            Arc::new(ScriptedGate::answering(Ok(GateDecision::Admitted))),
+            Guard::new(Some(limiter)),
+            Arc::new(ManualClock::at(now())),
+            Tz::UTC,
+        );
+        (issuing, coupons)
+    }
+
+    #[test]
+    fn a_download_is_counted_and_a_typed_code_is_one_attempt_settled_by_what_it_found() {
+        let limiter = Arc::new(Limiter::default());
+        let (issuing, _) = guarded(limiter.clone());
+        let code = |c: &str| IssueTarget::Code(CouponCode::parse(c).expect("code"));
+        let downloaded = block_on(issuing.download(Download {
+            user: user(7),
+            target: code("CODE1"),
+            address: None,
+            correlation_id: "c".into(),
+        }));
+        assert!(downloaded.outcome.is_ok());
+        assert_eq!(downloaded.rate.map(|r| r.remaining), Some(3), "the window's status comes back");
+        assert!(matches!(
+            download(&issuing, user(8), code("NOPE"), "c".into()),
+            Err(IssueError::CodeNotFound)
+        ));
+        assert!(download(&issuing, user(9), by_id(2), "c".into()).is_ok());
+        assert_eq!(
+            *limiter.settled.lock().expect("settled"),
+            vec![false, true],
+            "a download by id takes no attempt"
+        );
+    }
+
+    #[test]
+    fn a_limited_or_blocked_caller_is_turned_away_before_anything_is_issued() {
+        let (issuing, coupons) = guarded(Arc::new(Limiter { limited: true, ..Limiter::default() }));
+        assert!(matches!(
+            download(&issuing, user(7), by_id(2), "c".into()),
+            Err(IssueError::Limited(LimitRefusal::RateLimited(_)))
+        ));
+        let limiter = Arc::new(Limiter { blocked: true, ..Limiter::default() });
+        let (blocked, _) = guarded(limiter.clone());
+        let code = IssueTarget::Code(CouponCode::parse("CODE1").expect("code"));
+        assert!(matches!(
+            download(&blocked, user(7), code, "c".into()),
+            Err(IssueError::Limited(LimitRefusal::AccessBlocked))
+        ));
+        assert!(limiter.settled.lock().expect("settled").is_empty(), "a refused attempt is not settled");
+        assert_eq!(coupons.calls(), 0);
     }
 }

@@ -2,7 +2,9 @@
 //! per user per minute, and blocking callers who guess coupon codes. They protect the service; no
 //! invariant depends on them, so a limiter that cannot answer lets requests through.
 
+use std::future::Future;
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::id::UserId;
@@ -61,4 +63,96 @@ pub trait RateLimiter: Send + Sync + 'static {
         caller: CodeCaller,
         unknown: bool,
     ) -> PortFuture<'_, Result<(), StoreError>>;
+}
+
+/// A request the abuse limits turned away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitRefusal {
+    /// `RATE_LIMITED`: over a rate window; retry after its reset.
+    #[error("too many requests; retry later")]
+    RateLimited(RateStatus),
+    /// `ACCESS_BLOCKED`: the user or the address guessed too many codes.
+    #[error("too many unknown coupon codes; coupon codes are blocked for this caller")]
+    AccessBlocked,
+}
+
+/// The abuse limits as the use cases apply them. Without a limiter (`COUPON_RATE_LIMIT_ENABLED=false`)
+/// every request goes through; a limiter that cannot answer lets requests through too, with a
+/// warning, since no invariant depends on it.
+#[derive(Clone, Default)]
+pub struct Guard {
+    limiter: Option<Arc<dyn RateLimiter>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard").field("enabled", &self.limiter.is_some()).finish()
+    }
+}
+
+impl Guard {
+    pub fn new(limiter: Option<Arc<dyn RateLimiter>>) -> Self {
+        Self { limiter }
+    }
+
+    /// Counts an issuing request of `user`; the window's status when a limiter answered.
+    ///
+    /// # Errors
+    /// `RateLimited` over a limit.
+    pub async fn admit_issue(&self, user: UserId) -> Result<Option<RateStatus>, LimitRefusal> {
+        let Some(limiter) = &self.limiter else { return Ok(None) };
+        verdict(user, limiter.hit_issue(user).await)
+    }
+
+    /// Counts a code check (`validate`) of `user`.
+    ///
+    /// # Errors
+    /// `RateLimited` over `COUPON_VALIDATE_PER_MINUTE`.
+    pub async fn admit_validate(&self, user: UserId) -> Result<Option<RateStatus>, LimitRefusal> {
+        let Some(limiter) = &self.limiter else { return Ok(None) };
+        verdict(user, limiter.hit_validate(user).await)
+    }
+
+    /// Looks a typed code up as one attempt of `caller`: the attempt is taken before `lookup`
+    /// runs and settled after it, counting towards a block when `unknown` says the code does not
+    /// exist.
+    ///
+    /// # Errors
+    /// `AccessBlocked` when the user or the address is blocked; `lookup` did not run.
+    pub async fn code_attempt<T>(
+        &self,
+        caller: CodeCaller,
+        lookup: impl Future<Output = T>,
+        unknown: impl FnOnce(&T) -> bool,
+    ) -> Result<T, LimitRefusal> {
+        let Some(limiter) = &self.limiter else { return Ok(lookup.await) };
+        let taken = match limiter.take_code_attempt(caller).await {
+            Ok(CodeAttempt::Taken) => true,
+            Ok(CodeAttempt::Blocked) => return Err(LimitRefusal::AccessBlocked),
+            Err(e) => {
+                tracing::warn!(user.id = %caller.user, error = %e, "block list unavailable; request allowed");
+                false
+            }
+        };
+        let found = lookup.await;
+        if taken && let Err(e) = limiter.settle_code_attempt(caller, unknown(&found)).await {
+            tracing::warn!(user.id = %caller.user, error = %e, "cannot settle a coupon code attempt");
+        }
+        Ok(found)
+    }
+}
+
+/// The limiter's verdict; a limiter that cannot answer lets the request through.
+fn verdict(
+    user: UserId,
+    verdict: Result<RateVerdict, StoreError>,
+) -> Result<Option<RateStatus>, LimitRefusal> {
+    match verdict {
+        Ok(RateVerdict::Allowed(status)) => Ok(Some(status)),
+        Ok(RateVerdict::Limited(status)) => Err(LimitRefusal::RateLimited(status)),
+        Err(e) => {
+            tracing::warn!(user.id = %user, error = %e, "rate limiter unavailable; request allowed");
+            Ok(None)
+        }
+    }
 }

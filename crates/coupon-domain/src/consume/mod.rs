@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 
 use crate::id::{CouponId, PolicyId, UserId};
 use crate::issue::IssueError;
+use crate::limits::LimitRefusal;
 use crate::policy::{DistributionType, NotIssuable};
 use crate::port::{PortFuture, StoreError};
 use crate::reservation::{
@@ -181,6 +182,9 @@ impl IssueError {
             IssueError::Unexpected(e) => return Err(StoreError::Unexpected(e)),
             IssueError::NotIssuable(reason) => return Ok(reason.refusal()),
             IssueError::AlreadyIssued => "COUPON_ALREADY_ISSUED",
+            // Consumed records are not rate limited; the codes are the API's.
+            IssueError::Limited(LimitRefusal::RateLimited(_)) => "RATE_LIMITED",
+            IssueError::Limited(LimitRefusal::AccessBlocked) => "ACCESS_BLOCKED",
             IssueError::PolicyNotFound | IssueError::CodeNotFound => "POLICY_NOT_FOUND",
         };
         Ok(Refusal::new(reason))
