@@ -18,9 +18,9 @@ use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::jobs::{Housekeeping, JobLock, JobName, JobReport};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::reservation::{CancelReason, Reservation};
+use coupon_domain::reservation::{Changed, Reservation};
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Date, Interval, Nullable, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Date, Interval, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{from_diesel, from_pool};
@@ -102,42 +102,71 @@ async fn time_out(
 ) -> Result<u64, Failure> {
     // The join also checks that the coupon is still held by the reservation: a coupon whose hold
     // was confirmed or released after this statement's snapshot drops out when its lock is taken.
+    // Every writer of a reservation locks its coupon first, so the reservation holds still too.
     let rows: Vec<ReservationRow> = diesel::sql_query(
-        "WITH due AS (SELECT c.id AS coupon_id, r.reservation_id FROM coupon_reservations r \
-                      JOIN coupon_issues c ON c.id = r.coupon_id AND c.reservation_id = r.reservation_id \
-                                           AND c.status = 'RESERVED' \
-                      WHERE r.status = 'PENDING' AND r.expires_at < $1 \
-                      ORDER BY r.expires_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED), \
-              c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
-                    version = version + 1, updated_at = $1 FROM due WHERE coupon_issues.id = due.coupon_id \
-                    RETURNING coupon_issues.id) \
-         UPDATE coupon_reservations SET status = 'EXPIRED', cancelled_at = $1, cancel_reason = $3, updated_at = $1 \
-         FROM due WHERE coupon_reservations.reservation_id = due.reservation_id \
-           AND coupon_reservations.status = 'PENDING' AND due.coupon_id IN (SELECT id FROM c) \
-         RETURNING coupon_reservations.reservation_id, coupon_reservations.coupon_id, coupon_reservations.user_id, \
-                   coupon_reservations.order_id, coupon_reservations.order_amount, \
-                   coupon_reservations.discount_amount, coupon_reservations.status, \
-                   coupon_reservations.reserved_at, coupon_reservations.expires_at, coupon_reservations.payment_id, \
-                   coupon_reservations.confirmed_at, coupon_reservations.late_confirmation, \
-                   coupon_reservations.cancelled_at, coupon_reservations.cancel_reason",
+        "SELECT r.reservation_id, r.coupon_id, r.user_id, r.order_id, r.order_amount, r.discount_amount, \
+                r.status, r.reserved_at, r.expires_at, r.payment_id, r.confirmed_at, r.late_confirmation, \
+                r.cancelled_at, r.cancel_reason \
+         FROM coupon_reservations r \
+         JOIN coupon_issues c ON c.id = r.coupon_id AND c.reservation_id = r.reservation_id AND c.status = 'RESERVED' \
+         WHERE r.status = 'PENDING' AND r.expires_at < $1 \
+         ORDER BY r.expires_at LIMIT $2 FOR UPDATE OF c SKIP LOCKED",
     )
     .bind::<Timestamptz, _>(now)
     .bind::<BigInt, _>(i64::from(batch))
-    .bind::<Text, _>(CancelReason::ReservationTimeout.as_str())
     .load(conn)
     .await?;
-    let reservations = rows.into_iter().map(Reservation::try_from).collect::<Result<Vec<_>, StoreError>>()?;
-    let events = encode_all(
-        encoder,
-        reservations.iter().map(|reservation| CouponEvent::Cancelled {
-            reservation,
-            reason: CancelReason::ReservationTimeout,
-            cancelled_at: now,
-        }),
-        context,
-    )?;
+    let timed_out: Vec<Changed> = rows
+        .into_iter()
+        .map(|row| Reservation::try_from(row).map(|reservation| reservation.time_out(now)))
+        .collect::<Result<_, StoreError>>()?;
+    if timed_out.is_empty() {
+        return Ok(0);
+    }
+    let written: Counts = diesel::sql_query(
+        "WITH t AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[]) \
+                    AS t(reservation_id, coupon_id, status, cancelled_at, cancel_reason)), \
+              c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
+                    version = version + 1, updated_at = $1 FROM t \
+                    WHERE coupon_issues.id = t.coupon_id AND coupon_issues.reservation_id = t.reservation_id \
+                      AND coupon_issues.status = 'RESERVED' RETURNING coupon_issues.id), \
+              r AS (UPDATE coupon_reservations SET status = t.status, cancelled_at = t.cancelled_at, \
+                    cancel_reason = t.cancel_reason, updated_at = $1 FROM t \
+                    WHERE coupon_reservations.reservation_id = t.reservation_id \
+                      AND coupon_reservations.status = 'PENDING' RETURNING coupon_reservations.reservation_id) \
+         SELECT (SELECT count(*) FROM c) AS coupons, (SELECT count(*) FROM r) AS reservations",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<Text>, _>(timed_out.iter().map(|t| t.reservation.id.as_str()).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(timed_out.iter().map(|t| t.reservation.coupon_id.get()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(timed_out.iter().map(|t| t.reservation.status.as_str()).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Timestamptz>>, _>(timed_out.iter().map(|t| t.reservation.cancelled_at).collect::<Vec<_>>())
+    .bind::<Array<Nullable<Text>>, _>(
+        timed_out.iter().map(|t| t.reservation.cancel_reason.as_deref()).collect::<Vec<_>>(),
+    )
+    .get_result(conn)
+    .await?;
+    let expected = i64::try_from(timed_out.len()).unwrap_or(i64::MAX);
+    if written.coupons != expected || written.reservations != expected {
+        // The rows were locked: anything else is a broken invariant, and the batch rolls back.
+        return Err(Failure::Store(StoreError::Unexpected(anyhow::anyhow!(
+            "timed out {expected} reservations but changed {} coupons and {} reservations",
+            written.coupons,
+            written.reservations
+        ))));
+    }
+    let events = encode_all(encoder, timed_out.iter().map(Changed::event), context)?;
     outbox::append_all(conn, &events).await?;
-    Ok(count(reservations.len()))
+    Ok(count(timed_out.len()))
+}
+
+/// How many coupons and reservations a statement changed.
+#[derive(QueryableByName)]
+struct Counts {
+    #[diesel(sql_type = BigInt)]
+    coupons: i64,
+    #[diesel(sql_type = BigInt)]
+    reservations: i64,
 }
 
 async fn expire(

@@ -183,6 +183,17 @@ impl Reservation {
         self.cancel_reason = Some(reason.as_str().to_owned());
         Changed { reservation: self, change: Change::Cancelled { reason, at: now } }
     }
+
+    /// The hold ran out before a payment came (the reservation-timeout job): the reservation
+    /// expires, its coupon is free again, and `coupon.cancelled` says `RESERVATION_TIMEOUT`. A
+    /// payment may still confirm it late while the coupon stays free (SPEC §4.4).
+    pub fn time_out(mut self, now: DateTime<Utc>) -> Changed {
+        let reason = CancelReason::ReservationTimeout;
+        self.status = ReservationStatus::Expired;
+        self.cancelled_at = Some(now);
+        self.cancel_reason = Some(reason.as_str().to_owned());
+        Changed { reservation: self, change: Change::Cancelled { reason, at: now } }
+    }
 }
 
 /// A reservation after one of its transitions, and which one: `Changed::event` (in `event.rs`)

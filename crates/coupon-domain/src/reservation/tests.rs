@@ -322,6 +322,14 @@ fn each_transition_yields_the_state_and_the_event_that_records_it() {
     assert_eq!((used.reservation.confirmed_at, used.reservation.late_confirmation), (Some(now), true));
     assert!(matches!(used.event(), CouponEvent::Used { used_at, .. } if used_at == now));
 
+    let timed_out = held.reservation.clone().time_out(now);
+    assert_eq!(timed_out.reservation.status, ReservationStatus::Expired);
+    assert_eq!(timed_out.reservation.cancel_reason.as_deref(), Some("RESERVATION_TIMEOUT"));
+    assert!(matches!(
+        timed_out.event(),
+        CouponEvent::Cancelled { reason: CancelReason::ReservationTimeout, cancelled_at, .. } if cancelled_at == now
+    ));
+
     let cancelled = held.reservation.cancel(CancelReason::PaymentFailed, now);
     assert_eq!(cancelled.reservation.status, ReservationStatus::Cancelled);
     assert_eq!(cancelled.reservation.cancel_reason.as_deref(), Some("PAYMENT_FAILED"));
