@@ -5,6 +5,7 @@
 //! ports. Serializable wire shapes (rows, DTOs, event payloads) live in the adapter crates.
 
 pub mod administration;
+pub mod allotment;
 pub mod clock;
 pub mod consume;
 pub mod context;

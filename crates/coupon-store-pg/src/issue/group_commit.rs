@@ -18,7 +18,8 @@
 //!
 //! The rules are unchanged and still enforced by the database: the unique slot index turns away a
 //! user who already holds the coupon (or appears twice in one batch), and the counter update grants
-//! at most the stock left under the cap; requests beyond it are rolled back inside the transaction
+//! at most the stock left under the cap; the domain's [`Allotment`] says which requests that stock
+//! covers (arrival order), and the coupons of the others are rolled back inside the transaction
 //! and answered `COUPON_SOLD_OUT`. Only policies with a per-user limit of one are batched; higher
 //! limits take the per-request path, which picks free slots one by one.
 
@@ -28,9 +29,10 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use coupon_batch::{Batches, Intake, Settings};
+use coupon_domain::allotment::{Allotment, Share};
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EventContext, EventEncoder};
-use coupon_domain::id::PolicyId;
+use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::issue::{IssueCommand, IssueError};
 use coupon_domain::policy::{DistributionType, NotIssuable, Policy};
 use diesel::prelude::*;
@@ -55,7 +57,7 @@ const SETTINGS: Settings =
 /// One caller waiting for its coupon.
 struct Pending {
     policy: Arc<Policy>,
-    user_id: i64,
+    user: UserId,
     issued_at: DateTime<Utc>,
     expires_at: DateTime<Utc>,
     context: EventContext,
@@ -138,7 +140,7 @@ impl GroupCommit {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             policy: Arc::new(command.policy.clone()),
-            user_id: command.user_id.get(),
+            user: command.user_id,
             issued_at: command.issued_at,
             expires_at: command.expires_at,
             context: command.context.clone(),
@@ -252,33 +254,28 @@ async fn batch_transaction(
                    issued_at, expires_at, reserved_at, used_at",
     )
     .bind::<BigInt, _>(policy.id.get())
-    .bind::<Array<BigInt>, _>(batch.iter().map(|p| p.user_id).collect::<Vec<_>>())
+    .bind::<Array<BigInt>, _>(batch.iter().map(|p| p.user.get()).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(batch.iter().map(|p| p.issued_at).collect::<Vec<_>>())
     .bind::<Array<Timestamptz>, _>(batch.iter().map(|p| p.expires_at).collect::<Vec<_>>())
     .load(conn)
     .await?;
-    let mut by_user: HashMap<i64, IssuedCoupon> = HashMap::with_capacity(rows.len());
+    let mut by_user: HashMap<UserId, IssuedCoupon> = HashMap::with_capacity(rows.len());
     for row in rows {
         let coupon = IssuedCoupon::try_from(row).map_err(|e| Abort::Refused(BatchEnd::Failed(e.into())))?;
-        by_user.insert(coupon.user_id.get(), coupon);
+        by_user.insert(coupon.user_id, coupon);
     }
 
-    // Arrival order decides who gets the stock when there is not enough for all.
-    let mut winners: Vec<usize> = Vec::with_capacity(by_user.len());
-    let mut seen = std::collections::HashSet::with_capacity(batch.len());
-    for (i, p) in batch.iter().enumerate() {
-        if by_user.contains_key(&p.user_id) && seen.insert(p.user_id) {
-            winners.push(i);
-        }
-    }
+    let allotment =
+        Allotment::new(batch.iter().map(|p| p.user).collect(), |user| by_user.contains_key(&user));
 
     // 2. Their events, before the counter update so that the hot row lock is held only from the
     //    update to commit.
-    let events = winners
+    let events = allotment
+        .contenders()
         .iter()
         .map(|&i| {
             let p = &batch[i];
-            group.encoder.encode(&CouponEvent::Issued { coupon: &by_user[&p.user_id], policy }, &p.context)
+            group.encoder.encode(&CouponEvent::Issued { coupon: &by_user[&p.user], policy }, &p.context)
         })
         .collect::<anyhow::Result<Vec<_>>>()
         .map_err(|e| Abort::Refused(BatchEnd::Failed(IssueError::Unexpected(e))))?;
@@ -290,7 +287,7 @@ async fn batch_transaction(
         #[diesel(sql_type = BigInt)]
         granted: i64,
     }
-    let wanted = i64::try_from(winners.len()).unwrap_or(i64::MAX);
+    let wanted = i64::try_from(allotment.contenders().len()).unwrap_or(i64::MAX);
     let granted: Option<Granted> = Prepared::new(
         "WITH p AS ( \
            SELECT id, LEAST($2, COALESCE(max_issue_count::bigint - current_issue_count, $2)) AS granted \
@@ -322,9 +319,9 @@ async fn batch_transaction(
     let granted = usize::try_from(granted).unwrap_or(0);
 
     // 4. Past the stock: remove the coupons (and events) of the latest arrivals.
-    let losers = &winners[granted.min(winners.len())..];
+    let losers = allotment.past_stock(granted);
     if !losers.is_empty() {
-        let ids: Vec<i64> = losers.iter().map(|&i| by_user[&batch[i].user_id].id.get()).collect();
+        let ids: Vec<i64> = losers.iter().map(|&i| by_user[&batch[i].user].id.get()).collect();
         let keys: Vec<String> = ids.iter().map(ToString::to_string).collect();
         Prepared::new("DELETE FROM outbox WHERE event_type = 'COUPON_ISSUED' AND event_key = ANY($1)")
             .bind::<Array<Text>, _>(keys)
@@ -335,22 +332,13 @@ async fn batch_transaction(
             .execute(conn)
             .await?;
     }
-
-    // Each user's fate is that of their first request in the batch; later requests of the same
-    // user are answered as a second request would be.
-    let granted_users: std::collections::HashSet<i64> =
-        winners[..granted.min(winners.len())].iter().map(|&i| batch[i].user_id).collect();
-    let first_of_user: HashMap<i64, usize> = winners.iter().map(|&i| (batch[i].user_id, i)).collect();
     Ok(batch
         .iter()
-        .enumerate()
-        .map(|(i, p)| match first_of_user.get(&p.user_id) {
-            Some(&first) if first == i && granted_users.contains(&p.user_id) => {
-                Ok(by_user[&p.user_id].clone())
-            }
-            Some(_) if !granted_users.contains(&p.user_id) => Err(NotIssuable::SoldOut.into()),
-            // The user held the coupon before this batch, or got it from an earlier request in it.
-            _ => Err(IssueError::AlreadyIssued),
+        .zip(allotment.shares(granted))
+        .map(|(p, share)| match share {
+            Share::Issued => Ok(by_user[&p.user].clone()),
+            Share::SoldOut => Err(NotIssuable::SoldOut.into()),
+            Share::AlreadyIssued => Err(IssueError::AlreadyIssued),
         })
         .collect())
 }
