@@ -117,6 +117,13 @@ impl IssuedCoupon {
         self
     }
 
+    /// The coupon past its date, unused and not held (the expiry job): `EXPIRED`, told by
+    /// `coupon.expired`. A held coupon waits for its reservation to resolve.
+    pub fn expire(mut self) -> Self {
+        self.status = CouponStatus::Expired;
+        self
+    }
+
     /// The coupon given back after its use was undone (an order cancelled after payment): usable
     /// again, or `EXPIRED` when its date has passed, with `coupon.expired` then.
     pub fn restored(mut self, expired: bool) -> Self {

@@ -177,23 +177,42 @@ async fn expire(
     context: &EventContext,
 ) -> Result<u64, Failure> {
     let rows: Vec<CouponRow> = diesel::sql_query(
-        "WITH due AS (SELECT id FROM coupon_issues WHERE status = 'ISSUED' AND expires_at < $1 \
-                      ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) \
-         UPDATE coupon_issues SET status = 'EXPIRED', version = version + 1, updated_at = $1 \
-         FROM due WHERE coupon_issues.id = due.id AND coupon_issues.status = 'ISSUED' \
-         RETURNING coupon_issues.id, coupon_issues.policy_id, coupon_issues.user_id, coupon_issues.status, \
-                   coupon_issues.reservation_id, coupon_issues.order_id, coupon_issues.discount_amount, \
-                   coupon_issues.issued_at, coupon_issues.expires_at, coupon_issues.reserved_at, \
-                   coupon_issues.used_at",
+        "SELECT id, policy_id, user_id, status, reservation_id, order_id, discount_amount, issued_at, expires_at, \
+                reserved_at, used_at \
+         FROM coupon_issues WHERE status = 'ISSUED' AND expires_at < $1 \
+         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
     )
     .bind::<Timestamptz, _>(now)
     .bind::<BigInt, _>(i64::from(batch))
     .load(conn)
     .await?;
-    let coupons = rows.into_iter().map(IssuedCoupon::try_from).collect::<Result<Vec<_>, StoreError>>()?;
-    let events = encode_all(encoder, coupons.iter().map(|coupon| CouponEvent::Expired { coupon }), context)?;
+    let expired: Vec<IssuedCoupon> = rows
+        .into_iter()
+        .map(|row| IssuedCoupon::try_from(row).map(IssuedCoupon::expire))
+        .collect::<Result<_, StoreError>>()?;
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let changed = diesel::sql_query(
+        "UPDATE coupon_issues SET status = t.status, version = version + 1, updated_at = $1 \
+         FROM unnest($2::bigint[], $3::text[]) AS t(id, status) \
+         WHERE coupon_issues.id = t.id AND coupon_issues.status = 'ISSUED'",
+    )
+    .bind::<Timestamptz, _>(now)
+    .bind::<Array<BigInt>, _>(expired.iter().map(|c| c.id.get()).collect::<Vec<_>>())
+    .bind::<Array<Text>, _>(expired.iter().map(|c| c.status.as_str()).collect::<Vec<_>>())
+    .execute(conn)
+    .await?;
+    if changed != expired.len() {
+        // The rows were locked: anything else is a broken invariant, and the batch rolls back.
+        return Err(Failure::Store(StoreError::Unexpected(anyhow::anyhow!(
+            "expired {} coupons but changed {changed}",
+            expired.len()
+        ))));
+    }
+    let events = encode_all(encoder, expired.iter().map(|coupon| CouponEvent::Expired { coupon }), context)?;
     outbox::append_all(conn, &events).await?;
-    Ok(count(coupons.len()))
+    Ok(count(expired.len()))
 }
 
 /// Recomputes one business day's row from the source tables. Idempotent: the row is replaced.
