@@ -159,7 +159,7 @@ impl<'r> Batch<'_, 'r> {
         self.confirm_run().await?;
         let context =
             EventContext { correlation_id: parsed.correlation_id.clone(), occurred_at: self.records.now };
-        let result = self.effect(&parsed.command, &context).await?;
+        let result = self.effect(&parsed.command, &context).await;
         if let Command::Nothing = parsed.command {
             self.outcomes[index] = Some(Outcome::Nothing);
             return Ok(());
@@ -177,51 +177,32 @@ impl<'r> Batch<'_, 'r> {
         }
     }
 
-    /// Runs the command's effect: `Err` holds the refusal.
-    async fn effect(
-        &mut self,
-        command: &Command,
-        context: &EventContext,
-    ) -> Result<Result<(), Refused>, StoreError> {
+    /// Runs the command's effect: `Err` holds its refusal, or the store failure it met.
+    async fn effect(&mut self, command: &Command, context: &EventContext) -> Result<(), Refused> {
         let now = self.records.now;
-        let refused = |e: Refused| e.map(|refusal| Err(Ok(refusal)));
-        Ok(match command.intent() {
+        match command.intent() {
             Intent::Nothing => Ok(()),
             Intent::Confirm(request) => {
                 let confirmation = [Confirmation { request, context: context.clone() }];
-                let answer = self.effects.confirm(&confirmation, now).await?.into_iter().next();
-                match answer {
-                    Some(Err(e)) => return refused(e.refusal()),
-                    _ => Ok(()),
-                }
+                let answers = self.effects.confirm(&confirmation, now).await.map_err(Err)?;
+                answers.into_iter().next().unwrap_or(Ok(())).map_err(ConfirmError::refusal)
             }
-            Intent::Release { reservation, by, reason } => {
-                match self.effects.release(reservation, by, reason, now, context).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => return refused(e.refusal()),
-                }
-            }
+            Intent::Release { reservation, by, reason } => self
+                .effects
+                .release(reservation, by, reason, now, context)
+                .await
+                .map_err(ReleaseError::refusal),
             Intent::CancelOrder { coupon, order } => {
-                match self.effects.cancel_order(coupon, order, now, context).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => return refused(e.refusal()),
-                }
+                self.effects.cancel_order(coupon, order, now, context).await.map_err(RestoreError::refusal)
             }
             Intent::Issue { policy, user, channel } => {
-                let Some(policy) = self.effects.policy(policy).await? else {
-                    return refused(IssueError::PolicyNotFound.refusal());
-                };
-                let command =
-                    match IssueCommand::plan(&policy, channel, user, now, self.records.zone, context) {
-                        Ok(command) => command,
-                        Err(reason) => return Ok(Err(Ok(reason.refusal()))),
-                    };
-                match self.effects.issue(command).await {
-                    Ok(()) => Ok(()),
-                    Err(e) => return refused(e.refusal()),
-                }
+                let policy = self.effects.policy(policy).await.map_err(Err)?;
+                let policy = policy.ok_or(IssueError::PolicyNotFound).map_err(IssueError::refusal)?;
+                let command = IssueCommand::plan(&policy, channel, user, now, self.records.zone, context)
+                    .map_err(|reason| Ok(reason.refusal()))?;
+                self.effects.issue(command).await.map_err(IssueError::refusal)
             }
-        })
+        }
     }
 
     /// Confirms the pending run in one call to the store.
