@@ -100,6 +100,21 @@ async fn reserve_apply_use_release_and_their_refusals() {
         (applied["couponName"].as_str(), applied["discountAmount"].as_i64()),
         (Some("Black Friday"), Some(4_000))
     );
+    // SPEC §11.2: a RESERVED coupon shows its live reservation's order and discount.
+    let wallet = |user: i64, status: &'static str| {
+        client
+            .get(format!("{base}/api/coupons/users/{user}?status={status}"))
+            .header("X-User-Id", user.to_string())
+            .send()
+    };
+    let (status, held) = answer(wallet(1, "RESERVED").await.expect("request")).await;
+    assert_eq!(status, 200, "{held}");
+    let held = &held["coupons"][0];
+    assert_eq!(
+        (&held["couponId"], &held["reservationId"], &held["orderId"], &held["discountAmount"]),
+        (&json!(mine), &json!("R1"), &json!("ORDER-1"), &json!(4000)),
+        "{held}"
+    );
     let (status, again) = reserve(&client, &base, 1, body("R1", mine, 40_000)).await;
     assert_eq!(
         (status, &again["reservedAt"]),
@@ -193,6 +208,13 @@ async fn reserve_apply_use_release_and_their_refusals() {
     .await;
     assert_eq!((status, released["status"].as_str()), (200, Some("CANCELLED")), "{released}");
     assert_eq!(answer(release("S1", 2).await.expect("request")).await.0, 200, "releasing twice is harmless");
+    let (_, freed) = answer(wallet(2, "AVAILABLE").await.expect("request")).await;
+    let freed = &freed["coupons"][0];
+    assert_eq!(
+        (&freed["status"], &freed["reservationId"], &freed["orderId"], &freed["discountAmount"]),
+        (&json!("ISSUED"), &Value::Null, &Value::Null, &Value::Null),
+        "a released coupon forgets the hold: {freed}"
+    );
     assert_eq!(
         code(answer(release("NOPE", 2).await.expect("request")).await),
         (404, "RESERVATION_NOT_FOUND".into())
@@ -364,4 +386,95 @@ async fn admins_run_jobs_and_read_daily_statistics() {
     let (status, body) =
         admin_get(&client, &format!("{base}/api/statistics/daily?from={today}&to=2000-01-01")).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")));
+}
+
+/// SPEC §11.2: an admin revokes an ISSUED coupon (its slot free again, `coupon.cancelled` with
+/// `ADMIN_REVOKED`, once); a held, used or expired coupon is refused with its state's code.
+#[tokio::test]
+async fn an_admin_revokes_an_issued_coupon_once_and_other_states_refuse() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = discount_policy(&client, &base, json!({})).await;
+    let [issued, held, used, expired] = [
+        coupon(&client, &base, policy, 1).await,
+        coupon(&client, &base, policy, 2).await,
+        coupon(&client, &base, policy, 3).await,
+        coupon(&client, &base, policy, 4).await,
+    ];
+    let revoke = async |id: i64, body: Value| {
+        admin_post(&client, &format!("{base}/api/admin/coupons/{id}/revoke"), body).await
+    };
+    let why = json!({"reason": "issued to the wrong account", "revokedBy": "support-17"});
+
+    let (status, revoked) = revoke(issued, why.clone()).await;
+    assert_eq!((status, revoked["status"].as_str()), (200, Some("CANCELLED")), "{revoked}");
+    let (status, again) = revoke(issued, why.clone()).await;
+    assert_eq!(
+        (status, again["status"].as_str()),
+        (200, Some("CANCELLED")),
+        "revoking twice answers the same"
+    );
+    let events = "SELECT count(*) AS n FROM outbox WHERE event_type = 'COUPON_CANCELLED' \
+                  AND payload::jsonb #>> '{data,reason}' = 'ADMIN_REVOKED' \
+                  AND payload::jsonb #>> '{data,revokedBy}' = 'support-17'";
+    assert_eq!(count(&env, events).await, 1, "one event for one revoke");
+    let (status, _) = download(&client, &base, 1, json!({"couponPolicyId": policy, "userId": 1})).await;
+    assert_eq!(status, 201, "the revoked coupon's slot is free again");
+
+    let (status, _) = reserve(
+        &client,
+        &base,
+        2,
+        json!({"reservationId": "RV-2", "userId": 2, "couponId": held, "orderAmount": 40_000}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    reserve(
+        &client,
+        &base,
+        3,
+        json!({"reservationId": "RV-3", "userId": 3, "couponId": used, "orderAmount": 40_000}),
+    )
+    .await;
+    let (status, _) = post_as(
+        &client,
+        &format!("{base}/api/coupons/use"),
+        3,
+        json!({"reservationId": "RV-3", "orderId": "O-3", "paymentId": "P-3"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let past = format!(
+        "WITH u AS (UPDATE coupon_issues SET issued_at = now() - interval '2 days', expires_at = now() - interval '1 day' WHERE id = {expired} RETURNING 1) \
+         SELECT count(*) AS n FROM u"
+    );
+    assert_eq!(count(&env, &past).await, 1, "the coupon's date has passed");
+    for (id, status, code) in [
+        (held, 409, "COUPON_NOT_AVAILABLE"),
+        (used, 409, "COUPON_ALREADY_USED"),
+        (expired, 410, "COUPON_EXPIRED"),
+        (999_999, 404, "COUPON_NOT_FOUND"),
+    ] {
+        let (got, body) = revoke(id, why.clone()).await;
+        assert_eq!((got, body["code"].as_str()), (status, Some(code)), "coupon {id}: {body}");
+    }
+    let (status, body) = revoke(held, json!({"reason": " ", "revokedBy": "support-17"})).await;
+    assert_eq!((status, body["fieldErrors"][0]["field"].as_str()), (400, Some("reason")), "{body}");
+    let as_user = answer(
+        client
+            .post(format!("{base}/api/admin/coupons/{held}/revoke"))
+            .header("X-User-Id", "2")
+            .json(&why)
+            .send()
+            .await
+            .expect("request"),
+    )
+    .await;
+    assert_eq!((as_user.0, as_user.1["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    assert_eq!(
+        count(&env, "SELECT count(*) AS n FROM coupon_issues WHERE status = 'CANCELLED'").await,
+        1,
+        "only the issued coupon was revoked"
+    );
 }

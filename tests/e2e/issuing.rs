@@ -5,7 +5,7 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
 use coupon_e2e::*;
-use coupon_testkit::TestEnv;
+use coupon_testkit::{ADMIN_TOKEN, TestEnv};
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
@@ -297,15 +297,41 @@ async fn direct_issue_reports_each_user_and_handles_duplicates_once() {
     assert_eq!(results[2]["status"], "FAILED");
     assert_eq!(results[2]["errorCode"], "COUPON_SOLD_OUT");
 
-    let (status, again) = admin_post(&client, &url, json!({"couponPolicyId": policy, "userIds": [11]})).await;
+    let (status, again) =
+        admin_post(&client, &url, json!({"couponPolicyId": policy, "userIds": [11], "issuedBy": "ADMIN"}))
+            .await;
     assert_eq!(status, 201);
     assert_eq!(again["results"][0]["errorCode"], "COUPON_ALREADY_ISSUED");
+
+    // SPEC §11.2: what concerns the whole request is an answer to the request.
+    let (status, body) = admin_post(&client, &url, json!({"couponPolicyId": policy, "userIds": [14]})).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")), "{body}");
+    assert_eq!(body["fieldErrors"][0]["field"], "issuedBy");
+    let download = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let (status, body) =
+        admin_post(&client, &url, json!({"couponPolicyId": download, "userIds": [14], "issuedBy": "ADMIN"}))
+            .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("INVALID_ISSUE_TYPE")), "{body}");
+    let deactivated = client
+        .delete(format!("{base}/api/coupon-policies/{policy}"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(deactivated.status(), 200);
+    let (status, body) =
+        admin_post(&client, &url, json!({"couponPolicyId": policy, "userIds": [14], "issuedBy": "ADMIN"}))
+            .await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("POLICY_INACTIVE")), "{body}");
+    assert_eq!(count(&env, "SELECT count(*) AS n FROM coupon_issues WHERE user_id = 14").await, 0);
 
     let too_many: Vec<i64> = (1..=1001).collect();
     let (status, body) =
         admin_post(&client, &url, json!({"couponPolicyId": policy, "userIds": too_many})).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("VALIDATION_ERROR")));
-    let (status, body) = admin_post(&client, &url, json!({"couponPolicyId": 424_242, "userIds": [1]})).await;
+    let (status, body) =
+        admin_post(&client, &url, json!({"couponPolicyId": 424_242, "userIds": [1], "issuedBy": "ADMIN"}))
+            .await;
     assert_eq!((status, body["code"].as_str()), (404, Some("POLICY_NOT_FOUND")));
     let not_admin = answer(
         client
@@ -382,4 +408,46 @@ async fn a_gate_that_lost_units_is_rebuilt_from_postgres_within_ten_seconds() {
         metrics.lines().any(|l| l.starts_with("coupon_gate_reconciliations_total") && !l.ends_with(" 0")),
         "the rebuild is counted"
     );
+}
+
+/// SPEC §11.2: a client whose download timed out reads the coupon by id; support reads a user's
+/// wallet. Another user's coupon is answered as a missing one.
+#[tokio::test]
+async fn a_coupon_is_read_by_its_owner_or_an_admin_and_support_reads_wallets() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let (status, issued) =
+        download(&client, &base, 21, json!({"couponPolicyId": policy, "userId": 21})).await;
+    assert_eq!(status, 201, "{issued}");
+    let id = issued["couponId"].as_i64().expect("couponId");
+    let url = format!("{base}/api/coupons/{id}");
+    let as_user = |user: &'static str, url: String| client.get(url).header("X-User-Id", user).send();
+
+    let (status, mine) = answer(as_user("21", url.clone()).await.expect("request")).await;
+    assert_eq!((status, &mine), (200, &issued), "the owner reads what the download answered");
+    let (status, other) = answer(as_user("22", url.clone()).await.expect("request")).await;
+    assert_eq!((status, other["code"].as_str()), (404, Some("COUPON_NOT_FOUND")), "{other}");
+    let (status, admin) = admin_get(&client, &url).await;
+    assert_eq!((status, &admin["couponId"]), (200, &json!(id)), "{admin}");
+    for (path, expected) in [("999999999", 404), ("0", 404), ("abc", 400)] {
+        let (status, body) =
+            answer(as_user("21", format!("{base}/api/coupons/{path}")).await.expect("request")).await;
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+    let anonymous = answer(client.get(&url).send().await.expect("request")).await;
+    assert_eq!((anonymous.0, anonymous.1["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    let wrong =
+        answer(client.get(&url).bearer_auth("not-the-token-at-all").send().await.expect("request")).await;
+    assert_eq!((wrong.0, wrong.1["code"].as_str()), (403, Some("UNAUTHORIZED_COUPON_ACCESS")));
+
+    let wallet = format!("{base}/api/admin/users/21/coupons?status=AVAILABLE");
+    let (status, page) = admin_get(&client, &wallet).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!((&page["coupons"][0], &page["hasMore"]), (&issued, &json!(false)));
+    let as_user = answer(client.get(&wallet).header("X-User-Id", "21").send().await.expect("request")).await;
+    assert_eq!((as_user.0, as_user.1["code"].as_str()), (401, Some("UNAUTHENTICATED")), "support only");
+    let (status, bad) = admin_get(&client, &format!("{base}/api/admin/users/21/coupons?status=LOST")).await;
+    assert_eq!((status, bad["code"].as_str()), (400, Some("VALIDATION_ERROR")));
 }

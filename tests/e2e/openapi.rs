@@ -10,6 +10,7 @@ const OPERATIONS: &[&str] = &[
     "DELETE /api/coupon-policies/{id}",
     "DELETE /api/coupons/apply/{reservationId}",
     "DELETE /api/coupons/reserve/{reservationId}",
+    "GET /api/admin/users/{userId}/coupons",
     "GET /api/coupon-policies",
     "GET /api/coupon-policies/{id}",
     "GET /api/coupon-policies/{id}/statistics",
@@ -17,12 +18,14 @@ const OPERATIONS: &[&str] = &[
     "GET /api/coupons/users/{userId}/expiring",
     "GET /api/coupons/users/{userId}/statistics",
     "GET /api/coupons/validate/{couponCode}",
+    "GET /api/coupons/{couponId}",
     "GET /api/statistics/daily",
     "GET /health/live",
     "GET /health/ready",
     "GET /metrics",
     "PATCH /api/coupon-policies/{id}",
     "PATCH /api/coupon-policies/{id}/remaining-quantity",
+    "POST /api/admin/coupons/{couponId}/revoke",
     "POST /api/admin/jobs/{name}/run",
     "POST /api/coupon-policies",
     "POST /api/coupons/apply",
@@ -60,6 +63,7 @@ async fn the_document_lists_exactly_the_served_operations() {
                 .replace("{reservationId}", "R1")
                 .replace("{userId}", "1")
                 .replace("{name}", "statistics")
+                .replace("{couponId}", "1")
         );
         let request = client
             .request(method.parse().expect("method"), &url)

@@ -16,6 +16,7 @@ use coupon_domain::limits::{Guard, RateLimiter};
 use coupon_domain::policy_cache::CachedPolicies;
 use coupon_domain::reconciliation::AUDIT_EVERY;
 use coupon_domain::reservation::Checkout;
+use coupon_domain::support::Support;
 use coupon_http::ops::Dependency;
 use coupon_http::server::{ServerOptions, serve};
 use coupon_lock_redis::gate::RedisStockGate;
@@ -28,6 +29,7 @@ use coupon_store_pg::migrate;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::PgPool;
 use coupon_store_pg::reservation::PgReservationStore;
+use coupon_store_pg::support::PgSupportStore;
 use coupon_store_pg::wallet::PgWalletStore;
 use secrecy::ExposeSecret;
 
@@ -111,6 +113,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
             settings.coupon.timezone,
         ),
         policies: PolicyAdmin::new(policies, gate, clock.clone()),
+        support: Support::new(Arc::new(PgSupportStore::new(pg.clone(), encoder.clone())), clock.clone()),
         checkout: Checkout::new(
             Arc::new(PgReservationStore::new(pg.clone(), encoder)),
             clock.clone(),

@@ -105,3 +105,33 @@ impl FromRequest for Admin {
         })
     }
 }
+
+/// Who reads a coupon: an admin (a bearer token, checked as [`Admin`]), or a user (`X-User-Id`)
+/// who may read only their own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Viewer {
+    Admin,
+    User(UserId),
+}
+
+impl Viewer {
+    /// Whether the viewer may see what `owner` holds.
+    pub fn sees(self, owner: UserId) -> bool {
+        match self {
+            Viewer::Admin => true,
+            Viewer::User(user) => user == owner,
+        }
+    }
+}
+
+impl FromRequest for Viewer {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        if req.headers().contains_key(AUTHORIZATION) {
+            return ready(Admin::from_request(req, payload).into_inner().map(|Admin| Viewer::Admin));
+        }
+        ready(Caller::from_request(req, payload).into_inner().map(|Caller(user)| Viewer::User(user)))
+    }
+}

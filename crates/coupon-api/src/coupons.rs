@@ -172,7 +172,7 @@ pub struct DirectIssueBody {
     #[schema(required = true, nullable = false, value_type = Vec<i64>, min_items = 1, max_items = 1000)]
     #[serde(default, deserialize_with = "crate::wire::whole_numbers")]
     user_ids: Option<Vec<i64>>,
-    #[schema(value_type = Option<String>, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*\\S[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     issued_by: Option<String>,
 }
 
@@ -198,7 +198,9 @@ pub struct DirectIssueSummary {
 
 #[utoipa::path(post, path = "/api/coupons/direct-issue", tag = "coupons", security(("admin" = [])),
     request_body = DirectIssueBody,
-    responses((status = 201, description = "Per-user results, also when some failed", body = DirectIssueSummary), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+    responses((status = 201, description = "Per-user results (already issued, sold out), also when some failed", body = DirectIssueSummary),
+              (status = 400, description = "VALIDATION_ERROR; or the policy does not issue directly now: INVALID_ISSUE_TYPE, POLICY_INACTIVE, COUPON_ISSUE_PERIOD_NOT_STARTED, COUPON_ISSUE_PERIOD_EXPIRED", body = ErrorBody),
+              (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn direct_issue(
     req: HttpRequest,
@@ -220,7 +222,11 @@ pub(crate) async fn direct_issue(
     if users.len() != raw_users.len() {
         checks.fail("userIds", "every user id must be a positive integer");
     }
-    checks.text("issuedBy", body.issued_by.as_deref(), 100);
+    let issued_by = checks.required("issuedBy", body.issued_by.as_deref());
+    checks.text("issuedBy", issued_by, 100);
+    if issued_by.is_some_and(|by| by.trim().is_empty()) {
+        checks.fail("issuedBy", "must not be blank");
+    }
     checks.finish()?;
     let policy = policy_id(policy.unwrap_or_default())?;
     let outcomes = state.issuing.direct(policy, &users, &correlation_id(&req)).await?;
@@ -249,7 +255,7 @@ pub(crate) async fn direct_issue(
         .increment(success_count as u64);
     tracing::info!(
         policy.id = %policy,
-        issued_by = body.issued_by.as_deref().unwrap_or(""),
+        issued_by = issued_by.unwrap_or_default(),
         requested = results.len(),
         succeeded = success_count,
         "direct issue"

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ErrorBody, ErrorCode, FieldErrorBody};
-use crate::{checkout, coupons, policies, wallet};
+use crate::{checkout, coupons, policies, support, wallet};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -38,10 +38,13 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         checkout::release_alias,
         checkout::confirm,
         wallet::list,
+        wallet::admin_list,
+        wallet::coupon,
         wallet::expiring,
         wallet::summary,
         wallet::daily,
         wallet::run_job,
+        support::revoke,
     ),
     components(schemas(ErrorBody, ErrorCode, FieldErrorBody, wallet::WalletFilterName, wallet::JobNameValue)),
     modifiers(&Security, &Operations),
@@ -50,6 +53,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         (name = "coupons", description = "Issuing coupons"),
         (name = "checkout", description = "Two-phase use: hold, confirm, release"),
         (name = "wallet", description = "A user's coupons"),
+        (name = "support", description = "Support's view of users' coupons (admin)"),
         (name = "statistics", description = "Daily statistics and scheduler jobs (admin)"),
         (name = "operations", description = "Health and metrics (open)")
     )

@@ -218,6 +218,7 @@ mod from_domain {
     };
     use coupon_domain::port::StoreError;
     use coupon_domain::reservation::{ConfirmError, ReleaseError, ReserveError};
+    use coupon_domain::support::RevokeError;
 
     use super::{ApiError, ErrorCode, FieldError};
     use crate::limits::rate_headers;
@@ -323,6 +324,16 @@ mod from_domain {
                 IssueError::Limited(refusal) => refusal.into(),
                 IssueError::Unavailable(cause) => ApiError::unavailable("the coupon store", &cause),
                 IssueError::Unexpected(cause) => ApiError::unexpected(&cause),
+            }
+        }
+    }
+
+    impl From<RevokeError> for ApiError {
+        fn from(e: RevokeError) -> Self {
+            match e {
+                RevokeError::NotFound => ApiError::new(ErrorCode::CouponNotFound, e.to_string()),
+                RevokeError::Forbidden(forbidden) => forbidden.into(),
+                RevokeError::Store(e) => e.into(),
             }
         }
     }

@@ -13,6 +13,7 @@ pub mod error;
 pub mod limits;
 pub mod policies;
 pub mod state;
+pub mod support;
 pub mod wallet;
 mod wire;
 
@@ -28,5 +29,6 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     checkout::configure(cfg);
     policies::configure(cfg);
     wallet::configure(cfg);
+    support::configure(cfg);
     docs::configure(cfg);
 }

@@ -7,6 +7,7 @@ use coupon_domain::clock::Clock;
 use coupon_domain::issue::Issuing;
 use coupon_domain::jobs::Jobs;
 use coupon_domain::reservation::Checkout;
+use coupon_domain::support::Support;
 use coupon_domain::wallet::WalletStore;
 
 use coupon_domain::limits::Guard;
@@ -19,6 +20,7 @@ pub struct AppState {
     pub issuing: Issuing,
     pub policies: PolicyAdmin,
     pub checkout: Checkout,
+    pub support: Support,
     pub wallet: Arc<dyn WalletStore>,
     pub jobs: Jobs,
     pub clock: Arc<dyn Clock>,

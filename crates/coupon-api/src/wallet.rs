@@ -12,7 +12,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{Admin, Caller};
+use crate::auth::{Admin, Caller, Viewer};
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use crate::state::AppState;
@@ -24,6 +24,8 @@ const MAX_DAYS: u64 = 366;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/coupons/users/{userId}", "GET").route(web::get().to(list)))
+        .service(resource("/api/admin/users/{userId}/coupons", "GET").route(web::get().to(admin_list)))
+        .service(resource("/api/coupons/{couponId}", "GET").route(web::get().to(coupon)))
         .service(resource("/api/coupons/users/{userId}/expiring", "GET").route(web::get().to(expiring)))
         .service(resource("/api/coupons/users/{userId}/statistics", "GET").route(web::get().to(summary)))
         .service(resource("/api/statistics/daily", "GET").route(web::get().to(daily)))
@@ -76,7 +78,36 @@ pub(crate) async fn list(
     query: web::Query<WalletQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let user = owner(caller, user.into_inner())?;
-    let query = query.into_inner();
+    page(&state, user, query.into_inner()).await
+}
+
+#[utoipa::path(get, path = "/api/admin/users/{userId}/coupons", tag = "support", security(("admin" = [])), operation_id = "adminListUserCoupons",
+    params(("userId" = i64, Path, minimum = 1, description = "The user whose wallet support looks at"),
+        ("status" = Option<WalletFilterName>, Query, description = "AVAILABLE, UNUSED, RESERVED, USED or EXPIRED; all coupons when absent"),
+        ("cursor" = Option<i64>, Query, minimum = 1, description = "nextCursor of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)")),
+    responses(
+        (status = 200, description = "The user's coupons, newest first, as the user sees them", body = WalletPageBody,
+            example = json!({"coupons": [{"couponId": 41, "policyId": 7, "userId": 1001, "couponName": "Black Friday 10%",
+                "couponCode": null, "discountType": "PERCENTAGE", "discountValue": 10, "minimumOrderAmount": 30000,
+                "maxDiscountAmount": 5000, "status": "RESERVED", "issuedAt": "2024-11-29T00:00:03Z",
+                "expiryDate": "2024-12-29T14:59:59Z", "usedAt": null, "reservationId": "R-9001", "orderId": "O-77",
+                "discountAmount": 5000}], "nextCursor": 41, "hasMore": true})),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED: no admin token", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS: the token is not accepted", body = ErrorBody)))]
+pub(crate) async fn admin_list(
+    _: Admin,
+    state: web::Data<AppState>,
+    user: web::Path<i64>,
+    query: web::Query<WalletQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let user = UserId::new(user.into_inner()).ok_or_else(|| field("userId", "must be a positive integer"))?;
+    page(&state, user, query.into_inner()).await
+}
+
+/// One page of `user`'s wallet.
+async fn page(state: &AppState, user: UserId, query: WalletQuery) -> Result<HttpResponse, ApiError> {
     let filter = match query.status.as_deref() {
         None => WalletFilter::All,
         Some(raw) => WalletFilter::parse(raw)
@@ -94,6 +125,37 @@ pub(crate) async fn list(
         next_cursor: page.next_cursor.map(CouponId::get),
         has_more: page.has_more,
     }))
+}
+
+#[utoipa::path(get, path = "/api/coupons/{couponId}", tag = "wallet", security(("user" = []), ("admin" = [])), operation_id = "getCoupon",
+    params(("couponId" = i64, Path, minimum = 1, description = "The coupon; a user sees only their own")),
+    responses(
+        (status = 200, description = "The coupon as its owner sees it (a client whose download timed out learns here what happened)", body = CouponBody,
+            example = json!({"couponId": 41, "policyId": 7, "userId": 1001, "couponName": "Black Friday 10%",
+                "couponCode": null, "discountType": "PERCENTAGE", "discountValue": 10, "minimumOrderAmount": 30000,
+                "maxDiscountAmount": 5000, "status": "ISSUED", "issuedAt": "2024-11-29T00:00:03Z",
+                "expiryDate": "2024-12-29T14:59:59Z", "usedAt": null, "reservationId": null, "orderId": null,
+                "discountAmount": null})),
+        (status = 400, description = "INVALID_REQUEST: couponId is not an integer", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody),
+        (status = 403, description = "UNAUTHORIZED_COUPON_ACCESS: the admin token is not accepted", body = ErrorBody),
+        (status = 404, description = "COUPON_NOT_FOUND: no such coupon, or another user's", body = ErrorBody)))]
+pub(crate) async fn coupon(
+    viewer: Viewer,
+    state: web::Data<AppState>,
+    id: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let not_found = || ApiError::new(ErrorCode::CouponNotFound, "no coupon has this id");
+    let id = CouponId::new(id.into_inner()).ok_or_else(not_found)?;
+    // Another user's coupon is answered as a missing one: its existence is not the caller's
+    // business.
+    let (coupon, policy) = state
+        .wallet
+        .coupon(id)
+        .await?
+        .filter(|(coupon, _)| viewer.sees(coupon.user_id))
+        .ok_or_else(not_found)?;
+    Ok(HttpResponse::Ok().json(CouponBody::new(&coupon, &policy, state.clock.now())))
 }
 
 #[derive(Debug, Deserialize)]

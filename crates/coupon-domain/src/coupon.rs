@@ -109,11 +109,20 @@ pub struct IssuedCoupon {
 }
 
 impl IssuedCoupon {
-    /// The coupon held by a reservation made at `at`.
-    pub fn held_by(mut self, reservation: &str, at: DateTime<Utc>) -> Self {
+    /// The coupon held by `reservation`: it shows the hold's order and discount while the hold
+    /// lasts (SPEC §11.2).
+    pub fn held_by(mut self, reservation: &crate::reservation::Reservation) -> Self {
         self.status = CouponStatus::Reserved;
-        self.reservation_id = Some(reservation.to_owned());
-        self.reserved_at = Some(at);
+        self.reservation_id = Some(reservation.id.as_str().to_owned());
+        self.reserved_at = Some(reservation.reserved_at);
+        self.order_id = reservation.order_id.as_ref().map(|o| o.as_str().to_owned());
+        self.discount_amount = Some(reservation.discount);
+        self
+    }
+
+    /// The coupon an admin revoked: `CANCELLED`, its user slot free again.
+    pub fn revoke(mut self) -> Self {
+        self.status = CouponStatus::Cancelled;
         self
     }
 

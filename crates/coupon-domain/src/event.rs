@@ -9,6 +9,7 @@ use crate::consume::DeadLetter;
 use crate::coupon::IssuedCoupon;
 use crate::policy::Policy;
 use crate::reservation::{CancelReason, Reservation};
+use crate::support::Revocation;
 
 pub use crate::context::EventContext;
 use crate::reservation::{Change, Changed};
@@ -24,6 +25,8 @@ pub enum CouponEvent<'a> {
     Used { reservation: &'a Reservation, used_at: DateTime<Utc> },
     /// `coupon.cancelled`: a hold or a use ended without a sale.
     Cancelled { reservation: &'a Reservation, reason: CancelReason, cancelled_at: DateTime<Utc> },
+    /// `coupon.cancelled` with reason `ADMIN_REVOKED`: an admin took the coupon back.
+    Revoked { coupon: &'a IssuedCoupon, revocation: &'a Revocation, revoked_at: DateTime<Utc> },
     /// `coupon.expired`: the coupon passed its date.
     Expired { coupon: &'a IssuedCoupon },
 }

@@ -243,8 +243,9 @@ impl Issuing {
     /// others.
     ///
     /// # Errors
-    /// Only when the policy does not exist or the store is unreachable before anything was issued;
-    /// per-user outcomes are in the result.
+    /// What concerns the whole request (SPEC §11.2): the policy does not exist, is not DIRECT,
+    /// inactive or outside its window, or the store is unreachable before anything was issued.
+    /// Per-user outcomes (already issued, sold out) are in the result.
     pub async fn direct(
         &self,
         policy_id: PolicyId,
@@ -252,6 +253,7 @@ impl Issuing {
         correlation_id: &str,
     ) -> Result<Vec<(UserId, Result<IssuedCoupon, IssueError>)>, IssueError> {
         let policy = self.policies.get(policy_id).await?.ok_or(IssueError::PolicyNotFound)?;
+        policy.check_issuable(DistributionType::Direct, self.clock.now())?;
         let mut seen = std::collections::HashSet::with_capacity(users.len());
         let mut outcomes = Vec::with_capacity(users.len());
         for &user in users {
@@ -262,7 +264,16 @@ impl Issuing {
                 .issue_under(policy.clone(), DistributionType::Direct, user, correlation_id.to_owned())
                 .await
                 .map(|issued| issued.coupon);
-            outcomes.push((user, outcome));
+            match outcome {
+                // The snapshot may be a second old: the store found, before anything was issued,
+                // that the policy does not issue directly now. That concerns the whole request.
+                Err(IssueError::NotIssuable(reason))
+                    if outcomes.is_empty() && reason != NotIssuable::SoldOut =>
+                {
+                    return Err(reason.into());
+                }
+                outcome => outcomes.push((user, outcome)),
+            }
         }
         Ok(outcomes)
     }
@@ -500,6 +511,20 @@ mod tests {
             block_on(f.issuing.direct(PolicyId::new(5).expect("id"), &users, "corr")),
             Err(IssueError::PolicyNotFound)
         ));
+    }
+
+    #[test]
+    fn direct_issue_to_a_policy_that_does_not_issue_directly_now_refuses_the_request() {
+        let mut inactive = policy(2, DistributionType::Direct, None, now());
+        inactive.is_active = false;
+        let f = fixture(
+            vec![policy(1, DistributionType::Download, None, now()), inactive],
+            Ok(GateDecision::Admitted),
+        );
+        let direct = |id| block_on(f.issuing.direct(PolicyId::new(id).expect("id"), &[user(1)], "corr"));
+        assert!(matches!(direct(1), Err(IssueError::NotIssuable(NotIssuable::WrongChannel))));
+        assert!(matches!(direct(2), Err(IssueError::NotIssuable(NotIssuable::Inactive))));
+        assert_eq!(f.coupons.calls(), 0, "nothing reached the store");
     }
 
     /// What the limiter was asked, and what it answers.

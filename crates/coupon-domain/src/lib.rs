@@ -29,4 +29,5 @@ pub mod reconciliation;
 pub mod relay;
 pub mod reservation;
 pub mod sold_out;
+pub mod support;
 pub mod wallet;

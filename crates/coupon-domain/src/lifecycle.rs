@@ -75,6 +75,8 @@ pub fn next(
         (Reserved, Confirm) => Ok(Used),
         (Reserved, Release) => Ok(Issued),
         (Issued, Expire) if date_passed => Ok(Expired),
+        // A coupon past its date reads as EXPIRED (SPEC §4.2), and is refused as one.
+        (Issued, Revoke) if date_passed => Err(Forbidden::Expired),
         (Issued, Revoke) => Ok(Cancelled),
         (Used, Restore) if date_passed => Ok(Expired),
         (Used, Restore) => Ok(Issued),
@@ -131,6 +133,7 @@ mod tests {
             Err(Forbidden::Expired),
             "expired by date before the job ran"
         );
+        assert_eq!(next(Issued, Revoke, true), Err(Forbidden::Expired), "revoking what reads as expired");
         assert_eq!(
             next(Reserved, Reserve, false),
             Err(Forbidden::NotAvailable),

@@ -75,6 +75,8 @@ pub struct DailyStatistics {
 
 /// The wallet's queries.
 pub trait WalletStore: Send + Sync + 'static {
+    /// One coupon with its policy, whoever holds it.
+    fn coupon(&self, id: CouponId) -> PortFuture<'_, Result<Option<(IssuedCoupon, Policy)>, StoreError>>;
     /// Coupons of `user` matching `filter` with an id below `before` (all when `None`), newest
     /// first, at most `limit`.
     fn page(

@@ -108,11 +108,17 @@ struct UsedData<'a> {
 #[serde(rename_all = "camelCase")]
 struct CancelledData<'a> {
     coupon_id: i64,
-    reservation_id: &'a str,
+    /// `null` for a revoke: no checkout was involved.
+    reservation_id: Option<&'a str>,
     user_id: i64,
     order_id: Option<&'a str>,
     cancelled_at: String,
     reason: &'static str,
+    /// Who revoked the coupon, and why (`ADMIN_REVOKED` only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoked_by: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    revoke_reason: Option<&'a str>,
 }
 
 #[derive(Serialize)]
@@ -195,15 +201,35 @@ impl EventEncoder for JsonEventEncoder {
             CouponEvent::Cancelled { reservation: r, reason, cancelled_at } => {
                 let data = CancelledData {
                     coupon_id: r.coupon_id.get(),
-                    reservation_id: r.id.as_str(),
+                    reservation_id: Some(r.id.as_str()),
                     user_id: r.user_id.get(),
                     order_id: r.order_id.as_ref().map(ExternalRef::as_str),
                     cancelled_at: instant(*cancelled_at),
                     reason: reason.as_str(),
+                    revoked_by: None,
+                    revoke_reason: None,
                 };
                 (
                     &self.topics.coupon_cancelled,
                     r.coupon_id.get(),
+                    "COUPON_CANCELLED",
+                    envelope(&event_id, "COUPON_CANCELLED", data, context)?,
+                )
+            }
+            CouponEvent::Revoked { coupon, revocation, revoked_at } => {
+                let data = CancelledData {
+                    coupon_id: coupon.id.get(),
+                    reservation_id: None,
+                    user_id: coupon.user_id.get(),
+                    order_id: None,
+                    cancelled_at: instant(*revoked_at),
+                    reason: "ADMIN_REVOKED",
+                    revoked_by: Some(&revocation.revoked_by),
+                    revoke_reason: Some(&revocation.reason),
+                };
+                (
+                    &self.topics.coupon_cancelled,
+                    coupon.id.get(),
                     "COUPON_CANCELLED",
                     envelope(&event_id, "COUPON_CANCELLED", data, context)?,
                 )

@@ -127,6 +127,7 @@ async fn time_out(
         "WITH t AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[]) \
                     AS t(reservation_id, coupon_id, status, cancelled_at, cancel_reason)), \
               c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
+                    order_id = NULL, discount_amount = NULL, \
                     version = version + 1, updated_at = $1 FROM t \
                     WHERE coupon_issues.id = t.coupon_id AND coupon_issues.reservation_id = t.reservation_id \
                       AND coupon_issues.status = 'RESERVED' RETURNING coupon_issues.id), \

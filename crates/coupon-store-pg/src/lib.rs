@@ -20,4 +20,5 @@ mod prepared;
 pub mod reservation;
 mod row;
 mod schema;
+pub mod support;
 pub mod wallet;

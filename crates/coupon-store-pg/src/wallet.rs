@@ -156,6 +156,21 @@ pub(crate) fn daily_query<'a>(
 }
 
 impl WalletStore for PgWalletStore {
+    fn coupon(&self, id: CouponId) -> PortFuture<'_, Result<Option<(IssuedCoupon, Policy)>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let row: Option<(CouponRow, PolicyRow)> = c::table
+                .inner_join(p::table)
+                .filter(c::id.eq(id.get()))
+                .select((CouponRow::as_select(), PolicyRow::as_select()))
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+            row.map(pair).transpose()
+        })
+    }
+
     fn page(
         &self,
         user: UserId,

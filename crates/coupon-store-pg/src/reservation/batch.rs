@@ -267,6 +267,7 @@ async fn reserve_round(
                                         $6::numeric[], $7::timestamptz[], $8::timestamptz[]) \
                     AS x(id, version, rid, order_id, amount, discount, reserved_at, expires_at)), \
               c AS (UPDATE coupon_issues SET status = 'RESERVED', reservation_id = x.rid, reserved_at = x.reserved_at, \
+                           order_id = x.order_id, discount_amount = x.discount, \
                            version = coupon_issues.version + 1, updated_at = x.reserved_at \
                     FROM x WHERE coupon_issues.id = x.id AND coupon_issues.version = x.version \
                       AND coupon_issues.status = 'ISSUED' \
@@ -349,7 +350,7 @@ fn plan_reserve(
     let held = Reservation::hold(request, discount, job.now, job.expires_at);
     let event = encoder.encode(&held.event(), &job.context).map_err(StoreError::Unexpected)?;
     let reservation = held.reservation;
-    let coupon = view.coupon.held_by(reservation.id.as_str(), job.now);
+    let coupon = view.coupon.held_by(&reservation);
     Ok(Plan::Write {
         answer: Reserved { reservation, coupon, policy: view.policy, replay: false },
         version: *version,

@@ -138,6 +138,7 @@ async fn free<E: From<StoreError>>(
 ) -> Result<(), Abort<E>> {
     let sql = format!(
         "WITH c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
+                    order_id = NULL, discount_amount = NULL, \
                     version = version + 1, updated_at = $1 \
                     WHERE id = $2 AND version = $3 AND status = 'RESERVED' AND reservation_id = $4 RETURNING id), \
               r AS (UPDATE coupon_reservations SET status = 'CANCELLED', cancelled_at = $1, cancel_reason = $5, \
