@@ -35,6 +35,11 @@ fn only<'a>(published: &'a [Published], coupon: i64, event_type: &str, correlati
     assert_eq!(event["data"]["couponId"], coupon, "{event}");
     assert_eq!(event["metadata"]["correlationId"], correlation, "{event}");
     assert_eq!(event["metadata"]["source"], "coupon-service", "{event}");
+    assert_eq!(
+        (&event["metadata"]["version"], &event["metadata"]["compatibleVersions"]),
+        (&json!("1.0"), &json!(["1.0"])),
+        "{event}"
+    );
     assert!(event["timestamp"].as_str().is_some_and(|t| t.ends_with('Z')), "{event}");
     event
 }

@@ -19,6 +19,9 @@ use crate::wire::instant;
 pub const SOURCE: &str = "coupon-service";
 /// `metadata.version` of the envelope.
 pub const VERSION: &str = "1.0";
+/// `metadata.compatibleVersions`: the versions a consumer may read this envelope as (the event
+/// specification's version strategy).
+pub const COMPATIBLE_VERSIONS: &[&str] = &["1.0"];
 
 /// Topic of each produced event (configurable, SPEC §6).
 #[derive(Debug, Clone)]
@@ -58,6 +61,7 @@ struct Metadata<'a> {
     correlation_id: &'a str,
     source: &'static str,
     version: &'static str,
+    compatible_versions: &'static [&'static str],
 }
 
 #[derive(Serialize)]
@@ -270,7 +274,12 @@ fn envelope<D: Serialize>(
         event_type,
         timestamp: instant(context.occurred_at),
         data,
-        metadata: Metadata { correlation_id: &context.correlation_id, source: SOURCE, version: VERSION },
+        metadata: Metadata {
+            correlation_id: &context.correlation_id,
+            source: SOURCE,
+            version: VERSION,
+            compatible_versions: COMPATIBLE_VERSIONS,
+        },
     };
     Ok(serde_json::to_string(&envelope)?)
 }

@@ -51,6 +51,11 @@ impl Inbound {
         if envelope.get("eventType").and_then(Value::as_str) != Some(self.event_type()) {
             return Err("UNKNOWN_EVENT_TYPE".into());
         }
+        if let Some(metadata) = envelope.get("metadata")
+            && !readable_version(metadata)
+        {
+            return Err("UNSUPPORTED_VERSION".into());
+        }
         let correlation_id = envelope
             .get("metadata")
             .and_then(|m| text(m, "correlationId"))
@@ -93,6 +98,22 @@ impl Inbound {
             },
         };
         Ok(Parsed { event_id, correlation_id, command })
+    }
+}
+
+/// Whether this service can read a record of the envelope's `metadata.version`: major version 1,
+/// or a producer that declares the record readable as a 1.x (`compatibleVersions`). Within a major
+/// version fields are only added (the event specification's rules), so 1.x reads any 1.y; a record
+/// without a version is read as 1.0.
+fn readable_version(metadata: &Value) -> bool {
+    let major_one = |v: &Value| v.as_str().is_some_and(|v| v.split('.').next() == Some("1"));
+    match metadata.get("version") {
+        None | Some(Value::Null) => true,
+        Some(version) if major_one(version) => true,
+        Some(_) => metadata
+            .get("compatibleVersions")
+            .and_then(Value::as_array)
+            .is_some_and(|versions| versions.iter().any(major_one)),
     }
 }
 
@@ -253,6 +274,28 @@ mod tests {
             (d.offset, d.key.as_deref(), d.value.as_slice()),
             (9, Some(&b"1001"[..]), &b"{not json"[..])
         );
+    }
+
+    #[test]
+    fn an_unknown_major_version_goes_to_the_dlq_unless_declared_compatible() {
+        let record = |metadata: &str| {
+            format!(
+                r#"{{"eventId":"e","eventType":"PAYMENT_COMPLETED","metadata":{metadata},"data":{{"reservationId":"R1","orderId":"O"}}}}"#
+            )
+        };
+        for (metadata, readable) in [
+            (r#"{"version":"1.0"}"#, true),
+            (r#"{"version":"1.7"}"#, true),
+            (r#"{"correlationId":"c"}"#, true),
+            (r#"{"version":"2.0"}"#, false),
+            (r#"{"version":"2.0","compatibleVersions":["1.0","2.0"]}"#, true),
+            (r#"{"version":"2.0","compatibleVersions":["2.0"]}"#, false),
+            (r#"{"version":2}"#, false),
+        ] {
+            let outcome = parsed(Inbound::PaymentCompleted, &record(metadata)).map(|p| p.event_id);
+            let expected = if readable { Ok("e".to_owned()) } else { Err("UNSUPPORTED_VERSION".to_owned()) };
+            assert_eq!(outcome, expected, "{metadata}");
+        }
     }
 
     /// Values that PostgreSQL cannot store (NUL) or whose columns are bounded never get past the
