@@ -478,3 +478,59 @@ async fn an_admin_revokes_an_issued_coupon_once_and_other_states_refuse() {
         "only the issued coupon was revoked"
     );
 }
+
+/// SPEC §11.2: an admin marks an ISSUED coupon used for an order (the discount of §4.5, one
+/// `coupon.used` with `metadata.source` ADMIN), or confirms a held coupon's reservation.
+#[tokio::test]
+async fn an_admin_uses_an_issued_coupon_or_confirms_a_held_one() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = discount_policy(&client, &base, json!({})).await;
+    let (issued, held) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
+    let admin_use = async |id: i64, body: Value| {
+        admin_post(&client, &format!("{base}/api/admin/coupons/{id}/use"), body).await
+    };
+    let body = |order: &str, amount: i64| json!({"orderId": order, "orderAmount": amount, "usedBy": "support-17", "reason": "order placed by phone"});
+
+    let (status, error) = admin_use(issued, body("O-A1", 0)).await;
+    assert_eq!((status, error["code"].as_str()), (400, Some("INVALID_ORDER_AMOUNT")), "{error}");
+    let (status, used) = admin_use(issued, body("O-A1", 40_000)).await;
+    assert_eq!(status, 200, "{used}");
+    assert_eq!(
+        (&used["status"], &used["orderId"], &used["discountAmount"]),
+        (&json!("USED"), &json!("O-A1"), &json!(4000)),
+        "{used}"
+    );
+    let (status, again) = admin_use(issued, body("O-A1", 40_000)).await;
+    assert_eq!((status, &again["usedAt"]), (200, &used["usedAt"]), "the same use answers the same");
+    let (status, other) = admin_use(issued, body("O-A2", 40_000)).await;
+    assert_eq!((status, other["code"].as_str()), (409, Some("COUPON_ALREADY_USED")), "{other}");
+
+    let (status, _) = reserve(
+        &client,
+        &base,
+        2,
+        json!({"reservationId": "RH-2", "userId": 2, "couponId": held, "orderAmount": 20_000, "orderId": "O-H"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, wrong) = admin_use(held, body("O-X", 20_000)).await;
+    assert_eq!(
+        (status, wrong["code"].as_str()),
+        (409, Some("COUPON_NOT_AVAILABLE")),
+        "held for another order"
+    );
+    let (status, confirmed) = admin_use(held, body("O-H", 99_999)).await;
+    assert_eq!(
+        (status, &confirmed["reservationId"], &confirmed["discountAmount"]),
+        (200, &json!("RH-2"), &json!(2000)),
+        "the hold's own discount: {confirmed}"
+    );
+
+    let by_admin = "SELECT count(*) AS n FROM outbox WHERE event_type = 'COUPON_USED' \
+                    AND payload::jsonb #>> '{metadata,source}' = 'ADMIN'";
+    assert_eq!(count(&env, by_admin).await, 2, "one coupon.used per use, both from ADMIN");
+    let (status, missing) = admin_use(999_999, body("O-A1", 40_000)).await;
+    assert_eq!((status, missing["code"].as_str()), (404, Some("COUPON_NOT_FOUND")));
+}

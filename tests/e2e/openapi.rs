@@ -26,6 +26,7 @@ const OPERATIONS: &[&str] = &[
     "PATCH /api/coupon-policies/{id}",
     "PATCH /api/coupon-policies/{id}/remaining-quantity",
     "POST /api/admin/coupons/{couponId}/revoke",
+    "POST /api/admin/coupons/{couponId}/use",
     "POST /api/admin/jobs/{name}/run",
     "POST /api/coupon-policies",
     "POST /api/coupons/apply",

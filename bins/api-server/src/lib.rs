@@ -17,6 +17,7 @@ use coupon_domain::policy_cache::CachedPolicies;
 use coupon_domain::reconciliation::AUDIT_EVERY;
 use coupon_domain::reservation::Checkout;
 use coupon_domain::support::Support;
+use coupon_domain::wallet::WalletStore;
 use coupon_http::ops::Dependency;
 use coupon_http::server::{ServerOptions, serve};
 use coupon_lock_redis::gate::RedisStockGate;
@@ -103,6 +104,13 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
     let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()).context("issue batchers")?);
     let gate = Arc::new(RedisStockGate::new(redis.clone()));
     let clock = Arc::new(SystemClock);
+    let checkout = Checkout::new(
+        Arc::new(PgReservationStore::new(pg.clone(), encoder.clone())),
+        clock.clone(),
+        settings.coupon.reservation_timeout,
+    );
+    let wallet: Arc<dyn WalletStore> = Arc::new(PgWalletStore::new(pg.clone()));
+    let support_store = Arc::new(PgSupportStore::new(pg.clone(), encoder));
     Ok(AppState {
         issuing: Issuing::new(
             Arc::new(CachedPolicies::new(policies.clone(), clock.clone(), POLICY_SNAPSHOT_TTL)),
@@ -113,13 +121,9 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
             settings.coupon.timezone,
         ),
         policies: PolicyAdmin::new(policies, gate, clock.clone()),
-        support: Support::new(Arc::new(PgSupportStore::new(pg.clone(), encoder.clone())), clock.clone()),
-        checkout: Checkout::new(
-            Arc::new(PgReservationStore::new(pg.clone(), encoder)),
-            clock.clone(),
-            settings.coupon.reservation_timeout,
-        ),
-        wallet: Arc::new(PgWalletStore::new(pg.clone())),
+        support: Support::new(support_store, wallet.clone(), &checkout, clock.clone()),
+        checkout,
+        wallet,
         jobs: coupon_wiring::jobs(settings, pg, clock.clone()),
         clock,
         zone: settings.coupon.timezone,

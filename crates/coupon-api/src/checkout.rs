@@ -130,7 +130,12 @@ fn reservation_id(checks: &mut Checks, raw: Option<&str>) -> Option<ReservationI
     ReservationId::parse(raw).map_err(|e| checks.fail("reservationId", e.to_string())).ok()
 }
 
-fn reference(checks: &mut Checks, field: &str, raw: Option<&str>, max: usize) -> Option<ExternalRef> {
+pub(crate) fn reference(
+    checks: &mut Checks,
+    field: &str,
+    raw: Option<&str>,
+    max: usize,
+) -> Option<ExternalRef> {
     ExternalRef::parse(raw?, max).map_err(|e| checks.fail(field, e.to_string())).ok()
 }
 

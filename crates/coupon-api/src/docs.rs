@@ -45,6 +45,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         wallet::daily,
         wallet::run_job,
         support::revoke,
+        support::use_coupon,
     ),
     components(schemas(ErrorBody, ErrorCode, FieldErrorBody, wallet::WalletFilterName, wallet::JobNameValue)),
     modifiers(&Security, &Operations),

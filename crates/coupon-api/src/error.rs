@@ -218,7 +218,7 @@ mod from_domain {
     };
     use coupon_domain::port::StoreError;
     use coupon_domain::reservation::{ConfirmError, ReleaseError, ReserveError};
-    use coupon_domain::support::RevokeError;
+    use coupon_domain::support::{AdminUseError, RevokeError};
 
     use super::{ApiError, ErrorCode, FieldError};
     use crate::limits::rate_headers;
@@ -334,6 +334,18 @@ mod from_domain {
                 RevokeError::NotFound => ApiError::new(ErrorCode::CouponNotFound, e.to_string()),
                 RevokeError::Forbidden(forbidden) => forbidden.into(),
                 RevokeError::Store(e) => e.into(),
+            }
+        }
+    }
+
+    impl From<AdminUseError> for ApiError {
+        fn from(e: AdminUseError) -> Self {
+            match e {
+                AdminUseError::NotFound => ApiError::new(ErrorCode::CouponNotFound, e.to_string()),
+                AdminUseError::Forbidden(forbidden) => forbidden.into(),
+                AdminUseError::Reserve(e) => e.into(),
+                AdminUseError::Confirm(e) => e.into(),
+                AdminUseError::Store(e) => e.into(),
             }
         }
     }

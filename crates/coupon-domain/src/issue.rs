@@ -286,7 +286,7 @@ impl Issuing {
         correlation_id: String,
     ) -> Result<Issued, IssueError> {
         let now = self.clock.now();
-        let context = EventContext { correlation_id, occurred_at: now };
+        let context = EventContext::new(correlation_id, now);
         let command = IssueCommand::plan(&policy, channel, user, now, self.zone, &context)?;
         let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
         let outcome = self.coupons.issue(command).await;

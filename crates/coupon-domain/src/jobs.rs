@@ -201,10 +201,10 @@ impl Jobs {
 
     async fn work(&self, report: &mut JobReport) -> Result<(), StoreError> {
         let batch = self.settings.batch_size;
-        let context = EventContext {
-            correlation_id: format!("job:{}:{}", report.job.as_str(), report.started_at.timestamp_millis()),
-            occurred_at: report.started_at,
-        };
+        let context = EventContext::new(
+            format!("job:{}:{}", report.job.as_str(), report.started_at.timestamp_millis()),
+            report.started_at,
+        );
         loop {
             // Each batch judges expiry by the time it starts, so a long run keeps up with the clock.
             let now = self.clock.now();

@@ -7,6 +7,7 @@
 //! number with the exact decimal value; instants are RFC 3339 UTC.
 
 use coupon_domain::consume::DeadLetter;
+use coupon_domain::context::Origin;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::CouponCode;
 use coupon_domain::reservation::ExternalRef;
@@ -17,6 +18,8 @@ use crate::wire::instant;
 
 /// `metadata.source` of every event the service produces.
 pub const SOURCE: &str = "coupon-service";
+/// `metadata.source` of a change an admin made (SPEC §11.2).
+pub const ADMIN_SOURCE: &str = "ADMIN";
 /// `metadata.version` of the envelope.
 pub const VERSION: &str = "1.0";
 /// `metadata.compatibleVersions`: the versions a consumer may read this envelope as (the event
@@ -276,7 +279,10 @@ fn envelope<D: Serialize>(
         data,
         metadata: Metadata {
             correlation_id: &context.correlation_id,
-            source: SOURCE,
+            source: match context.origin {
+                Origin::Service => SOURCE,
+                Origin::Admin => ADMIN_SOURCE,
+            },
             version: VERSION,
             compatible_versions: COMPATIBLE_VERSIONS,
         },

@@ -87,7 +87,7 @@ async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, p
 
 async fn issue(coupons: &PgCouponStore, policy: &Policy, user: i64) -> Result<IssuedCoupon, IssueError> {
     let now = SystemClock.now();
-    let context = EventContext { correlation_id: "test".into(), occurred_at: now };
+    let context = EventContext::new("test".into(), now);
     coupons
         .issue(IssueCommand {
             policy,

@@ -157,8 +157,7 @@ impl<'r> Batch<'_, 'r> {
             return Ok(());
         }
         self.confirm_run().await?;
-        let context =
-            EventContext { correlation_id: parsed.correlation_id.clone(), occurred_at: self.records.now };
+        let context = EventContext::new(parsed.correlation_id.clone(), self.records.now);
         let result = self.effect(&parsed.command, &context).await;
         if let Command::Nothing = parsed.command {
             self.outcomes[index] = Some(Outcome::Nothing);
@@ -218,10 +217,7 @@ impl<'r> Batch<'_, 'r> {
             .filter_map(|&index| {
                 let parsed = self.records.deliveries[index].parsed.as_ref().ok()?;
                 let request = self.confirmation(index)?;
-                Some(Confirmation {
-                    request,
-                    context: EventContext { correlation_id: parsed.correlation_id.clone(), occurred_at: now },
-                })
+                Some(Confirmation { request, context: EventContext::new(parsed.correlation_id.clone(), now) })
             })
             .collect();
         let answers = self.effects.confirm(&confirmations, now).await?;

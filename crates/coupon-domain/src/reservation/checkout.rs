@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::context::EventContext;
+use crate::context::{EventContext, Origin};
 use crate::discount::DiscountError;
 use crate::id::{CouponId, UserId};
 use crate::port::StoreError;
@@ -17,6 +17,8 @@ pub struct Checkout {
     store: Arc<dyn ReservationStore>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    /// Who the changes are made for (their events' `metadata.source`).
+    origin: Origin,
 }
 
 impl std::fmt::Debug for Checkout {
@@ -27,11 +29,16 @@ impl std::fmt::Debug for Checkout {
 
 impl Checkout {
     pub fn new(store: Arc<dyn ReservationStore>, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
-        Self { store, clock, timeout }
+        Self { store, clock, timeout, origin: Origin::Service }
+    }
+
+    /// The same checkout, acting for an admin.
+    pub fn for_admin(&self) -> Self {
+        Self { origin: Origin::Admin, ..self.clone() }
     }
 
     fn context(&self, correlation_id: String) -> EventContext {
-        EventContext { correlation_id, occurred_at: self.clock.now() }
+        EventContext { correlation_id, occurred_at: self.clock.now(), origin: self.origin }
     }
 
     /// `POST /api/coupons/reserve` and `/apply`: holds the coupon for `COUPON_RESERVATION_TIMEOUT`.
