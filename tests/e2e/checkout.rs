@@ -6,7 +6,7 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::collections::HashSet;
 
 use coupon_e2e::*;
-use coupon_testkit::TestEnv;
+use coupon_testkit::{ADMIN_TOKEN, TestEnv};
 use serde_json::{Value, json};
 
 /// A policy with this discount; returns its id.
@@ -533,4 +533,83 @@ async fn an_admin_uses_an_issued_coupon_or_confirms_a_held_one() {
     assert_eq!(count(&env, by_admin).await, 2, "one coupon.used per use, both from ADMIN");
     let (status, missing) = admin_use(999_999, body("O-A1", 40_000)).await;
     assert_eq!((status, missing["code"].as_str()), (404, Some("COUPON_NOT_FOUND")));
+}
+
+/// SPEC §11.2: deactivating with `expireIssued=true` expires every ISSUED coupon of the policy in
+/// batches (`coupon.expired` reason `POLICY_DEACTIVATED`), leaves held and used coupons to their
+/// reservations, and a second call finds nothing left.
+#[tokio::test]
+async fn deactivating_a_policy_can_expire_its_issued_coupons_in_batches() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = discount_policy(&client, &base, json!({})).await;
+    let other = discount_policy(&client, &base, json!({})).await;
+    let (held, used) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
+    let untouched = coupon(&client, &base, other, 3).await;
+    reserve(
+        &client,
+        &base,
+        1,
+        json!({"reservationId": "D-1", "userId": 1, "couponId": held, "orderAmount": 40_000}),
+    )
+    .await;
+    reserve(
+        &client,
+        &base,
+        2,
+        json!({"reservationId": "D-2", "userId": 2, "couponId": used, "orderAmount": 40_000}),
+    )
+    .await;
+    let (status, _) = post_as(
+        &client,
+        &format!("{base}/api/coupons/use"),
+        2,
+        json!({"reservationId": "D-2", "orderId": "O-D2", "paymentId": "P-D2"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    // More coupons than one batch (500) holds.
+    let bulk = format!(
+        "WITH i AS (INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, issued_at, expires_at) \
+                    SELECT {policy}, g, 1, 'ISSUED', now(), now() + interval '30 days' FROM generate_series(100, 1299) g \
+                    RETURNING 1) SELECT count(*) AS n FROM i"
+    );
+    assert_eq!(count(&env, &bulk).await, 1200);
+
+    let delete = async |id: i64, query: &str| {
+        answer(
+            client
+                .delete(format!("{base}/api/coupon-policies/{id}{query}"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    };
+    let (status, body) = delete(policy, "?expireIssued=true").await;
+    assert_eq!(
+        (status, &body["isActive"], &body["expiredCoupons"]),
+        (200, &json!(false), &json!(1200)),
+        "{body}"
+    );
+    let statuses =
+        format!("SELECT count(*) AS n FROM coupon_issues WHERE policy_id = {policy} AND status = 'EXPIRED'");
+    assert_eq!(count(&env, &statuses).await, 1200);
+    for (id, status) in [(held, "RESERVED"), (used, "USED"), (untouched, "ISSUED")] {
+        let sql = format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {id} AND status = '{status}'");
+        assert_eq!(count(&env, &sql).await, 1, "coupon {id} stays {status}");
+    }
+    let events = "SELECT count(*) AS n FROM outbox WHERE event_type = 'COUPON_EXPIRED' \
+                  AND payload::jsonb #>> '{data,reason}' = 'POLICY_DEACTIVATED' \
+                  AND payload::jsonb #>> '{metadata,source}' = 'ADMIN'";
+    assert_eq!(count(&env, events).await, 1200, "one coupon.expired per coupon");
+
+    let (status, again) = delete(policy, "?expireIssued=true").await;
+    assert_eq!((status, &again["expiredCoupons"]), (200, &json!(0)), "nothing left: {again}");
+    let (status, plain) = delete(other, "").await;
+    assert_eq!((status, plain.get("expiredCoupons")), (200, None), "{plain}");
+    let (status, bad) = delete(other, "?expireIssued=maybe").await;
+    assert_eq!((status, bad["code"].as_str()), (400, Some("INVALID_REQUEST")), "{bad}");
 }

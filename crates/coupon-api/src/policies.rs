@@ -1,7 +1,7 @@
 //! Admin endpoints of coupon policies (SPEC §5): create, read, list, change, deactivate, set the
 //! cap, statistics.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::PolicyId;
@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
-use crate::wire::{Checks, instant, maybe_instant, page_limit, policy_id, policy_not_found};
+use crate::wire::{Checks, correlation_id, instant, maybe_instant, page_limit, policy_id, policy_not_found};
 use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -387,19 +387,51 @@ pub(crate) async fn change(
     Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeactivateQuery {
+    /// Also expire the policy's ISSUED coupons.
+    expire_issued: Option<bool>,
+}
+
+/// The deactivated policy, and how many of its coupons this call expired.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeactivatedBody {
+    #[serde(flatten)]
+    policy: PolicyBody,
+    /// Only with `expireIssued=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expired_coupons: Option<u64>,
+}
+
 #[utoipa::path(delete, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Policy id")),
-    responses((status = 200, description = "The deactivated policy", body = PolicyBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
+    params(("id" = i64, Path, minimum = 1, description = "Policy id"),
+        ("expireIssued" = Option<bool>, Query, description = "Also expire the policy's ISSUED coupons, in batches, each with coupon.expired reason POLICY_DEACTIVATED (held coupons are left to their reservation). Default false: issued coupons stay valid")),
+    responses((status = 200, description = "The deactivated policy (with expiredCoupons when expireIssued=true; a repeated call expires what an interrupted one left)", body = DeactivatedBody,
+                  example = json!({"id": 7, "couponName": "Black Friday 10%", "couponCode": null, "description": null,
+                      "discountType": "PERCENTAGE", "discountValue": 10, "minimumOrderAmount": 30000, "maxDiscountAmount": 5000,
+                      "distributionType": "FIRST_COME", "maxIssueCount": 1000, "currentIssueCount": 1000, "maxIssuePerUser": 1,
+                      "validDays": 30, "validFrom": "2024-11-29T00:00:00Z", "validUntil": "2024-11-30T00:00:00Z", "isActive": false,
+                      "createdAt": "2024-11-20T09:00:00Z", "updatedAt": "2024-11-29T12:00:00Z", "expiredCoupons": 412})),
+              (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "No admin token", body = ErrorBody), (status = 403, description = "Token not accepted", body = ErrorBody),
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn deactivate(
+    req: HttpRequest,
     _: Admin,
     state: web::Data<AppState>,
     id: web::Path<i64>,
+    query: web::Query<DeactivateQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = policy_id(id.into_inner())?;
     let policy = state.policies.deactivate(id).await?;
-    tracing::info!(policy.id = %policy.id, "coupon policy deactivated");
-    Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
+    let expired_coupons = if query.expire_issued == Some(true) {
+        Some(state.jobs.expire_policy(id, correlation_id(&req)).await?)
+    } else {
+        None
+    };
+    tracing::info!(policy.id = %policy.id, expired = expired_coupons.unwrap_or(0), "coupon policy deactivated");
+    Ok(HttpResponse::Ok().json(DeactivatedBody { policy: PolicyBody::from(&policy), expired_coupons }))
 }
 
 /// Body of `PATCH …/remaining-quantity` (guide §4.4).

@@ -91,6 +91,24 @@ mod tests {
     }
 }
 
+/// Why a coupon expired (`coupon.expired` `data.reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryReason {
+    /// Its date passed.
+    ValidityPeriod,
+    /// Its policy was deactivated with `expireIssued=true` (SPEC §11.2).
+    PolicyDeactivated,
+}
+
+impl ExpiryReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryReason::ValidityPeriod => "VALIDITY_PERIOD_EXPIRED",
+            ExpiryReason::PolicyDeactivated => "POLICY_DEACTIVATED",
+        }
+    }
+}
+
 /// An issued coupon as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IssuedCoupon {

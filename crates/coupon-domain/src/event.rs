@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 
 use crate::consume::DeadLetter;
-use crate::coupon::IssuedCoupon;
+use crate::coupon::{ExpiryReason, IssuedCoupon};
 use crate::policy::Policy;
 use crate::reservation::{CancelReason, Reservation};
 use crate::support::Revocation;
@@ -27,8 +27,8 @@ pub enum CouponEvent<'a> {
     Cancelled { reservation: &'a Reservation, reason: CancelReason, cancelled_at: DateTime<Utc> },
     /// `coupon.cancelled` with reason `ADMIN_REVOKED`: an admin took the coupon back.
     Revoked { coupon: &'a IssuedCoupon, revocation: &'a Revocation, revoked_at: DateTime<Utc> },
-    /// `coupon.expired`: the coupon passed its date.
-    Expired { coupon: &'a IssuedCoupon },
+    /// `coupon.expired`: the coupon passed its date, or its policy was deactivated.
+    Expired { coupon: &'a IssuedCoupon, reason: ExpiryReason },
 }
 
 /// An event ready for the outbox: its topic, record key and complete wire payload.

@@ -13,7 +13,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 
 use crate::clock::Clock;
+use crate::context::Origin;
+use crate::coupon::ExpiryReason;
 use crate::event::EventContext;
+use crate::id::PolicyId;
 use crate::port::{PortFuture, StoreError};
 
 /// The jobs, by their names in SPEC §7 and in `POST /api/admin/jobs/{name}/run`.
@@ -100,6 +103,25 @@ pub trait JobLock: Send + Sync + 'static {
     ) -> PortFuture<'a, Result<(), StoreError>>;
 }
 
+/// Which ISSUED coupons an expiry batch takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expiring {
+    /// Past their date (the expiry job).
+    PastDate,
+    /// Every ISSUED coupon of a policy deactivated with `expireIssued=true` (SPEC §11.2).
+    OfPolicy(PolicyId),
+}
+
+impl Expiring {
+    /// What `coupon.expired` says.
+    pub fn reason(self) -> ExpiryReason {
+        match self {
+            Expiring::PastDate => ExpiryReason::ValidityPeriod,
+            Expiring::OfPolicy(_) => ExpiryReason::PolicyDeactivated,
+        }
+    }
+}
+
 /// The work of the jobs, one bounded batch per call, each batch one transaction.
 pub trait Housekeeping: Send + Sync + 'static {
     /// PENDING reservations past their `expires_at` → EXPIRED, their coupons → ISSUED, each with
@@ -110,10 +132,11 @@ pub trait Housekeeping: Send + Sync + 'static {
         batch: u32,
         context: &'a EventContext,
     ) -> PortFuture<'a, Result<u64, StoreError>>;
-    /// ISSUED coupons past their `expires_at` → EXPIRED, each with `coupon.expired`. RESERVED
-    /// coupons wait for their reservation to resolve. Returns how many.
+    /// ISSUED coupons `due` → EXPIRED, each with `coupon.expired` and the reason of `due`.
+    /// RESERVED coupons wait for their reservation to resolve. Returns how many.
     fn expire_coupons<'a>(
         &'a self,
+        due: Expiring,
         now: DateTime<Utc>,
         batch: u32,
         context: &'a EventContext,
@@ -176,6 +199,31 @@ impl Jobs {
         &self.holder
     }
 
+    /// Expires every ISSUED coupon of `policy` (deactivated with `expireIssued=true`), batch by
+    /// batch until one comes back short, with `coupon.expired` reason `POLICY_DEACTIVATED` from
+    /// `metadata.source` `ADMIN`. Stopped midway (the caller gone), a second call goes on from
+    /// where the first stopped. Returns how many.
+    ///
+    /// # Errors
+    /// A batch failed; the batches before it stay committed.
+    pub async fn expire_policy(&self, policy: PolicyId, correlation_id: String) -> Result<u64, StoreError> {
+        let batch = self.settings.batch_size;
+        let mut expired = 0;
+        loop {
+            let now = self.clock.now();
+            let context = EventContext {
+                correlation_id: correlation_id.clone(),
+                occurred_at: now,
+                origin: Origin::Admin,
+            };
+            let n = self.work.expire_coupons(Expiring::OfPolicy(policy), now, batch, &context).await?;
+            expired += n;
+            if n < u64::from(batch) {
+                return Ok(expired);
+            }
+        }
+    }
+
     /// Runs `job` now if its lock is free.
     ///
     /// # Errors
@@ -210,7 +258,7 @@ impl Jobs {
             let now = self.clock.now();
             let changed = match report.job {
                 JobName::ReservationTimeout => self.work.time_out_reservations(now, batch, &context).await?,
-                JobName::Expiry => self.work.expire_coupons(now, batch, &context).await?,
+                JobName::Expiry => self.work.expire_coupons(Expiring::PastDate, now, batch, &context).await?,
                 JobName::Statistics => {
                     // Today and yesterday: yesterday's last hour changes after midnight.
                     let today = now.with_timezone(&self.settings.zone).date_naive();
@@ -296,6 +344,7 @@ mod tests {
 
         fn expire_coupons<'a>(
             &'a self,
+            _: Expiring,
             _: DateTime<Utc>,
             batch: u32,
             _: &'a EventContext,

@@ -8,6 +8,7 @@
 
 use coupon_domain::consume::DeadLetter;
 use coupon_domain::context::Origin;
+use coupon_domain::coupon::ExpiryReason;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::policy::CouponCode;
 use coupon_domain::reservation::ExternalRef;
@@ -241,13 +242,16 @@ impl EventEncoder for JsonEventEncoder {
                     envelope(&event_id, "COUPON_CANCELLED", data, context)?,
                 )
             }
-            CouponEvent::Expired { coupon } => {
+            CouponEvent::Expired { coupon, reason } => {
                 let data = ExpiredData {
                     coupon_id: coupon.id.get(),
                     user_id: coupon.user_id.get(),
                     policy_id: coupon.policy_id.get(),
-                    expired_at: instant(coupon.expires_at),
-                    reason: "VALIDITY_PERIOD_EXPIRED",
+                    expired_at: instant(match reason {
+                        ExpiryReason::ValidityPeriod => coupon.expires_at,
+                        ExpiryReason::PolicyDeactivated => context.occurred_at,
+                    }),
+                    reason: reason.as_str(),
                 };
                 (
                     &self.topics.coupon_expired,

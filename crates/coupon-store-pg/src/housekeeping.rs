@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
-use coupon_domain::jobs::{Housekeeping, JobLock, JobName, JobReport};
+use coupon_domain::jobs::{Expiring, Housekeeping, JobLock, JobName, JobReport};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{Changed, Reservation};
 use diesel::prelude::*;
@@ -173,20 +173,38 @@ struct Counts {
 async fn expire(
     conn: &mut AsyncPgConnection,
     encoder: &dyn EventEncoder,
+    due: Expiring,
     now: DateTime<Utc>,
     batch: u32,
     context: &EventContext,
 ) -> Result<u64, Failure> {
-    let rows: Vec<CouponRow> = diesel::sql_query(
-        "SELECT id, policy_id, user_id, status, reservation_id, order_id, discount_amount, issued_at, expires_at, \
-                reserved_at, used_at \
-         FROM coupon_issues WHERE status = 'ISSUED' AND expires_at < $1 \
-         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED",
-    )
-    .bind::<Timestamptz, _>(now)
-    .bind::<BigInt, _>(i64::from(batch))
-    .load(conn)
-    .await?;
+    const COLUMNS: &str = "id, policy_id, user_id, status, reservation_id, order_id, discount_amount, issued_at, \
+                           expires_at, reserved_at, used_at";
+    let rows: Vec<CouponRow> = match due {
+        // The job leaves a coupon that a checkout holds locked right now to the next run.
+        Expiring::PastDate => {
+            diesel::sql_query(format!(
+                "SELECT {COLUMNS} FROM coupon_issues WHERE status = 'ISSUED' AND expires_at < $1 \
+             ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED"
+            ))
+            .bind::<Timestamptz, _>(now)
+            .bind::<BigInt, _>(i64::from(batch))
+            .load(conn)
+            .await?
+        }
+        // A deactivation must reach every coupon: it waits for a checkout's statement instead,
+        // and finds the coupon RESERVED (left to its reservation) or ISSUED again.
+        Expiring::OfPolicy(policy) => {
+            diesel::sql_query(format!(
+                "SELECT {COLUMNS} FROM coupon_issues WHERE policy_id = $1 AND status = 'ISSUED' \
+             ORDER BY id LIMIT $2 FOR UPDATE"
+            ))
+            .bind::<BigInt, _>(policy.get())
+            .bind::<BigInt, _>(i64::from(batch))
+            .load(conn)
+            .await?
+        }
+    };
     let expired: Vec<IssuedCoupon> = rows
         .into_iter()
         .map(|row| IssuedCoupon::try_from(row).map(IssuedCoupon::expire))
@@ -211,7 +229,9 @@ async fn expire(
             expired.len()
         ))));
     }
-    let events = encode_all(encoder, expired.iter().map(|coupon| CouponEvent::Expired { coupon }), context)?;
+    let reason = due.reason();
+    let events =
+        encode_all(encoder, expired.iter().map(|coupon| CouponEvent::Expired { coupon, reason }), context)?;
     outbox::append_all(conn, &events).await?;
     Ok(count(expired.len()))
 }
@@ -286,6 +306,7 @@ impl Housekeeping for PgHousekeeping {
 
     fn expire_coupons<'a>(
         &'a self,
+        due: Expiring,
         now: DateTime<Utc>,
         batch: u32,
         context: &'a EventContext,
@@ -294,7 +315,9 @@ impl Housekeeping for PgHousekeeping {
             let mut conn = self.connection().await?;
             let encoder = &*self.encoder;
             let n = conn
-                .transaction::<_, Failure, _>(async |conn| expire(conn, encoder, now, batch, context).await)
+                .transaction::<_, Failure, _>(async |conn| {
+                    expire(conn, encoder, due, now, batch, context).await
+                })
                 .await?;
             metrics::counter!("coupon_coupons_expired_total").increment(n);
             Ok(n)

@@ -46,7 +46,7 @@ impl EventEncoder for TypesOnly {
             CouponEvent::Used { reservation, .. } => ("COUPON_USED", reservation.coupon_id),
             CouponEvent::Cancelled { reservation, .. } => ("COUPON_CANCELLED", reservation.coupon_id),
             CouponEvent::Revoked { coupon, .. } => ("COUPON_CANCELLED", coupon.id),
-            CouponEvent::Expired { coupon } => ("COUPON_EXPIRED", coupon.id),
+            CouponEvent::Expired { coupon, .. } => ("COUPON_EXPIRED", coupon.id),
         };
         let n = EVENTS.fetch_add(1, Ordering::Relaxed);
         Ok(EncodedEvent {

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use coupon_domain::coupon::IssuedCoupon;
+use coupon_domain::coupon::{ExpiryReason, IssuedCoupon};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::{CouponId, UserId};
 use coupon_domain::port::{PortFuture, StoreError};
@@ -309,7 +309,8 @@ pub(crate) async fn cancel_order(
     let mut events = vec![cancelled_event];
     let coupon = view.coupon.restored(expired);
     if expired {
-        events.push(encode(encoder, &CouponEvent::Expired { coupon: &coupon }, context)?);
+        let expired = CouponEvent::Expired { coupon: &coupon, reason: ExpiryReason::ValidityPeriod };
+        events.push(encode(encoder, &expired, context)?);
     }
     // The use is undone: the coupon forgets the order, the discount and the use time.
     let sql = format!(
