@@ -149,6 +149,18 @@ pub fn hostile_calls(policy: i64, coupon: i64) -> Vec<Call> {
             false,
             json!({"reservationId": "H1", "orderId": "O-H1", "paymentId": "P-H1"}),
         ),
+        (
+            Method::POST,
+            format!("/api/admin/coupons/{coupon}/use"),
+            true,
+            json!({"orderId": "O-H3", "orderAmount": 50000, "usedBy": "ops", "reason": "phone order"}),
+        ),
+        (
+            Method::POST,
+            format!("/api/admin/coupons/{coupon}/revoke"),
+            true,
+            json!({"reason": "wrong account", "revokedBy": "ops"}),
+        ),
     ];
     let values = hostile_values();
     let mut calls = Vec::new();
@@ -196,6 +208,15 @@ pub fn hostile_calls(policy: i64, coupon: i64) -> Vec<Call> {
             (Method::DELETE, format!("/api/coupons/apply/{text}"), false),
             (Method::DELETE, format!("/api/coupons/reserve/{text}"), false),
             (Method::POST, format!("/api/admin/jobs/{text}/run"), true),
+            (Method::GET, format!("/api/coupons/{text}"), false),
+            (Method::GET, format!("/api/coupons/catalogue?cursor={text}&limit={text}"), false),
+            (Method::GET, format!("/api/admin/users/{text}/coupons"), true),
+            (
+                Method::GET,
+                format!("/api/admin/users/1/coupons?status={text}&cursor={text}&limit={text}"),
+                true,
+            ),
+            (Method::DELETE, format!("/api/coupon-policies/{policy}?expireIssued={text}"), true),
         ];
         for (method, path, admin) in paths {
             calls.push(Call::new(method, path, admin, None, text.to_owned()));

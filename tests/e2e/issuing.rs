@@ -451,3 +451,70 @@ async fn a_coupon_is_read_by_its_owner_or_an_admin_and_support_reads_wallets() {
     let (status, bad) = admin_get(&client, &format!("{base}/api/admin/users/21/coupons?status=LOST")).await;
     assert_eq!((status, bad["code"].as_str()), (400, Some("VALIDATION_ERROR")));
 }
+
+/// SPEC §11.2: the catalogue lists the active DOWNLOAD and FIRST_COME policies in their window,
+/// newest first, with what is left and what the caller holds.
+#[tokio::test]
+async fn the_catalogue_lists_what_a_user_may_download_now() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let capped = create_policy(&client, &base, policy_body("DOWNLOAD", Some(2), 1)).await;
+    let open = create_policy(&client, &base, policy_body("FIRST_COME", None, 1)).await;
+    let mut code = policy_body("CODE", None, 1);
+    code["couponCode"] = json!("CATALOGUE1");
+    create_policy(&client, &base, code).await;
+    let mut inactive = policy_body("DOWNLOAD", None, 1);
+    inactive["isActive"] = json!(false);
+    create_policy(&client, &base, inactive).await;
+    let mut later = policy_body("DOWNLOAD", None, 1);
+    later["validFrom"] = json!((SystemClock.now() + chrono::Duration::days(2)).to_rfc3339());
+    later["validUntil"] = json!((SystemClock.now() + chrono::Duration::days(3)).to_rfc3339());
+    create_policy(&client, &base, later).await;
+    assert_eq!(download(&client, &base, 31, json!({"couponPolicyId": capped, "userId": 31})).await.0, 201);
+
+    let page = async |user: &str, query: &str| {
+        answer(
+            client
+                .get(format!("{base}/api/coupons/catalogue{query}"))
+                .header("X-User-Id", user)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
+    };
+    let (status, body) = page("31", "").await;
+    assert_eq!(status, 200, "{body}");
+    let listed: Vec<(i64, Value, bool, i64)> = body["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .map(|p| {
+            let id = p["id"].as_i64().expect("id");
+            (
+                id,
+                p["remainingCount"].clone(),
+                p["soldOut"].as_bool().expect("soldOut"),
+                p["held"].as_i64().expect("held"),
+            )
+        })
+        .collect();
+    assert_eq!(listed, vec![(open, Value::Null, false, 0), (capped, json!(1), false, 1)], "{body}");
+    assert_eq!(body["hasMore"], false);
+
+    assert_eq!(download(&client, &base, 32, json!({"couponPolicyId": capped, "userId": 32})).await.0, 201);
+    let (_, first) = page("32", "?limit=1").await;
+    assert_eq!((&first["policies"][0]["id"], &first["hasMore"]), (&json!(open), &json!(true)), "{first}");
+    let cursor = first["nextCursor"].as_i64().expect("nextCursor");
+    let (_, second) = page("32", &format!("?limit=1&cursor={cursor}")).await;
+    let entry = &second["policies"][0];
+    assert_eq!(
+        (&entry["id"], &entry["remainingCount"], &entry["soldOut"], &entry["held"]),
+        (&json!(capped), &json!(0), &json!(true), &json!(1)),
+        "{second}"
+    );
+    let anonymous =
+        answer(client.get(format!("{base}/api/coupons/catalogue")).send().await.expect("request")).await;
+    assert_eq!((anonymous.0, anonymous.1["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+}

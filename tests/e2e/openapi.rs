@@ -14,6 +14,7 @@ const OPERATIONS: &[&str] = &[
     "GET /api/coupon-policies",
     "GET /api/coupon-policies/{id}",
     "GET /api/coupon-policies/{id}/statistics",
+    "GET /api/coupons/catalogue",
     "GET /api/coupons/users/{userId}",
     "GET /api/coupons/users/{userId}/expiring",
     "GET /api/coupons/users/{userId}/statistics",

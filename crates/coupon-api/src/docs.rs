@@ -40,6 +40,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         wallet::list,
         wallet::admin_list,
         wallet::coupon,
+        wallet::catalogue,
         wallet::expiring,
         wallet::summary,
         wallet::daily,

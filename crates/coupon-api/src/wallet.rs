@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use actix_web::{HttpResponse, web};
 use chrono::{Datelike, Days, NaiveDate};
 use coupon_domain::clock::SUPPORTED_YEARS;
-use coupon_domain::id::{CouponId, UserId};
+use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::jobs::{JobName, JobOutcome, Trigger};
 use coupon_domain::wallet::{DailyStatistics, WalletFilter};
 use rust_decimal::Decimal;
@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::{Admin, Caller, Viewer};
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use crate::policies::PolicyBody;
 use crate::state::AppState;
 use crate::wire::{instant, page_limit};
 use coupon_http::resource;
@@ -25,6 +26,8 @@ const MAX_DAYS: u64 = 366;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/coupons/users/{userId}", "GET").route(web::get().to(list)))
         .service(resource("/api/admin/users/{userId}/coupons", "GET").route(web::get().to(admin_list)))
+        // Before `{couponId}`, which would take the word for an id.
+        .service(resource("/api/coupons/catalogue", "GET").route(web::get().to(catalogue)))
         .service(resource("/api/coupons/{couponId}", "GET").route(web::get().to(coupon)))
         .service(resource("/api/coupons/users/{userId}/expiring", "GET").route(web::get().to(expiring)))
         .service(resource("/api/coupons/users/{userId}/statistics", "GET").route(web::get().to(summary)))
@@ -156,6 +159,75 @@ pub(crate) async fn coupon(
         .filter(|(coupon, _)| viewer.sees(coupon.user_id))
         .ok_or_else(not_found)?;
     Ok(HttpResponse::Ok().json(CouponBody::new(&coupon, &policy, state.clock.now())))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CatalogueQuery {
+    /// `nextCursor` of the previous page.
+    cursor: Option<i64>,
+    /// Page size, 1 to 100 (default 20).
+    limit: Option<i64>,
+}
+
+/// A policy the user may download now.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogueEntryBody {
+    #[serde(flatten)]
+    policy: PolicyBody,
+    /// Coupons left under the cap; null when unlimited.
+    remaining_count: Option<u32>,
+    sold_out: bool,
+    /// Coupons of this policy the caller holds.
+    held: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CataloguePageBody {
+    policies: Vec<CatalogueEntryBody>,
+    next_cursor: Option<i64>,
+    has_more: bool,
+}
+
+#[utoipa::path(get, path = "/api/coupons/catalogue", tag = "coupons", security(("user" = [])), operation_id = "getCatalogue",
+    params(("cursor" = Option<i64>, Query, minimum = 1, description = "nextCursor of the previous page"),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 100, description = "Page size, 1 to 100 (default 20)")),
+    responses(
+        (status = 200, description = "Active DOWNLOAD and FIRST_COME policies within their window, newest first, with what is left and what the caller holds", body = CataloguePageBody,
+            example = json!({"policies": [{"id": 7, "couponName": "Black Friday 10%", "couponCode": null, "description": null,
+                "discountType": "PERCENTAGE", "discountValue": 10, "minimumOrderAmount": 30000, "maxDiscountAmount": 5000,
+                "distributionType": "FIRST_COME", "maxIssueCount": 1000, "currentIssueCount": 588, "maxIssuePerUser": 1,
+                "validDays": 30, "validFrom": "2024-11-29T00:00:00Z", "validUntil": "2024-11-30T00:00:00Z", "isActive": true,
+                "createdAt": "2024-11-20T09:00:00Z", "updatedAt": "2024-11-20T09:00:00Z",
+                "remainingCount": 412, "soldOut": false, "held": 0}], "nextCursor": null, "hasMore": false})),
+        (status = 400, description = "VALIDATION_ERROR", body = ErrorBody),
+        (status = 401, description = "UNAUTHENTICATED", body = ErrorBody)))]
+pub(crate) async fn catalogue(
+    caller: Caller,
+    state: web::Data<AppState>,
+    query: web::Query<CatalogueQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let cursor = query
+        .cursor
+        .map(|c| PolicyId::new(c).ok_or_else(|| field("cursor", "must be a positive integer")))
+        .transpose()?;
+    let limit = page_limit(query.limit, 20, 100)?;
+    let page = state.wallet.catalogue(caller.0, cursor, limit, state.clock.now()).await?;
+    Ok(HttpResponse::Ok().json(CataloguePageBody {
+        policies: page
+            .entries
+            .iter()
+            .map(|entry| CatalogueEntryBody {
+                policy: PolicyBody::from(&entry.policy),
+                remaining_count: entry.policy.remaining(),
+                sold_out: entry.sold_out(),
+                held: entry.held,
+            })
+            .collect(),
+        next_cursor: page.next_cursor.map(PolicyId::get),
+        has_more: page.has_more,
+    }))
 }
 
 #[derive(Debug, Deserialize)]

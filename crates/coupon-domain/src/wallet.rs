@@ -7,7 +7,7 @@
 use chrono::{DateTime, NaiveDate, Utc};
 
 use crate::coupon::IssuedCoupon;
-use crate::id::{CouponId, UserId};
+use crate::id::{CouponId, PolicyId, UserId};
 use crate::money::Money;
 use crate::policy::Policy;
 use crate::port::{PortFuture, StoreError};
@@ -73,8 +73,41 @@ pub struct DailyStatistics {
     pub usage_by_hour: [u64; 24],
 }
 
+/// A policy a user may download now, as the catalogue shows it.
+#[derive(Debug, Clone)]
+pub struct CatalogueEntry {
+    /// The policy as the page read it (its counter is as fresh as the read).
+    pub policy: Policy,
+    /// Coupons of it the user holds (not revoked).
+    pub held: u32,
+}
+
+impl CatalogueEntry {
+    /// Whether the cap is reached.
+    pub fn sold_out(&self) -> bool {
+        self.policy.remaining() == Some(0)
+    }
+}
+
+/// One page of the catalogue, newest policy first; the cursor is the last policy id.
+#[derive(Debug, Clone)]
+pub struct CataloguePage {
+    pub entries: Vec<CatalogueEntry>,
+    pub next_cursor: Option<PolicyId>,
+    pub has_more: bool,
+}
+
 /// The wallet's queries.
 pub trait WalletStore: Send + Sync + 'static {
+    /// Active DOWNLOAD and FIRST_COME policies within their window at `now`, with an id below
+    /// `before`, newest first, at most `limit`, each with what `user` holds of it.
+    fn catalogue(
+        &self,
+        user: UserId,
+        before: Option<PolicyId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<CataloguePage, StoreError>>;
     /// One coupon with its policy, whoever holds it.
     fn coupon(&self, id: CouponId) -> PortFuture<'_, Result<Option<(IssuedCoupon, Policy)>, StoreError>>;
     /// Coupons of `user` matching `filter` with an id below `before` (all when `None`), newest

@@ -1,14 +1,20 @@
-//! `WalletStore` on PostgreSQL. Every query starts from the user (`idx_coupon_issues_user`,
-//! `idx_coupon_issues_user_status`), so its cost follows the size of one wallet, not of the
-//! table; the tests below check the plans on a table of a million coupons.
+//! `WalletStore` on PostgreSQL. Every query of coupons starts from the user
+//! (`idx_coupon_issues_user`, `idx_coupon_issues_user_status`), so its cost follows the size of one
+//! wallet, not of the table; the tests below check the plans on a table of a million coupons. The
+//! catalogue reads a page of policies, then the user's coupons of those policies.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use coupon_domain::coupon::IssuedCoupon;
-use coupon_domain::id::{CouponId, UserId};
+
+use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::money::Money;
-use coupon_domain::policy::Policy;
+use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::wallet::{DailyStatistics, WalletFilter, WalletPage, WalletStore, WalletSummary};
+use coupon_domain::wallet::{
+    CatalogueEntry, CataloguePage, DailyStatistics, WalletFilter, WalletPage, WalletStore, WalletSummary,
+};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{QueryFragment, QueryId};
@@ -168,6 +174,65 @@ impl WalletStore for PgWalletStore {
                 .optional()
                 .map_err(from_diesel)?;
             row.map(pair).transpose()
+        })
+    }
+
+    fn catalogue(
+        &self,
+        user: UserId,
+        before: Option<PolicyId>,
+        limit: u32,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'_, Result<CataloguePage, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut query = p::table
+                .filter(p::is_active.eq(true))
+                .filter(
+                    p::distribution_type
+                        .eq_any([DistributionType::Download.as_str(), DistributionType::FirstCome.as_str()]),
+                )
+                .filter(p::valid_from.le(now))
+                .filter(p::valid_until.gt(now))
+                .into_boxed();
+            if let Some(before) = before {
+                query = query.filter(p::id.lt(before.get()));
+            }
+            let rows: Vec<PolicyRow> = query
+                .order(p::id.desc())
+                .limit(i64::from(limit) + 1)
+                .select(PolicyRow::as_select())
+                .load(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            let has_more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
+            let policies = rows
+                .into_iter()
+                .take(usize::try_from(limit).unwrap_or(usize::MAX))
+                .map(Policy::try_from)
+                .collect::<Result<Vec<_>, _>>()?;
+            // What the user holds of them, through the user's index.
+            let ids: Vec<i64> = policies.iter().map(|policy| policy.id.get()).collect();
+            let held: HashMap<i64, i64> = c::table
+                .filter(c::user_id.eq(user.get()))
+                .filter(c::policy_id.eq_any(&ids))
+                .filter(c::status.ne("CANCELLED"))
+                .group_by(c::policy_id)
+                .select((c::policy_id, diesel::dsl::count_star()))
+                .load::<(i64, i64)>(&mut conn)
+                .await
+                .map_err(from_diesel)?
+                .into_iter()
+                .collect();
+            let next_cursor = if has_more { policies.last().map(|policy| policy.id) } else { None };
+            let entries = policies
+                .into_iter()
+                .map(|policy| CatalogueEntry {
+                    held: u32::try_from(held.get(&policy.id.get()).copied().unwrap_or(0)).unwrap_or(u32::MAX),
+                    policy,
+                })
+                .collect();
+            Ok(CataloguePage { entries, next_cursor, has_more })
         })
     }
 
