@@ -401,3 +401,55 @@ fn worker_binary() -> String {
     assert!(binary.is_file(), "{} is missing: run the tests with --workspace", binary.display());
     binary.to_string_lossy().into_owned()
 }
+
+/// `event-worker dlq`: a payment for a reservation that did not exist yet is dead-lettered; once
+/// the reservation exists, `list` shows the letter and `replay` makes the consumers apply it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_payment_is_listed_and_replayed_once_its_cause_is_fixed() {
+    use event_worker::dlq::{self, Filter, Selection};
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let _worker = start_worker(&env);
+    let settings = env.settings();
+    let topics = settings.kafka.topics.clone();
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let id = coupon(&client, &base, policy, 1).await;
+    wait_for_ready_worker(&env).await;
+    produce(&env, &topics.payment_completed, &id.to_string(), &payment_completed("early", "R-EARLY", id, 1))
+        .await;
+    let dlq_topic = format!("{}.DLQ", topics.payment_completed);
+    assert_eq!(records(&env, &dlq_topic, 1, Duration::from_secs(20)).await.len(), 1);
+
+    let filter = Filter { topic: None, reason: Some("RESERVATION_NOT_FOUND".into()) };
+    let letters = dlq::list(&settings, &filter).await.expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(
+        (letter.original_topic.as_str(), letter.reason.as_str()),
+        (topics.payment_completed.as_str(), "RESERVATION_NOT_FOUND")
+    );
+    let other = Filter { topic: None, reason: Some("PAYMENT_MISMATCH".into()) };
+    assert!(dlq::list(&settings, &other).await.expect("list").is_empty());
+
+    reserve(&client, &base, 1, id, "R-EARLY").await;
+    let record = Selection::Record {
+        topic: letter.original_topic.clone(),
+        partition: letter.partition,
+        offset: letter.offset,
+    };
+    let replayed = dlq::replay(&settings, &record).await.expect("replay");
+    assert_eq!(replayed.len(), 1);
+    let used = format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {id} AND status = 'USED'");
+    assert_eq!(
+        count_until(&env, &used, 1, Duration::from_secs(20)).await,
+        1,
+        "the replayed payment confirms"
+    );
+    let missing = Selection::Record {
+        topic: letter.original_topic.clone(),
+        partition: letter.partition,
+        offset: 999_999,
+    };
+    assert!(dlq::replay(&settings, &missing).await.is_err(), "no such letter");
+}

@@ -36,7 +36,7 @@ use secrecy::ExposeSecret;
 
 /// Command line. Configuration comes from the environment (README, "Configuration").
 #[derive(Debug, Parser)]
-#[command(name = "api-server", about = "Coupon service HTTP API")]
+#[command(name = "api-server", version, about = "Coupon service HTTP API, and the schema migration step")]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use api_server::Application;
 use coupon_store_pg::migrate;
-use coupon_testkit::process::{assert_refuses_setting, assert_starts_and_stops, closed_port, free_port};
+use coupon_testkit::process::{
+    assert_help_and_version, assert_refuses_setting, assert_starts_and_stops, closed_port, free_port,
+};
 use coupon_testkit::{TestDatabase, TestEnv};
 use serde_json::Value;
 
@@ -108,4 +110,9 @@ async fn the_migrate_subcommand_builds_the_schema_and_is_idempotent() {
         assert!(status.success());
     }
     assert!(migrate::pending(&db.connection_string()).await.expect("pending").is_empty());
+}
+
+#[test]
+fn help_and_version_answer_without_configuration() {
+    assert_help_and_version(BIN, "api-server", env!("CARGO_PKG_VERSION"), &["serve", "migrate"]);
 }

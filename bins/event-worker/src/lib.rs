@@ -9,6 +9,11 @@ use std::sync::Arc;
 
 use std::time::Duration;
 
+use std::io::Write;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
 use coupon_domain::clock::SystemClock;
 use coupon_events_kafka::admin::TopicSpec;
 use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
@@ -24,6 +29,106 @@ use coupon_store_pg::leases::PgLeases;
 use coupon_store_pg::outbox::PgOutbox;
 use coupon_store_pg::pool::PgPool;
 use tokio_util::sync::CancellationToken;
+
+pub mod dlq;
+
+/// Command line. Configuration comes from the environment (README, "Configuration").
+#[derive(Debug, Parser)]
+#[command(
+    name = "event-worker",
+    version,
+    about = "Coupon service Kafka worker: outbox relay, consumers, DLQ tools"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Relay the outbox and consume the payment, order and issue-request topics (the default).
+    Serve,
+    /// Read and replay the dead letters of the consumed topics.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DlqCommand {
+    /// Print the dead letters as JSON lines.
+    List {
+        /// Only the letters of this consumed topic (e.g. payment.completed.v1).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only the letters with this reason code (e.g. RESERVATION_NOT_FOUND).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+    /// Produce dead-lettered records again on their original topic, after forgetting their
+    /// dedupe rows: one record by its place, or every letter with a reason.
+    Replay {
+        /// The record's original topic.
+        #[arg(required_unless_present = "reason")]
+        topic: Option<String>,
+        /// The record's original partition.
+        #[arg(required_unless_present = "reason")]
+        partition: Option<i32>,
+        /// The record's original offset.
+        #[arg(required_unless_present = "reason")]
+        offset: Option<i64>,
+        /// Every letter with this reason code instead (of the topic given with --topic, or all).
+        #[arg(long, conflicts_with_all = ["partition", "offset"])]
+        reason: Option<String>,
+        /// With --reason: only the letters of this consumed topic.
+        #[arg(long = "topic", requires = "reason")]
+        of_topic: Option<String>,
+    },
+}
+
+impl Cli {
+    /// Runs the chosen command to completion.
+    ///
+    /// # Errors
+    /// Invalid settings, a failed start, or a DLQ command that failed.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let settings = Settings::load().context("configuration")?;
+        coupon_runtime::telemetry::init(&settings.log);
+        match self.command.unwrap_or(Command::Serve) {
+            Command::Serve => App::build(settings)?.run_until_stopped().await,
+            Command::Dlq { command: DlqCommand::List { topic, reason } } => {
+                // The command's output is its answer: stdout, while the logs go to stderr.
+                let mut out = std::io::stdout().lock();
+                for letter in dlq::list(&settings, &dlq::Filter { topic, reason }).await? {
+                    writeln!(out, "{}", serde_json::to_string(&letter)?)?;
+                }
+                Ok(())
+            }
+            Command::Dlq { command: DlqCommand::Replay { topic, partition, offset, reason, of_topic } } => {
+                let selection = match (reason, topic, partition, offset) {
+                    (Some(reason), ..) => {
+                        dlq::Selection::Matching(dlq::Filter { topic: of_topic, reason: Some(reason) })
+                    }
+                    (None, Some(topic), Some(partition), Some(offset)) => {
+                        dlq::Selection::Record { topic, partition, offset }
+                    }
+                    _ => anyhow::bail!("give TOPIC PARTITION OFFSET, or --reason"),
+                };
+                let mut out = std::io::stdout().lock();
+                for replayed in dlq::replay(&settings, &selection).await? {
+                    let l = &replayed.letter;
+                    writeln!(
+                        out,
+                        "replayed {} partition {} offset {} ({}) as offset {}",
+                        l.original_topic, l.partition, l.offset, l.reason, replayed.offset
+                    )?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
 
 /// How long the relay waits after finding the outbox empty.
 const RELAY_IDLE_POLL: Duration = Duration::from_millis(50);

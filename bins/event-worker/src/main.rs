@@ -1,11 +1,8 @@
-//! `event-worker`: see the crate documentation of `lib.rs`.
+//! `event-worker`: the Kafka worker (`event-worker`), or its DLQ tools (`event-worker dlq …`).
 
-use anyhow::Context;
-use coupon_runtime::settings::Settings;
+use clap::Parser;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::load().context("configuration")?;
-    coupon_runtime::telemetry::init(&settings.log);
-    event_worker::App::build(settings)?.run_until_stopped().await
+    event_worker::Cli::parse().run().await
 }

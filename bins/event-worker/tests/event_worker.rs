@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use coupon_events_kafka::broker::{Broker, BrokerConfig};
 use coupon_testkit::TestEnv;
-use coupon_testkit::process::{assert_starts_and_stops, closed_port, free_port, wait_for_ready};
+use coupon_testkit::process::{
+    assert_help_and_version, assert_starts_and_stops, closed_port, free_port, wait_for_ready,
+};
 use event_worker::App;
 
 const BIN: &str = env!("CARGO_BIN_EXE_event-worker");
@@ -76,4 +78,9 @@ async fn the_binary_starts_and_stops_cleanly_on_sigterm() {
     let port = free_port();
     let env = TestEnv::new().await.set("WORKER_ADMIN_PORT", port.to_string());
     assert_starts_and_stops(BIN, &env.vars, port).await;
+}
+
+#[test]
+fn help_and_version_answer_without_configuration() {
+    assert_help_and_version(BIN, "event-worker", env!("CARGO_PKG_VERSION"), &["serve", "dlq"]);
 }

@@ -9,6 +9,7 @@ pub mod admin;
 pub mod broker;
 pub mod consumer;
 mod dead_letter;
+pub mod dlq;
 pub mod envelope;
 mod error;
 pub mod inbound;

@@ -57,6 +57,21 @@ impl PgInbox {
     pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>, zone: Tz) -> Self {
         Self { pool, encoder, zone }
     }
+
+    /// Forgets that the event `event_id` of `topic` was processed, so that the same record
+    /// produced again (a DLQ replay) is applied rather than skipped as a duplicate. Returns
+    /// whether a dedupe row was there.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn forget(&self, topic: &str, event_id: &str) -> Result<bool, StoreError> {
+        let mut conn = self.pool.get().await.map_err(from_pool)?;
+        let deleted = diesel::delete(pe::table.filter(pe::topic.eq(topic)).filter(pe::event_id.eq(event_id)))
+            .execute(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+        Ok(deleted > 0)
+    }
 }
 
 /// Why the transaction stopped.

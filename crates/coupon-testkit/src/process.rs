@@ -151,3 +151,19 @@ pub async fn assert_refuses_setting(program: &str, env: &HashMap<String, String>
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(key), "{program}'s error does not name {key}: {stderr}");
 }
+
+/// `program --version` prints `{name} {version}` and `--help` its usage and `words`, both without
+/// any configuration (they exit before reading it).
+pub fn assert_help_and_version(program: &str, name: &str, version: &str, words: &[&str]) {
+    let run = |arg: &str| {
+        let out = std::process::Command::new(program).arg(arg).env_clear().output().expect("the binary runs");
+        assert!(out.status.success(), "{program} {arg}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    assert_eq!(run("--version").trim(), format!("{name} {version}"));
+    let help = run("--help");
+    assert!(help.contains(&format!("Usage: {name}")), "{help}");
+    for word in words {
+        assert!(help.contains(word), "{name} --help names {word}: {help}");
+    }
+}
