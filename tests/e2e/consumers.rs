@@ -453,3 +453,90 @@ async fn a_dead_lettered_payment_is_listed_and_replayed_once_its_cause_is_fixed(
     };
     assert!(dlq::replay(&settings, &missing).await.is_err(), "no such letter");
 }
+
+/// SPEC §4.4 over Kafka: a payment that comes after its reservation timed out is honoured while
+/// the coupon is still free (a late confirmation), and refused (`RESERVATION_EXPIRED` on the DLQ)
+/// once another checkout holds the coupon.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_payment_is_honoured_while_the_coupon_is_free_and_dead_lettered_after() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let worker = start_worker(&env);
+    let topics = env.settings().kafka.topics;
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let (free, taken) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
+    reserve(&client, &base, 1, free, "LATE-1").await;
+    reserve(&client, &base, 2, taken, "LATE-2").await;
+    let mut conn = env.database.connect().await;
+    diesel::sql_query(
+        "UPDATE coupon_reservations SET reserved_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' \
+         WHERE reservation_id IN ('LATE-1', 'LATE-2')",
+    )
+    .execute(&mut conn)
+    .await
+    .expect("the holds ran out");
+    let (status, run) =
+        admin_post(&client, &format!("{base}/api/admin/jobs/reservation-timeout/run"), json!({})).await;
+    assert_eq!((status, &run["affected"]), (200, &json!(2)), "{run}");
+    reserve(&client, &base, 2, taken, "LATE-3").await;
+    wait_for_ready_worker(&env).await;
+
+    produce(&env, &topics.payment_completed, &free.to_string(), &payment_completed("pl1", "LATE-1", free, 1))
+        .await;
+    produce(
+        &env,
+        &topics.payment_completed,
+        &taken.to_string(),
+        &payment_completed("pl2", "LATE-2", taken, 2),
+    )
+    .await;
+    let late = "SELECT count(*) AS n FROM coupon_reservations WHERE reservation_id = 'LATE-1' \
+                AND status = 'CONFIRMED' AND late_confirmation";
+    assert_eq!(count_until(&env, late, 1, Duration::from_secs(20)).await, 1, "honoured late");
+    assert_eq!(status_of(&env, free, "USED").await, 1);
+    let dead = records(&env, &format!("{}.DLQ", topics.payment_completed), 1, Duration::from_secs(20)).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    assert_eq!(dead[0].value["reason"], "RESERVATION_EXPIRED");
+    assert_eq!(status_of(&env, taken, "RESERVED").await, 1, "the newer hold keeps the coupon");
+    worker.stop().await;
+}
+
+/// SPEC §6: a record whose effect keeps failing is tried three times, then alone, then goes to the
+/// DLQ as `PROCESSING_FAILED` with the error; the record behind it on the partition applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_that_keeps_failing_is_dead_lettered_as_processing_failed() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let worker = start_worker(&env);
+    let topics = env.settings().kafka.topics;
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let (failing, fine) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
+    reserve(&client, &base, 1, failing, "BOOM-1").await;
+    reserve(&client, &base, 2, fine, "FINE-2").await;
+    // The database refuses to use this one coupon, as a failing disk or a bug would.
+    let mut conn = env.database.connect().await;
+    for sql in [
+        "CREATE FUNCTION refuse_boom() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+           IF NEW.reservation_id = 'BOOM-1' AND NEW.status = 'USED' THEN RAISE EXCEPTION 'disk on fire'; END IF; \
+           RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_boom BEFORE UPDATE ON coupon_issues FOR EACH ROW EXECUTE FUNCTION refuse_boom()",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.expect(sql);
+    }
+    wait_for_ready_worker(&env).await;
+    let mut producer = Producer::connect(&env).await;
+    let key = failing.to_string();
+    producer.send(&topics.payment_completed, &key, &payment_completed("pb1", "BOOM-1", failing, 1)).await;
+    producer.send(&topics.payment_completed, &key, &payment_completed("pb2", "FINE-2", fine, 2)).await;
+
+    let dead = records(&env, &format!("{}.DLQ", topics.payment_completed), 1, Duration::from_secs(30)).await;
+    assert_eq!(dead.len(), 1, "{dead:?}");
+    let reason = dead[0].value["reason"].as_str().unwrap_or_default();
+    assert!(reason.starts_with("PROCESSING_FAILED") && reason.contains("disk on fire"), "{reason}");
+    let used = format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {fine} AND status = 'USED'");
+    assert_eq!(count_until(&env, &used, 1, Duration::from_secs(20)).await, 1, "the record behind it applies");
+    assert_eq!(status_of(&env, failing, "RESERVED").await, 1);
+    worker.stop().await;
+}

@@ -236,3 +236,51 @@ async fn two_workers_publish_each_row_once() {
         worker.stop().await;
     }
 }
+
+/// `coupon.expired` as consumers read it: the expiry job's record says `VALIDITY_PERIOD_EXPIRED`,
+/// a deactivation with `expireIssued=true` says `POLICY_DEACTIVATED` from `metadata.source` ADMIN.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_coupons_are_published_with_their_reason() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let worker = start_worker(&env);
+    let topic = env.settings().kafka.topics.coupon_expired;
+    let (dated, deactivated) = (
+        create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await,
+        create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await,
+    );
+    let old = coupon(&client, &base, dated, 1).await;
+    let dropped = coupon(&client, &base, deactivated, 2).await;
+    let past = format!(
+        "WITH u AS (UPDATE coupon_issues SET issued_at = now() - interval '2 days', expires_at = now() - interval '1 day' \
+                    WHERE id = {old} RETURNING 1) SELECT count(*) AS n FROM u"
+    );
+    assert_eq!(count(&env, &past).await, 1);
+    let (status, _) = admin_post(&client, &format!("{base}/api/admin/jobs/expiry/run"), json!({})).await;
+    assert_eq!(status, 200);
+    let deleted = client
+        .delete(format!("{base}/api/coupon-policies/{deactivated}?expireIssued=true"))
+        .bearer_auth(coupon_testkit::ADMIN_TOKEN)
+        .header("X-Correlation-Id", "corr-deactivate")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(deleted.status(), 200);
+
+    let published = records(&env, &topic, 2, Duration::from_secs(20)).await;
+    let by_date = &published.iter().find(|p| p.key == old.to_string()).expect("the job's event").value;
+    assert_eq!(
+        (&by_date["eventType"], &by_date["data"]["reason"], &by_date["metadata"]["source"]),
+        (&json!("COUPON_EXPIRED"), &json!("VALIDITY_PERIOD_EXPIRED"), &json!("coupon-service")),
+        "{by_date}"
+    );
+    let event =
+        &published.iter().find(|p| p.key == dropped.to_string()).expect("the deactivation's event").value;
+    assert_eq!(
+        (&event["data"]["reason"], &event["metadata"]["source"], &event["metadata"]["correlationId"]),
+        (&json!("POLICY_DEACTIVATED"), &json!("ADMIN"), &json!("corr-deactivate")),
+        "{event}"
+    );
+    worker.stop().await;
+}
