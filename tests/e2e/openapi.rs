@@ -146,3 +146,38 @@ async fn swagger_ui_is_served() {
     let html = response.text().await.expect("html");
     assert!(html.contains("swagger"), "{html}");
 }
+
+/// SPEC §11: the events' AsyncAPI document is served beside the OpenAPI document.
+#[tokio::test]
+async fn the_asyncapi_document_is_served_beside_the_openapi_document() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let (status, doc) =
+        answer(client().get(format!("{base}/api-docs/asyncapi.json")).send().await.expect("request")).await;
+    assert_eq!((status, doc["asyncapi"].as_str()), (200, Some("3.0.0")));
+    let mut addresses: Vec<&str> = doc["channels"]
+        .as_object()
+        .expect("channels")
+        .values()
+        .filter_map(|c| c["address"].as_str())
+        .collect();
+    addresses.sort_unstable();
+    assert_eq!(
+        addresses,
+        [
+            "coupon.cancelled",
+            "coupon.expired",
+            "coupon.issue-requested",
+            "coupon.issue-requested.DLQ",
+            "coupon.issued",
+            "coupon.reserved",
+            "coupon.used",
+            "order.cancelled",
+            "order.cancelled.DLQ",
+            "payment.completed.v1",
+            "payment.completed.v1.DLQ",
+            "payment.failed.v1",
+            "payment.failed.v1.DLQ",
+        ]
+    );
+}

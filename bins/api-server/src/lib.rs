@@ -183,8 +183,10 @@ impl Application {
             shutdown_timeout: settings.http.shutdown_timeout,
             handle_signals: true,
         };
-        let routes =
-            |cfg: &mut actix_web::web::ServiceConfig, (state, tokens)| coupon_api::routes(cfg, state, tokens);
+        let routes = |cfg: &mut actix_web::web::ServiceConfig, (state, tokens)| {
+            coupon_api::routes(cfg, state, tokens);
+            coupon_api::docs::asyncapi(cfg, coupon_events_kafka::asyncapi::DOCUMENT);
+        };
         let server = serve(listener, ops, (state, tokens), routes, &options)?;
         tracing::info!(port, "api-server listening");
         Ok(Self { port, server, issuing })

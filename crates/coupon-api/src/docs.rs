@@ -116,6 +116,17 @@ impl Modify for Operations {
 }
 
 /// Serves the document and Swagger UI.
+/// Where the AsyncAPI document of the events is served.
+pub const ASYNCAPI_PATH: &str = "/api-docs/asyncapi.json";
+
+/// Serves `document` (the events' AsyncAPI document, which the Kafka adapter owns) beside the
+/// OpenAPI document.
+pub fn asyncapi(cfg: &mut actix_web::web::ServiceConfig, document: &'static str) {
+    cfg.service(coupon_http::resource(ASYNCAPI_PATH, "GET").route(actix_web::web::get().to(
+        move || async move { actix_web::HttpResponse::Ok().content_type("application/json").body(document) },
+    )));
+}
+
 pub fn configure(cfg: &mut actix_web::web::ServiceConfig) {
     cfg.service(SwaggerUi::new("/swagger-ui/{_:.*}").url(OPENAPI_PATH, ApiDoc::openapi()));
 }

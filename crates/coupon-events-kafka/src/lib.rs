@@ -6,6 +6,7 @@
 //! PostgreSQL, Redis or HTTP.
 
 pub mod admin;
+pub mod asyncapi;
 pub mod broker;
 pub mod consumer;
 mod dead_letter;
