@@ -454,20 +454,38 @@ async fn a_dead_lettered_payment_is_listed_and_replayed_once_its_cause_is_fixed(
     assert!(dlq::replay(&settings, &missing).await.is_err(), "no such letter");
 }
 
+/// An api-server and a worker, and two coupons of one DOWNLOAD policy, of users 1 and 2, held by
+/// the reservations `holds` (orders `O-{hold}`).
+struct Held {
+    env: TestEnv,
+    base: String,
+    client: reqwest::Client,
+    worker: Worker,
+    coupons: [i64; 2],
+}
+
+async fn held(holds: [&str; 2]) -> Held {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let worker = start_worker(&env);
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let mut coupons = [0; 2];
+    for (user, hold) in (1..).zip(holds) {
+        let id = coupon(&client, &base, policy, user).await;
+        reserve(&client, &base, user, id, hold).await;
+        coupons[usize::try_from(user - 1).expect("index")] = id;
+    }
+    Held { env, base, client, worker, coupons }
+}
+
 /// SPEC §4.4 over Kafka: a payment that comes after its reservation timed out is honoured while
 /// the coupon is still free (a late confirmation), and refused (`RESERVATION_EXPIRED` on the DLQ)
 /// once another checkout holds the coupon.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_payment_is_honoured_while_the_coupon_is_free_and_dead_lettered_after() {
-    let env = TestEnv::new().await;
-    let base = start_api(&env);
-    let client = client();
-    let worker = start_worker(&env);
+    let Held { env, base, client, worker, coupons: [free, taken] } = held(["LATE-1", "LATE-2"]).await;
     let topics = env.settings().kafka.topics;
-    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
-    let (free, taken) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
-    reserve(&client, &base, 1, free, "LATE-1").await;
-    reserve(&client, &base, 2, taken, "LATE-2").await;
     let mut conn = env.database.connect().await;
     diesel::sql_query(
         "UPDATE coupon_reservations SET reserved_at = now() - interval '2 hours', expires_at = now() - interval '1 hour' \
@@ -506,15 +524,8 @@ async fn a_late_payment_is_honoured_while_the_coupon_is_free_and_dead_lettered_a
 /// DLQ as `PROCESSING_FAILED` with the error; the record behind it on the partition applies.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_record_that_keeps_failing_is_dead_lettered_as_processing_failed() {
-    let env = TestEnv::new().await;
-    let base = start_api(&env);
-    let client = client();
-    let worker = start_worker(&env);
+    let Held { env, base: _, client: _, worker, coupons: [failing, fine] } = held(["BOOM-1", "FINE-2"]).await;
     let topics = env.settings().kafka.topics;
-    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
-    let (failing, fine) = (coupon(&client, &base, policy, 1).await, coupon(&client, &base, policy, 2).await);
-    reserve(&client, &base, 1, failing, "BOOM-1").await;
-    reserve(&client, &base, 2, fine, "FINE-2").await;
     // The database refuses to use this one coupon, as a failing disk or a bug would.
     let mut conn = env.database.connect().await;
     for sql in [

@@ -2,7 +2,6 @@
 //! outside the checkout.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use coupon_domain::id::CouponId;
 use coupon_domain::reservation::ExternalRef;
 use coupon_domain::support::{AdminUse, Revocation};
 use rust_decimal::Decimal;
@@ -14,7 +13,7 @@ use crate::checkout::reference;
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
 use crate::state::AppState;
-use crate::wire::{Checks, correlation_id};
+use crate::wire::{Checks, correlation_id, coupon_id};
 use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -70,8 +69,7 @@ pub(crate) async fn revoke(
     let (Some(reason), Some(revoked_by)) = (reason, revoked_by) else {
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
-    let id = CouponId::new(id.into_inner())
-        .ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound, "no coupon has this id"))?;
+    let id = coupon_id(id.into_inner())?;
     let revocation = Revocation { reason, revoked_by };
     let revoked = state.support.revoke(id, &revocation, correlation_id(&req)).await?;
     if !revoked.replay {
@@ -132,8 +130,7 @@ pub(crate) async fn use_coupon(
     else {
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
-    let id = CouponId::new(id.into_inner())
-        .ok_or_else(|| ApiError::new(ErrorCode::CouponNotFound, "no coupon has this id"))?;
+    let id = coupon_id(id.into_inner())?;
     let request = AdminUse { order_id, order_amount, used_by, reason };
     let used = state.support.use_coupon(id, &request, correlation_id(&req)).await?;
     if !used.replay {

@@ -17,7 +17,7 @@ use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
 use crate::policies::PolicyBody;
 use crate::state::AppState;
-use crate::wire::{instant, page_limit};
+use crate::wire::{coupon_id, coupon_not_found, instant, page_limit};
 use coupon_http::resource;
 
 /// Longest range of `GET /api/statistics/daily`.
@@ -148,8 +148,7 @@ pub(crate) async fn coupon(
     state: web::Data<AppState>,
     id: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let not_found = || ApiError::new(ErrorCode::CouponNotFound, "no coupon has this id");
-    let id = CouponId::new(id.into_inner()).ok_or_else(not_found)?;
+    let id = coupon_id(id.into_inner())?;
     // Another user's coupon is answered as a missing one: its existence is not the caller's
     // business.
     let (coupon, policy) = state
@@ -157,7 +156,7 @@ pub(crate) async fn coupon(
         .coupon(id)
         .await?
         .filter(|(coupon, _)| viewer.sees(coupon.user_id))
-        .ok_or_else(not_found)?;
+        .ok_or_else(coupon_not_found)?;
     Ok(HttpResponse::Ok().json(CouponBody::new(&coupon, &policy, state.clock.now())))
 }
 

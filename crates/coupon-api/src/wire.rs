@@ -140,6 +140,16 @@ pub fn page_limit(limit: Option<i64>, default: u32, max: u32) -> Result<u32, Api
 /// A policy id from a path: a non-positive id names no policy.
 ///
 /// # Errors
+/// A coupon id from a path: a non-positive one names no coupon (404 `COUPON_NOT_FOUND`).
+pub fn coupon_id(raw: i64) -> Result<coupon_domain::id::CouponId, ApiError> {
+    coupon_domain::id::CouponId::new(raw).ok_or_else(coupon_not_found)
+}
+
+/// 404 `COUPON_NOT_FOUND`.
+pub fn coupon_not_found() -> ApiError {
+    ApiError::new(ErrorCode::CouponNotFound, "no coupon has this id")
+}
+
 /// 404 `POLICY_NOT_FOUND`.
 pub fn policy_id(raw: i64) -> Result<coupon_domain::id::PolicyId, ApiError> {
     coupon_domain::id::PolicyId::new(raw).ok_or_else(policy_not_found)

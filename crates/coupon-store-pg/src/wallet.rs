@@ -44,6 +44,14 @@ fn pair((coupon, policy): (CouponRow, PolicyRow)) -> Result<(IssuedCoupon, Polic
     Ok((IssuedCoupon::try_from(coupon)?, Policy::try_from(policy)?))
 }
 
+/// The first `limit` of `rows` (read as `limit + 1`), and whether another page follows.
+fn one_page<T>(mut rows: Vec<T>, limit: u32) -> (Vec<T>, bool) {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let has_more = rows.len() > limit;
+    rows.truncate(limit);
+    (rows, has_more)
+}
+
 fn count(n: i64) -> u64 {
     u64::try_from(n).unwrap_or(0)
 }
@@ -205,12 +213,8 @@ impl WalletStore for PgWalletStore {
                 .load(&mut conn)
                 .await
                 .map_err(from_diesel)?;
-            let has_more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-            let policies = rows
-                .into_iter()
-                .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                .map(Policy::try_from)
-                .collect::<Result<Vec<_>, _>>()?;
+            let (rows, has_more) = one_page(rows, limit);
+            let policies = rows.into_iter().map(Policy::try_from).collect::<Result<Vec<_>, _>>()?;
             // What the user holds of them, through the user's index.
             let ids: Vec<i64> = policies.iter().map(|policy| policy.id.get()).collect();
             let held: HashMap<i64, i64> = c::table
@@ -248,12 +252,8 @@ impl WalletStore for PgWalletStore {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
             let rows: Vec<(CouponRow, PolicyRow)> =
                 page_query(user, filter, before, limit, now).load(&mut conn).await.map_err(from_diesel)?;
-            let has_more = rows.len() > usize::try_from(limit).unwrap_or(usize::MAX);
-            let coupons = rows
-                .into_iter()
-                .take(usize::try_from(limit).unwrap_or(usize::MAX))
-                .map(pair)
-                .collect::<Result<Vec<_>, _>>()?;
+            let (rows, has_more) = one_page(rows, limit);
+            let coupons = rows.into_iter().map(pair).collect::<Result<Vec<_>, _>>()?;
             let next_cursor = if has_more { coupons.last().map(|(coupon, _)| coupon.id) } else { None };
             Ok(WalletPage { coupons, next_cursor, has_more })
         })
