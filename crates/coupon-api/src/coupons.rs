@@ -172,7 +172,7 @@ pub struct DirectIssueBody {
     #[schema(required = true, nullable = false, value_type = Vec<i64>, min_items = 1, max_items = 1000)]
     #[serde(default, deserialize_with = "crate::wire::whole_numbers")]
     user_ids: Option<Vec<i64>>,
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*\\S[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     issued_by: Option<String>,
 }
 

@@ -26,10 +26,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(rename_all = "camelCase")]
 pub struct RevokeBody {
     /// Why the coupon is taken back (kept in `coupon.cancelled` for audit).
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 200)]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     reason: Option<String>,
     /// Who takes it back.
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100)]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     revoked_by: Option<String>,
 }
 
@@ -84,17 +84,17 @@ pub(crate) async fn revoke(
 #[serde(rename_all = "camelCase")]
 pub struct AdminUseBody {
     /// The order the coupon was used for (for a held coupon, its reservation's order).
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 50)]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 50, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     order_id: Option<String>,
     /// The order's amount: the discount of SPEC §4.5 is computed on it for an ISSUED coupon (a held
     /// coupon keeps its reservation's discount).
     #[schema(required = true, nullable = false, value_type = f64, minimum = -9999999999999.99, maximum = 9999999999999.99)]
     order_amount: Option<Decimal>,
     /// Who marks the coupon used.
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100)]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 100, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     used_by: Option<String>,
     /// Why (kept in the log).
-    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 200)]
+    #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 200, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*[^\\s\\u0000-\\u001F\\u007F-\\u009F][^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     reason: Option<String>,
 }
 
