@@ -222,11 +222,7 @@ pub(crate) async fn direct_issue(
     if users.len() != raw_users.len() {
         checks.fail("userIds", "every user id must be a positive integer");
     }
-    let issued_by = checks.required("issuedBy", body.issued_by.as_deref());
-    checks.text("issuedBy", issued_by, 100);
-    if issued_by.is_some_and(|by| by.trim().is_empty()) {
-        checks.fail("issuedBy", "must not be blank");
-    }
+    let issued_by = checks.required_text("issuedBy", body.issued_by, 100);
     checks.finish()?;
     let policy = policy_id(policy.unwrap_or_default())?;
     let outcomes = state.issuing.direct(policy, &users, &correlation_id(&req)).await?;
@@ -255,7 +251,7 @@ pub(crate) async fn direct_issue(
         .increment(success_count as u64);
     tracing::info!(
         policy.id = %policy,
-        issued_by = issued_by.unwrap_or_default(),
+        issued_by = issued_by.as_deref().unwrap_or_default(),
         requested = results.len(),
         succeeded = success_count,
         "direct issue"

@@ -33,16 +33,6 @@ pub struct RevokeBody {
     revoked_by: Option<String>,
 }
 
-/// A required text field: present, not blank, at most `max` characters without control characters.
-fn required_text(checks: &mut Checks, field: &str, value: Option<String>, max: usize) -> Option<String> {
-    let value = checks.required(field, value)?;
-    if value.trim().is_empty() {
-        checks.fail(field, "must not be blank");
-        return None;
-    }
-    checks.text(field, Some(&value), max).then_some(value)
-}
-
 #[utoipa::path(post, path = "/api/admin/coupons/{couponId}/revoke", tag = "support", security(("admin" = [])),
     params(("couponId" = i64, Path, minimum = 1, description = "The coupon to take back")),
     request_body(content = RevokeBody, example = json!({"reason": "issued to the wrong account", "revokedBy": "support-17"})),
@@ -63,8 +53,8 @@ pub(crate) async fn revoke(
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let mut checks = Checks::default();
-    let reason = required_text(&mut checks, "reason", body.reason, 200);
-    let revoked_by = required_text(&mut checks, "revokedBy", body.revoked_by, 100);
+    let reason = checks.required_text("reason", body.reason, 200);
+    let revoked_by = checks.required_text("revokedBy", body.revoked_by, 100);
     checks.finish()?;
     let (Some(reason), Some(revoked_by)) = (reason, revoked_by) else {
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
@@ -122,8 +112,8 @@ pub(crate) async fn use_coupon(
     let order_id = reference(&mut checks, "orderId", order_id.as_deref(), ExternalRef::ORDER_MAX);
     let order_amount = checks.required("orderAmount", body.order_amount);
     let order_amount = checks.money("orderAmount", order_amount);
-    let used_by = required_text(&mut checks, "usedBy", body.used_by, 100);
-    let reason = required_text(&mut checks, "reason", body.reason, 200);
+    let used_by = checks.required_text("usedBy", body.used_by, 100);
+    let reason = checks.required_text("reason", body.reason, 200);
     checks.finish()?;
     let (Some(order_id), Some(order_amount), Some(used_by), Some(reason)) =
         (order_id, order_amount, used_by, reason)

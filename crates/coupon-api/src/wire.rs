@@ -113,6 +113,17 @@ impl Checks {
         value
     }
 
+    /// A required text field: present, not blank, at most `max` characters without control
+    /// characters; a field error when not.
+    pub fn required_text(&mut self, field: &str, value: Option<String>, max: usize) -> Option<String> {
+        let value = self.required(field, value)?;
+        if value.trim().is_empty() {
+            self.fail(field, "must not be blank");
+            return None;
+        }
+        self.text(field, Some(&value), max).then_some(value)
+    }
+
     /// `VALIDATION_ERROR` listing every failure, if any.
     ///
     /// # Errors
