@@ -370,7 +370,7 @@ async fn two_workers_share_the_partitions_and_one_takes_over_when_the_other_stop
 async fn a_worker_killed_mid_stream_loses_and_doubles_nothing() {
     let env = TestEnv::new().await.set("WORKER_LEASE_PERIOD", "3").set("WORKER_ADMIN_PORT", "0");
     let coupons = reserved(&env, 5_000).await;
-    let binary = worker_binary();
+    let binary = binary("event-worker");
     let mut worker = coupon_testkit::process::Running::spawn(&binary, &[], &env.vars);
     wait_for_ready_worker(&env).await;
     let producing = {
@@ -391,15 +391,6 @@ async fn a_worker_killed_mid_stream_loses_and_doubles_nothing() {
     assert_each_applied_once(&env, 5_000).await;
     restarted.terminate().await;
     assert!(restarted.exit_status(Duration::from_secs(15)).await.success());
-}
-
-/// The event-worker binary of this build (built by `cargo nextest run --workspace`).
-fn worker_binary() -> String {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(std::path::Path::parent).expect("target directory");
-    let binary = dir.join("event-worker");
-    assert!(binary.is_file(), "{} is missing: run the tests with --workspace", binary.display());
-    binary.to_string_lossy().into_owned()
 }
 
 /// `event-worker dlq`: a payment for a reservation that did not exist yet is dead-lettered; once

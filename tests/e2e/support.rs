@@ -34,6 +34,15 @@ pub fn start_api(env: &TestEnv) -> String {
 /// An HTTP client that keeps enough connections open for bursts. Idle connections are dropped
 /// before the server's keep-alive (5 s) closes them: reusing one just as the server closes it
 /// fails the request (`IncompleteMessage`), which a slow step between two bursts made likely.
+/// The binary `name` of this build (built by `cargo nextest run --workspace`).
+pub fn binary(name: &str) -> String {
+    let exe = std::env::current_exe().expect("test binary path");
+    let dir = exe.parent().and_then(std::path::Path::parent).expect("target directory");
+    let binary = dir.join(name);
+    assert!(binary.is_file(), "{} is missing: run the tests with --workspace", binary.display());
+    binary.to_string_lossy().into_owned()
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(256)

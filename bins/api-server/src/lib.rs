@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use coupon_api::auth::AdminTokens;
+use coupon_api::idempotency::Keys;
 use coupon_api::limits::TrustedProxies;
 use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
@@ -25,6 +26,7 @@ use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_runtime::settings::Settings;
 use coupon_runtime::telemetry;
+use coupon_store_pg::idempotency::PgIdempotency;
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::migrate;
 use coupon_store_pg::policy::PgPolicyStore;
@@ -129,6 +131,11 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         zone: settings.coupon.timezone,
         guard,
         proxies: TrustedProxies::new(settings.http.trusted_proxies.clone()),
+        keys: Keys {
+            store: Arc::new(PgIdempotency::new(pg.clone())),
+            ttl: settings.coupon.idempotency_ttl,
+            lease: settings.coupon.idempotency_lease,
+        },
     })
 }
 

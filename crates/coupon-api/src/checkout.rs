@@ -2,12 +2,14 @@
 //! confirmation `POST /api/coupons/use`. The order service calls these on behalf of the user
 //! named by `X-User-Id`, who must own the coupon.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use coupon_domain::id::{CouponId, UserId};
 use coupon_domain::money::Money;
 use coupon_domain::policy::Policy;
 use coupon_domain::reservation::{
-    CancelReason, ConfirmRequest, ExternalRef, Reservation, ReservationId, ReserveRequest,
+    CancelReason, ConfirmRequest, Confirmed, ExternalRef, Released, Reservation, ReservationId,
+    ReserveRequest, Reserved,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -15,17 +17,22 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::idempotency::{Idempotency, answer};
 use crate::state::AppState;
-use crate::wire::{Checks, correlation_id, instant, maybe_instant};
+use crate::wire::{Checks, instant, maybe_instant};
 use coupon_http::resource;
 
+/// The messages of a release and a use.
+const RELEASED: &str = "Reservation released";
+const USED: &str = "Coupon used";
+
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/coupons/reserve", "POST").route(web::post().to(reserve)))
-        .service(resource("/api/coupons/apply", "POST").route(web::post().to(apply)))
-        .service(resource("/api/coupons/use", "POST").route(web::post().to(confirm)))
-        .service(resource("/api/coupons/apply/{reservationId}", "DELETE").route(web::delete().to(release)))
+    cfg.service(resource("/coupons/reserve", "POST").route(web::post().to(reserve)))
+        .service(resource("/coupons/apply", "POST").route(web::post().to(apply)))
+        .service(resource("/coupons/use", "POST").route(web::post().to(confirm)))
+        .service(resource("/coupons/apply/{reservationId}", "DELETE").route(web::delete().to(release)))
         .service(
-            resource("/api/coupons/reserve/{reservationId}", "DELETE").route(web::delete().to(release_alias)),
+            resource("/coupons/reserve/{reservationId}", "DELETE").route(web::delete().to(release_alias)),
         );
 }
 
@@ -170,14 +177,17 @@ fn reserve_request(body: ReserveBody) -> Result<ReserveRequest, ApiError> {
 
 async fn hold(
     req: &HttpRequest,
-    caller: Caller,
+    (caller, keys): (Caller, Idempotency),
     state: &AppState,
     body: ReserveBody,
     message: &'static str,
 ) -> Result<HttpResponse, ApiError> {
     let request = reserve_request(body)?;
     caller.must_be(request.user)?;
-    let reserved = state.checkout.reserve(&request, correlation_id(req)).await?;
+    let cause = keys.cause(req, move |r: &Reserved| {
+        answer(StatusCode::OK, &ReservationBody::new(&r.reservation, Some(&r.policy), message))
+    });
+    let reserved = state.checkout.reserve(&request, cause).await?;
     if !reserved.replay {
         tracing::info!(
             reservation.id = reserved.reservation.id.as_str(),
@@ -203,10 +213,11 @@ async fn hold(
 pub(crate) async fn reserve(
     req: HttpRequest,
     caller: Caller,
+    keys: Idempotency,
     state: web::Data<AppState>,
     body: web::Json<ReserveBody>,
 ) -> Result<HttpResponse, ApiError> {
-    hold(&req, caller, &state, body.into_inner(), "Coupon reserved").await
+    hold(&req, (caller, keys), &state, body.into_inner(), "Coupon reserved").await
 }
 
 #[utoipa::path(post, path = "/api/coupons/apply", tag = "checkout", security(("user" = [])),
@@ -222,26 +233,29 @@ pub(crate) async fn reserve(
 pub(crate) async fn apply(
     req: HttpRequest,
     caller: Caller,
+    keys: Idempotency,
     state: web::Data<AppState>,
     body: web::Json<ReserveBody>,
 ) -> Result<HttpResponse, ApiError> {
-    hold(&req, caller, &state, body.into_inner(), "Coupon applied").await
+    hold(&req, (caller, keys), &state, body.into_inner(), "Coupon applied").await
 }
 
 async fn free(
     req: &HttpRequest,
-    caller: Caller,
+    (caller, keys): (Caller, Idempotency),
     state: &AppState,
     raw: &str,
 ) -> Result<HttpResponse, ApiError> {
     let id = ReservationId::parse(raw)
         .map_err(|_| ApiError::new(ErrorCode::ReservationNotFound, "no reservation has this id"))?;
-    let released =
-        state.checkout.release(&id, Some(caller.0), CancelReason::Released, correlation_id(req)).await?;
+    let cause = keys.cause(req, |r: &Released| {
+        answer(StatusCode::OK, &ReservationBody::new(&r.reservation, None, RELEASED))
+    });
+    let released = state.checkout.release(&id, Some(caller.0), CancelReason::Released, cause).await?;
     if !released.replay {
         tracing::info!(reservation.id = id.as_str(), coupon.id = %released.reservation.coupon_id, "reservation released");
     }
-    Ok(HttpResponse::Ok().json(ReservationBody::new(&released.reservation, None, "Reservation released")))
+    Ok(HttpResponse::Ok().json(ReservationBody::new(&released.reservation, None, RELEASED)))
 }
 
 #[utoipa::path(delete, path = "/api/coupons/apply/{reservationId}", tag = "checkout", security(("user" = [])),
@@ -256,10 +270,11 @@ async fn free(
 pub(crate) async fn release(
     req: HttpRequest,
     caller: Caller,
+    keys: Idempotency,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    free(&req, caller, &state, &id).await
+    free(&req, (caller, keys), &state, &id).await
 }
 
 #[utoipa::path(delete, path = "/api/coupons/reserve/{reservationId}", tag = "checkout", security(("user" = [])),
@@ -274,10 +289,11 @@ pub(crate) async fn release(
 pub(crate) async fn release_alias(
     req: HttpRequest,
     caller: Caller,
+    keys: Idempotency,
     state: web::Data<AppState>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    free(&req, caller, &state, &id).await
+    free(&req, (caller, keys), &state, &id).await
 }
 
 /// Body of `POST /api/coupons/use`.
@@ -305,6 +321,7 @@ pub struct UseBody {
 pub(crate) async fn confirm(
     req: HttpRequest,
     caller: Caller,
+    keys: Idempotency,
     state: web::Data<AppState>,
     body: web::Json<UseBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -321,7 +338,10 @@ pub(crate) async fn confirm(
     };
     let request =
         ConfirmRequest { reservation_id, order_id, payment_id: payment, user: Some(caller.0), payment: None };
-    let confirmed = state.checkout.confirm(&request, correlation_id(&req)).await?;
+    let cause = keys.cause(&req, |c: &Confirmed| {
+        answer(StatusCode::OK, &ReservationBody::new(&c.reservation, None, USED))
+    });
+    let confirmed = state.checkout.confirm(&request, cause).await?;
     if !confirmed.replay {
         tracing::info!(
             reservation.id = confirmed.reservation.id.as_str(),
@@ -330,5 +350,5 @@ pub(crate) async fn confirm(
             "coupon used"
         );
     }
-    Ok(HttpResponse::Ok().json(ReservationBody::new(&confirmed.reservation, None, "Coupon used")))
+    Ok(HttpResponse::Ok().json(ReservationBody::new(&confirmed.reservation, None, USED)))
 }

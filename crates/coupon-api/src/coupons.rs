@@ -1,10 +1,14 @@
 //! Issuing endpoints (SPEC §5): download (by code or policy id), admin direct issue, and the
 //! public code check.
 
+use std::collections::{HashMap, HashSet};
+
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use coupon_domain::coupon::IssuedCoupon;
-use coupon_domain::id::UserId;
-use coupon_domain::issue::{Download, Downloaded, IssueTarget};
+use coupon_domain::id::{CouponId, UserId};
+use coupon_domain::idempotency::Entry;
+use coupon_domain::issue::{Download, Downloaded, IssueTarget, Issued};
 use coupon_domain::limits::CodeCaller;
 use coupon_domain::policy::{CouponCode, DistributionType, Policy};
 use rust_decimal::Decimal;
@@ -13,18 +17,19 @@ use utoipa::ToSchema;
 
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::idempotency::{Idempotency, answer};
 use crate::limits::rate_headers;
 use crate::state::AppState;
-use crate::wire::{Checks, correlation_id, instant, maybe_instant, policy_id};
+use crate::wire::{Checks, instant, maybe_instant, policy_id};
 use coupon_http::resource;
 
 /// Most users one direct-issue request may name.
 pub const MAX_DIRECT_USERS: usize = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/coupons/download", "POST").route(web::post().to(download)))
-        .service(resource("/api/coupons/direct-issue", "POST").route(web::post().to(direct_issue)))
-        .service(resource("/api/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
+    cfg.service(resource("/coupons/download", "POST").route(web::post().to(download)))
+        .service(resource("/coupons/direct-issue", "POST").route(web::post().to(direct_issue)))
+        .service(resource("/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
 }
 
 /// An issued coupon on the wire (SPEC §5, issued-coupon JSON).
@@ -105,6 +110,7 @@ pub struct DownloadBody {
 pub(crate) async fn download(
     req: HttpRequest,
     caller: Caller,
+    keys: Idempotency,
     state: web::Data<AppState>,
     body: web::Json<DownloadBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -142,7 +148,12 @@ pub(crate) async fn download(
         IssueTarget::Code(_) => state.proxies.client_address(&req),
         IssueTarget::Policy(_) => None,
     };
-    let download = Download { user, target, address, correlation_id: correlation_id(&req) };
+    // One instant for the answer and its stored copy (a coupon past its date reads EXPIRED).
+    let now = state.clock.now();
+    let cause = keys.cause(&req, move |i: &Issued| {
+        answer(StatusCode::CREATED, &CouponBody::new(&i.coupon, &i.policy, now))
+    });
+    let download = Download { user, target, address, cause };
     let Downloaded { outcome, rate } = state.issuing.download(download).await;
     let issued = match outcome {
         Ok(issued) => issued,
@@ -159,7 +170,7 @@ pub(crate) async fn download(
     for header in rate.iter().flat_map(rate_headers) {
         response.insert_header(header);
     }
-    Ok(response.json(CouponBody::new(&issued.coupon, &issued.policy, state.clock.now())))
+    Ok(response.json(CouponBody::new(&issued.coupon, &issued.policy, now)))
 }
 
 /// Body of `POST /api/coupons/direct-issue`.
@@ -187,6 +198,22 @@ pub struct DirectIssueResult {
     error_code: Option<ErrorCode>,
 }
 
+impl DirectIssueResult {
+    fn issued(user: UserId, coupon: CouponId) -> Self {
+        Self { user_id: user.get(), coupon_id: Some(coupon.get()), status: "SUCCESS", error_code: None }
+    }
+}
+
+/// The coupons an earlier run of this direct issue committed (user id → coupon id), from the
+/// parts stored under its idempotency key.
+fn issued_before(parts: &[Vec<u8>]) -> HashMap<i64, i64> {
+    parts
+        .iter()
+        .filter_map(|part| serde_json::from_slice::<serde_json::Value>(part).ok())
+        .filter_map(|part| Some((part.get("userId")?.as_i64()?, part.get("couponId")?.as_i64()?)))
+        .collect()
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DirectIssueSummary {
@@ -205,6 +232,7 @@ pub struct DirectIssueSummary {
 pub(crate) async fn direct_issue(
     req: HttpRequest,
     _: Admin,
+    keys: Idempotency,
     state: web::Data<AppState>,
     body: web::Json<DirectIssueBody>,
 ) -> Result<HttpResponse, ApiError> {
@@ -225,25 +253,36 @@ pub(crate) async fn direct_issue(
     let issued_by = checks.required_text("issuedBy", body.issued_by, 100);
     checks.finish()?;
     let policy = policy_id(policy.unwrap_or_default())?;
-    let outcomes = state.issuing.direct(policy, &users, &correlation_id(&req)).await?;
-    let results: Vec<DirectIssueResult> = outcomes
-        .into_iter()
-        .map(|(user, outcome)| match outcome {
-            Ok(coupon) => DirectIssueResult {
-                user_id: user.get(),
-                coupon_id: Some(coupon.id.get()),
-                status: "SUCCESS",
-                error_code: None,
-            },
-            Err(e) => {
-                let error = ApiError::from(e);
-                DirectIssueResult {
+    // Each coupon is recorded under the key as it commits: a retry after a crash resumes with
+    // the users not done yet and answers with the coupons issued before.
+    let done = issued_before(keys.parts());
+    let remaining: Vec<UserId> = users.iter().copied().filter(|u| !done.contains_key(&u.get())).collect();
+    let cause = keys.cause(&req, |i: &Issued| {
+        serde_json::to_vec(&DirectIssueResult::issued(i.coupon.user_id, i.coupon.id)).ok().map(Entry::Part)
+    });
+    let mut outcomes: HashMap<UserId, Result<IssuedCoupon, coupon_domain::issue::IssueError>> =
+        if remaining.is_empty() {
+            HashMap::new()
+        } else {
+            state.issuing.direct(policy, &remaining, &cause).await?.into_iter().collect()
+        };
+    let mut seen = HashSet::with_capacity(users.len());
+    let results: Vec<DirectIssueResult> = users
+        .iter()
+        .filter(|u| seen.insert(**u))
+        .filter_map(|&user| {
+            if let Some(&coupon) = done.get(&user.get()) {
+                return CouponId::new(coupon).map(|c| DirectIssueResult::issued(user, c));
+            }
+            Some(match outcomes.remove(&user)? {
+                Ok(coupon) => DirectIssueResult::issued(user, coupon.id),
+                Err(e) => DirectIssueResult {
                     user_id: user.get(),
                     coupon_id: None,
                     status: "FAILED",
-                    error_code: Some(error.code),
-                }
-            }
+                    error_code: Some(ApiError::from(e).code),
+                },
+            })
         })
         .collect();
     let success_count = results.iter().filter(|r| r.status == "SUCCESS").count();

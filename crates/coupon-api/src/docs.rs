@@ -2,9 +2,11 @@
 //! at `/api-docs/openapi.json` with Swagger UI at `/swagger-ui/`. A test checks that every documented
 //! operation is really served, so the document cannot drift from the routes.
 
-use utoipa::openapi::path::{HttpMethod, OperationBuilder};
+use utoipa::openapi::path::{HttpMethod, OperationBuilder, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Response, ResponsesBuilder};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, Ref, RefOr, Required, Response, ResponseBuilder, ResponsesBuilder, Type,
+};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -49,7 +51,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         support::use_coupon,
     ),
     components(schemas(ErrorBody, ErrorCode, FieldErrorBody, wallet::WalletFilterName, wallet::JobNameValue)),
-    modifiers(&Security, &Operations),
+    modifiers(&Security, &Operations, &IdempotencyKeys),
     tags(
         (name = "policies", description = "Coupon policies (admin)"),
         (name = "coupons", description = "Issuing coupons"),
@@ -115,7 +117,53 @@ impl Modify for Operations {
     }
 }
 
-/// Serves the document and Swagger UI.
+/// Every write takes an `Idempotency-Key` (SPEC §11.1), with its two refusals.
+struct IdempotencyKeys;
+
+impl Modify for IdempotencyKeys {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let key = ParameterBuilder::new()
+            .name(crate::idempotency::KEY_HEADER)
+            .parameter_in(ParameterIn::Header)
+            .required(Required::False)
+            .description(Some(
+                "Makes the write safe to retry (SPEC §11.1): a retry with the same body gets the first \
+                 answer with `Idempotent-Replayed: true`. Scoped to the caller, method and path; kept \
+                 COUPON_IDEMPOTENCY_TTL.",
+            ))
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length(Some(1))
+                    .max_length(Some(255))
+                    .pattern(Some("^[\\x20-\\x7E]+$")),
+            ))
+            .build();
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                )
+                .build()
+        };
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [&mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
+                operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key.clone()));
+                let responses = &mut operation.responses.responses;
+                match responses.get_mut("409") {
+                    Some(RefOr::T(conflict)) => conflict.description.push_str(", IDEMPOTENCY_IN_PROGRESS"),
+                    _ => {
+                        responses.insert("409".into(), RefOr::T(error("IDEMPOTENCY_IN_PROGRESS")));
+                    }
+                }
+                responses.insert("422".into(), RefOr::T(error("IDEMPOTENCY_KEY_REUSED")));
+            }
+        }
+    }
+}
+
 /// Where the AsyncAPI document of the events is served.
 pub const ASYNCAPI_PATH: &str = "/api-docs/asyncapi.json";
 

@@ -46,6 +46,8 @@ pub enum ErrorCode {
     CouponSoldOut,
     CouponExpired,
     ReservationExpired,
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
     PayloadTooLarge,
     RateLimited,
     InternalError,
@@ -84,7 +86,9 @@ impl ErrorCode {
             | CouponNotAvailable
             | LockAcquisitionFailed
             | OptimisticLockFailure
-            | ConcurrentModification => StatusCode::CONFLICT,
+            | ConcurrentModification
+            | IdempotencyInProgress => StatusCode::CONFLICT,
+            IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
             CouponSoldOut | CouponExpired | ReservationExpired => StatusCode::GONE,
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,

@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod coupons;
 pub mod docs;
 pub mod error;
+pub mod idempotency;
 pub mod limits;
 pub mod policies;
 pub mod state;
@@ -24,11 +25,19 @@ use actix_web::web;
 /// The router tries routes in this order, and each pattern with a `{segment}` costs a regex
 /// match; so the hot fixed paths (download, reserve, apply, use) come first.
 pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens: auth::AdminTokens) {
-    cfg.app_data(web::Data::new(state)).app_data(web::Data::new(admin_tokens));
-    coupons::configure(cfg);
-    checkout::configure(cfg);
-    policies::configure(cfg);
-    wallet::configure(cfg);
-    support::configure(cfg);
+    cfg.app_data(web::Data::new(state.keys.clone()))
+        .app_data(web::Data::new(state))
+        .app_data(web::Data::new(admin_tokens));
+    // Every business route is under `/api` (the paths below are relative to it), wrapped by the
+    // Idempotency-Key middleware; reads pass through it untouched.
+    cfg.service(web::scope("/api").wrap(actix_web::middleware::from_fn(idempotency::idempotency)).configure(
+        |cfg| {
+            coupons::configure(cfg);
+            checkout::configure(cfg);
+            policies::configure(cfg);
+            wallet::configure(cfg);
+            support::configure(cfg);
+        },
+    ));
     docs::configure(cfg);
 }

@@ -1,13 +1,15 @@
 //! Admin endpoints of coupon policies (SPEC §5): create, read, list, change, deactivate, set the
 //! cap, statistics.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::PolicyId;
 use coupon_domain::money::Money;
 use coupon_domain::policy::{
-    CouponCode, DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyChange, PolicyStatistics,
+    CapChange, CouponCode, DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyChange,
+    PolicyStatistics,
 };
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -15,26 +17,23 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::idempotency::{Idempotency, answer};
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant, page_limit, policy_id, policy_not_found};
 use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/api/coupon-policies", "GET, POST")
-            .route(web::post().to(create))
-            .route(web::get().to(list)),
+        resource("/coupon-policies", "GET, POST").route(web::post().to(create)).route(web::get().to(list)),
     )
     .service(
-        resource("/api/coupon-policies/{id}", "GET, PATCH, DELETE")
+        resource("/coupon-policies/{id}", "GET, PATCH, DELETE")
             .route(web::get().to(get))
             .route(web::patch().to(change))
             .route(web::delete().to(deactivate)),
     )
-    .service(
-        resource("/api/coupon-policies/{id}/remaining-quantity", "PATCH").route(web::patch().to(set_cap)),
-    )
-    .service(resource("/api/coupon-policies/{id}/statistics", "GET").route(web::get().to(statistics)));
+    .service(resource("/coupon-policies/{id}/remaining-quantity", "PATCH").route(web::patch().to(set_cap)))
+    .service(resource("/coupon-policies/{id}/statistics", "GET").route(web::get().to(statistics)));
 }
 
 /// Body of `POST /api/coupon-policies`. Every field is optional here so that a missing one is
@@ -272,11 +271,13 @@ impl From<&Policy> for PolicyBody {
               (status = 409, description = "DUPLICATE_COUPON_CODE", body = ErrorBody)))]
 pub(crate) async fn create(
     _: Admin,
+    keys: Idempotency,
     state: web::Data<AppState>,
     body: web::Json<CreatePolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
     let new = body.into_inner().into_new_policy()?;
-    let policy = state.policies.create(new).await?;
+    let receipt = keys.receipt(|p: &Policy| answer(StatusCode::CREATED, &PolicyBody::from(p)));
+    let policy = state.policies.create(new, receipt.as_ref()).await?;
     tracing::info!(policy.id = %policy.id, "coupon policy created");
     Ok(HttpResponse::Created().json(PolicyBody::from(&policy)))
 }
@@ -360,6 +361,7 @@ pub struct ChangePolicyBody {
               (status = 409, description = "CONCURRENT_MODIFICATION", body = ErrorBody)))]
 pub(crate) async fn change(
     _: Admin,
+    keys: Idempotency,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<ChangePolicyBody>,
@@ -382,7 +384,8 @@ pub(crate) async fn change(
         valid_until,
         is_active: body.is_active,
     };
-    let policy = state.policies.change(id, &change).await?;
+    let receipt = keys.receipt(|p: &Policy| answer(StatusCode::OK, &PolicyBody::from(p)));
+    let policy = state.policies.change(id, &change, receipt.as_ref()).await?;
     tracing::info!(policy.id = %policy.id, version = policy.version, "coupon policy changed");
     Ok(HttpResponse::Ok().json(PolicyBody::from(&policy)))
 }
@@ -419,17 +422,25 @@ pub struct DeactivatedBody {
 pub(crate) async fn deactivate(
     req: HttpRequest,
     _: Admin,
+    keys: Idempotency,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     query: web::Query<DeactivateQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let id = policy_id(id.into_inner())?;
-    let policy = state.policies.deactivate(id).await?;
-    let expired_coupons = if query.expire_issued == Some(true) {
-        Some(state.jobs.expire_policy(id, correlation_id(&req)).await?)
-    } else {
-        None
-    };
+    let expire_issued = query.expire_issued == Some(true);
+    // With expireIssued, the answer counts coupons expired in later transactions: it is stored
+    // when they are done (a retry after a crash deactivates again and expires the rest).
+    let receipt = keys.receipt(move |p: &Policy| {
+        if expire_issued {
+            None
+        } else {
+            answer(StatusCode::OK, &DeactivatedBody { policy: PolicyBody::from(p), expired_coupons: None })
+        }
+    });
+    let policy = state.policies.deactivate(id, receipt.as_ref()).await?;
+    let expired_coupons =
+        if expire_issued { Some(state.jobs.expire_policy(id, correlation_id(&req)).await?) } else { None };
     tracing::info!(policy.id = %policy.id, expired = expired_coupons.unwrap_or(0), "coupon policy deactivated");
     Ok(HttpResponse::Ok().json(DeactivatedBody { policy: PolicyBody::from(&policy), expired_coupons }))
 }
@@ -465,6 +476,7 @@ pub struct CapChanged {
               (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn set_cap(
     _: Admin,
+    keys: Idempotency,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<SetCapBody>,
@@ -478,7 +490,8 @@ pub(crate) async fn set_cap(
     checks.text("reason", body.reason.as_deref(), 500);
     checks.finish()?;
     let cap = cap.and_then(|c| u32::try_from(c).ok()).unwrap_or(0);
-    let change = state.policies.set_max_issue_count(id, cap).await?;
+    let receipt = keys.receipt(|change: &CapChange| answer(StatusCode::OK, &CapChanged::from(change)));
+    let change = state.policies.set_max_issue_count(id, cap, receipt.as_ref()).await?;
     // The audit trail of stock changes: who, why, from what to what.
     tracing::info!(
         policy.id = %id,
@@ -488,15 +501,21 @@ pub(crate) async fn set_cap(
         reason = body.reason.as_deref().unwrap_or(""),
         "coupon policy cap set"
     );
-    let p = &change.policy;
-    Ok(HttpResponse::Ok().json(CapChanged {
-        coupon_policy_id: p.id.get(),
-        previous_max_issue_count: change.previous,
-        new_max_issue_count: p.max_issue_count,
-        current_issued_count: p.current_issue_count,
-        remaining_count: p.remaining(),
-        success: true,
-    }))
+    Ok(HttpResponse::Ok().json(CapChanged::from(&change)))
+}
+
+impl From<&CapChange> for CapChanged {
+    fn from(change: &CapChange) -> Self {
+        let p = &change.policy;
+        Self {
+            coupon_policy_id: p.id.get(),
+            previous_max_issue_count: change.previous,
+            new_max_issue_count: p.max_issue_count,
+            current_issued_count: p.current_issue_count,
+            remaining_count: p.remaining(),
+            success: true,
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]

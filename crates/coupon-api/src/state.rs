@@ -12,6 +12,7 @@ use coupon_domain::wallet::WalletStore;
 
 use coupon_domain::limits::Guard;
 
+use crate::idempotency::Keys;
 use crate::limits::TrustedProxies;
 
 /// The application behind the routes.
@@ -30,6 +31,8 @@ pub struct AppState {
     pub guard: Guard,
     /// Who may name the client in `X-Forwarded-For` (the address code guessers are blocked by).
     pub proxies: TrustedProxies,
+    /// Idempotency keys (SPEC §11.1).
+    pub keys: Keys,
 }
 
 impl std::fmt::Debug for AppState {

@@ -1,9 +1,10 @@
 //! Support's actions on one coupon (SPEC §11.2, admin): revoke, and use for an order taken
 //! outside the checkout.
 
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use coupon_domain::reservation::ExternalRef;
-use coupon_domain::support::{AdminUse, Revocation};
+use coupon_domain::support::{AdminUse, Revocation, Revoked};
 use rust_decimal::Decimal;
 use serde::Deserialize;
 use utoipa::ToSchema;
@@ -12,13 +13,14 @@ use crate::auth::Admin;
 use crate::checkout::reference;
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
+use crate::idempotency::{Idempotency, answer};
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, coupon_id};
 use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/api/admin/coupons/{couponId}/revoke", "POST").route(web::post().to(revoke)))
-        .service(resource("/api/admin/coupons/{couponId}/use", "POST").route(web::post().to(use_coupon)));
+    cfg.service(resource("/admin/coupons/{couponId}/revoke", "POST").route(web::post().to(revoke)))
+        .service(resource("/admin/coupons/{couponId}/use", "POST").route(web::post().to(use_coupon)));
 }
 
 /// Body of `POST /api/admin/coupons/{couponId}/revoke`.
@@ -47,6 +49,7 @@ pub struct RevokeBody {
 pub(crate) async fn revoke(
     req: HttpRequest,
     _: Admin,
+    keys: Idempotency,
     state: web::Data<AppState>,
     id: web::Path<i64>,
     body: web::Json<RevokeBody>,
@@ -61,12 +64,15 @@ pub(crate) async fn revoke(
     };
     let id = coupon_id(id.into_inner())?;
     let revocation = Revocation { reason, revoked_by };
-    let revoked = state.support.revoke(id, &revocation, correlation_id(&req)).await?;
+    let now = state.clock.now();
+    let cause = keys
+        .cause(&req, move |r: &Revoked| answer(StatusCode::OK, &CouponBody::new(&r.coupon, &r.policy, now)));
+    let revoked = state.support.revoke(id, &revocation, cause).await?;
     if !revoked.replay {
         tracing::info!(coupon.id = %id, revoked_by = %revocation.revoked_by, reason = %revocation.reason, "coupon revoked");
         metrics::counter!("coupon_revoked_total").increment(1);
     }
-    Ok(HttpResponse::Ok().json(CouponBody::new(&revoked.coupon, &revoked.policy, state.clock.now())))
+    Ok(HttpResponse::Ok().json(CouponBody::new(&revoked.coupon, &revoked.policy, now)))
 }
 
 /// Body of `POST /api/admin/coupons/{couponId}/use`.
@@ -122,7 +128,9 @@ pub(crate) async fn use_coupon(
     };
     let id = coupon_id(id.into_inner())?;
     let request = AdminUse { order_id, order_amount, used_by, reason };
-    let used = state.support.use_coupon(id, &request, correlation_id(&req)).await?;
+    // Its answer is stored after the reply: a hold and a confirmation are two transactions, and a
+    // retry after a crash between them confirms the hold (the same coupon JSON).
+    let used = state.support.use_coupon(id, &request, correlation_id(&req).into()).await?;
     if !used.replay {
         tracing::info!(coupon.id = %id, order.id = request.order_id.as_str(), used_by = %request.used_by,
             reason = %request.reason, "coupon used by an admin");

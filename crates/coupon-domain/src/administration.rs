@@ -6,10 +6,12 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::gate::StockGate;
 use crate::id::PolicyId;
+use crate::idempotency::Receipt;
 use crate::policy::{
     CapChange, ChangeRefused, CouponCode, CreatePolicyError, DistributionType, NewPolicy, NotIssuable,
-    Policy, PolicyChange, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
+    Policy, PolicyChange, PolicyStatistics, SavePolicyError, SetCapError,
 };
+use crate::policy_store::PolicyStore;
 use crate::port::StoreError;
 
 /// A change could not be made.
@@ -53,8 +55,12 @@ impl PolicyAdmin {
 
     /// # Errors
     /// `DuplicateCode`, or the store is unavailable.
-    pub async fn create(&self, policy: NewPolicy) -> Result<Policy, CreatePolicyError> {
-        self.policies.create(policy, self.clock.now()).await
+    pub async fn create(
+        &self,
+        policy: NewPolicy,
+        receipt: Option<&Receipt>,
+    ) -> Result<Policy, CreatePolicyError> {
+        self.policies.create(policy, self.clock.now(), receipt).await
     }
 
     /// # Errors
@@ -74,11 +80,16 @@ impl PolicyAdmin {
     /// # Errors
     /// The change lowers the cap or shortens the window, the policy is gone or was changed
     /// concurrently, or the store is unavailable.
-    pub async fn change(&self, id: PolicyId, change: &PolicyChange) -> Result<Policy, ChangePolicyError> {
+    pub async fn change(
+        &self,
+        id: PolicyId,
+        change: &PolicyChange,
+        receipt: Option<&Receipt>,
+    ) -> Result<Policy, ChangePolicyError> {
         let current =
             self.policies.get(id).await.map_err(SavePolicyError::from)?.ok_or(SavePolicyError::NotFound)?;
         let next = change.apply(&current)?;
-        let saved = self.policies.save(&next, self.clock.now()).await?;
+        let saved = self.policies.save(&next, self.clock.now(), receipt).await?;
         self.forget_gate(id).await;
         Ok(saved)
     }
@@ -87,16 +98,25 @@ impl PolicyAdmin {
     ///
     /// # Errors
     /// As [`PolicyAdmin::change`].
-    pub async fn deactivate(&self, id: PolicyId) -> Result<Policy, ChangePolicyError> {
-        self.change(id, &PolicyChange { is_active: Some(false), ..PolicyChange::default() }).await
+    pub async fn deactivate(
+        &self,
+        id: PolicyId,
+        receipt: Option<&Receipt>,
+    ) -> Result<Policy, ChangePolicyError> {
+        self.change(id, &PolicyChange { is_active: Some(false), ..PolicyChange::default() }, receipt).await
     }
 
     /// `PATCH …/remaining-quantity`: any cap not below the issued count.
     ///
     /// # Errors
     /// `BelowIssued` with the issued count, `NotFound`, or the store is unavailable.
-    pub async fn set_max_issue_count(&self, id: PolicyId, cap: u32) -> Result<CapChange, SetCapError> {
-        let change = self.policies.set_max_issue_count(id, cap, self.clock.now()).await?;
+    pub async fn set_max_issue_count(
+        &self,
+        id: PolicyId,
+        cap: u32,
+        receipt: Option<&Receipt>,
+    ) -> Result<CapChange, SetCapError> {
+        let change = self.policies.set_max_issue_count(id, cap, self.clock.now(), receipt).await?;
         self.forget_gate(id).await;
         Ok(change)
     }
@@ -187,13 +207,21 @@ mod tests {
         let (admin, gate, _) =
             admin(vec![policy(1, DistributionType::FirstCome, Some(10), SystemClock.now())]);
         let id = PolicyId::new(1).expect("id");
-        block_on(admin.set_max_issue_count(id, 20)).expect("cap set");
-        block_on(admin.change(id, &PolicyChange { max_issue_count: Some(30), ..PolicyChange::default() }))
-            .expect("changed");
-        block_on(admin.deactivate(id)).expect("deactivated");
+        block_on(admin.set_max_issue_count(id, 20, None)).expect("cap set");
+        block_on(admin.change(
+            id,
+            &PolicyChange { max_issue_count: Some(30), ..PolicyChange::default() },
+            None,
+        ))
+        .expect("changed");
+        block_on(admin.deactivate(id, None)).expect("deactivated");
         assert_eq!(gate.calls(), ["forget 1", "forget 1", "forget 1"]);
         assert!(matches!(
-            block_on(admin.change(id, &PolicyChange { max_issue_count: Some(5), ..PolicyChange::default() })),
+            block_on(admin.change(
+                id,
+                &PolicyChange { max_issue_count: Some(5), ..PolicyChange::default() },
+                None
+            )),
             Err(ChangePolicyError::Refused(ChangeRefused::CapLowered { .. }))
         ));
     }

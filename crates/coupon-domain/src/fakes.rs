@@ -14,11 +14,13 @@ use crate::coupon::{CouponStatus, IssuedCoupon};
 use crate::discount::{DiscountRule, DiscountType};
 use crate::gate::{GateDecision, GateUnits, SoldOutMark, SoldOutSnapshot, StockGate};
 use crate::id::{CouponId, PolicyId, UserId};
+use crate::idempotency::Receipt;
 use crate::issue::{CouponStore, IssueCommand, IssueError};
 use crate::policy::{
     CapChange, CouponCode, CreatePolicyError, DistributionType, IssuanceWindow, NewPolicy, NotIssuable,
-    Policy, PolicyStatistics, PolicyStore, SavePolicyError, SetCapError,
+    Policy, PolicyStatistics, SavePolicyError, SetCapError,
 };
+use crate::policy_store::PolicyStore;
 use crate::port::{PortFuture, StoreError};
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -98,7 +100,12 @@ impl InMemoryPolicyStore {
 }
 
 impl PolicyStore for InMemoryPolicyStore {
-    fn create(&self, _: NewPolicy, _: DateTime<Utc>) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
+    fn create<'a>(
+        &'a self,
+        _: NewPolicy,
+        _: DateTime<Utc>,
+        _: Option<&'a Receipt>,
+    ) -> PortFuture<'a, Result<Policy, CreatePolicyError>> {
         Box::pin(async { Err(CreatePolicyError::Store(StoreError::Unavailable("not in this fake".into()))) })
     }
 
@@ -129,18 +136,20 @@ impl PolicyStore for InMemoryPolicyStore {
         &'a self,
         policy: &'a Policy,
         _: DateTime<Utc>,
+        _: Option<&'a Receipt>,
     ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
         let saved = Policy { version: policy.version + 1, ..policy.clone() };
         lock(&self.policies).insert(policy.id, saved.clone());
         Box::pin(async move { Ok(saved) })
     }
 
-    fn set_max_issue_count(
-        &self,
+    fn set_max_issue_count<'a>(
+        &'a self,
         id: PolicyId,
         cap: u32,
         _: DateTime<Utc>,
-    ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
+        _: Option<&'a Receipt>,
+    ) -> PortFuture<'a, Result<CapChange, SetCapError>> {
         let outcome = match lock(&self.policies).get_mut(&id) {
             None => Err(SetCapError::NotFound),
             Some(p) if p.current_issue_count > cap => {

@@ -11,12 +11,13 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::clock::Clock;
-use crate::context::EventContext;
+use crate::context::{Cause, EventContext, Origin};
 use crate::coupon::{IssuedCoupon, expires_at};
 use crate::gate::{GateDecision, StockGate};
 use crate::id::{PolicyId, UserId};
 use crate::limits::{CodeCaller, Guard, LimitRefusal, RateStatus};
-use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy, PolicyStore};
+use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy};
+use crate::policy_store::PolicyStore;
 use crate::port::{PortFuture, StoreError};
 use crate::reconciliation::{GateAudit, GateDrift};
 use crate::sold_out::SoldOutMemo;
@@ -128,7 +129,7 @@ pub struct Download {
     pub target: IssueTarget,
     /// The client's address, for the block of code guessers; only read for a code.
     pub address: Option<IpAddr>,
-    pub correlation_id: String,
+    pub cause: Cause,
 }
 
 /// A download's answer: the coupon, or why there is none, with where the caller's rate window
@@ -184,7 +185,7 @@ impl Issuing {
     /// shared resource, and it spares Redis the losers of a burst. Only codes can be guessed: other
     /// downloads take no code attempt.
     pub async fn download(&self, request: Download) -> Downloaded {
-        let Download { user, target, address, correlation_id } = request;
+        let Download { user, target, address, cause } = request;
         if let Some(refusal) = self.known_refusal(user, &target).await {
             return Downloaded { outcome: Err(refusal), rate: None };
         }
@@ -198,26 +199,26 @@ impl Issuing {
                 let lookup = self.policies.find_by_code(&code);
                 match self.guard.code_attempt(caller, lookup, |found| matches!(found, Ok(None))).await {
                     Ok(Ok(Some(policy))) => {
-                        self.issue_under(policy, DistributionType::Code, user, correlation_id).await
+                        self.issue_under(policy, DistributionType::Code, user, cause).await
                     }
                     Ok(Ok(None)) => Err(IssueError::CodeNotFound),
                     Ok(Err(e)) => Err(e.into()),
                     Err(refusal) => Err(refusal.into()),
                 }
             }
-            IssueTarget::Policy(id) => self.by_id(id, user, correlation_id).await,
+            IssueTarget::Policy(id) => self.by_id(id, user, cause).await,
         };
         Downloaded { outcome, rate }
     }
 
-    async fn by_id(&self, id: PolicyId, user: UserId, correlation_id: String) -> Result<Issued, IssueError> {
+    async fn by_id(&self, id: PolicyId, user: UserId, cause: Cause) -> Result<Issued, IssueError> {
         let policy = self.policies.get(id).await?.ok_or(IssueError::PolicyNotFound)?;
         // Downloading by id is the DOWNLOAD and FIRST_COME channel; anything else refuses.
         let channel = match policy.distribution {
             DistributionType::FirstCome => DistributionType::FirstCome,
             _ => DistributionType::Download,
         };
-        self.issue_under(policy, channel, user, correlation_id).await
+        self.issue_under(policy, channel, user, cause).await
     }
 
     /// The refusal a download of `target` by `user` would get, when it is known without asking
@@ -250,7 +251,7 @@ impl Issuing {
         &self,
         policy_id: PolicyId,
         users: &[UserId],
-        correlation_id: &str,
+        cause: &Cause,
     ) -> Result<Vec<(UserId, Result<IssuedCoupon, IssueError>)>, IssueError> {
         let policy = self.policies.get(policy_id).await?.ok_or(IssueError::PolicyNotFound)?;
         policy.check_issuable(DistributionType::Direct, self.clock.now())?;
@@ -261,7 +262,7 @@ impl Issuing {
                 continue;
             }
             let outcome = self
-                .issue_under(policy.clone(), DistributionType::Direct, user, correlation_id.to_owned())
+                .issue_under(policy.clone(), DistributionType::Direct, user, cause.clone())
                 .await
                 .map(|issued| issued.coupon);
             match outcome {
@@ -283,10 +284,10 @@ impl Issuing {
         policy: Policy,
         channel: DistributionType,
         user: UserId,
-        correlation_id: String,
+        cause: Cause,
     ) -> Result<Issued, IssueError> {
         let now = self.clock.now();
-        let context = EventContext::new(correlation_id, now);
+        let context = cause.context(now, Origin::Service);
         let command = IssueCommand::plan(&policy, channel, user, now, self.zone, &context)?;
         let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
         let outcome = self.coupons.issue(command).await;
@@ -372,7 +373,7 @@ mod tests {
         target: IssueTarget,
         correlation_id: String,
     ) -> Result<Issued, IssueError> {
-        let request = Download { user, target, address: None, correlation_id };
+        let request = Download { user, target, address: None, cause: correlation_id.into() };
         block_on(issuing.download(request)).outcome
     }
 
@@ -503,12 +504,12 @@ mod tests {
             fixture(vec![policy(1, DistributionType::Direct, Some(2), now())], Ok(GateDecision::Admitted));
         let users = [user(1), user(2), user(1), user(3)];
         let outcomes =
-            block_on(f.issuing.direct(PolicyId::new(1).expect("id"), &users, "corr")).expect("ran");
+            block_on(f.issuing.direct(PolicyId::new(1).expect("id"), &users, &"corr".into())).expect("ran");
         let summary: Vec<(i64, bool)> = outcomes.iter().map(|(u, r)| (u.get(), r.is_ok())).collect();
         assert_eq!(summary, [(1, true), (2, true), (3, false)]);
         assert!(matches!(outcomes[2].1, Err(IssueError::NotIssuable(NotIssuable::SoldOut))));
         assert!(matches!(
-            block_on(f.issuing.direct(PolicyId::new(5).expect("id"), &users, "corr")),
+            block_on(f.issuing.direct(PolicyId::new(5).expect("id"), &users, &"corr".into())),
             Err(IssueError::PolicyNotFound)
         ));
     }
@@ -521,7 +522,8 @@ mod tests {
             vec![policy(1, DistributionType::Download, None, now()), inactive],
             Ok(GateDecision::Admitted),
         );
-        let direct = |id| block_on(f.issuing.direct(PolicyId::new(id).expect("id"), &[user(1)], "corr"));
+        let direct =
+            |id| block_on(f.issuing.direct(PolicyId::new(id).expect("id"), &[user(1)], &"corr".into()));
         assert!(matches!(direct(1), Err(IssueError::NotIssuable(NotIssuable::WrongChannel))));
         assert!(matches!(direct(2), Err(IssueError::NotIssuable(NotIssuable::Inactive))));
         assert_eq!(f.coupons.calls(), 0, "nothing reached the store");
@@ -589,7 +591,7 @@ mod tests {
             user: user(7),
             target: code("CODE1"),
             address: None,
-            correlation_id: "c".into(),
+            cause: "c".into(),
         }));
         assert!(downloaded.outcome.is_ok());
         assert_eq!(downloaded.rate.map(|r| r.remaining), Some(3), "the window's status comes back");

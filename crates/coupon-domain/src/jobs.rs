@@ -149,6 +149,9 @@ pub trait Housekeeping: Send + Sync + 'static {
         last: NaiveDate,
         zone: Tz,
     ) -> PortFuture<'a, Result<u64, StoreError>>;
+    /// Deletes up to `batch` idempotency keys past their time to live (SPEC §11.1). Returns how
+    /// many.
+    fn prune_idempotency_keys(&self, batch: u32) -> PortFuture<'_, Result<u64, StoreError>>;
 }
 
 /// How the jobs run.
@@ -211,11 +214,8 @@ impl Jobs {
         let mut expired = 0;
         loop {
             let now = self.clock.now();
-            let context = EventContext {
-                correlation_id: correlation_id.clone(),
-                occurred_at: now,
-                origin: Origin::Admin,
-            };
+            let context =
+                EventContext { origin: Origin::Admin, ..EventContext::new(correlation_id.clone(), now) };
             let n = self.work.expire_coupons(Expiring::OfPolicy(policy), now, batch, &context).await?;
             expired += n;
             if n < u64::from(batch) {
@@ -247,6 +247,21 @@ impl Jobs {
         outcome.map(|()| JobOutcome::Ran(report))
     }
 
+    /// The expiry job's second part: idempotency keys past their time to live, batch by batch
+    /// (not counted in the run's `affected`, which counts coupons).
+    async fn prune_keys(&self) -> Result<(), StoreError> {
+        let batch = self.settings.batch_size;
+        let mut pruned = 0;
+        loop {
+            let n = self.work.prune_idempotency_keys(batch).await?;
+            pruned += n;
+            if n < u64::from(batch) {
+                tracing::debug!(pruned, "idempotency keys past their time to live deleted");
+                return Ok(());
+            }
+        }
+    }
+
     async fn work(&self, report: &mut JobReport) -> Result<(), StoreError> {
         let batch = self.settings.batch_size;
         let context = EventContext::new(
@@ -258,7 +273,13 @@ impl Jobs {
             let now = self.clock.now();
             let changed = match report.job {
                 JobName::ReservationTimeout => self.work.time_out_reservations(now, batch, &context).await?,
-                JobName::Expiry => self.work.expire_coupons(Expiring::PastDate, now, batch, &context).await?,
+                JobName::Expiry => {
+                    let expired = self.work.expire_coupons(Expiring::PastDate, now, batch, &context).await?;
+                    if expired < u64::from(batch) {
+                        self.prune_keys().await?;
+                    }
+                    expired
+                }
                 JobName::Statistics => {
                     // Today and yesterday: yesterday's last hour changes after midnight.
                     let today = now.with_timezone(&self.settings.zone).date_naive();
@@ -367,6 +388,10 @@ mod tests {
             _: Tz,
         ) -> PortFuture<'a, Result<u64, StoreError>> {
             Box::pin(async move { Ok(u64::try_from((last - first).num_days() + 1).unwrap_or(0)) })
+        }
+
+        fn prune_idempotency_keys(&self, _: u32) -> PortFuture<'_, Result<u64, StoreError>> {
+            Box::pin(async move { Ok(0) })
         }
     }
 

@@ -24,10 +24,12 @@ use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
 use crate::id::PolicyId;
+use crate::idempotency::Receipt;
 use crate::policy::{
-    CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, PolicyStore,
-    SavePolicyError, SetCapError,
+    CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, SavePolicyError,
+    SetCapError,
 };
+use crate::policy_store::PolicyStore;
 use crate::port::{PortFuture, StoreError};
 
 /// A `PolicyStore` that remembers policies read within the last `ttl`.
@@ -91,13 +93,14 @@ impl CachedPolicies {
 }
 
 impl PolicyStore for CachedPolicies {
-    fn create(
-        &self,
+    fn create<'a>(
+        &'a self,
         policy: NewPolicy,
         now: DateTime<Utc>,
-    ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
+        receipt: Option<&'a Receipt>,
+    ) -> PortFuture<'a, Result<Policy, CreatePolicyError>> {
         Box::pin(async move {
-            let created = self.inner.create(policy, now).await?;
+            let created = self.inner.create(policy, now, receipt).await?;
             // Its id may have been asked for (and remembered as unknown) before.
             self.forget(created.id);
             Ok(created)
@@ -142,19 +145,21 @@ impl PolicyStore for CachedPolicies {
         &'a self,
         policy: &'a Policy,
         now: DateTime<Utc>,
+        receipt: Option<&'a Receipt>,
     ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
         self.forget(policy.id);
-        self.inner.save(policy, now)
+        self.inner.save(policy, now, receipt)
     }
 
-    fn set_max_issue_count(
-        &self,
+    fn set_max_issue_count<'a>(
+        &'a self,
         id: PolicyId,
         cap: u32,
         now: DateTime<Utc>,
-    ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
+        receipt: Option<&'a Receipt>,
+    ) -> PortFuture<'a, Result<CapChange, SetCapError>> {
         self.forget(id);
-        self.inner.set_max_issue_count(id, cap, now)
+        self.inner.set_max_issue_count(id, cap, now, receipt)
     }
 
     fn statistics(
@@ -223,7 +228,7 @@ mod tests {
     fn writes_drop_the_entry_and_unknown_codes_are_not_remembered() {
         let (store, _, cache, cached) = fixture();
         block_on(cache.get(cached.id)).expect("read");
-        block_on(cache.save(&cached, SystemClock.now())).expect("save");
+        block_on(cache.save(&cached, SystemClock.now(), None)).expect("save");
         block_on(cache.get(cached.id)).expect("read");
         assert_eq!(store.reads(), 2);
 

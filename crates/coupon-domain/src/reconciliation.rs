@@ -21,7 +21,8 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::gate::StockGate;
 use crate::id::PolicyId;
-use crate::policy::{DistributionType, PolicyStore};
+use crate::policy::DistributionType;
+use crate::policy_store::PolicyStore;
 
 /// How often the api-server audits the gates it watches.
 pub const AUDIT_EVERY: Duration = Duration::from_secs(3);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 use crate::clock::Clock;
-use crate::context::{EventContext, Origin};
+use crate::context::{Cause, EventContext, Origin};
 use crate::coupon::{CouponStatus, IssuedCoupon};
 use crate::id::CouponId;
 use crate::lifecycle::{Forbidden, Transition, next};
@@ -190,7 +190,7 @@ impl Support {
         &self,
         id: CouponId,
         request: &AdminUse,
-        correlation_id: String,
+        cause: Cause,
     ) -> Result<AdminUsed, AdminUseError> {
         let (coupon, policy) = self.coupons.coupon(id).await?.ok_or(AdminUseError::NotFound)?;
         let now = self.clock.now();
@@ -207,7 +207,7 @@ impl Support {
                     order_amount: request.order_amount,
                     order_id: Some(request.order_id.clone()),
                 };
-                self.checkout.reserve(&hold, correlation_id.clone()).await?;
+                self.checkout.reserve(&hold, cause.correlation_id.clone().into()).await?;
                 reservation
             }
         };
@@ -218,7 +218,7 @@ impl Support {
             user: None,
             payment: None,
         };
-        self.checkout.confirm(&confirm, correlation_id).await?;
+        self.checkout.confirm(&confirm, cause.correlation_id.into()).await?;
         let (coupon, policy) = self.coupons.coupon(id).await?.ok_or(AdminUseError::NotFound)?;
         Ok(AdminUsed { coupon, policy, replay: false })
     }
@@ -231,10 +231,10 @@ impl Support {
         &self,
         coupon: CouponId,
         revocation: &Revocation,
-        correlation_id: String,
+        cause: Cause,
     ) -> Result<Revoked, RevokeError> {
         let now = self.clock.now();
-        let context = EventContext { correlation_id, occurred_at: now, origin: Origin::Admin };
+        let context = cause.context(now, Origin::Admin);
         self.store.revoke(coupon, revocation, now, &context).await
     }
 }

@@ -220,7 +220,7 @@ mod tests {
             ),
         ];
         for origin in [Origin::Service, Origin::Admin] {
-            let context = EventContext { correlation_id: "corr-1".into(), occurred_at: at(), origin };
+            let context = EventContext { origin, ..EventContext::new("corr-1".into(), at()) };
             for (schema_name, event) in &events {
                 let encoded = encoder.encode(event, &context).expect("encodes");
                 assert_matches(&doc, schema_name, &encoded.payload);

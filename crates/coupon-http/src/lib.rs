@@ -12,4 +12,5 @@ pub mod ops;
 pub mod routing;
 pub mod server;
 
+pub use middleware::enveloped;
 pub use routing::resource;

@@ -62,30 +62,37 @@ pub async fn error_envelope(
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let path = req.path().to_owned();
-    let (http_req, response) = match next.call(req).await {
-        Ok(res) => {
-            let is_error = res.status().is_client_error() || res.status().is_server_error();
-            if !is_error || res.response().extensions().contains::<Verbatim>() {
-                return Ok(res.map_into_boxed_body());
-            }
-            let (http_req, response) = res.into_parts();
-            (http_req, response.map_into_boxed_body())
-        }
+    match next.call(req).await {
+        Ok(res) => Ok(enveloped(res)),
         Err(err) => {
             // Errors returned by inner middleware carry no request; answer for the same path.
             let response = err.error_response();
             let problem = problem_of(&response);
             count_error(route_label(None), &problem.code);
-            return Err(actix_web::error::InternalError::from_response(
+            Err(actix_web::error::InternalError::from_response(
                 problem.message.clone(),
                 render(&problem, &path, &response),
             )
-            .into());
+            .into())
         }
-    };
+    }
+}
+
+/// The response as the client gets it: an error status in the SPEC §5 envelope, counted, and
+/// marked [`Verbatim`] so that an outer [`error_envelope`] passes it through; anything else as it
+/// is. For middleware that needs the final bytes of an answer (idempotency keys store them).
+pub fn enveloped<B: MessageBody + 'static>(res: ServiceResponse<B>) -> ServiceResponse<BoxBody> {
+    let is_error = res.status().is_client_error() || res.status().is_server_error();
+    if !is_error || res.response().extensions().contains::<Verbatim>() {
+        return res.map_into_boxed_body();
+    }
+    let (http_req, response) = res.into_parts();
+    let response = response.map_into_boxed_body();
     let problem = problem_of(&response);
     count_error(route_label(Some(&http_req)), &problem.code);
-    Ok(ServiceResponse::new(http_req, render(&problem, &path, &response)))
+    let mut rendered = render(&problem, http_req.path(), &response);
+    rendered.extensions_mut().insert(Verbatim);
+    ServiceResponse::new(http_req, rendered)
 }
 
 fn count_error(route: String, code: &str) {

@@ -114,6 +114,16 @@ pub const KEYS: &[Key] = &[
         "Minutes a reservation holds a coupon before the timeout job releases it.",
     ),
     key(
+        "COUPON_IDEMPOTENCY_TTL",
+        "24",
+        "Hours an Idempotency-Key and its stored answer are kept (SPEC §11.1); the scheduler's expiry job prunes older keys.",
+    ),
+    key(
+        "COUPON_IDEMPOTENCY_LEASE",
+        "30",
+        "Seconds a request holding an Idempotency-Key blocks its retries (409 IDEMPOTENCY_IN_PROGRESS) if it dies before answering.",
+    ),
+    key(
         "COUPON_ADMIN_TOKENS",
         "",
         "Comma-separated bearer tokens for admin endpoints, 16+ characters each (secret).",
@@ -298,6 +308,8 @@ pub struct HttpSettings {
 #[derive(Debug, Clone)]
 pub struct CouponSettings {
     pub reservation_timeout: Duration,
+    pub idempotency_ttl: Duration,
+    pub idempotency_lease: Duration,
     pub admin_tokens: Vec<SecretString>,
     pub timezone: chrono_tz::Tz,
     pub rate_limit_enabled: bool,
@@ -424,6 +436,8 @@ impl Reader {
             },
             coupon: CouponSettings {
                 reservation_timeout: self.duration("COUPON_RESERVATION_TIMEOUT", Unit::Minutes)?,
+                idempotency_ttl: self.duration("COUPON_IDEMPOTENCY_TTL", Unit::Hours)?,
+                idempotency_lease: self.duration("COUPON_IDEMPOTENCY_LEASE", Unit::Seconds)?,
                 admin_tokens: self.tokens("COUPON_ADMIN_TOKENS")?,
                 timezone: self.parse("COUPON_TIMEZONE")?,
                 rate_limit_enabled: self.bool("COUPON_RATE_LIMIT_ENABLED")?,

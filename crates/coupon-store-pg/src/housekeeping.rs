@@ -340,6 +340,13 @@ impl Housekeeping for PgHousekeeping {
             Ok(days)
         })
     }
+
+    fn prune_idempotency_keys(&self, batch: u32) -> PortFuture<'_, Result<u64, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            crate::idempotency::prune(&mut conn, batch).await.map_err(from_diesel)
+        })
+    }
 }
 
 /// The jobs' locks and run history in PostgreSQL (`job_locks`, `job_runs`).

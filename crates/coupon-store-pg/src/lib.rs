@@ -9,6 +9,7 @@
 
 mod error;
 pub mod housekeeping;
+pub mod idempotency;
 pub mod inbox;
 pub mod issue;
 pub mod leases;

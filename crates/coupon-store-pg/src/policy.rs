@@ -2,22 +2,41 @@
 
 use chrono::{DateTime, Utc};
 use coupon_domain::id::PolicyId;
+use coupon_domain::idempotency::Receipt;
 use coupon_domain::money::Money;
 use coupon_domain::policy::{
-    CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, PolicyStore,
-    SavePolicyError, SetCapError,
+    CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, SavePolicyError,
+    SetCapError,
 };
+use coupon_domain::policy_store::PolicyStore;
 use coupon_domain::port::{PortFuture, StoreError};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Timestamptz};
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
-use crate::error::{from_diesel, from_pool, violated_constraint};
+use crate::error::{Abort, from_diesel, from_pool, violated_constraint};
+use crate::idempotency::keyed;
 use crate::pool::PgPool;
 use crate::row::{NewPolicyRow, PolicyRow, to_i32};
 use crate::schema::coupon_policies::dsl as p;
+
+/// The answer of one write that meets no concurrent change it could retry after.
+fn once<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Result<T, E> {
+    match outcome {
+        Ok(value) => Ok(value),
+        Err(Abort::Refused(e)) => Err(e),
+        Err(Abort::Db(e)) => Err(from_diesel(e).into()),
+        Err(Abort::Stale) => {
+            Err(StoreError::Unexpected(anyhow::anyhow!("a concurrent write conflicted")).into())
+        }
+    }
+}
+
+async fn exists(conn: &mut AsyncPgConnection, id: PolicyId) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(p::coupon_policies.filter(p::id.eq(id.get())))).get_result(conn).await
+}
 
 /// Policies in PostgreSQL.
 #[derive(Debug, Clone)]
@@ -47,11 +66,12 @@ impl PgPolicyStore {
 }
 
 impl PolicyStore for PgPolicyStore {
-    fn create(
-        &self,
+    fn create<'a>(
+        &'a self,
         new: NewPolicy,
         now: DateTime<Utc>,
-    ) -> PortFuture<'_, Result<Policy, CreatePolicyError>> {
+        receipt: Option<&'a Receipt>,
+    ) -> PortFuture<'a, Result<Policy, CreatePolicyError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
             let row = NewPolicyRow {
@@ -72,18 +92,23 @@ impl PolicyStore for PgPolicyStore {
                 created_at: now,
                 updated_at: now,
             };
-            let inserted = diesel::insert_into(p::coupon_policies)
-                .values(&row)
-                .returning(PolicyRow::as_returning())
-                .get_result(&mut conn)
-                .await;
-            match inserted {
-                Ok(row) => Ok(Policy::try_from(row)?),
-                Err(e) if violated_constraint(&e) == Some("uq_coupon_policies_code") => {
-                    Err(CreatePolicyError::DuplicateCode)
-                }
-                Err(e) => Err(from_diesel(e).into()),
-            }
+            once(
+                keyed(&mut conn, receipt, async |conn| {
+                    let inserted = diesel::insert_into(p::coupon_policies)
+                        .values(&row)
+                        .returning(PolicyRow::as_returning())
+                        .get_result(conn)
+                        .await;
+                    match inserted {
+                        Ok(row) => Policy::try_from(row).map_err(|e| Abort::Refused(e.into())),
+                        Err(e) if violated_constraint(&e) == Some("uq_coupon_policies_code") => {
+                            Err(Abort::Refused(CreatePolicyError::DuplicateCode))
+                        }
+                        Err(e) => Err(Abort::Db(e)),
+                    }
+                })
+                .await,
+            )
         })
     }
 
@@ -117,78 +142,101 @@ impl PolicyStore for PgPolicyStore {
         &'a self,
         policy: &'a Policy,
         now: DateTime<Utc>,
+        receipt: Option<&'a Receipt>,
     ) -> PortFuture<'a, Result<Policy, SavePolicyError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            // Optimistic lock on `version`; the issue counter is not written, so issuing running
-            // meanwhile neither conflicts with nor is lost by an admin change.
-            let row = diesel::update(
-                p::coupon_policies.filter(p::id.eq(policy.id.get())).filter(p::version.eq(policy.version)),
+            once(
+                keyed(&mut conn, receipt, async |conn| {
+                    // Optimistic lock on `version`; the issue counter is not written, so issuing
+                    // running meanwhile neither conflicts with nor is lost by an admin change.
+                    let row = diesel::update(
+                        p::coupon_policies
+                            .filter(p::id.eq(policy.id.get()))
+                            .filter(p::version.eq(policy.version)),
+                    )
+                    .set((
+                        p::coupon_name.eq(&policy.name),
+                        p::description.eq(policy.description.as_deref()),
+                        p::max_issue_count.eq(policy.max_issue_count.map(to_i32)),
+                        p::valid_until.eq(policy.window.until()),
+                        p::is_active.eq(policy.is_active),
+                        p::version.eq(p::version + 1),
+                        p::updated_at.eq(now),
+                    ))
+                    .returning(PolicyRow::as_returning())
+                    .get_result(conn)
+                    .await
+                    .optional();
+                    match row {
+                        Ok(Some(row)) => Policy::try_from(row).map_err(|e| Abort::Refused(e.into())),
+                        Ok(None) if exists(conn, policy.id).await? => {
+                            Err(Abort::Refused(SavePolicyError::Conflict))
+                        }
+                        Ok(None) => Err(Abort::Refused(SavePolicyError::NotFound)),
+                        // A concurrent issue raised the count above a cap this change would set.
+                        Err(e) if violated_constraint(&e) == Some("chk_policy_stock") => {
+                            Err(Abort::Refused(SavePolicyError::Conflict))
+                        }
+                        Err(e) => Err(Abort::Db(e)),
+                    }
+                })
+                .await,
             )
-            .set((
-                p::coupon_name.eq(&policy.name),
-                p::description.eq(policy.description.as_deref()),
-                p::max_issue_count.eq(policy.max_issue_count.map(to_i32)),
-                p::valid_until.eq(policy.window.until()),
-                p::is_active.eq(policy.is_active),
-                p::version.eq(p::version + 1),
-                p::updated_at.eq(now),
-            ))
-            .returning(PolicyRow::as_returning())
-            .get_result(&mut conn)
-            .await
-            .optional();
-            match row {
-                Ok(Some(row)) => Ok(Policy::try_from(row)?),
-                Ok(None) if self.load(policy.id).await?.is_some() => Err(SavePolicyError::Conflict),
-                Ok(None) => Err(SavePolicyError::NotFound),
-                // A concurrent issue raised the count above a cap this change would set.
-                Err(e) if violated_constraint(&e) == Some("chk_policy_stock") => {
-                    Err(SavePolicyError::Conflict)
-                }
-                Err(e) => Err(from_diesel(e).into()),
-            }
         })
     }
 
-    fn set_max_issue_count(
-        &self,
+    fn set_max_issue_count<'a>(
+        &'a self,
         id: PolicyId,
         cap: u32,
         now: DateTime<Utc>,
-    ) -> PortFuture<'_, Result<CapChange, SetCapError>> {
+        receipt: Option<&'a Receipt>,
+    ) -> PortFuture<'a, Result<CapChange, SetCapError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            // One statement: the row lock makes the check against the issued count and the write
-            // atomic with respect to concurrent issuing. `previous` reads the pre-update row.
-            #[derive(QueryableByName)]
-            struct Changed {
-                #[diesel(sql_type = Nullable<Integer>)]
-                previous: Option<i32>,
-                #[diesel(sql_type = BigInt)]
-                id: i64,
-            }
-            let changed: Option<Changed> = diesel::sql_query(
-                "UPDATE coupon_policies AS p SET max_issue_count = $2, version = p.version + 1, updated_at = $3 \
-                 FROM (SELECT id, max_issue_count FROM coupon_policies WHERE id = $1 FOR UPDATE) AS old \
-                 WHERE p.id = old.id AND p.current_issue_count <= $2 \
-                 RETURNING old.max_issue_count AS previous, p.id",
-            )
-            .bind::<BigInt, _>(id.get())
-            .bind::<Integer, _>(to_i32(cap))
-            .bind::<Timestamptz, _>(now)
-            .get_result(&mut conn)
-            .await
-            .optional()
-            .map_err(from_diesel)?;
-            drop(conn);
-            let policy = self.load(id).await?.ok_or(SetCapError::NotFound)?;
-            match changed {
-                Some(c) if c.id == id.get() => {
-                    Ok(CapChange { previous: c.previous.and_then(|v| u32::try_from(v).ok()), policy })
+            once(keyed(&mut conn, receipt, async |conn| {
+                // One statement: the row lock makes the check against the issued count and the
+                // write atomic with respect to concurrent issuing. `previous` reads the
+                // pre-update row.
+                #[derive(QueryableByName)]
+                struct Changed {
+                    #[diesel(sql_type = Nullable<Integer>)]
+                    previous: Option<i32>,
+                    #[diesel(sql_type = BigInt)]
+                    id: i64,
                 }
-                _ => Err(SetCapError::BelowIssued { issued: policy.current_issue_count }),
-            }
+                let changed: Option<Changed> = diesel::sql_query(
+                    "UPDATE coupon_policies AS p SET max_issue_count = $2, version = p.version + 1, updated_at = $3 \
+                     FROM (SELECT id, max_issue_count FROM coupon_policies WHERE id = $1 FOR UPDATE) AS old \
+                     WHERE p.id = old.id AND p.current_issue_count <= $2 \
+                     RETURNING old.max_issue_count AS previous, p.id",
+                )
+                .bind::<BigInt, _>(id.get())
+                .bind::<Integer, _>(to_i32(cap))
+                .bind::<Timestamptz, _>(now)
+                .get_result(conn)
+                .await
+                .optional()?;
+                let row = p::coupon_policies
+                    .filter(p::id.eq(id.get()))
+                    .select(PolicyRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                let policy = row
+                    .map(Policy::try_from)
+                    .transpose()
+                    .map_err(|e| Abort::Refused(e.into()))?
+                    .ok_or(Abort::Refused(SetCapError::NotFound))?;
+                match changed {
+                    Some(c) if c.id == id.get() => {
+                        Ok(CapChange { previous: c.previous.and_then(|v| u32::try_from(v).ok()), policy })
+                    }
+                    _ => Err(Abort::Refused(SetCapError::BelowIssued { issued: policy.current_issue_count })),
+                }
+            })
+            .await)
         })
     }
 

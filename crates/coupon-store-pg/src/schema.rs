@@ -102,6 +102,29 @@ diesel::table! {
 }
 
 diesel::table! {
+    idempotency_keys (id) {
+        id -> Int8,
+        #[max_length = 100]
+        caller -> Varchar,
+        #[max_length = 10]
+        method -> Varchar,
+        #[max_length = 500]
+        path -> Varchar,
+        #[max_length = 255]
+        idempotency_key -> Varchar,
+        request_hash -> Bytea,
+        claim_token -> Int8,
+        leased_until -> Timestamptz,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        answer_status -> Nullable<Int2>,
+        answer_body -> Nullable<Bytea>,
+        answered_at -> Nullable<Timestamptz>,
+        parts -> Array<Nullable<Bytea>>,
+    }
+}
+
+diesel::table! {
     job_locks (job_name) {
         #[max_length = 64]
         job_name -> Varchar,
@@ -185,6 +208,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     coupon_policies,
     coupon_reservations,
     daily_statistics,
+    idempotency_keys,
     job_locks,
     job_runs,
     outbox,

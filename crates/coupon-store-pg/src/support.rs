@@ -18,6 +18,7 @@ use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Abort, from_pool};
+use crate::idempotency::keyed;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
@@ -54,7 +55,12 @@ impl SupportStore for PgSupportStore {
     ) -> PortFuture<'a, Result<Revoked, RevokeError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            settle!("revoke", revoke(&mut conn, &*self.encoder, coupon, revocation, now, context))
+            settle!(
+                "revoke",
+                keyed(&mut conn, context.receipt.as_ref(), async |conn| {
+                    revoke(conn, &*self.encoder, coupon, revocation, now, context).await
+                })
+            )
         })
     }
 }

@@ -15,7 +15,8 @@ use coupon_domain::id::{CouponId, UserId};
 use coupon_domain::jobs::{Housekeeping, JobLock, JobName, JobOutcome, JobSettings, Jobs, Trigger};
 use coupon_domain::lifecycle::Forbidden;
 use coupon_domain::money::Money;
-use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyStore};
+use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, Policy};
+use coupon_domain::policy_store::PolicyStore;
 use coupon_domain::reservation::{
     CancelReason, Checkout, ConfirmError, ConfirmRequest, ExternalRef, PaymentClaims, ReservationId,
     ReservationStatus, ReserveError, ReserveRequest,
@@ -115,6 +116,7 @@ async fn fixture() -> Fixture {
                 is_active: true,
             },
             now,
+            None,
         )
         .await
         .expect("policy");
@@ -730,4 +732,72 @@ async fn payments_for_another_user_coupon_or_order_go_to_the_dlq_and_change_noth
         r#"PAYMENT_MISMATCH:["userId","couponId","orderId"];PAYMENT_MISMATCH:["userId","orderId"]"#,
         "R2's coupon is ids[1], so only its user and order differ"
     );
+}
+
+/// A claimed idempotency key: reserve, confirm and release write their answers in their own
+/// transaction; a holder whose claim was taken over (its lease lapsed) commits nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checkout_answers_commit_with_their_effect_and_a_lost_claim_commits_nothing() {
+    use coupon_domain::context::Cause;
+    use coupon_domain::idempotency::{Answer, Claimed, Entry, IdempotencyStore, KeyScope, Receipt};
+    use coupon_domain::reservation::{Confirmed, Released, Reserved};
+    use coupon_store_pg::idempotency::PgIdempotency;
+
+    let f = fixture().await;
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    let keys = PgIdempotency::new(f.pool.clone());
+    let day = StdDuration::from_secs(86_400);
+    let claim = async |key: &str, lease: StdDuration| {
+        let scope =
+            KeyScope { caller: "user:42".into(), method: "POST".into(), path: "/p".into(), key: key.into() };
+        match keys.claim(&scope, &[7; 32], lease, day).await.expect("claim") {
+            Claimed::Run(claim) => claim,
+            other => panic!("{key}: {other:?}"),
+        }
+    };
+    let text = |body: String| Some(Entry::Answer(Answer { status: 200, body: body.into_bytes() }));
+    let cause = |receipt| Cause { correlation_id: "t".into(), receipt: Some(receipt) };
+    let reserved = move |claim| {
+        cause(Receipt::new(claim, move |r: &Reserved| {
+            text(format!("reserved {}", r.reservation.id.as_str()))
+        }))
+    };
+    let used = move |claim| {
+        cause(Receipt::new(claim, move |c: &Confirmed| text(format!("used {}", c.reservation.id.as_str()))))
+    };
+    let released = move |claim| {
+        cause(Receipt::new(claim, move |r: &Released| {
+            text(format!("released {}", r.reservation.id.as_str()))
+        }))
+    };
+    let stored = async |key: &str| {
+        word(&f, &format!(
+        "SELECT convert_from(answer_body, 'UTF8') AS word FROM idempotency_keys WHERE idempotency_key = '{key}'"
+    )).await
+    };
+    let ids = coupons(&f, 42, 3, SystemClock.now() + Duration::days(5)).await;
+
+    let reserve = reserved(claim("reserve", day).await);
+    checkout.reserve(&hold("R1", 42, ids[0], 50_000), reserve.clone()).await.expect("reserve");
+    assert!(reserve.receipt.as_ref().is_some_and(Receipt::answered));
+    assert_eq!(stored("reserve").await, "reserved R1");
+    checkout.confirm(&payment("R1", "P1"), used(claim("confirm", day).await)).await.expect("confirm");
+    assert_eq!(stored("confirm").await, "used R1");
+    checkout.reserve(&hold("R2", 43, ids[1], 50_000), "t".into()).await.expect("reserve");
+    let release = released(claim("release", day).await);
+    checkout.release(&id("R2"), None, CancelReason::Released, release).await.expect("release");
+    assert_eq!(stored("release").await, "released R2");
+
+    // The first holder's lease lapses at once and a retry takes the key over (token 2).
+    let lost = claim("taken", StdDuration::ZERO).await;
+    let taker = claim("taken", day).await;
+    assert_eq!((lost.token, taker.token), (1, 2));
+    let refused = checkout.reserve(&hold("R3", 44, ids[2], 50_000), reserved(lost)).await;
+    assert!(matches!(refused, Err(ReserveError::Store(_))), "{refused:?}");
+    assert_eq!(
+        word(&f, &format!("SELECT status AS word FROM coupon_issues WHERE id = {}", ids[2])).await,
+        "ISSUED"
+    );
+    checkout.reserve(&hold("R3", 44, ids[2], 50_000), reserved(taker)).await.expect("the taker's reserve");
+    assert_eq!(stored("taken").await, "reserved R3");
 }

@@ -11,7 +11,8 @@ use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::UserId;
 use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
-use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy, PolicyStore};
+use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy};
+use coupon_domain::policy_store::PolicyStore;
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
@@ -82,7 +83,7 @@ async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, p
         window: IssuanceWindow::new(now - Duration::hours(1), now + Duration::hours(1)).expect("window"),
         is_active: true,
     };
-    f.policies.create(new, now).await.expect("create policy")
+    f.policies.create(new, now, None).await.expect("create policy")
 }
 
 async fn issue(coupons: &PgCouponStore, policy: &Policy, user: i64) -> Result<IssuedCoupon, IssueError> {

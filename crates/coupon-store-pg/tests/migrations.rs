@@ -49,6 +49,7 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
             "coupon_policies",
             "coupon_reservations",
             "daily_statistics",
+            "idempotency_keys",
             "job_locks",
             "job_runs",
             "outbox",

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::Clock;
-use crate::context::{EventContext, Origin};
+use crate::context::{Cause, EventContext, Origin};
 use crate::discount::DiscountError;
 use crate::id::{CouponId, UserId};
 use crate::port::StoreError;
@@ -37,23 +37,19 @@ impl Checkout {
         Self { origin: Origin::Admin, ..self.clone() }
     }
 
-    fn context(&self, correlation_id: String) -> EventContext {
-        EventContext { correlation_id, occurred_at: self.clock.now(), origin: self.origin }
+    fn context(&self, cause: Cause) -> EventContext {
+        cause.context(self.clock.now(), self.origin)
     }
 
     /// `POST /api/coupons/reserve` and `/apply`: holds the coupon for `COUPON_RESERVATION_TIMEOUT`.
     ///
     /// # Errors
     /// See [`ReserveError`].
-    pub async fn reserve(
-        &self,
-        request: &ReserveRequest,
-        correlation_id: String,
-    ) -> Result<Reserved, ReserveError> {
+    pub async fn reserve(&self, request: &ReserveRequest, cause: Cause) -> Result<Reserved, ReserveError> {
         if !request.order_amount.is_positive() {
             return Err(DiscountError::InvalidOrderAmount.into());
         }
-        let context = self.context(correlation_id);
+        let context = self.context(cause);
         let now = context.occurred_at;
         let timeout = chrono::Duration::from_std(self.timeout)
             .map_err(|e| StoreError::Unexpected(anyhow::Error::new(e).context("reservation timeout")))?;
@@ -65,12 +61,8 @@ impl Checkout {
     ///
     /// # Errors
     /// See [`ConfirmError`].
-    pub async fn confirm(
-        &self,
-        request: &ConfirmRequest,
-        correlation_id: String,
-    ) -> Result<Confirmed, ConfirmError> {
-        let context = self.context(correlation_id);
+    pub async fn confirm(&self, request: &ConfirmRequest, cause: Cause) -> Result<Confirmed, ConfirmError> {
+        let context = self.context(cause);
         self.store.confirm(request, context.occurred_at, &context).await
     }
 
@@ -83,9 +75,9 @@ impl Checkout {
         id: &ReservationId,
         user: Option<UserId>,
         reason: CancelReason,
-        correlation_id: String,
+        cause: Cause,
     ) -> Result<Released, ReleaseError> {
-        let context = self.context(correlation_id);
+        let context = self.context(cause);
         self.store.release(id, user, reason, context.occurred_at, &context).await
     }
 
@@ -97,9 +89,9 @@ impl Checkout {
         &self,
         coupon: CouponId,
         order: &ExternalRef,
-        correlation_id: String,
+        cause: Cause,
     ) -> Result<Released, RestoreError> {
-        let context = self.context(correlation_id);
+        let context = self.context(cause);
         self.store.cancel_order(coupon, order, context.occurred_at, &context).await
     }
 }

@@ -43,6 +43,7 @@ use tokio::sync::oneshot;
 use super::courier::{Courier, Couriers, Parcels};
 use super::refusal::refusal;
 use crate::error::{Abort, from_diesel, from_pool};
+use crate::idempotency::{issued_receipt, write_receipts};
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::CouponRow;
@@ -332,9 +333,20 @@ async fn batch_transaction(
             .execute(conn)
             .await?;
     }
+    let shares = allotment.shares(granted);
+
+    // 5. The answers of the requests that carry an idempotency key, with their coupons.
+    let receipts: Vec<_> = batch
+        .iter()
+        .zip(&shares)
+        .filter(|(_, share)| matches!(share, Share::Issued))
+        .filter_map(|(p, _)| issued_receipt(&p.context, &by_user[&p.user], policy))
+        .collect();
+    write_receipts(conn, &receipts).await?;
+
     Ok(batch
         .iter()
-        .zip(allotment.shares(granted))
+        .zip(shares)
         .map(|(p, share)| match share {
             Share::Issued => Ok(by_user[&p.user].clone()),
             Share::SoldOut => Err(NotIssuable::SoldOut.into()),

@@ -19,6 +19,7 @@ use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Abort, from_diesel, from_pool};
+use crate::idempotency::{issued_receipt, write_receipts};
 mod courier;
 mod group_commit;
 mod refusal;
@@ -63,6 +64,8 @@ impl PgCouponStore {
                     .map_err(|e| Abort::Refused(IssueError::Unexpected(e)))?;
                 outbox::append(conn, &event).await?;
                 count_issue(conn, &command).await?;
+                let receipt = issued_receipt(command.context, &coupon, command.policy);
+                write_receipts(conn, &Vec::from_iter(receipt)).await?;
                 Ok(coupon)
             })
             .await;

@@ -29,11 +29,12 @@ use coupon_domain::reservation::{
 };
 use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestamptz};
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::attempts::{ATTEMPTS, gave_up};
 use super::lanes::MAX_BATCH;
 use crate::error::{from_diesel, from_pool};
+use crate::idempotency::{receipt_for, write_receipts};
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
@@ -68,11 +69,12 @@ type Outcomes<A, E> = Vec<Option<Result<A, E>>>;
 
 /// A kind of request that is decided in rounds.
 pub(crate) trait Work: Send + Sync + Sized + 'static {
-    type Answer: Send;
+    type Answer: Send + 'static;
     type Error: From<StoreError> + Send;
     const NAME: &'static str;
     /// Two requests sharing a key never share a round.
     fn keys(&self) -> [Option<String>; 2];
+    fn context(&self) -> &EventContext;
     /// One round on `conn` (inside a caller's transaction, or on its own): each request's
     /// answer, or `None` when its coupon moved and it must go again.
     fn round<'a>(
@@ -102,7 +104,11 @@ pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jo
             take_round(&mut todo, one_by_one).into_iter().unzip();
         let mut again = Vec::new();
         let works: Vec<&W> = jobs.iter().map(|job| &job.item).collect();
-        let outcome = W::round(&mut conn, encoder, &works).await;
+        let outcome = if works.iter().any(|w| w.context().receipt.is_some()) {
+            keyed_round(&mut conn, encoder, &works).await
+        } else {
+            W::round(&mut conn, encoder, &works).await
+        };
         drop(works);
         match outcome {
             Ok(outcomes) => {
@@ -140,6 +146,29 @@ pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jo
             }
         }
     }
+}
+
+/// A round some of whose requests carry an idempotency key: the round and their answers commit
+/// in one transaction.
+async fn keyed_round<W: Work>(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    works: &[&W],
+) -> QueryResult<Outcomes<W::Answer, W::Error>> {
+    conn.transaction(async |conn| {
+        let outcomes = W::round(conn, encoder, works).await?;
+        let receipts: Vec<_> = works
+            .iter()
+            .zip(&outcomes)
+            .filter_map(|(work, outcome)| match outcome {
+                Some(Ok(answer)) => receipt_for(work.context(), answer),
+                _ => None,
+            })
+            .collect();
+        write_receipts(conn, &receipts).await?;
+        Ok(outcomes)
+    })
+    .await
 }
 
 /// The next round: requests in arrival order, skipping (for a later round) any that shares a key
@@ -210,6 +239,10 @@ impl Work for ReserveWork {
             Some(format!("c{}", self.request.coupon)),
             Some(format!("r{}", self.request.reservation_id.as_str())),
         ]
+    }
+
+    fn context(&self) -> &EventContext {
+        &self.context
     }
 
     fn round<'a>(
@@ -365,6 +398,10 @@ impl Work for ConfirmWork {
 
     fn keys(&self) -> [Option<String>; 2] {
         [Some(format!("r{}", self.request.reservation_id.as_str())), None]
+    }
+
+    fn context(&self) -> &EventContext {
+        &self.context
     }
 
     fn round<'a>(

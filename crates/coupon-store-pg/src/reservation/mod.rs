@@ -38,6 +38,7 @@ mod lanes;
 pub(crate) use attempts::{ATTEMPTS, gave_up, settle, settled};
 
 use crate::error::{Abort, from_pool};
+use crate::idempotency::keyed;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
@@ -222,9 +223,12 @@ impl ReservationStore for PgReservationStore {
     ) -> PortFuture<'a, Result<Released, ReleaseError>> {
         Box::pin(async move {
             let mut conn = self.connection().await?;
+            let by = ReleasedBy::user(user);
             settle!(
                 "release",
-                release(&mut conn, &*self.encoder, id, ReleasedBy::user(user), reason, now, context)
+                keyed(&mut conn, context.receipt.as_ref(), async |conn| {
+                    release(conn, &*self.encoder, id, by, reason, now, context).await
+                })
             )
         })
     }
