@@ -12,6 +12,9 @@
 # check of PostgreSQL: coupons issued = 201 answers (plus at most the requests still in flight when
 # wrk stopped), every coupon with its outbox row, exactly 100 coupons for the burst's policy.
 #
+# With BENCH_IDEMPOTENCY_KEYS=1, issue and reserve send a distinct Idempotency-Key with every
+# request (what keys cost: a claim, and the answer written in the effect's transaction).
+#
 # reserve: 300,000 coupons of distinct users issued up front (SQL), plus 100,000 earlier checkouts as history, then wrk driving reserve → use
 # cycles, one coupon per cycle, the two requests pipelined on one connection. Prints cycles/s and
 # the latency of the cycle, then checks PostgreSQL: every used coupon has its confirmed reservation
@@ -26,6 +29,7 @@ source "$(dirname "$0")/lib.sh"
 what="${1:-}"
 seconds="${2:-20}"
 connections="${3:-64}"
+keys=$([ "${BENCH_IDEMPOTENCY_KEYS:-0}" = 1 ] && echo keys || echo none)
 case "$what" in issue | reserve | events) ;; *) die "usage: $0 issue|reserve [SECONDS] [CONNECTIONS] | events [N]" ;; esac
 
 command -v wrk >/dev/null || apt_install wrk
@@ -169,7 +173,7 @@ if [ "$what" = reserve ]; then
         die "coupon ids are not contiguous"
     log "reserve → use for ${seconds}s over $connections connections"
     result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/reserve.lua \
-        "http://127.0.0.1:$port" -- "$first" "$coupons" 1 "run$$" 2 | tee "$LOCAL/bench-reserve.txt" |
+        "http://127.0.0.1:$port" -- "$first" "$coupons" 1 "run$$" 2 "$keys" | tee "$LOCAL/bench-reserve.txt" |
         grep -E '^(RESULT|status)')
     sleep 1
     used=$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED' AND reservation_id NOT LIKE 'old-%'")
@@ -179,6 +183,7 @@ if [ "$what" = reserve ]; then
     events_reserved=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_RESERVED'")
     echo
     echo "== bench reserve ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL and wrk on this machine)"
+    [ "$keys" = keys ] && echo "every request carried a distinct Idempotency-Key"
     echo "$result"
     echo "reserve+use cycles/s: $(( used / seconds ))   (coupons used: $used in ${seconds}s)"
     echo "p50/p95/p99 above are per cycle: wrk times a pipelined reserve+use pair from its first byte to the last answer."
@@ -214,7 +219,7 @@ cpu_snapshot() {
 }
 cpu_snapshot >"$LOCAL/bench-cpu-before.txt"
 result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/issue.lua \
-    "http://127.0.0.1:$port" -- "$policy" "$(( $(date +%s) % 100000 * 1000000000 ))" | tee "$LOCAL/bench-issue.txt" | grep -E '^(RESULT|status)')
+    "http://127.0.0.1:$port" -- "$policy" "$(( $(date +%s) % 100000 * 1000000000 ))" "$keys" | tee "$LOCAL/bench-issue.txt" | grep -E '^(RESULT|status)')
 cpu_snapshot >"$LOCAL/bench-cpu-after.txt"
 sleep 2
 log "HTTP ceiling: GET /health/live, same server, same load"
@@ -245,6 +250,7 @@ rate=$(sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
 
 echo
 echo "== bench issue ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL, Redis and wrk on this machine)"
+[ "$keys" = keys ] && echo "every request carried a distinct Idempotency-Key"
 echo "$result"
 echo "issues/s:            $(( created / seconds ))   (requests/s incl. non-201: $rate)"
 echo "HTTP ceiling (/health/live): ${ceiling} req/s   ratio: $(awk -v a="$created" -v s="$seconds" -v c="$ceiling" 'BEGIN {printf "%.3f", a / s / c}')"

@@ -1,6 +1,7 @@
 -- wrk script of `just bench issue`: POST /api/coupons/download for one FIRST_COME policy, every
 -- request from a distinct user (run base + thread number × 10^8 + a counter), counting answers by
--- status. Arguments after `--`: the policy id, and a user-id base unique to the run.
+-- status. Arguments after `--`: the policy id, a user-id base unique to the run, and `keys` to
+-- send a distinct Idempotency-Key with every request.
 
 local threads = {}
 local next_thread = 1
@@ -14,6 +15,7 @@ end
 function init(args)
   policy = args[1]
   base = tonumber(args[2])
+  keys = args[3] == "keys"
   counter = 0
   statuses = {}
 end
@@ -22,8 +24,11 @@ function request()
   counter = counter + 1
   local user = base + tid * 100000000 + counter
   local body = '{"couponPolicyId":' .. policy .. ',"userId":' .. user .. '}'
-  return wrk.format("POST", "/api/coupons/download",
-    { ["Content-Type"] = "application/json", ["X-User-Id"] = tostring(user) }, body)
+  local headers = { ["Content-Type"] = "application/json", ["X-User-Id"] = tostring(user) }
+  if keys then
+    headers["Idempotency-Key"] = "download-" .. user
+  end
+  return wrk.format("POST", "/api/coupons/download", headers, body)
 end
 
 function response(status, headers, body)

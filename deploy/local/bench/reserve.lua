@@ -3,7 +3,8 @@
 -- by the server after its reserve was answered, in order (HTTP/1.1 pipelining). wrk times each
 -- response from the moment the pair was written: the use's latency is the whole cycle's.
 -- Arguments after `--`: the first coupon id, the number of coupons, the first user id (coupon
--- first + k belongs to user first_user + k), and a run tag that makes reservation ids unique.
+-- first + k belongs to user first_user + k), a run tag that makes reservation ids unique, the
+-- number of wrk threads, and `keys` to send a distinct Idempotency-Key with every request.
 
 local threads = {}
 local next_thread = 0
@@ -20,6 +21,7 @@ function init(args)
   first_user = tonumber(args[3])
   tag = args[4]
   nthreads = tonumber(args[5])
+  keys = args[6] == "keys"
   -- Threads walk disjoint slices: k = tid, tid + nthreads, tid + 2 × nthreads, …
   k = tid
   statuses = {}
@@ -38,8 +40,13 @@ function request()
   local reserve = '{"reservationId":"' .. rid .. '","userId":' .. user .. ',"couponId":' .. coupon ..
     ',"orderAmount":50000,"orderId":"O-' .. rid .. '"}'
   local use = '{"reservationId":"' .. rid .. '","orderId":"O-' .. rid .. '","paymentId":"P-' .. rid .. '"}'
+  local use_headers = headers
+  if keys then
+    headers = { ["Content-Type"] = "application/json", ["X-User-Id"] = tostring(user), ["Idempotency-Key"] = "reserve-" .. rid }
+    use_headers = { ["Content-Type"] = "application/json", ["X-User-Id"] = tostring(user), ["Idempotency-Key"] = "use-" .. rid }
+  end
   return wrk.format("POST", "/api/coupons/reserve", headers, reserve) ..
-    wrk.format("POST", "/api/coupons/use", headers, use)
+    wrk.format("POST", "/api/coupons/use", use_headers, use)
 end
 
 function response(status, headers, body)
