@@ -6,7 +6,11 @@
 //! lost its claim to a takeover writes nothing and its transaction fails.
 
 use std::any::Any;
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
+
+use coupon_batch::Call;
 
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::EventContext;
@@ -22,17 +26,127 @@ use diesel::sql_types::{Array, BigInt, Binary, Bool, Integer, Nullable, SmallInt
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Abort, from_diesel, from_pool};
+use crate::lanes::Lanes;
 use crate::pool::PgPool;
 
-/// Idempotency keys.
-#[derive(Debug, Clone)]
+/// Lanes of fresh claims, each inserting what waits in one statement.
+const LANES: usize = 2;
+
+/// A key to insert, for a caller waiting in a lane.
+struct Fresh {
+    scope: KeyScope,
+    fingerprint: Fingerprint,
+    lease: i64,
+    ttl: i64,
+}
+
+/// `Some` claim when the key was new, `None` when it was taken (read it then).
+type FreshJob = Call<Fresh, Result<Option<Claim>, StoreError>>;
+
+/// Idempotency keys. The claims of fresh keys are inserted in batches, one statement and one
+/// commit for what arrived meanwhile: one commit per request cost more CPU than the download
+/// itself.
+#[derive(Clone)]
 pub struct PgIdempotency {
     pool: PgPool,
+    fresh: Arc<Lanes<FreshJob>>,
+}
+
+impl std::fmt::Debug for PgIdempotency {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgIdempotency").field("pool", &self.pool).finish_non_exhaustive()
+    }
 }
 
 impl PgIdempotency {
     pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+        let lanes_pool = pool.clone();
+        let fresh = Lanes::new(LANES, move |jobs| {
+            let pool = lanes_pool.clone();
+            async move { insert_fresh(&pool, jobs).await }
+        });
+        Self { pool, fresh: Arc::new(fresh) }
+    }
+
+    /// Inserts the key if it is new, in a lane's batch.
+    async fn insert(&self, fresh: Fresh) -> Result<Option<Claim>, StoreError> {
+        let stopped = || StoreError::Unavailable("the idempotency lanes have stopped (shutting down)".into());
+        let lane = (fresh.scope.caller.clone(), fresh.scope.key.clone());
+        let (job, answer) = Call::new(fresh);
+        if self.fresh.submit(lane, job).await.is_err() {
+            return Err(stopped());
+        }
+        answer.await.unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+#[derive(QueryableByName)]
+struct Inserted {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+    #[diesel(sql_type = Text)]
+    caller: String,
+    #[diesel(sql_type = Text)]
+    method: String,
+    #[diesel(sql_type = Text)]
+    path: String,
+    #[diesel(sql_type = Text)]
+    idempotency_key: String,
+}
+
+/// One lane's batch: every waiting key in one `INSERT … ON CONFLICT DO NOTHING`. A key inserted
+/// twice in the batch goes to its first caller; the others find it taken.
+async fn insert_fresh(pool: &PgPool, jobs: Vec<FreshJob>) {
+    // A caller that left claims nothing (its key would block retries until the lease lapsed).
+    let jobs: Vec<FreshJob> = jobs.into_iter().filter(|job| !job.gone()).collect();
+    if jobs.is_empty() {
+        return;
+    }
+    metrics::histogram!("coupon_idempotency_claim_batch_size").record(jobs.len() as f64);
+    let column = |f: fn(&Fresh) -> String| jobs.iter().map(|job| f(&job.item)).collect::<Vec<_>>();
+    let inserted: Result<Vec<Inserted>, StoreError> = async {
+        let mut conn = pool.get().await.map_err(from_pool)?;
+        diesel::sql_query(
+            "INSERT INTO idempotency_keys (caller, method, path, idempotency_key, request_hash, claim_token, \
+                 leased_until, created_at, expires_at) \
+             SELECT c, m, p, k, h, 1, clock_timestamp() + lease * interval '1 millisecond', clock_timestamp(), \
+                    clock_timestamp() + ttl * interval '1 millisecond' \
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::bigint[], $7::bigint[]) \
+                  AS x(c, m, p, k, h, lease, ttl) \
+             ON CONFLICT (caller, method, path, idempotency_key) DO NOTHING \
+             RETURNING id, caller, method, path, idempotency_key",
+        )
+        .bind::<Array<Text>, _>(column(|f| f.scope.caller.clone()))
+        .bind::<Array<Text>, _>(column(|f| f.scope.method.clone()))
+        .bind::<Array<Text>, _>(column(|f| f.scope.path.clone()))
+        .bind::<Array<Text>, _>(column(|f| f.scope.key.clone()))
+        .bind::<Array<Binary>, _>(jobs.iter().map(|job| job.item.fingerprint.to_vec()).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(jobs.iter().map(|job| job.item.lease).collect::<Vec<_>>())
+        .bind::<Array<BigInt>, _>(jobs.iter().map(|job| job.item.ttl).collect::<Vec<_>>())
+        .load(&mut conn)
+        .await
+        .map_err(from_diesel)
+    }
+    .await;
+    let mut inserted: HashMap<(String, String, String, String), i64> = match inserted {
+        Ok(rows) => {
+            rows.into_iter().map(|r| ((r.caller, r.method, r.path, r.idempotency_key), r.id)).collect()
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.answer(Err(match &e {
+                    StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
+                    StoreError::Unexpected(e) => StoreError::Unexpected(anyhow::anyhow!("{e:#}")),
+                }));
+            }
+            return;
+        }
+    };
+    for job in jobs {
+        let scope = &job.item.scope;
+        let key = (scope.caller.clone(), scope.method.clone(), scope.path.clone(), scope.key.clone());
+        let claim = inserted.remove(&key).map(|id| Claim { id, token: 1, parts: Vec::new() });
+        let _ = job.answer(Ok(claim));
     }
 }
 
@@ -143,30 +257,17 @@ impl IdempotencyStore for PgIdempotency {
         ttl: Duration,
     ) -> PortFuture<'a, Result<Claimed, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
             loop {
-                let inserted: Option<ClaimRow> = diesel::sql_query(
-                    "INSERT INTO idempotency_keys (caller, method, path, idempotency_key, request_hash, \
-                         claim_token, leased_until, created_at, expires_at) \
-                     VALUES ($1, $2, $3, $4, $5, 1, clock_timestamp() + $6 * interval '1 millisecond', clock_timestamp(), \
-                             clock_timestamp() + $7 * interval '1 millisecond') \
-                     ON CONFLICT (caller, method, path, idempotency_key) DO NOTHING \
-                     RETURNING id, claim_token, parts",
-                )
-                .bind::<Text, _>(&scope.caller)
-                .bind::<Text, _>(&scope.method)
-                .bind::<Text, _>(&scope.path)
-                .bind::<Text, _>(&scope.key)
-                .bind::<Binary, _>(fingerprint.as_slice())
-                .bind::<BigInt, _>(millis(lease))
-                .bind::<BigInt, _>(millis(ttl))
-                .get_result(&mut conn)
-                .await
-                .optional()
-                .map_err(from_diesel)?;
-                if let Some(claim) = inserted {
-                    return Ok(Claimed::Run(claim.into()));
+                let fresh = Fresh {
+                    scope: scope.clone(),
+                    fingerprint: *fingerprint,
+                    lease: millis(lease),
+                    ttl: millis(ttl),
+                };
+                if let Some(claim) = self.insert(fresh).await? {
+                    return Ok(Claimed::Run(claim));
                 }
+                let mut conn = self.pool.get().await.map_err(from_pool)?;
                 let taken = conn
                     .transaction::<_, diesel::result::Error, _>(async |conn| {
                         claim_taken(conn, scope, fingerprint, lease, ttl).await

@@ -12,6 +12,7 @@ pub mod housekeeping;
 pub mod idempotency;
 pub mod inbox;
 pub mod issue;
+mod lanes;
 pub mod leases;
 pub mod migrate;
 pub mod outbox;

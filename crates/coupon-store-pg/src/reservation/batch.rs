@@ -32,9 +32,9 @@ use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestampt
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::attempts::{ATTEMPTS, gave_up};
-use super::lanes::MAX_BATCH;
 use crate::error::{from_diesel, from_pool};
 use crate::idempotency::{receipt_for, write_receipts};
+use crate::lanes::MAX_BATCH;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;

@@ -33,12 +33,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 mod attempts;
 mod batch;
-mod lanes;
 
 pub(crate) use attempts::{ATTEMPTS, gave_up, settle, settled};
 
 use crate::error::{Abort, from_pool};
 use crate::idempotency::keyed;
+use crate::lanes::Lanes;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
@@ -47,7 +47,6 @@ use crate::schema::{coupon_issues as c, coupon_reservations as r};
 pub(crate) use batch::{ConfirmWork, Work};
 use batch::{Job, ReserveWork, drive};
 use coupon_batch::Call;
-use lanes::Lanes;
 
 /// Lanes of reserves, and of confirmations, each drained by its own connection.
 const LANES: usize = 2;

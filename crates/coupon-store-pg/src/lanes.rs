@@ -1,6 +1,7 @@
 //! Lanes: a fixed number of batch queues ([`coupon_batch`]), each drained by one task that takes
 //! whatever is waiting and handles it as one batch. Requests with the same key go to the same
-//! lane, in order.
+//! lane, in order. The checkout's reserves and confirmations and the claims of fresh idempotency
+//! keys run in lanes.
 
 use std::future::Future;
 use std::hash::{Hash, Hasher};
