@@ -103,6 +103,13 @@ async fn a_retry_gets_the_stored_answer_and_another_body_or_caller_does_not() {
     let (status, replayed, again) = send(download_request(&client, &base, 7, &missing), "k-2").await;
     assert_eq!((status, replayed, again), (404, true, not_found));
 
+    // A caller that is not authenticated is refused as usual and takes no key.
+    let keys_before = count(&env, "SELECT count(*) AS n FROM idempotency_keys").await;
+    let anonymous = client.post(format!("{base}/api/coupons/download")).json(&body);
+    let (status, _, refused) = send(anonymous, "k-anonymous").await;
+    assert_eq!((status, json_of(&refused)["code"].as_str()), (401, Some("UNAUTHENTICATED")));
+    assert_eq!(count(&env, "SELECT count(*) AS n FROM idempotency_keys").await, keys_before);
+
     // Keys are 1-255 printable ASCII characters.
     let (status, _, invalid) = send(download_request(&client, &base, 7, &body), &"k".repeat(256)).await;
     assert_eq!((status, json_of(&invalid)["code"].as_str()), (400, Some("VALIDATION_ERROR")));

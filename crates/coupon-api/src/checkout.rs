@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::idempotency::{Idempotency, answer};
+use crate::idempotency::{Idempotency, Who, answer, keyed};
 use crate::state::AppState;
 use crate::wire::{Checks, instant, maybe_instant};
 use coupon_http::resource;
@@ -27,12 +27,16 @@ const RELEASED: &str = "Reservation released";
 const USED: &str = "Coupon used";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/coupons/reserve", "POST").route(web::post().to(reserve)))
-        .service(resource("/coupons/apply", "POST").route(web::post().to(apply)))
-        .service(resource("/coupons/use", "POST").route(web::post().to(confirm)))
-        .service(resource("/coupons/apply/{reservationId}", "DELETE").route(web::delete().to(release)))
+    cfg.service(resource("/api/coupons/reserve", "POST").route(keyed(Who::User, web::post().to(reserve))))
+        .service(resource("/api/coupons/apply", "POST").route(keyed(Who::User, web::post().to(apply))))
+        .service(resource("/api/coupons/use", "POST").route(keyed(Who::User, web::post().to(confirm))))
         .service(
-            resource("/coupons/reserve/{reservationId}", "DELETE").route(web::delete().to(release_alias)),
+            resource("/api/coupons/apply/{reservationId}", "DELETE")
+                .route(keyed(Who::User, web::delete().to(release))),
+        )
+        .service(
+            resource("/api/coupons/reserve/{reservationId}", "DELETE")
+                .route(keyed(Who::User, web::delete().to(release_alias))),
         );
 }
 

@@ -17,7 +17,7 @@ use utoipa::ToSchema;
 
 use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::idempotency::{Idempotency, answer};
+use crate::idempotency::{Idempotency, Who, answer, keyed};
 use crate::limits::rate_headers;
 use crate::state::AppState;
 use crate::wire::{Checks, instant, maybe_instant, policy_id};
@@ -27,9 +27,12 @@ use coupon_http::resource;
 pub const MAX_DIRECT_USERS: usize = 1000;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/coupons/download", "POST").route(web::post().to(download)))
-        .service(resource("/coupons/direct-issue", "POST").route(web::post().to(direct_issue)))
-        .service(resource("/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
+    cfg.service(resource("/api/coupons/download", "POST").route(keyed(Who::User, web::post().to(download))))
+        .service(
+            resource("/api/coupons/direct-issue", "POST")
+                .route(keyed(Who::Admin, web::post().to(direct_issue))),
+        )
+        .service(resource("/api/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
 }
 
 /// An issued coupon on the wire (SPEC §5, issued-coupon JSON).

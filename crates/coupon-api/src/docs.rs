@@ -152,10 +152,17 @@ impl Modify for IdempotencyKeys {
             for operation in [&mut item.post, &mut item.patch, &mut item.delete].into_iter().flatten() {
                 operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(key.clone()));
                 let responses = &mut operation.responses.responses;
-                match responses.get_mut("409") {
-                    Some(RefOr::T(conflict)) => conflict.description.push_str(", IDEMPOTENCY_IN_PROGRESS"),
-                    _ => {
-                        responses.insert("409".into(), RefOr::T(error("IDEMPOTENCY_IN_PROGRESS")));
+                for (status, code) in
+                    [("400", "VALIDATION_ERROR (Idempotency-Key)"), ("409", "IDEMPOTENCY_IN_PROGRESS")]
+                {
+                    match responses.get_mut(status) {
+                        Some(RefOr::T(response)) => {
+                            response.description.push_str(", ");
+                            response.description.push_str(code);
+                        }
+                        _ => {
+                            responses.insert(status.into(), RefOr::T(error(code)));
+                        }
                     }
                 }
                 responses.insert("422".into(), RefOr::T(error("IDEMPOTENCY_KEY_REUSED")));

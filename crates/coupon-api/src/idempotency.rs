@@ -1,7 +1,8 @@
 //! `Idempotency-Key` on every POST, PATCH and DELETE (SPEC §11.1).
 //!
-//! [`idempotency`] wraps the business routes. A write that carries the header claims its key
-//! (scoped to the caller, method and path) before the handler runs. A retry with the same body
+//! [`keyed`] wraps every write route (POST, PATCH, DELETE). A write by an authenticated caller
+//! that carries the header claims its key (scoped to the caller, method and path) before the
+//! handler runs. A retry with the same body
 //! gets the stored answer with `Idempotent-Replayed: true`; another body 422
 //! `IDEMPOTENCY_KEY_REUSED`; a retry while the first still runs 409 `IDEMPOTENCY_IN_PROGRESS`.
 //!
@@ -16,9 +17,9 @@ use std::time::Duration;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
+use actix_web::http::StatusCode;
 use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use actix_web::http::{Method, StatusCode};
-use actix_web::middleware::Next;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use coupon_domain::context::Cause;
 use coupon_domain::idempotency::{
@@ -27,6 +28,7 @@ use coupon_domain::idempotency::{
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::auth::{Admin, Caller};
 use crate::error::{ApiError, ErrorCode};
 use crate::wire::correlation_id;
 
@@ -117,19 +119,36 @@ pub fn answer<T: Serialize>(status: StatusCode, body: &T) -> Option<Entry> {
     Some(Entry::Answer(Answer { status: status.as_u16(), body }))
 }
 
-/// The middleware (see the module documentation).
+/// Who may call a write route, and so whose keys it takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who {
+    /// `X-User-Id`: keys are the user's.
+    User,
+    /// An accepted admin token: keys are the token's.
+    Admin,
+}
+
+/// A write route (POST, PATCH, DELETE) that takes an `Idempotency-Key` from `who`.
+pub fn keyed(who: Who, route: actix_web::Route) -> actix_web::Route {
+    route.wrap(from_fn(move |req, next| idempotency(who, req, next)))
+}
+
+/// The middleware (see the module documentation). A request that is not authenticated as `who`
+/// goes straight to its handler, which refuses it: keys are only for known callers.
 ///
 /// # Errors
 /// What the handler or the body extraction raised.
-pub async fn idempotency(
+async fn idempotency(
+    who: Who,
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let writes = matches!(*req.method(), Method::POST | Method::PATCH | Method::DELETE);
-    let Some(raw) = req.headers().get(KEY_HEADER).filter(|_| writes).cloned() else {
+    let Some(raw) = req.headers().get(KEY_HEADER).cloned() else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
-    let Some(keys) = req.app_data::<web::Data<Keys>>().cloned() else {
+    let (Some(keys), Some(caller)) =
+        (req.app_data::<web::Data<Keys>>().cloned(), caller(who, req.request()).await)
+    else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
     let key = match parse_key(&raw) {
@@ -138,13 +157,10 @@ pub async fn idempotency(
     };
     let body = req.extract::<web::Bytes>().await?;
     req.set_payload(Payload::from(body.clone()));
-    let scope = KeyScope {
-        caller: caller(req.request()),
-        method: req.method().as_str().to_owned(),
-        path: req.path().to_owned(),
-        key,
-    };
-    let claimed = keys.store.claim(&scope, &fingerprint(&body), keys.lease, keys.ttl).await;
+    let scope =
+        KeyScope { caller, method: req.method().as_str().to_owned(), path: req.path().to_owned(), key };
+    let fingerprint = fingerprint(req.query_string(), &body);
+    let claimed = keys.store.claim(&scope, &fingerprint, keys.lease, keys.ttl).await;
     let claim = match claimed {
         Ok(Claimed::Run(claim)) => claim,
         Ok(Claimed::Replay(answer)) => {
@@ -232,22 +248,16 @@ fn parse_key(raw: &HeaderValue) -> Result<String, ApiError> {
     Ok(String::from_utf8_lossy(bytes).into_owned())
 }
 
-/// Whose key it is: the admin token (by digest, never the token itself) and the user id the
-/// request names.
-fn caller(req: &HttpRequest) -> String {
-    let headers = req.headers();
-    let admin = headers
-        .get(AUTHORIZATION)
-        .map(|token| format!("admin:{}", hex(&Sha256::digest(token.as_bytes())[..16])));
-    let user = headers
-        .get("X-User-Id")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<i64>().ok())
-        .map(|user| format!("user:{user}"));
-    match (admin, user) {
-        (Some(admin), Some(user)) => format!("{admin}|{user}"),
-        (Some(one), None) | (None, Some(one)) => one,
-        (None, None) => "anonymous".into(),
+/// Whose key it is: the user, or the admin token (by digest, never the token itself); `None`
+/// when the request is not authenticated as `who`.
+async fn caller(who: Who, req: &HttpRequest) -> Option<String> {
+    match who {
+        Who::User => Caller::extract(req).await.ok().map(|Caller(user)| format!("user:{user}")),
+        Who::Admin => {
+            Admin::extract(req).await.ok()?;
+            let token = req.headers().get(AUTHORIZATION)?;
+            Some(format!("admin:{}", hex(&Sha256::digest(token.as_bytes())[..16])))
+        }
     }
 }
 
@@ -255,10 +265,13 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// SHA-256 of the body as canonical JSON (keys sorted, numbers normalised, no whitespace); a
-/// body that is not JSON counts as its bytes.
-fn fingerprint(body: &[u8]) -> Fingerprint {
+/// SHA-256 of the query string and of the body as canonical JSON (keys sorted, numbers
+/// normalised, no whitespace); a body that is not JSON counts as its bytes. The query is part of
+/// the request (`DELETE …?expireIssued=true` is another request than without it).
+fn fingerprint(query: &str, body: &[u8]) -> Fingerprint {
     let mut hasher = Sha256::new();
+    hasher.update(query.len().to_be_bytes());
+    hasher.update(query.as_bytes());
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(value) => {
             let mut canonical = String::with_capacity(body.len());
@@ -317,14 +330,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bodies_that_differ_only_in_layout_key_order_or_number_spelling_are_the_same_request() {
-        let a = fingerprint(br#"{"userId": 7, "couponPolicyId": 1.0, "x": {"b": [1, 2], "a": null}}"#);
-        let b = fingerprint(br#"{"couponPolicyId":1,"x":{"a":null,"b":[1,2.00]},"userId":7}"#);
+    fn bodies_that_differ_only_in_layout_key_order_or_number_spelling_are_the_same_request_and_queries_differ()
+     {
+        let a = fingerprint("", br#"{"userId": 7, "couponPolicyId": 1.0, "x": {"b": [1, 2], "a": null}}"#);
+        let b = fingerprint("", br#"{"couponPolicyId":1,"x":{"a":null,"b":[1,2.00]},"userId":7}"#);
         assert_eq!(a, b);
-        assert_ne!(a, fingerprint(br#"{"couponPolicyId":1,"x":{"a":null,"b":[2,1]},"userId":7}"#));
-        assert_ne!(fingerprint(br#""1""#), fingerprint(b"1"), "a string is not a number");
-        assert_eq!(fingerprint(b""), fingerprint(b""));
-        assert_ne!(fingerprint(b"not json"), fingerprint(b"not json!"));
+        assert_ne!(a, fingerprint("", br#"{"couponPolicyId":1,"x":{"a":null,"b":[2,1]},"userId":7}"#));
+        assert_ne!(fingerprint("", br#""1""#), fingerprint("", b"1"), "a string is not a number");
+        assert_eq!(fingerprint("", b""), fingerprint("", b""));
+        assert_ne!(fingerprint("", b"not json"), fingerprint("", b"not json!"));
+        assert_ne!(
+            fingerprint("expireIssued=true", b""),
+            fingerprint("", b""),
+            "the query is part of the request"
+        );
     }
 
     #[test]

@@ -28,16 +28,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     cfg.app_data(web::Data::new(state.keys.clone()))
         .app_data(web::Data::new(state))
         .app_data(web::Data::new(admin_tokens));
-    // Every business route is under `/api` (the paths below are relative to it), wrapped by the
-    // Idempotency-Key middleware; reads pass through it untouched.
-    cfg.service(web::scope("/api").wrap(actix_web::middleware::from_fn(idempotency::idempotency)).configure(
-        |cfg| {
-            coupons::configure(cfg);
-            checkout::configure(cfg);
-            policies::configure(cfg);
-            wallet::configure(cfg);
-            support::configure(cfg);
-        },
-    ));
+    coupons::configure(cfg);
+    checkout::configure(cfg);
+    policies::configure(cfg);
+    wallet::configure(cfg);
+    support::configure(cfg);
     docs::configure(cfg);
 }

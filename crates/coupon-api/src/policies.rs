@@ -17,23 +17,28 @@ use utoipa::ToSchema;
 
 use crate::auth::Admin;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::idempotency::{Idempotency, answer};
+use crate::idempotency::{Idempotency, Who, answer, keyed};
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, instant, maybe_instant, page_limit, policy_id, policy_not_found};
 use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
-        resource("/coupon-policies", "GET, POST").route(web::post().to(create)).route(web::get().to(list)),
+        resource("/api/coupon-policies", "GET, POST")
+            .route(keyed(Who::Admin, web::post().to(create)))
+            .route(web::get().to(list)),
     )
     .service(
-        resource("/coupon-policies/{id}", "GET, PATCH, DELETE")
+        resource("/api/coupon-policies/{id}", "GET, PATCH, DELETE")
             .route(web::get().to(get))
-            .route(web::patch().to(change))
-            .route(web::delete().to(deactivate)),
+            .route(keyed(Who::Admin, web::patch().to(change)))
+            .route(keyed(Who::Admin, web::delete().to(deactivate))),
     )
-    .service(resource("/coupon-policies/{id}/remaining-quantity", "PATCH").route(web::patch().to(set_cap)))
-    .service(resource("/coupon-policies/{id}/statistics", "GET").route(web::get().to(statistics)));
+    .service(
+        resource("/api/coupon-policies/{id}/remaining-quantity", "PATCH")
+            .route(keyed(Who::Admin, web::patch().to(set_cap))),
+    )
+    .service(resource("/api/coupon-policies/{id}/statistics", "GET").route(web::get().to(statistics)));
 }
 
 /// Body of `POST /api/coupon-policies`. Every field is optional here so that a missing one is

@@ -13,14 +13,20 @@ use crate::auth::Admin;
 use crate::checkout::reference;
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode};
-use crate::idempotency::{Idempotency, answer};
+use crate::idempotency::{Idempotency, Who, answer, keyed};
 use crate::state::AppState;
 use crate::wire::{Checks, correlation_id, coupon_id};
 use coupon_http::resource;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/admin/coupons/{couponId}/revoke", "POST").route(web::post().to(revoke)))
-        .service(resource("/admin/coupons/{couponId}/use", "POST").route(web::post().to(use_coupon)));
+    cfg.service(
+        resource("/api/admin/coupons/{couponId}/revoke", "POST")
+            .route(keyed(Who::Admin, web::post().to(revoke))),
+    )
+    .service(
+        resource("/api/admin/coupons/{couponId}/use", "POST")
+            .route(keyed(Who::Admin, web::post().to(use_coupon))),
+    );
 }
 
 /// Body of `POST /api/admin/coupons/{couponId}/revoke`.

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 use crate::auth::{Admin, Caller, Viewer};
 use crate::coupons::CouponBody;
 use crate::error::{ApiError, ErrorBody, ErrorCode, FieldError};
+use crate::idempotency::{Who, keyed};
 use crate::policies::PolicyBody;
 use crate::state::AppState;
 use crate::wire::{coupon_id, coupon_not_found, instant, page_limit};
@@ -24,15 +25,17 @@ use coupon_http::resource;
 const MAX_DAYS: u64 = 366;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(resource("/coupons/users/{userId}", "GET").route(web::get().to(list)))
-        .service(resource("/admin/users/{userId}/coupons", "GET").route(web::get().to(admin_list)))
+    cfg.service(resource("/api/coupons/users/{userId}", "GET").route(web::get().to(list)))
+        .service(resource("/api/admin/users/{userId}/coupons", "GET").route(web::get().to(admin_list)))
         // Before `{couponId}`, which would take the word for an id.
-        .service(resource("/coupons/catalogue", "GET").route(web::get().to(catalogue)))
-        .service(resource("/coupons/{couponId}", "GET").route(web::get().to(coupon)))
-        .service(resource("/coupons/users/{userId}/expiring", "GET").route(web::get().to(expiring)))
-        .service(resource("/coupons/users/{userId}/statistics", "GET").route(web::get().to(summary)))
-        .service(resource("/statistics/daily", "GET").route(web::get().to(daily)))
-        .service(resource("/admin/jobs/{name}/run", "POST").route(web::post().to(run_job)));
+        .service(resource("/api/coupons/catalogue", "GET").route(web::get().to(catalogue)))
+        .service(resource("/api/coupons/{couponId}", "GET").route(web::get().to(coupon)))
+        .service(resource("/api/coupons/users/{userId}/expiring", "GET").route(web::get().to(expiring)))
+        .service(resource("/api/coupons/users/{userId}/statistics", "GET").route(web::get().to(summary)))
+        .service(resource("/api/statistics/daily", "GET").route(web::get().to(daily)))
+        .service(
+            resource("/api/admin/jobs/{name}/run", "POST").route(keyed(Who::Admin, web::post().to(run_job))),
+        );
 }
 
 fn field(name: &str, message: impl Into<String>) -> ApiError {
