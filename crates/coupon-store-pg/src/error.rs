@@ -16,6 +16,11 @@ pub fn from_diesel(e: Error) -> StoreError {
             _,
         )
         | Error::BrokenTransactionManager => StoreError::Unavailable(format!("PostgreSQL: {e}")),
+        // Only `idempotency::write_receipts` rolls back this way: a retry took over the request's
+        // idempotency key, so this run commits nothing; the client's next retry gets the answer.
+        Error::RollbackTransaction => {
+            StoreError::Unavailable("a retry took over this request's Idempotency-Key; retry".into())
+        }
         // The driver's message goes into the text itself: logs print an error's outer message,
         // and "query failed" alone does not say which value or constraint broke it.
         _ => StoreError::Unexpected(anyhow::anyhow!("PostgreSQL query failed: {e}")),

@@ -17,6 +17,7 @@ use coupon_domain::lifecycle::Forbidden;
 use coupon_domain::money::Money;
 use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, Policy};
 use coupon_domain::policy_store::PolicyStore;
+use coupon_domain::port::StoreError;
 use coupon_domain::reservation::{
     CancelReason, Checkout, ConfirmError, ConfirmRequest, ExternalRef, PaymentClaims, ReservationId,
     ReservationStatus, ReserveError, ReserveRequest,
@@ -266,11 +267,10 @@ async fn a_burst_of_checkouts_is_batched_and_each_caller_gets_its_own_answer() {
             barrier.wait().await;
             let rid = format!("B{k}");
             desk.reserve(&hold(&rid, user, coupon, 10_000), "burst".into()).await.map(|_| "reserved")?;
-            desk.confirm(&payment(&rid, &format!("P{k}")), "burst".into()).await.map(|_| "used").map_err(
-                |e| {
-                    ReserveError::Store(coupon_domain::port::StoreError::Unexpected(anyhow::anyhow!("{e:?}")))
-                },
-            )
+            desk.confirm(&payment(&rid, &format!("P{k}")), "burst".into())
+                .await
+                .map(|_| "used")
+                .map_err(|e| ReserveError::Store(StoreError::Unexpected(anyhow::anyhow!("{e:?}"))))
         }));
     }
     for (k, coupon) in extra.iter().copied().enumerate() {
@@ -793,7 +793,7 @@ async fn checkout_answers_commit_with_their_effect_and_a_lost_claim_commits_noth
     let taker = claim("taken", day).await;
     assert_eq!((lost.token, taker.token), (1, 2));
     let refused = checkout.reserve(&hold("R3", 44, ids[2], 50_000), reserved(lost)).await;
-    assert!(matches!(refused, Err(ReserveError::Store(_))), "{refused:?}");
+    assert!(matches!(refused, Err(ReserveError::Store(StoreError::Unavailable(_)))), "{refused:?}");
     assert_eq!(
         word(&f, &format!("SELECT status AS word FROM coupon_issues WHERE id = {}", ids[2])).await,
         "ISSUED"
