@@ -170,7 +170,7 @@ async fn idempotency(
         Ok(Claimed::Reused) => {
             let error = ApiError::new(
                 ErrorCode::IdempotencyKeyReused,
-                "This Idempotency-Key was used with another request body",
+                "This Idempotency-Key was used with another request body or query",
             );
             return Ok(req.error_response(error));
         }
