@@ -133,11 +133,11 @@ async fn insert_fresh(pool: &PgPool, jobs: Vec<FreshJob>) {
             rows.into_iter().map(|r| ((r.caller, r.method, r.path, r.idempotency_key), r.id)).collect()
         }
         Err(e) => {
+            // Nothing was claimed: every caller may retry (503).
+            tracing::warn!(error = %e, claims = jobs.len(), "claiming idempotency keys failed");
+            let message = format!("idempotency keys: {e}");
             for job in jobs {
-                let _ = job.answer(Err(match &e {
-                    StoreError::Unavailable(m) => StoreError::Unavailable(m.clone()),
-                    StoreError::Unexpected(e) => StoreError::Unexpected(anyhow::anyhow!("{e:#}")),
-                }));
+                let _ = job.answer(Err(StoreError::Unavailable(message.clone())));
             }
             return;
         }
