@@ -6,17 +6,19 @@
 //! the broker acknowledged, and goes again at once while rows keep coming. A partition whose
 //! produce failed keeps its rows; they are the oldest unpublished rows of that partition, so the
 //! next round sends them again before anything newer of the same key. While the broker is down,
-//! rows wait in PostgreSQL and the relay backs off (1 s doubling to 10 s). If a pod dies between
-//! produce and mark, its rows are published again by the next holder (at least once; consumers
-//! dedupe by `eventId`).
+//! rows wait in PostgreSQL and the relay backs off (1 s doubling to 10 s). A produce that failed
+//! may still have been appended (the answer was lost, or came after the timeout): before sending
+//! that partition's rows again, the relay reads the partition's tail and marks the rows it finds
+//! there instead of producing them twice. If a pod dies between produce and mark, its rows are
+//! published again by the next holder (at least once; consumers dedupe by `eventId`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coupon_domain::clock::Clock;
 use coupon_domain::relay::{Leases, Outbox, OutboxRecord};
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, OffsetAt, PartitionClient, UnknownTopicHandling};
 use rskafka::record::Record;
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +51,8 @@ pub struct Relay {
     clock: Arc<dyn Clock>,
     /// Each topic's partition clients, by partition number.
     partitions: HashMap<String, Vec<Arc<PartitionClient>>>,
+    /// Partitions whose last produce failed: the broker may have appended it all the same.
+    uncertain: HashSet<(String, i32)>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -78,7 +82,16 @@ impl Relay {
         settings: RelaySettings,
         clock: Arc<dyn Clock>,
     ) -> Self {
-        Self { outbox, leases, broker, holder, settings, clock, partitions: HashMap::new() }
+        Self {
+            outbox,
+            leases,
+            broker,
+            holder,
+            settings,
+            clock,
+            partitions: HashMap::new(),
+            uncertain: HashSet::new(),
+        }
     }
 
     /// Relays until `cancel` fires, then gives the lease up.
@@ -140,15 +153,42 @@ impl Relay {
                 .push(row);
         }
         let timeout = self.broker.timeout();
-        let sends = by_partition.into_iter().map(|((topic, _), (client, rows))| async move {
-            let records = rows.iter().map(record).collect();
-            let sent = within(timeout, client.produce(records, Compression::NoCompression)).await;
-            (topic, rows, sent)
-        });
         let mut published = Vec::new();
         let mut failure = None;
+        // A partition whose last produce failed is read back first; while that cannot be done,
+        // its rows wait (sending them blind could append them twice).
+        let checks =
+            by_partition.iter().filter(|(key, _)| self.uncertain.contains(key)).map(
+                |(key, (client, rows))| async move {
+                    (key.clone(), within(timeout, appended(client, rows)).await)
+                },
+            );
+        for ((topic, partition), checked) in futures::future::join_all(checks).await {
+            let Some((_, rows)) = by_partition.get_mut(&(topic.clone(), partition)) else { continue };
+            match checked {
+                Ok(found) => {
+                    self.uncertain.remove(&(topic.clone(), partition));
+                    if found > 0 {
+                        tracing::info!(topic = %topic, partition, rows = found,
+                            "rows of a failed produce were appended after all; marked, not sent again");
+                        published.extend(rows.drain(..found).map(|row| row.id));
+                    }
+                }
+                Err(e) => {
+                    rows.clear();
+                    failure = Some(e);
+                }
+            }
+        }
+        let sends = by_partition.into_iter().filter(|(_, (_, rows))| !rows.is_empty()).map(
+            |((topic, partition), (client, rows))| async move {
+                let records = rows.iter().map(record).collect();
+                let sent = within(timeout, client.produce(records, Compression::NoCompression)).await;
+                (topic, partition, rows, sent)
+            },
+        );
         for outcome in futures::future::join_all(sends).await {
-            let (topic, rows, sent) = outcome;
+            let (topic, partition, rows, sent) = outcome;
             let ids: Vec<i64> = rows.iter().map(|r| r.id).collect();
             match sent {
                 Ok(_) => {
@@ -159,7 +199,9 @@ impl Relay {
                     published.extend(ids);
                 }
                 Err(e) => {
-                    metrics::counter!("coupon_outbox_publish_failures_total", "topic" => topic).increment(1);
+                    metrics::counter!("coupon_outbox_publish_failures_total", "topic" => topic.clone())
+                        .increment(1);
+                    self.uncertain.insert((topic, partition));
                     self.outbox.mark_failed(&ids, &e.to_string()).await?;
                     failure = Some(e);
                 }
@@ -234,6 +276,28 @@ enum Round {
     NotLeader,
     Idle,
     Published,
+}
+
+/// Most bytes one fetch of a partition's tail asks for.
+const TAIL_FETCH_BYTES: i32 = 4 * 1024 * 1024;
+
+/// How many of `rows`, from the first, are already the partition's last records: a failed
+/// produce sends a partition's oldest unpublished rows in order, and the broker appends a produce
+/// whole or not at all. Compared by payload (each names its own `eventId`).
+async fn appended(
+    client: &PartitionClient,
+    rows: &[OutboxRecord],
+) -> Result<usize, rskafka::client::error::Error> {
+    let end = client.get_offset(OffsetAt::Latest).await?;
+    let mut offset = end.saturating_sub(i64::try_from(rows.len()).unwrap_or(i64::MAX)).max(0);
+    let mut tail = HashSet::new();
+    while offset < end {
+        let (records, _) = client.fetch_records(offset, 1..TAIL_FETCH_BYTES, 0).await?;
+        let Some(last) = records.last().map(|r| r.offset) else { break };
+        offset = last + 1;
+        tail.extend(records.into_iter().filter_map(|r| r.record.value));
+    }
+    Ok(rows.iter().take_while(|row| tail.contains(row.payload.as_bytes())).count())
 }
 
 fn record(row: &OutboxRecord) -> Record {
