@@ -377,10 +377,11 @@ async fn a_worker_killed_mid_stream_loses_and_doubles_nothing() {
         let (env, coupons) = (env.clone_with("LOG_LEVEL", "warn"), coupons.clone());
         tokio::spawn(async move { pay(&env, &coupons, 1, 5_000).await })
     };
-    let midway = count_until(&env, CONFIRMED, 1_500, Duration::from_secs(60)).await;
-    assert!(midway >= 1_500, "the stream got going: {midway}");
+    let midway = count_at_least(&env, CONFIRMED, 1_500, Duration::from_secs(60)).await;
+    assert!((1_500..5_000).contains(&midway), "killed mid-stream: {midway}");
     worker.kill().await;
     let at_kill = count(&env, CONFIRMED).await;
+    assert!(at_kill < 5_000, "the restarted worker has work left: {at_kill}");
     let mut restarted = coupon_testkit::process::Running::spawn(&binary, &[], &env.vars);
     producing.await.expect("producer");
     assert_eq!(

@@ -42,17 +42,9 @@ async fn lock_policy(env: &TestEnv, policy: i64) -> diesel_async::AsyncPgConnect
     conn
 }
 
-/// Polls `sql` (a count) every 10 ms until it reaches `at_least`.
 async fn wait_for_count(env: &TestEnv, sql: &str, at_least: i64) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let n = count(env, sql).await;
-        if n >= at_least {
-            return;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{sql}: {n}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let n = count_at_least(env, sql, at_least, Duration::from_secs(30)).await;
+    assert!(n >= at_least, "{sql}: {n}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

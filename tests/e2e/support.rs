@@ -334,6 +334,19 @@ pub async fn produce(env: &TestEnv, topic: &str, key: &str, value: &str) {
 
 /// Polls `sql` (a `count(*) AS n`) until it returns `expected` or `limit` passes; returns the last
 /// value.
+/// Polls `sql` (a count) every 10 ms until it reaches `at_least` or `limit` passes; returns the
+/// last count. For progress that may run past the mark between two polls (a kill mid-stream).
+pub async fn count_at_least(env: &TestEnv, sql: &str, at_least: i64, limit: Duration) -> i64 {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let n = count(env, sql).await;
+        if n >= at_least || tokio::time::Instant::now() >= deadline {
+            return n;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 pub async fn count_until(env: &TestEnv, sql: &str, expected: i64, limit: Duration) -> i64 {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
