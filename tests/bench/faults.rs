@@ -70,14 +70,12 @@ fn binary(name: &str) -> String {
 
 /// A release api-server of `env` on `port`, ready.
 async fn api_server(env: &TestEnv, port: u16) -> Running {
-    let mut vars = env.vars.clone();
-    vars.insert("HTTP_PORT".into(), port.to_string());
-    vars.insert("COUPON_RATE_LIMIT_ENABLED".into(), "false".into());
-    let running = Running::spawn(&binary("api-server"), &[], &vars);
-    let (status, body) =
-        wait_for_ready(&format!("http://127.0.0.1:{port}/health/ready"), Duration::from_secs(30)).await;
-    assert_eq!(status, 200, "api-server not ready: {body}");
-    running
+    coupon_e2e::api_process(
+        &binary("api-server"),
+        &env.clone_with("COUPON_RATE_LIMIT_ENABLED", "false"),
+        port,
+    )
+    .await
 }
 
 /// Distinct users downloading a first-come policy as fast as `CLIENTS` connections allow, until

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use coupon_e2e::*;
-use coupon_testkit::process::{Running, free_port, wait_for_ready};
+use coupon_testkit::process::{Running, free_port};
 use coupon_testkit::{ADMIN_TOKEN, TestEnv};
 use diesel_async::SimpleAsyncConnection;
 use serde_json::{Value, json};
@@ -180,23 +180,14 @@ async fn an_answer_lost_with_its_connection_is_replayed_after_the_commit() {
     assert_eq!(json_of(&answer)["couponId"].as_i64(), Some(issued), "the coupon committed before");
 }
 
-fn api_vars(env: &TestEnv, port: u16) -> std::collections::HashMap<String, String> {
-    let mut vars = env.vars.clone();
-    vars.insert("HTTP_PORT".into(), port.to_string());
-    vars.insert("COUPON_IDEMPOTENCY_LEASE".into(), "2".into());
-    vars
-}
-
+/// This build's api-server as a process, with a 2 s lease so that a retry after a kill runs soon.
 async fn api_process(env: &TestEnv, port: u16) -> Running {
-    let running = Running::spawn(&binary("api-server"), &[], &api_vars(env, port));
-    let (status, body) =
-        wait_for_ready(&format!("http://127.0.0.1:{port}/health/ready"), Duration::from_secs(30)).await;
-    assert_eq!(status, 200, "api-server not ready: {body}");
-    running
+    coupon_e2e::api_process(&binary("api-server"), &env.clone_with("COUPON_IDEMPOTENCY_LEASE", "2"), port)
+        .await
 }
 
 /// api-server killed with SIGKILL right after the commit of a download, and during a direct
-/// issue to 600 users: the retry after a restart gets the original 201 of the download, and the
+/// issue to 1,000 users: the retry after a restart gets the original 201 of the download, and the
 /// direct issue resumes where it stopped, with every coupon once and the original coupon ids.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_committed_before_a_kill_are_replayed_and_a_direct_issue_resumes() {

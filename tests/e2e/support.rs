@@ -43,6 +43,17 @@ pub fn binary(name: &str) -> String {
     binary.to_string_lossy().into_owned()
 }
 
+/// The api-server `program` as a process with `env`, listening on `port`, once it is ready.
+pub async fn api_process(program: &str, env: &TestEnv, port: u16) -> coupon_testkit::process::Running {
+    let mut vars = env.vars.clone();
+    vars.insert("HTTP_PORT".into(), port.to_string());
+    let running = coupon_testkit::process::Running::spawn(program, &[], &vars);
+    let ready = format!("http://127.0.0.1:{port}/health/ready");
+    let (status, body) = coupon_testkit::process::wait_for_ready(&ready, Duration::from_secs(30)).await;
+    assert_eq!(status, 200, "api-server not ready: {body}");
+    running
+}
+
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .pool_max_idle_per_host(256)

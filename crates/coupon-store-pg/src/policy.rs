@@ -19,19 +19,15 @@ use rust_decimal::Decimal;
 use crate::error::{Abort, from_diesel, from_pool, violated_constraint};
 use crate::idempotency::keyed;
 use crate::pool::PgPool;
+use crate::reservation::settled;
 use crate::row::{NewPolicyRow, PolicyRow, to_i32};
 use crate::schema::coupon_policies::dsl as p;
 
 /// The answer of one write that meets no concurrent change it could retry after.
 fn once<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Result<T, E> {
-    match outcome {
-        Ok(value) => Ok(value),
-        Err(Abort::Refused(e)) => Err(e),
-        Err(Abort::Db(e)) => Err(from_diesel(e).into()),
-        Err(Abort::Stale) => {
-            Err(StoreError::Unexpected(anyhow::anyhow!("a concurrent write conflicted")).into())
-        }
-    }
+    settled(outcome).unwrap_or_else(|| {
+        Err(StoreError::Unexpected(anyhow::anyhow!("a concurrent write conflicted")).into())
+    })
 }
 
 async fn exists(conn: &mut AsyncPgConnection, id: PolicyId) -> QueryResult<bool> {
