@@ -11,12 +11,13 @@ use coupon_api::idempotency::Keys;
 use coupon_api::limits::TrustedProxies;
 use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
+use coupon_domain::budget::Thresholds;
 use coupon_domain::clock::SystemClock;
 use coupon_domain::issue::Issuing;
 use coupon_domain::limits::{Guard, RateLimiter};
 use coupon_domain::policy_cache::CachedPolicies;
 use coupon_domain::reconciliation::AUDIT_EVERY;
-use coupon_domain::reservation::Checkout;
+use coupon_domain::reservation::{Checkout, CheckoutRules};
 use coupon_domain::support::Support;
 use coupon_domain::wallet::WalletStore;
 use coupon_http::ops::Dependency;
@@ -110,6 +111,10 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         Arc::new(PgReservationStore::new(pg.clone(), encoder.clone())),
         clock.clone(),
         settings.coupon.reservation_timeout,
+        CheckoutRules {
+            max_per_order: settings.coupon.max_coupons_per_order,
+            budget_thresholds: Thresholds::new(&settings.coupon.budget_thresholds)?,
+        },
     );
     let wallet: Arc<dyn WalletStore> = Arc::new(PgWalletStore::new(pg.clone()));
     let support_store = Arc::new(PgSupportStore::new(pg.clone(), encoder));

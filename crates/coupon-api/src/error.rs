@@ -40,6 +40,8 @@ pub enum ErrorCode {
     CouponAlreadyIssued,
     CouponAlreadyUsed,
     CouponNotAvailable,
+    CouponNotStackable,
+    BudgetExhausted,
     LockAcquisitionFailed,
     OptimisticLockFailure,
     ConcurrentModification,
@@ -84,6 +86,8 @@ impl ErrorCode {
             | CouponAlreadyIssued
             | CouponAlreadyUsed
             | CouponNotAvailable
+            | CouponNotStackable
+            | BudgetExhausted
             | LockAcquisitionFailed
             | OptimisticLockFailure
             | ConcurrentModification
@@ -198,6 +202,8 @@ mod tests {
             (ErrorCode::CouponIssuePeriodNotStarted, "COUPON_ISSUE_PERIOD_NOT_STARTED", 400),
             (ErrorCode::UnauthorizedCouponAccess, "UNAUTHORIZED_COUPON_ACCESS", 403),
             (ErrorCode::CouponNotAvailable, "COUPON_NOT_AVAILABLE", 409),
+            (ErrorCode::CouponNotStackable, "COUPON_NOT_STACKABLE", 409),
+            (ErrorCode::BudgetExhausted, "BUDGET_EXHAUSTED", 409),
             (ErrorCode::RateLimited, "RATE_LIMITED", 429),
             (ErrorCode::ServiceUnavailable, "SERVICE_UNAVAILABLE", 503),
         ];
@@ -259,6 +265,8 @@ mod from_domain {
                 ReserveError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
                 ReserveError::IdConflict(_) | ReserveError::IdReleased(_) => ErrorCode::CouponNotAvailable,
                 ReserveError::IdExpired(_) => ErrorCode::ReservationExpired,
+                ReserveError::NotStackable(_) => ErrorCode::CouponNotStackable,
+                ReserveError::BudgetExhausted(_) => ErrorCode::BudgetExhausted,
             };
             ApiError::new(code, message)
         }
@@ -399,6 +407,7 @@ mod from_domain {
                     let field = match refused {
                         ChangeRefused::CapLowered { .. } => "maxIssueCount",
                         ChangeRefused::WindowShortened { .. } => "validUntil",
+                        ChangeRefused::BudgetLowered { .. } | ChangeRefused::BudgetAdded => "budgetAmount",
                     };
                     ApiError::validation(vec![FieldError {
                         field: field.into(),

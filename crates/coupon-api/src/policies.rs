@@ -82,6 +82,13 @@ pub struct CreatePolicyBody {
     valid_until: Option<DateTime<Utc>>,
     #[schema(value_type = Option<bool>)]
     is_active: Option<bool>,
+    /// May share an order with other stackable coupons (default false, SPEC §11.4).
+    #[schema(value_type = Option<bool>)]
+    stackable: Option<bool>,
+    /// The most the policy's coupons may give away (held or used); above 0, at most two decimal
+    /// places; absent = no budget (SPEC §11.5). Only raised later.
+    #[schema(value_type = Option<f64>, minimum = -9999999999999.99, maximum = 9999999999999.99)]
+    budget_amount: Option<Decimal>,
 }
 
 /// The values of `discountType` (the field is read as text, so that another value gets a field
@@ -167,6 +174,7 @@ impl CreatePolicyBody {
         let valid_from = checks.instant("validFrom", valid_from);
         let valid_until = checks.required("validUntil", self.valid_until);
         let valid_until = checks.instant("validUntil", valid_until);
+        let budget_amount = budget(&mut checks, self.budget_amount);
         checks.finish()?;
 
         // Every `required` above succeeded, or `finish` returned.
@@ -207,7 +215,20 @@ impl CreatePolicyBody {
             valid_days: u32::try_from(valid_days).unwrap_or(1),
             window,
             is_active: self.is_active.unwrap_or(true),
+            stackable: self.stackable.unwrap_or(false),
+            budget_amount,
         })
+    }
+}
+
+/// A budget amount: money above 0.
+fn budget(checks: &mut Checks, value: Option<Decimal>) -> Option<Money> {
+    let amount = checks.money("budgetAmount", value)?;
+    if amount.is_positive() {
+        Some(amount)
+    } else {
+        checks.fail("budgetAmount", "must be above 0");
+        None
     }
 }
 
@@ -241,6 +262,8 @@ pub struct PolicyBody {
     valid_from: String,
     valid_until: String,
     is_active: bool,
+    stackable: bool,
+    budget_amount: Option<Decimal>,
     created_at: String,
     updated_at: String,
 }
@@ -264,6 +287,8 @@ impl From<&Policy> for PolicyBody {
             valid_from: instant(p.window.from()),
             valid_until: instant(p.window.until()),
             is_active: p.is_active,
+            stackable: p.stackable,
+            budget_amount: p.budget_amount.map(|b| b.amount().normalize()),
             created_at: instant(p.created_at),
             updated_at: instant(p.updated_at),
         }
@@ -357,6 +382,9 @@ pub struct ChangePolicyBody {
     valid_until: Option<DateTime<Utc>>,
     #[schema(value_type = Option<bool>)]
     is_active: Option<bool>,
+    /// Only up, and only on a policy created with a budget.
+    #[schema(value_type = Option<f64>, minimum = -9999999999999.99, maximum = 9999999999999.99)]
+    budget_amount: Option<Decimal>,
 }
 
 #[utoipa::path(patch, path = "/api/coupon-policies/{id}", tag = "policies", security(("admin" = [])),
@@ -381,6 +409,7 @@ pub(crate) async fn change(
     checks.text("description", body.description.as_deref(), 1000);
     let cap = in_range(&mut checks, "maxIssueCount", body.max_issue_count, 0, i64::from(i32::MAX));
     let valid_until = checks.instant("validUntil", body.valid_until);
+    let budget_amount = budget(&mut checks, body.budget_amount);
     checks.finish()?;
     let change = PolicyChange {
         name: body.coupon_name.map(|n| n.trim().to_owned()),
@@ -388,6 +417,7 @@ pub(crate) async fn change(
         max_issue_count: cap.and_then(|n| u32::try_from(n).ok()),
         valid_until,
         is_active: body.is_active,
+        budget_amount,
     };
     let receipt = keys.receipt(|p: &Policy| answer(StatusCode::OK, &PolicyBody::from(p)));
     let policy = state.policies.change(id, &change, receipt.as_ref()).await?;
@@ -538,6 +568,10 @@ pub struct StatisticsBody {
     total_discount_amount: Decimal,
     last_issued_at: Option<String>,
     last_used_at: Option<String>,
+    /// `null` without a budget; `budgetUsed` counts held and used coupons' discounts.
+    budget_amount: Option<Decimal>,
+    budget_used: Option<Decimal>,
+    budget_remaining: Option<Decimal>,
 }
 
 impl From<&PolicyStatistics> for StatisticsBody {
@@ -555,6 +589,9 @@ impl From<&PolicyStatistics> for StatisticsBody {
             total_discount_amount: s.total_discount.amount().normalize(),
             last_issued_at: maybe_instant(s.last_issued_at),
             last_used_at: maybe_instant(s.last_used_at),
+            budget_amount: s.budget.map(|b| b.amount.amount().normalize()),
+            budget_used: s.budget.map(|b| b.used.amount().normalize()),
+            budget_remaining: s.budget.map(|b| b.remaining().amount().normalize()),
         }
     }
 }

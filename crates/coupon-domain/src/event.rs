@@ -5,8 +5,10 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::budget::Budget;
 use crate::consume::DeadLetter;
 use crate::coupon::{ExpiryReason, IssuedCoupon};
+use crate::id::PolicyId;
 use crate::policy::Policy;
 use crate::reservation::{CancelReason, Reservation};
 use crate::support::Revocation;
@@ -29,6 +31,8 @@ pub enum CouponEvent<'a> {
     Revoked { coupon: &'a IssuedCoupon, revocation: &'a Revocation, revoked_at: DateTime<Utc> },
     /// `coupon.expired`: the coupon passed its date, or its policy was deactivated.
     Expired { coupon: &'a IssuedCoupon, reason: ExpiryReason },
+    /// `coupon.budget-threshold`: a policy's budget usage reached `threshold` percent (SPEC §11.5).
+    BudgetThreshold { policy: PolicyId, threshold: u8, budget: Budget },
 }
 
 /// An event ready for the outbox: its topic, record key and complete wire payload.
@@ -37,7 +41,8 @@ pub struct EncodedEvent {
     /// Unique per event (a UUID), the envelope's `eventId`.
     pub event_id: String,
     pub topic: String,
-    /// Record key; events of one coupon share it, so they stay in order on one partition.
+    /// Record key; events of one coupon share it, so they stay in order on one partition (a
+    /// budget event's key is its policy).
     pub key: String,
     pub event_type: &'static str,
     pub payload: String,

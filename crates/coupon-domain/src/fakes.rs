@@ -65,6 +65,8 @@ pub fn policy(id: i64, distribution: DistributionType, cap: Option<u32>, now: Da
         window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
             .unwrap_or_else(|e| panic!("{e}")),
         is_active: true,
+        stackable: false,
+        budget_amount: None,
         version: 0,
         created_at: now,
         updated_at: now,

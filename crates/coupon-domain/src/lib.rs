@@ -6,6 +6,7 @@
 
 pub mod administration;
 pub mod allotment;
+pub mod budget;
 pub mod clock;
 pub mod consume;
 pub mod context;
@@ -31,5 +32,6 @@ pub mod reconciliation;
 pub mod relay;
 pub mod reservation;
 pub mod sold_out;
+pub mod stacking;
 pub mod support;
 pub mod wallet;

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 
 use crate::discount::DiscountRule;
 use crate::id::PolicyId;
+use crate::money::Money;
 
 /// The channel through which a policy's coupons are issued. A policy issues only through its own
 /// channel (`INVALID_ISSUE_TYPE` otherwise).
@@ -118,6 +119,10 @@ pub struct Policy {
     pub valid_days: u32,
     pub window: IssuanceWindow,
     pub is_active: bool,
+    /// May share an order with other stackable coupons (SPEC §11.4).
+    pub stackable: bool,
+    /// The most its coupons may give away; `None` = no budget (SPEC §11.5).
+    pub budget_amount: Option<Money>,
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -200,10 +205,12 @@ pub struct NewPolicy {
     pub valid_days: u32,
     pub window: IssuanceWindow,
     pub is_active: bool,
+    pub stackable: bool,
+    pub budget_amount: Option<Money>,
 }
 
 /// A change to a live policy. Only changes that cannot hurt holders or break promises already
-/// made are allowed: a cap can only go up, the window can only be extended.
+/// made are allowed: a cap and a budget can only go up, the window can only be extended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PolicyChange {
     pub name: Option<String>,
@@ -211,6 +218,7 @@ pub struct PolicyChange {
     pub max_issue_count: Option<u32>,
     pub valid_until: Option<DateTime<Utc>>,
     pub is_active: Option<bool>,
+    pub budget_amount: Option<Money>,
 }
 
 /// A [`PolicyChange`] that is not allowed.
@@ -220,6 +228,11 @@ pub enum ChangeRefused {
     CapLowered { current: String },
     #[error("validUntil can only be extended (currently {current})")]
     WindowShortened { current: DateTime<Utc> },
+    #[error("budgetAmount can only be raised (currently {current})")]
+    BudgetLowered { current: Money },
+    /// A budget is set when the policy is created: what its coupons gave away before was not counted.
+    #[error("budgetAmount can only be set when the policy is created")]
+    BudgetAdded,
 }
 
 impl PolicyChange {
@@ -255,6 +268,13 @@ impl PolicyChange {
         if let Some(active) = self.is_active {
             next.is_active = active;
         }
+        if let Some(budget) = self.budget_amount {
+            match policy.budget_amount {
+                Some(current) if budget >= current => next.budget_amount = Some(budget),
+                Some(current) => return Err(ChangeRefused::BudgetLowered { current }),
+                None => return Err(ChangeRefused::BudgetAdded),
+            }
+        }
         Ok(next)
     }
 }
@@ -284,6 +304,8 @@ mod tests {
             valid_days: 30,
             window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1)).expect("window"),
             is_active: true,
+            stackable: false,
+            budget_amount: None,
             version: 0,
             created_at: now,
             updated_at: now,
@@ -354,6 +376,12 @@ mod tests {
         let longer =
             PolicyChange { valid_until: Some(p.window.until() + Duration::days(7)), ..Default::default() };
         assert_eq!(longer.apply(&p).map(|n| n.window.until()), Ok(p.window.until() + Duration::days(7)));
+        let budget =
+            |amount: i64| PolicyChange { budget_amount: Some(Money::from(amount)), ..Default::default() };
+        assert_eq!(budget(10).apply(&p), Err(ChangeRefused::BudgetAdded));
+        let funded = Policy { budget_amount: Some(Money::from(1_000)), ..p };
+        assert_eq!(budget(2_000).apply(&funded).map(|n| n.budget_amount), Ok(Some(Money::from(2_000))));
+        assert!(matches!(budget(999).apply(&funded), Err(ChangeRefused::BudgetLowered { .. })));
     }
 }
 
@@ -369,9 +397,11 @@ pub struct PolicyStatistics {
     pub expired: u64,
     pub cancelled: u64,
     pub remaining: Option<u64>,
-    pub total_discount: crate::money::Money,
+    pub total_discount: Money,
     pub last_issued_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// The budget and what the live reservations take of it; `None` without a budget.
+    pub budget: Option<crate::budget::Budget>,
 }
 
 impl PolicyStatistics {

@@ -9,6 +9,7 @@ pub const DOCUMENT: &str = include_str!("../asyncapi.json");
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, TimeZone, Utc};
+    use coupon_domain::budget::Budget;
     use coupon_domain::consume::{Command, DeadLetter, Delivery, Refusal, Source};
     use coupon_domain::context::{EventContext, Origin};
     use coupon_domain::coupon::{CouponStatus, ExpiryReason, IssuedCoupon};
@@ -135,6 +136,8 @@ mod tests {
             valid_days: 30,
             window: IssuanceWindow::new(at(), at() + chrono::Duration::days(1)).expect("window"),
             is_active: true,
+            stackable: false,
+            budget_amount: None,
             version: 0,
             created_at: at(),
             updated_at: at(),
@@ -183,6 +186,7 @@ mod tests {
             coupon_used: "coupon.used".into(),
             coupon_cancelled: "coupon.cancelled".into(),
             coupon_expired: "coupon.expired".into(),
+            coupon_budget: "coupon.budget".into(),
         })
     }
 
@@ -217,6 +221,14 @@ mod tests {
             (
                 "CouponExpiredEnvelope",
                 CouponEvent::Expired { coupon: &coupon, reason: ExpiryReason::PolicyDeactivated },
+            ),
+            (
+                "CouponBudgetThresholdEnvelope",
+                CouponEvent::BudgetThreshold {
+                    policy: PolicyId::new(7).expect("id"),
+                    threshold: 80,
+                    budget: Budget { amount: Money::from(1_000_000), used: Money::from(812_500) },
+                },
             ),
         ];
         for origin in [Origin::Service, Origin::Admin] {

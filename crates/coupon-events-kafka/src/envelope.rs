@@ -35,6 +35,7 @@ pub struct ProducedTopics {
     pub coupon_used: String,
     pub coupon_cancelled: String,
     pub coupon_expired: String,
+    pub coupon_budget: String,
 }
 
 /// Encodes domain events as SPEC §6 JSON envelopes.
@@ -139,6 +140,16 @@ struct ExpiredData {
     reason: &'static str,
 }
 
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BudgetThresholdData {
+    policy_id: i64,
+    /// Percent of the budget.
+    threshold: u8,
+    budget_amount: Decimal,
+    budget_used: Decimal,
+}
+
 impl EventEncoder for JsonEventEncoder {
     fn encode(&self, event: &CouponEvent<'_>, context: &EventContext) -> anyhow::Result<EncodedEvent> {
         // Time-ordered (v7): each outbox insert lands at the right edge of the unique `event_id`
@@ -146,7 +157,8 @@ impl EventEncoder for JsonEventEncoder {
         // PostgreSQL 40 µs per first-come issue instead of 34, and a full-page image in the WAL
         // every sixth issue.
         let event_id = uuid::Uuid::now_v7().to_string();
-        let (topic, coupon_id, event_type, payload) = match event {
+        // The record key: the coupon's id, or the policy's for a budget event.
+        let (topic, key, event_type, payload) = match event {
             CouponEvent::Issued { coupon, policy } => {
                 let data = IssuedData {
                     coupon_id: coupon.id.get(),
@@ -260,9 +272,22 @@ impl EventEncoder for JsonEventEncoder {
                     envelope(&event_id, "COUPON_EXPIRED", data, context)?,
                 )
             }
+            CouponEvent::BudgetThreshold { policy, threshold, budget } => {
+                let data = BudgetThresholdData {
+                    policy_id: policy.get(),
+                    threshold: *threshold,
+                    budget_amount: budget.amount.amount().normalize(),
+                    budget_used: budget.used.amount().normalize(),
+                };
+                (
+                    &self.topics.coupon_budget,
+                    policy.get(),
+                    "COUPON_BUDGET_THRESHOLD",
+                    envelope(&event_id, "COUPON_BUDGET_THRESHOLD", data, context)?,
+                )
+            }
         };
-        let key = coupon_id.to_string();
-        Ok(EncodedEvent { event_id, topic: topic.clone(), key, event_type, payload })
+        Ok(EncodedEvent { event_id, topic: topic.clone(), key: key.to_string(), event_type, payload })
     }
 
     fn dead_letter(&self, letter: &DeadLetter<'_>) -> anyhow::Result<EncodedEvent> {

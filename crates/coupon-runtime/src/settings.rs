@@ -73,6 +73,7 @@ pub const KEYS: &[Key] = &[
     key("KAFKA_TOPIC_COUPON_USED", "coupon.used", "Topic of coupon.used events."),
     key("KAFKA_TOPIC_COUPON_CANCELLED", "coupon.cancelled", "Topic of coupon.cancelled events."),
     key("KAFKA_TOPIC_COUPON_EXPIRED", "coupon.expired", "Topic of coupon.expired events."),
+    key("KAFKA_TOPIC_COUPON_BUDGET", "coupon.budget", "Topic of coupon.budget-threshold events."),
     key(
         "KAFKA_TOPIC_PAYMENT_COMPLETED",
         "payment.completed.v1",
@@ -112,6 +113,16 @@ pub const KEYS: &[Key] = &[
         "COUPON_RESERVATION_TIMEOUT",
         "10",
         "Minutes a reservation holds a coupon before the timeout job releases it.",
+    ),
+    key(
+        "COUPON_MAX_COUPONS_PER_ORDER",
+        "5",
+        "Stackable coupons one order may hold at once, 1 to 100 (SPEC §11.4); a non-stackable coupon holds its order alone.",
+    ),
+    key(
+        "COUPON_BUDGET_THRESHOLDS",
+        "80,100",
+        "Percentages of a policy's budget whose first crossing produces a coupon.budget-threshold event (SPEC §11.5).",
     ),
     key(
         "COUPON_IDEMPOTENCY_TTL",
@@ -262,6 +273,7 @@ pub struct TopicSettings {
     pub coupon_used: String,
     pub coupon_cancelled: String,
     pub coupon_expired: String,
+    pub coupon_budget: String,
     pub payment_completed: String,
     pub payment_failed: String,
     pub order_cancelled: String,
@@ -270,13 +282,14 @@ pub struct TopicSettings {
 
 impl TopicSettings {
     /// Topics the service produces to.
-    pub fn produced(&self) -> [&str; 5] {
+    pub fn produced(&self) -> [&str; 6] {
         [
             &self.coupon_issued,
             &self.coupon_reserved,
             &self.coupon_used,
             &self.coupon_cancelled,
             &self.coupon_expired,
+            &self.coupon_budget,
         ]
     }
 
@@ -308,6 +321,9 @@ pub struct HttpSettings {
 #[derive(Debug, Clone)]
 pub struct CouponSettings {
     pub reservation_timeout: Duration,
+    pub max_coupons_per_order: u16,
+    /// Percentages, each 1 to 100.
+    pub budget_thresholds: Vec<u8>,
     pub idempotency_ttl: Duration,
     pub idempotency_lease: Duration,
     pub admin_tokens: Vec<SecretString>,
@@ -421,6 +437,7 @@ impl Reader {
                     coupon_used: self.topic("KAFKA_TOPIC_COUPON_USED")?,
                     coupon_cancelled: self.topic("KAFKA_TOPIC_COUPON_CANCELLED")?,
                     coupon_expired: self.topic("KAFKA_TOPIC_COUPON_EXPIRED")?,
+                    coupon_budget: self.topic("KAFKA_TOPIC_COUPON_BUDGET")?,
                     payment_completed: self.topic("KAFKA_TOPIC_PAYMENT_COMPLETED")?,
                     payment_failed: self.topic("KAFKA_TOPIC_PAYMENT_FAILED")?,
                     order_cancelled: self.topic("KAFKA_TOPIC_ORDER_CANCELLED")?,
@@ -436,6 +453,8 @@ impl Reader {
             },
             coupon: CouponSettings {
                 reservation_timeout: self.duration("COUPON_RESERVATION_TIMEOUT", Unit::Minutes)?,
+                max_coupons_per_order: self.bounded("COUPON_MAX_COUPONS_PER_ORDER", 1, 100)?,
+                budget_thresholds: self.percentages("COUPON_BUDGET_THRESHOLDS")?,
                 idempotency_ttl: self.duration("COUPON_IDEMPOTENCY_TTL", Unit::Hours)?,
                 idempotency_lease: self.duration("COUPON_IDEMPOTENCY_LEASE", Unit::Seconds)?,
                 admin_tokens: self.tokens("COUPON_ADMIN_TOKENS")?,
@@ -517,6 +536,26 @@ impl Reader {
             return Err(invalid(key, "must be at least 1"));
         }
         Ok(value)
+    }
+
+    fn bounded(&self, key: &'static str, min: u16, max: u16) -> Result<u16, SettingsError> {
+        let value: u16 = self.parse(key)?;
+        if !(min..=max).contains(&value) {
+            return Err(invalid(key, format!("must be between {min} and {max}")));
+        }
+        Ok(value)
+    }
+
+    fn percentages(&self, key: &'static str) -> Result<Vec<u8>, SettingsError> {
+        self.list(key)?
+            .iter()
+            .map(|item| {
+                item.parse::<u8>()
+                    .ok()
+                    .filter(|p| (1..=100).contains(p))
+                    .ok_or_else(|| invalid(key, format!("{item:?} is not a percentage from 1 to 100")))
+            })
+            .collect()
     }
 
     fn bool(&self, key: &'static str) -> Result<bool, SettingsError> {
@@ -656,7 +695,11 @@ mod tests {
         assert_eq!(s.http.port, 8080);
         assert_eq!(s.coupon.reservation_timeout, Duration::from_secs(600));
         assert_eq!(s.kafka.topics.payment_completed, "payment.completed.v1");
-        assert_eq!(s.kafka.topics.all_with_dlq().len(), 13);
+        assert_eq!(s.kafka.topics.all_with_dlq().len(), 14);
+        assert_eq!(
+            (s.coupon.max_coupons_per_order, s.coupon.budget_thresholds.as_slice()),
+            (5, &[80, 100][..])
+        );
         assert!(s.coupon.rate_limit_enabled);
         assert_eq!(s.log.format, LogFormat::Json);
     }

@@ -40,6 +40,22 @@ pub fn violated_constraint(e: &Error) -> Option<&str> {
     }
 }
 
+/// Whether `e` is a race lost to a concurrent writer that a fresh read sees: a reservation id
+/// inserted twice, an order slot taken (`ex_reservation_order_stack`), a budget spent
+/// (`chk_policy_budget`). The write committed nothing; the next attempt decides again.
+pub(crate) fn lost_race(e: &Error) -> bool {
+    match e {
+        Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => true,
+        Error::DatabaseError(
+            DatabaseErrorKind::ExclusionViolation | DatabaseErrorKind::CheckViolation,
+            info,
+        ) => {
+            matches!(info.constraint_name(), Some("ex_reservation_order_stack" | "chk_policy_budget"))
+        }
+        _ => false,
+    }
+}
+
 /// A stored value that the domain does not accept: the row was written by something that
 /// bypassed the schema's checks, or the code and the schema disagree.
 pub fn corrupt(what: &str, detail: impl std::fmt::Display) -> StoreError {
@@ -57,13 +73,9 @@ pub(crate) enum Abort<E> {
 
 impl<E> From<Error> for Abort<E> {
     fn from(e: Error) -> Self {
-        // A unique violation means a concurrent writer won a race the read could not see (the same
-        // reservation id inserted twice); the next attempt reads its result. Any other constraint
-        // refusing a write is a bug, not a race: retrying cannot help. Inserts that expect a
-        // conflict say `ON CONFLICT DO NOTHING` and never get here.
-        match e {
-            Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => Abort::Stale,
-            e => Abort::Db(e),
-        }
+        // A lost race (see [`lost_race`]): the next attempt reads its result. Any other
+        // constraint refusing a write is a bug, not a race: retrying cannot help. Inserts that
+        // expect a conflict say `ON CONFLICT DO NOTHING` and never get here.
+        if lost_race(&e) { Abort::Stale } else { Abort::Db(e) }
     }
 }

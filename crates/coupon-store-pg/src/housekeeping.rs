@@ -130,11 +130,18 @@ async fn time_out(
                     order_id = NULL, discount_amount = NULL, \
                     version = version + 1, updated_at = $1 FROM t \
                     WHERE coupon_issues.id = t.coupon_id AND coupon_issues.reservation_id = t.reservation_id \
-                      AND coupon_issues.status = 'RESERVED' RETURNING coupon_issues.id), \
+                      AND coupon_issues.status = 'RESERVED' RETURNING coupon_issues.id, coupon_issues.policy_id), \
               r AS (UPDATE coupon_reservations SET status = t.status, cancelled_at = t.cancelled_at, \
                     cancel_reason = t.cancel_reason, updated_at = $1 FROM t \
                     WHERE coupon_reservations.reservation_id = t.reservation_id \
-                      AND coupon_reservations.status = 'PENDING' RETURNING coupon_reservations.reservation_id) \
+                      AND coupon_reservations.status = 'PENDING' \
+                    RETURNING coupon_reservations.reservation_id, coupon_reservations.coupon_id, \
+                              coupon_reservations.discount_amount), \
+              b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used - s.total \
+                    FROM (SELECT c.policy_id, sum(r.discount_amount) AS total FROM c JOIN r ON r.coupon_id = c.id \
+                          GROUP BY c.policy_id) s \
+                    WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
+                    RETURNING coupon_policies.id) \
          SELECT (SELECT count(*) FROM c) AS coupons, (SELECT count(*) FROM r) AS reservations",
     )
     .bind::<Timestamptz, _>(now)

@@ -30,7 +30,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Array, BigInt, Integer, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
-use crate::error::{Abort, from_diesel, from_pool};
+use crate::error::{Abort, from_diesel, from_pool, lost_race};
 use crate::issue::{count_issue, take_slot};
 use crate::outbox;
 use crate::pool::PgPool;
@@ -387,13 +387,18 @@ impl PgEffects<'_> {
     async fn confirm_one(&mut self, work: &ConfirmWork) -> Result<(), ConfirmError> {
         let encoder = self.encoder;
         for _ in 0..ATTEMPTS {
-            let outcome = self
+            let outcome = match self
                 .conn
                 .transaction::<_, diesel::result::Error, _>(async |conn| {
                     ConfirmWork::round(conn, encoder, &[work]).await
                 })
                 .await
-                .map_err(|e| ConfirmError::Store(from_diesel(e)))?;
+            {
+                Ok(outcome) => outcome,
+                // A late confirmation whose order slot or budget was taken since its read.
+                Err(e) if lost_race(&e) => continue,
+                Err(e) => return Err(ConfirmError::Store(from_diesel(e))),
+            };
             if let Some(answer) = outcome.into_iter().next().flatten() {
                 return answer.map(drop);
             }

@@ -85,6 +85,8 @@ impl PolicyStore for PgPolicyStore {
                 valid_from: new.window.from(),
                 valid_until: new.window.until(),
                 is_active: new.is_active,
+                stackable: new.stackable,
+                budget_amount: new.budget_amount.map(Money::amount),
                 created_at: now,
                 updated_at: now,
             };
@@ -157,6 +159,7 @@ impl PolicyStore for PgPolicyStore {
                         p::max_issue_count.eq(policy.max_issue_count.map(to_i32)),
                         p::valid_until.eq(policy.window.until()),
                         p::is_active.eq(policy.is_active),
+                        p::budget_amount.eq(policy.budget_amount.map(Money::amount)),
                         p::version.eq(p::version + 1),
                         p::updated_at.eq(now),
                     ))
@@ -242,10 +245,18 @@ impl PolicyStore for PgPolicyStore {
         now: DateTime<Utc>,
     ) -> PortFuture<'_, Result<Option<PolicyStatistics>, StoreError>> {
         Box::pin(async move {
-            let Some(policy) = self.load(id).await? else {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let row: Option<PolicyRow> = p::coupon_policies
+                .find(id.get())
+                .select(PolicyRow::as_select())
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+            let Some(row) = row else {
                 return Ok(None);
             };
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let policy = Policy::try_from(row.clone())?;
             #[derive(QueryableByName)]
             struct Counts {
                 #[diesel(sql_type = BigInt)]
@@ -295,6 +306,7 @@ impl PolicyStore for PgPolicyStore {
                 total_discount: Money::new(c.total_discount),
                 last_issued_at: c.last_issued_at,
                 last_used_at: c.last_used_at,
+                budget: row.budget(),
             }))
         })
     }

@@ -2,6 +2,7 @@
 //! fallible: a value the domain rejects is reported as a corrupt row, never unwrapped.
 
 use chrono::{DateTime, Utc};
+use coupon_domain::budget::Budget;
 use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::{CouponId, PolicyId, UserId};
@@ -37,6 +38,23 @@ pub struct PolicyRow {
     pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    pub stackable: bool,
+    pub budget_amount: Option<Decimal>,
+    pub budget_used: Decimal,
+    pub budget_alerted: i16,
+}
+
+impl PolicyRow {
+    /// The policy's budget as it stands; `None` without one.
+    pub fn budget(&self) -> Option<Budget> {
+        self.budget_amount
+            .map(|amount| Budget { amount: Money::new(amount), used: Money::new(self.budget_used) })
+    }
+
+    /// The highest budget threshold announced so far (percent).
+    pub fn budget_announced(&self) -> u8 {
+        u8::try_from(self.budget_alerted).unwrap_or(0)
+    }
 }
 
 impl TryFrom<PolicyRow> for Policy {
@@ -76,6 +94,8 @@ impl TryFrom<PolicyRow> for Policy {
             name: r.coupon_name,
             description: r.description,
             is_active: r.is_active,
+            stackable: r.stackable,
+            budget_amount: r.budget_amount.map(Money::new),
             version: r.version,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -138,6 +158,8 @@ pub struct NewPolicyRow<'a> {
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
     pub is_active: bool,
+    pub stackable: bool,
+    pub budget_amount: Option<Decimal>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

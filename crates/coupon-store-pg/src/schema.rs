@@ -59,6 +59,10 @@ diesel::table! {
         version -> Int8,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        stackable -> Bool,
+        budget_amount -> Nullable<Numeric>,
+        budget_used -> Numeric,
+        budget_alerted -> Int2,
     }
 }
 
@@ -85,6 +89,7 @@ diesel::table! {
         cancel_reason -> Nullable<Varchar>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        order_slots -> Nullable<Int4range>,
     }
 }
 

@@ -19,8 +19,8 @@ use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, Policy}
 use coupon_domain::policy_store::PolicyStore;
 use coupon_domain::port::StoreError;
 use coupon_domain::reservation::{
-    CancelReason, Checkout, ConfirmError, ConfirmRequest, ExternalRef, PaymentClaims, ReservationId,
-    ReservationStatus, ReserveError, ReserveRequest,
+    CancelReason, Checkout, CheckoutRules, ConfirmError, ConfirmRequest, ExternalRef, PaymentClaims,
+    ReservationId, ReservationStatus, ReserveError, ReserveRequest,
 };
 use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
 use coupon_store_pg::inbox::PgInbox;
@@ -43,12 +43,13 @@ static EVENTS: AtomicU64 = AtomicU64::new(0);
 impl EventEncoder for TypesOnly {
     fn encode(&self, event: &CouponEvent<'_>, _: &EventContext) -> anyhow::Result<EncodedEvent> {
         let (event_type, coupon) = match event {
-            CouponEvent::Issued { coupon, .. } => ("COUPON_ISSUED", coupon.id),
-            CouponEvent::Reserved { reservation } => ("COUPON_RESERVED", reservation.coupon_id),
-            CouponEvent::Used { reservation, .. } => ("COUPON_USED", reservation.coupon_id),
-            CouponEvent::Cancelled { reservation, .. } => ("COUPON_CANCELLED", reservation.coupon_id),
-            CouponEvent::Revoked { coupon, .. } => ("COUPON_CANCELLED", coupon.id),
-            CouponEvent::Expired { coupon, .. } => ("COUPON_EXPIRED", coupon.id),
+            CouponEvent::Issued { coupon, .. } => ("COUPON_ISSUED", coupon.id.get()),
+            CouponEvent::Reserved { reservation } => ("COUPON_RESERVED", reservation.coupon_id.get()),
+            CouponEvent::Used { reservation, .. } => ("COUPON_USED", reservation.coupon_id.get()),
+            CouponEvent::Cancelled { reservation, .. } => ("COUPON_CANCELLED", reservation.coupon_id.get()),
+            CouponEvent::Revoked { coupon, .. } => ("COUPON_CANCELLED", coupon.id.get()),
+            CouponEvent::Expired { coupon, .. } => ("COUPON_EXPIRED", coupon.id.get()),
+            CouponEvent::BudgetThreshold { policy, .. } => ("COUPON_BUDGET_THRESHOLD", policy.get()),
         };
         let n = EVENTS.fetch_add(1, Ordering::Relaxed);
         Ok(EncodedEvent {
@@ -115,6 +116,8 @@ async fn fixture() -> Fixture {
                 window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
                     .expect("window"),
                 is_active: true,
+                stackable: false,
+                budget_amount: None,
             },
             now,
             None,
@@ -161,7 +164,7 @@ async fn word(f: &Fixture, sql: &str) -> String {
 }
 
 fn checkout(f: &Fixture, timeout: StdDuration) -> Checkout {
-    Checkout::new(f.store.clone(), Arc::new(SystemClock), timeout)
+    Checkout::new(f.store.clone(), Arc::new(SystemClock), timeout, CheckoutRules::default())
 }
 
 fn id(raw: &str) -> ReservationId {
@@ -800,4 +803,192 @@ async fn checkout_answers_commit_with_their_effect_and_a_lost_claim_commits_noth
     );
     checkout.reserve(&hold("R3", 44, ids[2], 50_000), reserved(taker)).await.expect("the taker's reserve");
     assert_eq!(stored("taken").await, "reserved R3");
+}
+
+/// Sets the fixture policy's stacking and budget (arranged with SQL).
+async fn arrange_policy(f: &Fixture, stackable: bool, budget: Option<i64>) {
+    let mut conn = f.db.connect().await;
+    diesel::sql_query("UPDATE coupon_policies SET stackable = $1, budget_amount = $2 WHERE id = $3")
+        .bind::<diesel::sql_types::Bool, _>(stackable)
+        .bind::<diesel::sql_types::Nullable<BigInt>, _>(budget)
+        .bind::<BigInt, _>(f.policy.id.get())
+        .execute(&mut conn)
+        .await
+        .expect("arrange policy");
+}
+
+/// `n` concurrent reserves, one per coupon, all for `order` (or each for its own order when
+/// `None`), at 50,000 each (a 5,000 discount): their answers.
+async fn racing_reserves(
+    f: &Fixture,
+    rules: &CheckoutRules,
+    ids: &[CouponId],
+    first_user: i64,
+    order_id: Option<&str>,
+) -> Vec<Result<(), ReserveError>> {
+    let barrier = Arc::new(Barrier::new(ids.len()));
+    let tasks: Vec<_> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, &coupon)| {
+            let checkout = Checkout::new(
+                f.store.clone(),
+                Arc::new(SystemClock),
+                StdDuration::from_secs(600),
+                rules.clone(),
+            );
+            let barrier = barrier.clone();
+            let mut request = hold(&format!("S{i}"), first_user + i as i64, coupon, 50_000);
+            if let Some(shared) = order_id {
+                request.order_id = Some(order(shared));
+            }
+            tokio::spawn(async move {
+                barrier.wait().await;
+                checkout.reserve(&request, "race".into()).await.map(drop)
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("task"));
+    }
+    answers
+}
+
+fn count(answers: &[Result<(), ReserveError>], pick: impl Fn(&Result<(), ReserveError>) -> bool) -> usize {
+    answers.iter().filter(|a| pick(a)).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_reserves_of_different_exclusive_coupons_on_one_order_leave_one_live() {
+    let f = fixture().await;
+    let ids = coupons(&f, 100, 10, SystemClock.now() + Duration::days(5)).await;
+    let answers = racing_reserves(&f, &CheckoutRules::default(), &ids, 100, Some("ONE-ORDER")).await;
+    assert_eq!(count(&answers, Result::is_ok), 1, "{answers:?}");
+    assert_eq!(count(&answers, |a| matches!(a, Err(ReserveError::NotStackable(_)))), 9, "{answers:?}");
+    let live = "SELECT count(*)::text AS word FROM coupon_reservations \
+                WHERE order_id = 'ONE-ORDER' AND status IN ('PENDING', 'CONFIRMED')";
+    assert_eq!(word(&f, live).await, "1");
+    assert_eq!(
+        word(&f, "SELECT count(*)::text AS word FROM coupon_issues WHERE status = 'RESERVED'").await,
+        "1"
+    );
+    // Released, the order takes another coupon.
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    let winner =
+        word(&f, "SELECT reservation_id AS word FROM coupon_reservations WHERE status = 'PENDING'").await;
+    checkout.release(&id(&winner), None, CancelReason::Released, "t".into()).await.expect("release");
+    let mut next = hold("NEXT", 100, ids[0], 50_000);
+    next.order_id = Some(order("ONE-ORDER"));
+    checkout.reserve(&next, "t".into()).await.expect("the order is free again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stackable_coupons_share_an_order_up_to_the_limit() {
+    let f = fixture().await;
+    arrange_policy(&f, true, None).await;
+    let ids = coupons(&f, 100, 10, SystemClock.now() + Duration::days(5)).await;
+    let rules = CheckoutRules { max_per_order: 3, ..CheckoutRules::default() };
+    let answers = racing_reserves(&f, &rules, &ids, 100, Some("SHARED")).await;
+    assert_eq!(count(&answers, Result::is_ok), 3, "{answers:?}");
+    assert_eq!(count(&answers, |a| matches!(a, Err(ReserveError::NotStackable(_)))), 7, "{answers:?}");
+    assert_eq!(
+        word(
+            &f,
+            "SELECT string_agg(order_slots::text, ' ' ORDER BY order_slots) AS word FROM coupon_reservations"
+        )
+        .await,
+        "[1,2) [2,3) [3,4)"
+    );
+}
+
+/// The sum of the discounts of the policy's live reservations, and the policy's running sum.
+const BUDGET_AUDIT: &str = "SELECT (SELECT coalesce(sum(r.discount_amount), 0) FROM coupon_reservations r \
+        JOIN coupon_issues c ON c.id = r.coupon_id WHERE c.policy_id = p.id AND r.status IN ('PENDING', 'CONFIRMED'))::text \
+        || ' ' || p.budget_used::text AS word FROM coupon_policies p";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hundred_reserves_against_a_budget_for_ten_never_exceed_it() {
+    let f = fixture().await;
+    arrange_policy(&f, false, Some(50_000)).await;
+    let ids = coupons(&f, 100, 100, SystemClock.now() + Duration::days(5)).await;
+    let answers = racing_reserves(&f, &CheckoutRules::default(), &ids, 100, None).await;
+    assert_eq!(count(&answers, Result::is_ok), 10, "ten discounts of 5,000 fit 50,000");
+    assert_eq!(count(&answers, |a| matches!(a, Err(ReserveError::BudgetExhausted(_)))), 90, "{answers:?}");
+    assert_eq!(word(&f, BUDGET_AUDIT).await, "50000.00 50000.00");
+    let thresholds = "SELECT count(*)::text AS word FROM outbox WHERE event_type = 'COUPON_BUDGET_THRESHOLD'";
+    assert_eq!(word(&f, thresholds).await, "2", "80 and 100 percent, once each");
+
+    // Releases give room back; a use, a timeout and an order cancellation keep the sum true.
+    let checkout = checkout(&f, StdDuration::from_secs(600));
+    let live: Vec<String> = word(
+        &f,
+        "SELECT string_agg(reservation_id, ',' ORDER BY reservation_id) AS word FROM coupon_reservations WHERE status = 'PENDING'",
+    )
+    .await
+    .split(',')
+    .map(str::to_owned)
+    .collect();
+    for reservation in &live[..3] {
+        checkout.release(&id(reservation), None, CancelReason::Released, "t".into()).await.expect("release");
+    }
+    assert_eq!(word(&f, BUDGET_AUDIT).await, "35000.00 35000.00");
+    checkout.confirm(&payment(&live[3], "P1"), "t".into()).await.expect("use");
+    checkout
+        .cancel_order(ids_of(&f, &live[3]).await, &order(&format!("ORDER-{}", live[3])), "t".into())
+        .await
+        .expect("restore");
+    assert_eq!(word(&f, BUDGET_AUDIT).await, "30000.00 30000.00");
+    let free: Vec<CouponId> = ids_free(&f).await;
+    let short = Checkout::new(
+        f.store.clone(),
+        Arc::new(SystemClock),
+        StdDuration::from_millis(1),
+        CheckoutRules::default(),
+    );
+    short
+        .reserve(&hold("T1", owner_of(&f, free[0]).await, free[0], 50_000), "t".into())
+        .await
+        .expect("reserve");
+    assert_eq!(word(&f, BUDGET_AUDIT).await, "35000.00 35000.00");
+    tokio::time::sleep(StdDuration::from_millis(20)).await;
+    assert_eq!(run(&jobs(&f, "pod-a"), JobName::ReservationTimeout).await, 1);
+    assert_eq!(word(&f, BUDGET_AUDIT).await, "30000.00 30000.00");
+    // Back at 100 percent: no threshold is announced twice, and the next hold is refused.
+    for (i, &coupon) in free[1..6].iter().enumerate() {
+        let reserved = checkout
+            .reserve(&hold(&format!("U{i}"), owner_of(&f, coupon).await, coupon, 50_000), "t".into())
+            .await;
+        assert_eq!(reserved.is_ok(), i < 4, "{i}: {reserved:?}");
+    }
+    assert_eq!(word(&f, BUDGET_AUDIT).await, "50000.00 50000.00");
+    assert_eq!(word(&f, thresholds).await, "2");
+}
+
+/// The coupon a reservation holds.
+async fn ids_of(f: &Fixture, reservation: &str) -> CouponId {
+    let coupon = word(
+        f,
+        &format!(
+            "SELECT coupon_id::text AS word FROM coupon_reservations WHERE reservation_id = '{reservation}'"
+        ),
+    )
+    .await;
+    CouponId::new(coupon.parse().expect("id")).expect("coupon id")
+}
+
+/// Coupons nobody holds or used.
+async fn ids_free(f: &Fixture) -> Vec<CouponId> {
+    word(f, "SELECT string_agg(id::text, ',' ORDER BY id) AS word FROM coupon_issues WHERE status = 'ISSUED'")
+        .await
+        .split(',')
+        .map(|id| CouponId::new(id.parse().expect("id")).expect("coupon id"))
+        .collect()
+}
+
+async fn owner_of(f: &Fixture, coupon: CouponId) -> i64 {
+    word(f, &format!("SELECT user_id::text AS word FROM coupon_issues WHERE id = {coupon}"))
+        .await
+        .parse()
+        .expect("user")
 }

@@ -82,6 +82,8 @@ async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, p
         valid_days: 30,
         window: IssuanceWindow::new(now - Duration::hours(1), now + Duration::hours(1)).expect("window"),
         is_active: true,
+        stackable: false,
+        budget_amount: None,
     };
     f.policies.create(new, now, None).await.expect("create policy")
 }

@@ -39,6 +39,7 @@ pub fn encoder(settings: &Settings) -> Arc<JsonEventEncoder> {
         coupon_used: topics.coupon_used.clone(),
         coupon_cancelled: topics.coupon_cancelled.clone(),
         coupon_expired: topics.coupon_expired.clone(),
+        coupon_budget: topics.coupon_budget.clone(),
     }))
 }
 

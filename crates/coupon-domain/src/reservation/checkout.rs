@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::clock::Clock;
 use crate::context::{Cause, EventContext, Origin};
 use crate::discount::DiscountError;
-use crate::id::{CouponId, UserId};
+use crate::id::{CouponId, PolicyId, UserId};
 use crate::port::StoreError;
 
 use super::*;
@@ -17,6 +17,7 @@ pub struct Checkout {
     store: Arc<dyn ReservationStore>,
     clock: Arc<dyn Clock>,
     timeout: Duration,
+    rules: Arc<CheckoutRules>,
     /// Who the changes are made for (their events' `metadata.source`).
     origin: Origin,
 }
@@ -28,8 +29,13 @@ impl std::fmt::Debug for Checkout {
 }
 
 impl Checkout {
-    pub fn new(store: Arc<dyn ReservationStore>, clock: Arc<dyn Clock>, timeout: Duration) -> Self {
-        Self { store, clock, timeout, origin: Origin::Service }
+    pub fn new(
+        store: Arc<dyn ReservationStore>,
+        clock: Arc<dyn Clock>,
+        timeout: Duration,
+        rules: CheckoutRules,
+    ) -> Self {
+        Self { store, clock, timeout, rules: Arc::new(rules), origin: Origin::Service }
     }
 
     /// The same checkout, acting for an admin.
@@ -53,8 +59,21 @@ impl Checkout {
         let now = context.occurred_at;
         let timeout = chrono::Duration::from_std(self.timeout)
             .map_err(|e| StoreError::Unexpected(anyhow::Error::new(e).context("reservation timeout")))?;
-        let command = ReserveCommand { request, now, expires_at: now + timeout, context: &context };
-        self.store.reserve(command).await
+        let command =
+            ReserveCommand { request, now, expires_at: now + timeout, context: &context, rules: &self.rules };
+        let reserved = self.store.reserve(command).await?;
+        if reserved.policy.budget_amount.is_some() && !reserved.replay {
+            self.announce_budget(reserved.policy.id, &context).await;
+        }
+        Ok(reserved)
+    }
+
+    /// A hold that took from a budget may have reached a threshold. The hold stands either way:
+    /// a failure here is logged, and the next hold of the policy announces what is due.
+    async fn announce_budget(&self, policy: PolicyId, context: &EventContext) {
+        if let Err(e) = self.store.announce_budget(policy, &self.rules.budget_thresholds, context).await {
+            tracing::warn!(policy.id = %policy, error = %e, "budget thresholds not announced; the next hold retries");
+        }
     }
 
     /// `POST /api/coupons/use` and `payment.completed`.
@@ -63,7 +82,12 @@ impl Checkout {
     /// See [`ConfirmError`].
     pub async fn confirm(&self, request: &ConfirmRequest, cause: Cause) -> Result<Confirmed, ConfirmError> {
         let context = self.context(cause);
-        self.store.confirm(request, context.occurred_at, &context).await
+        let confirmed = self.store.confirm(request, context.occurred_at, &context).await?;
+        // A late confirmation takes from the budget again (its timeout gave the discount back).
+        if confirmed.reservation.late_confirmation && !confirmed.replay {
+            self.announce_budget(confirmed.policy, &context).await;
+        }
+        Ok(confirmed)
     }
 
     /// `DELETE /api/coupons/apply/{id}` (user set) and `payment.failed` (user unset).

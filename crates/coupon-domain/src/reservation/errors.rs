@@ -1,8 +1,10 @@
 //! Why a reserve, confirmation, release or order cancellation was refused.
 
+use crate::budget::BudgetExhausted;
 use crate::discount::DiscountError;
 use crate::lifecycle::Forbidden;
 use crate::port::StoreError;
+use crate::stacking::NotStackable;
 
 use super::PaymentMismatch;
 
@@ -30,6 +32,12 @@ pub enum ReserveError {
     /// `RESERVATION_EXPIRED`
     #[error("reservation {0} timed out")]
     IdExpired(String),
+    /// `COUPON_NOT_STACKABLE`
+    #[error(transparent)]
+    NotStackable(#[from] NotStackable),
+    /// `BUDGET_EXHAUSTED`
+    #[error(transparent)]
+    BudgetExhausted(#[from] BudgetExhausted),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -53,8 +61,9 @@ pub enum ConfirmError {
     #[error("the reservation was released")]
     Released,
     /// `RESERVATION_EXPIRED`: it timed out and the coupon was re-reserved, used or expired
-    /// meanwhile (SPEC §4.4), so the late payment cannot be honoured.
-    #[error("the reservation timed out and the coupon has moved on")]
+    /// meanwhile (SPEC §4.4), or its order or budget has no room left for it, so the late payment
+    /// cannot be honoured.
+    #[error("the reservation timed out and the coupon, its order or its budget has moved on")]
     Expired,
     /// `PAYMENT_MISMATCH` (payments only): the payment was made for another user, coupon or order.
     #[error(transparent)]

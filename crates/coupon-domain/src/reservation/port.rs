@@ -2,11 +2,12 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::budget::Thresholds;
 use crate::context::EventContext;
 use crate::coupon::IssuedCoupon;
-use crate::id::{CouponId, UserId};
+use crate::id::{CouponId, PolicyId, UserId};
 use crate::policy::Policy;
-use crate::port::PortFuture;
+use crate::port::{PortFuture, StoreError};
 
 use super::*;
 
@@ -17,6 +18,7 @@ pub struct ReserveCommand<'a> {
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub context: &'a EventContext,
+    pub rules: &'a CheckoutRules,
 }
 
 /// A held coupon.
@@ -33,7 +35,24 @@ pub struct Reserved {
 #[derive(Debug, Clone)]
 pub struct Confirmed {
     pub reservation: Reservation,
+    /// The coupon's policy.
+    pub policy: PolicyId,
     pub replay: bool,
+}
+
+/// The checkout's configured rules.
+#[derive(Debug, Clone)]
+pub struct CheckoutRules {
+    /// `COUPON_MAX_COUPONS_PER_ORDER`: stackable coupons one order may hold (SPEC §11.4).
+    pub max_per_order: u16,
+    /// `COUPON_BUDGET_THRESHOLDS` (SPEC §11.5).
+    pub budget_thresholds: Thresholds,
+}
+
+impl Default for CheckoutRules {
+    fn default() -> Self {
+        Self { max_per_order: 5, budget_thresholds: Thresholds::default() }
+    }
 }
 
 /// A release or order cancellation handled.
@@ -62,6 +81,14 @@ pub trait ReservationStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         context: &'a EventContext,
     ) -> PortFuture<'a, Result<Released, ReleaseError>>;
+    /// Announces, with one `coupon.budget-threshold` event each, the thresholds the policy's
+    /// budget usage has reached and that no event announced before. Nothing without a budget.
+    fn announce_budget<'a>(
+        &'a self,
+        policy: PolicyId,
+        thresholds: &'a Thresholds,
+        context: &'a EventContext,
+    ) -> PortFuture<'a, Result<(), StoreError>>;
     /// `order.cancelled`: releases the order's hold on the coupon, or restores the coupon it used.
     fn cancel_order<'a>(
         &'a self,

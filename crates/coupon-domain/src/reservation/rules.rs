@@ -2,12 +2,14 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::budget::Budget;
 use crate::coupon::IssuedCoupon;
 use crate::id::UserId;
 use crate::lifecycle::{Forbidden, Transition, next};
 use crate::money::Money;
 use crate::policy::Policy;
 use crate::port::StoreError;
+use crate::stacking::OrderSlots;
 
 use super::*;
 
@@ -18,6 +20,10 @@ pub struct ReserveView {
     pub policy: Policy,
     /// The reservation already stored under the requested id, whatever its coupon.
     pub existing: Option<Reservation>,
+    /// The policy's budget, less what holds decided before this one took of it.
+    pub budget: Option<Budget>,
+    /// The slots the live reservations of the requested order occupy (none without an orderId).
+    pub order: Vec<OrderSlots>,
 }
 
 /// The outcome the rule chose for a reserve.
@@ -25,11 +31,13 @@ pub struct ReserveView {
 pub enum ReserveDecision {
     /// The same request again: answer with the reservation already made.
     Replay(Reservation),
-    /// Hold the coupon with this discount.
-    Hold { discount: Money },
+    /// Hold the coupon with this discount, in these slots of its order (none without an
+    /// orderId), leaving the policy's budget at `budget`.
+    Hold { discount: Money, slots: Option<OrderSlots>, budget: Option<Budget> },
 }
 
-/// The reserve rule.
+/// The reserve rule: the owner, a replay, the coupon's state, the discount (SPEC §4.4), then the
+/// order's stack (§11.4) and the policy's budget (§11.5).
 ///
 /// # Errors
 /// See [`ReserveError`].
@@ -37,6 +45,7 @@ pub fn decide_reserve(
     view: &ReserveView,
     request: &ReserveRequest,
     now: DateTime<Utc>,
+    rules: &CheckoutRules,
 ) -> Result<ReserveDecision, ReserveError> {
     if view.coupon.user_id != request.user {
         return Err(ReserveError::NotOwner);
@@ -57,7 +66,15 @@ pub fn decide_reserve(
     }
     next(view.coupon.status, Transition::Reserve, now > view.coupon.expires_at)?;
     let discount = view.policy.discount.discount_for(request.order_amount)?;
-    Ok(ReserveDecision::Hold { discount })
+    let slots = match request.order_id {
+        Some(_) => Some(OrderSlots::take(&view.order, view.policy.stackable, rules.max_per_order)?),
+        None => None,
+    };
+    let mut budget = view.budget;
+    if let Some(budget) = &mut budget {
+        budget.admit(discount)?;
+    }
+    Ok(ReserveDecision::Hold { discount, slots, budget })
 }
 
 /// What the store found for a confirmation, under the coupon's lock.
@@ -67,6 +84,10 @@ pub struct ConfirmView {
     pub coupon: IssuedCoupon,
     /// Another reservation of the same coupon was made after this one.
     pub superseded: bool,
+    /// A live reservation of the same order occupies a slot this one had.
+    pub order_taken: bool,
+    /// The coupon's policy budget, when it has one.
+    pub budget: Option<Budget>,
 }
 
 /// The outcome the rule chose for a confirmation.
@@ -80,7 +101,8 @@ pub enum ConfirmDecision {
 
 /// The confirmation rule, including the late-confirmation rule of SPEC §4.4: a payment that
 /// arrives after its reservation timed out is honoured only while the coupon is still free,
-/// unexpired and was not reserved again since.
+/// unexpired and was not reserved again since, and while its order's stack and its policy's
+/// budget still have room for it (§11.4, §11.5).
 ///
 /// # Errors
 /// See [`ConfirmError`].
@@ -114,8 +136,11 @@ pub fn decide_confirm(
         }
         ReservationStatus::Pending => Err(ConfirmError::Store(inconsistent(view))),
         ReservationStatus::Expired => {
-            if view.superseded || view.coupon.reservation_id.is_some() {
+            if view.superseded || view.order_taken || view.coupon.reservation_id.is_some() {
                 return Err(ConfirmError::Expired);
+            }
+            if let Some(mut budget) = view.budget {
+                budget.admit(reservation.discount).map_err(|_| ConfirmError::Expired)?;
             }
             // Honouring it is a new hold and its use at once, under the same rules.
             next(view.coupon.status, Transition::Reserve, date_passed)

@@ -3,6 +3,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 
 use super::*;
+use crate::budget::Budget;
 use crate::coupon::{CouponStatus, IssuedCoupon};
 use crate::event::CouponEvent;
 use crate::fakes::policy;
@@ -10,6 +11,7 @@ use crate::id::{CouponId, UserId};
 use crate::lifecycle::Forbidden;
 use crate::money::Money;
 use crate::policy::DistributionType;
+use crate::stacking::OrderSlots;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, 10, 0, 0).single().unwrap_or_else(|| panic!("valid instant"))
@@ -77,13 +79,67 @@ fn reserve_view(status: CouponStatus, existing: Option<Reservation>) -> ReserveV
         coupon: coupon(status, None),
         policy: policy(1, DistributionType::Download, None, t0()),
         existing,
+        budget: None,
+        order: Vec::new(),
     }
+}
+
+fn rules() -> CheckoutRules {
+    CheckoutRules { max_per_order: 2, ..CheckoutRules::default() }
 }
 
 #[test]
 fn a_free_coupon_is_held_with_the_policy_discount() {
-    let decision = decide_reserve(&reserve_view(CouponStatus::Issued, None), &request("R1", 50_000), t0());
-    assert_eq!(decision.ok(), Some(ReserveDecision::Hold { discount: Money::from(1_000) }));
+    let decision =
+        decide_reserve(&reserve_view(CouponStatus::Issued, None), &request("R1", 50_000), t0(), &rules());
+    let hold = ReserveDecision::Hold {
+        discount: Money::from(1_000),
+        slots: Some(OrderSlots::Exclusive),
+        budget: None,
+    };
+    assert_eq!(decision.ok(), Some(hold));
+}
+
+#[test]
+fn an_order_holds_one_exclusive_coupon_or_a_few_stackable_ones() {
+    let mut view = reserve_view(CouponStatus::Issued, None);
+    view.order = vec![OrderSlots::Exclusive];
+    assert!(matches!(
+        decide_reserve(&view, &request("R1", 50_000), t0(), &rules()),
+        Err(ReserveError::NotStackable(_))
+    ));
+    view.policy.stackable = true;
+    view.order = vec![OrderSlots::Shared(2)];
+    let decision = decide_reserve(&view, &request("R1", 50_000), t0(), &rules());
+    assert!(matches!(decision, Ok(ReserveDecision::Hold { slots: Some(OrderSlots::Shared(1)), .. })));
+    view.order = vec![OrderSlots::Shared(1), OrderSlots::Shared(2)];
+    assert!(matches!(
+        decide_reserve(&view, &request("R1", 50_000), t0(), &rules()),
+        Err(ReserveError::NotStackable(_))
+    ));
+    let mut without_order = request("R1", 50_000);
+    without_order.order_id = None;
+    assert!(matches!(
+        decide_reserve(&view, &without_order, t0(), &rules()),
+        Ok(ReserveDecision::Hold { slots: None, .. })
+    ));
+}
+
+#[test]
+fn a_hold_takes_its_discount_from_the_budget_or_is_refused() {
+    let mut view = reserve_view(CouponStatus::Issued, None);
+    view.budget = Some(Budget { amount: Money::from(1_500), used: Money::from(0) });
+    let Ok(ReserveDecision::Hold { budget: Some(after), .. }) =
+        decide_reserve(&view, &request("R1", 50_000), t0(), &rules())
+    else {
+        panic!("held");
+    };
+    assert_eq!(after.used, Money::from(1_000));
+    view.budget = Some(after);
+    assert!(matches!(
+        decide_reserve(&view, &request("R2", 50_000), t0(), &rules()),
+        Err(ReserveError::BudgetExhausted(_))
+    ));
 }
 
 #[test]
@@ -91,18 +147,18 @@ fn reserve_refusals() {
     let view = reserve_view(CouponStatus::Issued, None);
     let mut other = request("R1", 50_000);
     other.user = user(43);
-    assert!(matches!(decide_reserve(&view, &other, t0()), Err(ReserveError::NotOwner)));
+    assert!(matches!(decide_reserve(&view, &other, t0(), &rules()), Err(ReserveError::NotOwner)));
     let after_expiry = t0() + chrono::Duration::days(2);
     assert!(matches!(
-        decide_reserve(&view, &request("R1", 50_000), after_expiry),
+        decide_reserve(&view, &request("R1", 50_000), after_expiry, &rules()),
         Err(ReserveError::Forbidden(Forbidden::Expired))
     ));
     assert!(matches!(
-        decide_reserve(&reserve_view(CouponStatus::Reserved, None), &request("R2", 50_000), t0()),
+        decide_reserve(&reserve_view(CouponStatus::Reserved, None), &request("R2", 50_000), t0(), &rules()),
         Err(ReserveError::Forbidden(Forbidden::NotAvailable))
     ));
     assert!(matches!(
-        decide_reserve(&reserve_view(CouponStatus::Used, None), &request("R2", 50_000), t0()),
+        decide_reserve(&reserve_view(CouponStatus::Used, None), &request("R2", 50_000), t0(), &rules()),
         Err(ReserveError::Forbidden(Forbidden::AlreadyUsed))
     ));
 }
@@ -112,17 +168,20 @@ fn the_same_reservation_id_replays_only_the_same_request() {
     let pending = reservation("R1", ReservationStatus::Pending);
     let view = reserve_view(CouponStatus::Reserved, Some(pending.clone()));
     assert_eq!(
-        decide_reserve(&view, &request("R1", 50_000), t0()).ok(),
+        decide_reserve(&view, &request("R1", 50_000), t0(), &rules()).ok(),
         Some(ReserveDecision::Replay(pending))
     );
-    assert!(matches!(decide_reserve(&view, &request("R1", 60_000), t0()), Err(ReserveError::IdConflict(_))));
+    assert!(matches!(
+        decide_reserve(&view, &request("R1", 60_000), t0(), &rules()),
+        Err(ReserveError::IdConflict(_))
+    ));
     let ended = |status| reserve_view(CouponStatus::Issued, Some(reservation("R1", status)));
     assert!(matches!(
-        decide_reserve(&ended(ReservationStatus::Cancelled), &request("R1", 50_000), t0()),
+        decide_reserve(&ended(ReservationStatus::Cancelled), &request("R1", 50_000), t0(), &rules()),
         Err(ReserveError::IdReleased(_))
     ));
     assert!(matches!(
-        decide_reserve(&ended(ReservationStatus::Expired), &request("R1", 50_000), t0()),
+        decide_reserve(&ended(ReservationStatus::Expired), &request("R1", 50_000), t0(), &rules()),
         Err(ReserveError::IdExpired(_))
     ));
 }
@@ -140,7 +199,13 @@ fn confirm(payment: &str) -> ConfirmRequest {
 }
 
 fn confirm_view(status: ReservationStatus, coupon: IssuedCoupon, superseded: bool) -> ConfirmView {
-    ConfirmView { reservation: reservation("R1", status), coupon, superseded }
+    ConfirmView {
+        reservation: reservation("R1", status),
+        coupon,
+        superseded,
+        order_taken: false,
+        budget: None,
+    }
 }
 
 #[test]
@@ -219,6 +284,14 @@ fn the_late_confirmation_rule_of_spec_4_4() {
         (
             "expired by the job",
             confirm_view(ReservationStatus::Expired, coupon(CouponStatus::Expired, None), false),
+        ),
+        ("its order's slot taken", ConfirmView { order_taken: true, ..free.clone() }),
+        (
+            "its budget spent",
+            ConfirmView {
+                budget: Some(Budget { amount: Money::from(1_500), used: Money::from(1_000) }),
+                ..free.clone()
+            },
         ),
     ];
     for (case, view) in refused {

@@ -19,20 +19,25 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use coupon_batch::Call;
+use coupon_domain::budget::Budget;
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{EncodedEvent, EventContext, EventEncoder};
+use coupon_domain::money::Money;
 use coupon_domain::policy::Policy;
 use coupon_domain::port::StoreError;
 use coupon_domain::reservation::{
-    ConfirmDecision, ConfirmError, ConfirmRequest, ConfirmView, Confirmed, Reservation, ReservationStatus,
-    ReserveDecision, ReserveError, ReserveRequest, ReserveView, Reserved, decide_confirm, decide_reserve,
+    CheckoutRules, ConfirmDecision, ConfirmError, ConfirmRequest, ConfirmView, Confirmed, Reservation,
+    ReservationStatus, ReserveDecision, ReserveError, ReserveRequest, ReserveView, Reserved, decide_confirm,
+    decide_reserve,
 };
+use coupon_domain::stacking::OrderSlots;
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rust_decimal::Decimal;
 
 use super::attempts::{ATTEMPTS, gave_up};
-use crate::error::{from_diesel, from_pool};
+use crate::error::{from_diesel, from_pool, lost_race};
 use crate::idempotency::{receipt_for, write_receipts};
 use crate::lanes::MAX_BATCH;
 use crate::outbox;
@@ -47,6 +52,7 @@ pub(crate) struct ReserveWork {
     pub(crate) now: DateTime<Utc>,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) context: EventContext,
+    pub(crate) rules: CheckoutRules,
 }
 
 /// A confirmation to decide.
@@ -73,7 +79,7 @@ pub(crate) trait Work: Send + Sync + Sized + 'static {
     type Error: From<StoreError> + Send;
     const NAME: &'static str;
     /// Two requests sharing a key never share a round.
-    fn keys(&self) -> [Option<String>; 2];
+    fn keys(&self) -> [Option<String>; 3];
     fn context(&self) -> &EventContext;
     /// One round on `conn` (inside a caller's transaction, or on its own): each request's
     /// answer, or `None` when its coupon moved and it must go again.
@@ -124,11 +130,9 @@ pub(crate) async fn drive<W: Work>(pool: &PgPool, encoder: &dyn EventEncoder, jo
                 one_by_one = true;
                 again.extend(jobs.into_iter().zip(attempts));
             }
-            // Alone (a failed round of several goes one by one above): a unique violation is a race lost to another instance; a fresh read sees it.
-            Err(diesel::result::Error::DatabaseError(
-                diesel::result::DatabaseErrorKind::UniqueViolation,
-                _,
-            )) => {
+            // Alone (a failed round of several goes one by one above): a race lost to another
+            // writer (a reservation id, an order slot, a budget); a fresh read sees it.
+            Err(e) if lost_race(&e) => {
                 again.extend(jobs.into_iter().zip(attempts.into_iter().map(|a| a + 1)));
             }
             Err(e) => {
@@ -234,10 +238,11 @@ impl Work for ReserveWork {
     type Error = ReserveError;
     const NAME: &'static str = "reserve";
 
-    fn keys(&self) -> [Option<String>; 2] {
+    fn keys(&self) -> [Option<String>; 3] {
         [
             Some(format!("c{}", self.request.coupon)),
             Some(format!("r{}", self.request.reservation_id.as_str())),
+            self.request.order_id.as_ref().map(|order| format!("o{}", order.as_str())),
         ]
     }
 
@@ -278,15 +283,27 @@ async fn reserve_round(
         .into_iter()
         .map(|row| (row.reservation_id.clone(), row))
         .collect();
+    let orders = order_slots(conn, jobs).await?;
+    // Each policy's budget as read, less what the holds decided so far in this round take.
+    let mut budgets: HashMap<i64, Budget> =
+        coupons.values().filter_map(|(_, _, policy)| policy.budget().map(|b| (policy.id, b))).collect();
     let mut outcomes: Outcomes<Reserved, ReserveError> = Vec::with_capacity(jobs.len());
     let mut writes = Vec::new();
+    let mut slots = Vec::new();
     for (index, job) in jobs.iter().enumerate() {
         let found = coupons.get(&job.request.coupon.get());
         let existing = existing.get(job.request.reservation_id.as_str());
-        match plan_reserve(job, found, existing, encoder) {
-            Ok(Plan::Answer(answer)) => outcomes.push(Some(Ok(answer))),
-            Ok(Plan::Write { answer, version, event }) => {
+        let order =
+            job.request.order_id.as_ref().and_then(|o| orders.get(o.as_str())).cloned().unwrap_or_default();
+        let budget = found.and_then(|(_, _, policy)| budgets.get(&policy.id).copied());
+        match plan_reserve(job, found, existing, budget, order, encoder) {
+            Ok((Plan::Answer(answer), _)) => outcomes.push(Some(Ok(answer))),
+            Ok((Plan::Write { answer, version, event }, hold)) => {
+                if let Some(budget) = hold.budget {
+                    budgets.insert(answer.policy.id.get(), budget);
+                }
                 outcomes.push(None);
+                slots.push(hold.slots.map(range));
                 writes.push(Write { index, answer, version, event });
             }
             Err(e) => outcomes.push(Some(Err(e))),
@@ -295,23 +312,30 @@ async fn reserve_round(
     if writes.is_empty() {
         return Ok(outcomes);
     }
+    // `b` takes the held discounts from their policies' budgets: exactly those of the coupons
+    // `c` changed, so the running sum and the reservations never disagree; a sum past its budget
+    // fails the CHECK and the whole statement (a race lost, decided again on a fresh read).
     let sql = format!(
         "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::numeric[], \
-                                        $6::numeric[], $7::timestamptz[], $8::timestamptz[]) \
-                    AS x(id, version, rid, order_id, amount, discount, reserved_at, expires_at)), \
+                                        $6::numeric[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
+                    AS x(id, version, rid, order_id, amount, discount, reserved_at, expires_at, slots)), \
               c AS (UPDATE coupon_issues SET status = 'RESERVED', reservation_id = x.rid, reserved_at = x.reserved_at, \
                            order_id = x.order_id, discount_amount = x.discount, \
                            version = coupon_issues.version + 1, updated_at = x.reserved_at \
                     FROM x WHERE coupon_issues.id = x.id AND coupon_issues.version = x.version \
                       AND coupon_issues.status = 'ISSUED' \
-                    RETURNING coupon_issues.id, coupon_issues.user_id, x.rid, x.order_id, x.amount, x.discount, \
-                              x.reserved_at, x.expires_at), \
+                    RETURNING coupon_issues.id, coupon_issues.user_id, coupon_issues.policy_id, x.rid, x.order_id, \
+                              x.amount, x.discount, x.reserved_at, x.expires_at, x.slots), \
+              b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used + s.total \
+                    FROM (SELECT policy_id, sum(discount) AS total FROM c GROUP BY policy_id) s \
+                    WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
+                    RETURNING coupon_policies.id), \
               r AS (INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, \
-                           discount_amount, status, reserved_at, expires_at, created_at, updated_at) \
+                           discount_amount, status, reserved_at, expires_at, created_at, updated_at, order_slots) \
                     SELECT rid, id, user_id, order_id, amount, discount, 'PENDING', reserved_at, expires_at, \
-                           reserved_at, reserved_at FROM c \
+                           reserved_at, reserved_at, slots::int4range FROM c \
                     RETURNING reservation_id){}",
-        settle_sql(9)
+        settle_sql(10)
     );
     let column =
         |f: fn(&Reservation) -> i64| writes.iter().map(|w| f(&w.answer.reservation)).collect::<Vec<_>>();
@@ -338,7 +362,8 @@ async fn reserve_round(
         )
         .bind::<Array<Timestamptz>, _>(
             writes.iter().map(|w| w.answer.reservation.expires_at).collect::<Vec<_>>(),
-        );
+        )
+        .bind::<Array<Nullable<Text>>, _>(slots);
     let events = owned_events(&writes, |a: &Reserved| a.reservation.id.as_str().to_owned());
     let settled: Settled = outbox::bind_owned_events(query, &events).get_result(conn).await?;
     let changed: HashSet<String> = settled.changed.into_iter().collect();
@@ -356,39 +381,95 @@ enum Plan<A> {
     Write { answer: A, version: i64, event: EncodedEvent },
 }
 
+/// What a hold takes beyond its coupon: slots of its order, and from its policy's budget.
+#[derive(Default)]
+struct Hold {
+    slots: Option<OrderSlots>,
+    /// The policy's budget after this hold.
+    budget: Option<Budget>,
+}
+
 fn plan_reserve(
     job: &ReserveWork,
     found: Option<&(CouponRow, i64, PolicyRow)>,
     existing: Option<&ReservationRow>,
+    budget: Option<Budget>,
+    order: Vec<OrderSlots>,
     encoder: &dyn EventEncoder,
-) -> Result<Plan<Reserved>, ReserveError> {
+) -> Result<(Plan<Reserved>, Hold), ReserveError> {
     let (coupon, version, policy) = found.ok_or(ReserveError::CouponNotFound)?;
     let view = ReserveView {
         coupon: IssuedCoupon::try_from(coupon.clone())?,
         policy: Policy::try_from(policy.clone())?,
         existing: existing.cloned().map(Reservation::try_from).transpose()?,
+        budget,
+        order,
     };
     let request = &job.request;
-    let discount = match decide_reserve(&view, request, job.now)? {
+    let (discount, hold) = match decide_reserve(&view, request, job.now, &job.rules)? {
         ReserveDecision::Replay(reservation) => {
-            return Ok(Plan::Answer(Reserved {
-                reservation,
-                coupon: view.coupon,
-                policy: view.policy,
-                replay: true,
-            }));
+            let answer = Reserved { reservation, coupon: view.coupon, policy: view.policy, replay: true };
+            return Ok((Plan::Answer(answer), Hold::default()));
         }
-        ReserveDecision::Hold { discount } => discount,
+        ReserveDecision::Hold { discount, slots, budget } => (discount, Hold { slots, budget }),
     };
     let held = Reservation::hold(request, discount, job.now, job.expires_at);
     let event = encoder.encode(&held.event(), &job.context).map_err(StoreError::Unexpected)?;
     let reservation = held.reservation;
     let coupon = view.coupon.held_by(&reservation);
-    Ok(Plan::Write {
-        answer: Reserved { reservation, coupon, policy: view.policy, replay: false },
-        version: *version,
-        event,
-    })
+    let answer = Reserved { reservation, coupon, policy: view.policy, replay: false };
+    Ok((Plan::Write { answer, version: *version, event }, hold))
+}
+
+/// Order slots as an `int4range` literal: `[k,k+1)` for the k-th stackable coupon, `[1,)` for
+/// the whole order.
+pub(crate) fn range(slots: OrderSlots) -> String {
+    match slots {
+        OrderSlots::Exclusive => "[1,)".to_owned(),
+        OrderSlots::Shared(k) => format!("[{k},{})", u32::from(k) + 1),
+    }
+}
+
+/// A slot range of a live reservation, read back.
+#[derive(QueryableByName)]
+struct LiveSlots {
+    #[diesel(sql_type = Text)]
+    order_id: String,
+    #[diesel(sql_type = Integer)]
+    first: i32,
+    #[diesel(sql_type = Bool)]
+    whole: bool,
+}
+
+/// The slots the live reservations of the round's orders occupy, by order id.
+async fn order_slots(
+    conn: &mut AsyncPgConnection,
+    jobs: &[&ReserveWork],
+) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
+    let orders: Vec<String> =
+        jobs.iter().filter_map(|j| j.request.order_id.as_ref().map(|o| o.as_str().to_owned())).collect();
+    if orders.is_empty() {
+        return Ok(HashMap::new());
+    }
+    // A join, not `= ANY`: the exclusion constraint's GiST index serves one order id at a time.
+    let rows: Vec<LiveSlots> = Prepared::new(
+        "SELECT r.order_id, lower(r.order_slots) AS first, upper_inf(r.order_slots) AS whole \
+         FROM unnest($1::text[]) AS o(id) JOIN coupon_reservations r ON r.order_id = o.id \
+         WHERE r.status IN ('PENDING', 'CONFIRMED') AND r.order_slots IS NOT NULL",
+    )
+    .bind::<Array<Text>, _>(orders)
+    .load(conn)
+    .await?;
+    let mut slots: HashMap<String, Vec<OrderSlots>> = HashMap::new();
+    for row in rows {
+        let taken = if row.whole {
+            OrderSlots::Exclusive
+        } else {
+            OrderSlots::Shared(u16::try_from(row.first).unwrap_or(u16::MAX))
+        };
+        slots.entry(row.order_id).or_default().push(taken);
+    }
+    Ok(slots)
 }
 
 impl Work for ConfirmWork {
@@ -396,8 +477,8 @@ impl Work for ConfirmWork {
     type Error = ConfirmError;
     const NAME: &'static str = "confirm";
 
-    fn keys(&self) -> [Option<String>; 2] {
-        [Some(format!("r{}", self.request.reservation_id.as_str())), None]
+    fn keys(&self) -> [Option<String>; 3] {
+        [Some(format!("r{}", self.request.reservation_id.as_str())), None, None]
     }
 
     fn context(&self) -> &EventContext {
@@ -417,12 +498,16 @@ impl Work for ConfirmWork {
 /// changes the reservation only if it still has it.
 struct Expected(ReservationStatus);
 
+/// What a confirmation reads: the reservation, its coupon with its version, and the policy's
+/// budget amount and usage.
+type ConfirmRow = (ReservationRow, CouponRow, i64, Option<Decimal>, Decimal);
+
 /// The reservation and coupon a confirmation found, with the coupon's version.
 async fn confirm_view(
     conn: &mut AsyncPgConnection,
-    found: Option<&(ReservationRow, CouponRow, i64)>,
+    found: Option<&ConfirmRow>,
 ) -> QueryResult<Result<(ConfirmView, i64), ConfirmError>> {
-    let Some((row, coupon, version)) = found else {
+    let Some((row, coupon, version, budget_amount, budget_used)) = found else {
         return Ok(Err(ConfirmError::NotFound));
     };
     let (reservation, coupon) =
@@ -430,9 +515,14 @@ async fn confirm_view(
             (Ok(reservation), Ok(coupon)) => (reservation, coupon),
             (Err(e), _) | (_, Err(e)) => return Ok(Err(e.into())),
         };
-    let superseded =
-        reservation.status == ReservationStatus::Expired && superseded(conn, &reservation).await?;
-    Ok(Ok((ConfirmView { reservation, coupon, superseded }, *version)))
+    let (superseded, order_taken) = if reservation.status == ReservationStatus::Expired {
+        moved_on(conn, &reservation).await?
+    } else {
+        (false, false)
+    };
+    let budget =
+        budget_amount.map(|amount| Budget { amount: Money::new(amount), used: Money::new(*budget_used) });
+    Ok(Ok((ConfirmView { reservation, coupon, superseded, order_taken, budget }, *version)))
 }
 
 fn plan_confirm(
@@ -444,13 +534,16 @@ fn plan_confirm(
     let expected = Expected(view.reservation.status);
     let late = match decide_confirm(&view, &job.request, job.now)? {
         ConfirmDecision::Replay => {
-            return Ok((Plan::Answer(Confirmed { reservation: view.reservation, replay: true }), expected));
+            let answer =
+                Confirmed { reservation: view.reservation, policy: view.coupon.policy_id, replay: true };
+            return Ok((Plan::Answer(answer), expected));
         }
         ConfirmDecision::Use { late } => late,
     };
     let confirmed = view.reservation.confirm(&job.request, late, job.now);
     let event = encoder.encode(&confirmed.event(), &job.context).map_err(StoreError::Unexpected)?;
-    let answer = Confirmed { reservation: confirmed.reservation, replay: false };
+    let answer =
+        Confirmed { reservation: confirmed.reservation, policy: view.coupon.policy_id, replay: false };
     Ok((Plan::Write { answer, version, event }, expected))
 }
 
@@ -460,11 +553,17 @@ async fn confirm_round(
     jobs: &[&ConfirmWork],
 ) -> QueryResult<Outcomes<Confirmed, ConfirmError>> {
     let rids: Vec<String> = jobs.iter().map(|j| j.request.reservation_id.as_str().to_owned()).collect();
-    let found: HashMap<String, (ReservationRow, CouponRow, i64)> = r::table
-        .inner_join(c::table)
+    let found: HashMap<String, ConfirmRow> = r::table
+        .inner_join(c::table.inner_join(p::table))
         .filter(r::reservation_id.eq_any(&rids))
-        .select((ReservationRow::as_select(), CouponRow::as_select(), c::version))
-        .load::<(ReservationRow, CouponRow, i64)>(conn)
+        .select((
+            ReservationRow::as_select(),
+            CouponRow::as_select(),
+            c::version,
+            p::budget_amount,
+            p::budget_used,
+        ))
+        .load::<ConfirmRow>(conn)
         .await?
         .into_iter()
         .map(|row| (row.0.reservation_id.clone(), row))
@@ -489,7 +588,9 @@ async fn confirm_round(
         return Ok(outcomes);
     }
     // A late confirmation takes a coupon that is free again (ISSUED); a timely one, the coupon
-    // its reservation holds.
+    // its reservation holds. A late one takes its discount from the budget again (`b`; its
+    // timeout gave it back), and its reservation re-enters its order's slots (the exclusion
+    // constraint): either may fail the statement as a race lost.
     let sql = format!(
         "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[], $5::timestamptz[], \
                                         $6::bigint[], $7::bigint[], $8::bool[], $9::text[], $10::bool[], $11::text[]) \
@@ -501,7 +602,12 @@ async fn confirm_round(
                     FROM x WHERE coupon_issues.id = x.id AND coupon_issues.version = x.version \
                       AND ((coupon_issues.status = 'RESERVED' AND coupon_issues.reservation_id = x.rid) \
                            OR (coupon_issues.status = 'ISSUED' AND coupon_issues.reservation_id IS NULL AND x.expired)) \
-                    RETURNING x.rid, x.order_id, x.used_at, x.payment_id, x.late, x.expected), \
+                    RETURNING coupon_issues.policy_id, x.rid, x.order_id, x.discount, x.used_at, x.payment_id, \
+                              x.late, x.expected, x.expired), \
+              b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used + s.total \
+                    FROM (SELECT policy_id, sum(discount) AS total FROM c WHERE expired GROUP BY policy_id) s \
+                    WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
+                    RETURNING coupon_policies.id), \
               r AS (UPDATE coupon_reservations SET status = 'CONFIRMED', confirmed_at = c.used_at, \
                            payment_id = c.payment_id, order_id = c.order_id, late_confirmation = c.late, \
                            updated_at = c.used_at \
@@ -549,17 +655,32 @@ async fn confirm_round(
     Ok(outcomes)
 }
 
-/// Whether the coupon was reserved again after `reservation`.
-async fn superseded(
+/// Whether what a timed-out reservation held has moved on: its coupon was reserved again after
+/// it (`superseded`), and a live reservation of its order occupies one of its slots
+/// (`order_taken`).
+async fn moved_on(
     conn: &mut AsyncPgConnection,
     reservation: &Reservation,
-) -> Result<bool, diesel::result::Error> {
-    diesel::select(diesel::dsl::exists(
-        r::table
-            .filter(r::coupon_id.eq(reservation.coupon_id.get()))
-            .filter(r::reservation_id.ne(reservation.id.as_str()))
-            .filter(r::reserved_at.ge(reservation.reserved_at)),
-    ))
+) -> Result<(bool, bool), diesel::result::Error> {
+    #[derive(QueryableByName)]
+    struct MovedOn {
+        #[diesel(sql_type = Bool)]
+        superseded: bool,
+        #[diesel(sql_type = Bool)]
+        order_taken: bool,
+    }
+    let found: MovedOn = Prepared::new(
+        "SELECT EXISTS (SELECT 1 FROM coupon_reservations WHERE coupon_id = $1 AND reservation_id <> $2 \
+                          AND reserved_at >= $3) AS superseded, \
+                EXISTS (SELECT 1 FROM coupon_reservations me JOIN coupon_reservations o \
+                          ON o.order_id = me.order_id AND o.order_slots && me.order_slots \
+                        WHERE me.reservation_id = $2 AND o.reservation_id <> $2 \
+                          AND o.status IN ('PENDING', 'CONFIRMED') AND o.order_slots IS NOT NULL) AS order_taken",
+    )
+    .bind::<BigInt, _>(reservation.coupon_id.get())
+    .bind::<Text, _>(reservation.id.as_str().to_owned())
+    .bind::<Timestamptz, _>(reservation.reserved_at)
     .get_result(conn)
-    .await
+    .await?;
+    Ok((found.superseded, found.order_taken))
 }

@@ -18,9 +18,10 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use coupon_domain::budget::Thresholds;
 use coupon_domain::coupon::{ExpiryReason, IssuedCoupon};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
-use coupon_domain::id::{CouponId, UserId};
+use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{
     CancelReason, ConfirmError, ConfirmRequest, Confirmed, ExternalRef, ReleaseDecision, ReleaseError,
@@ -28,7 +29,7 @@ use coupon_domain::reservation::{
     Reserved, RestoreDecision, RestoreError, RestoreView, decide_release, decide_restore,
 };
 use diesel::prelude::*;
-use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel::sql_types::{BigInt, SmallInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 mod attempts;
@@ -36,14 +37,14 @@ mod batch;
 
 pub(crate) use attempts::{ATTEMPTS, gave_up, settle, settled};
 
-use crate::error::{Abort, from_pool};
+use crate::error::{Abort, from_diesel, from_pool};
 use crate::idempotency::keyed;
 use crate::lanes::Lanes;
 use crate::outbox;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
-use crate::row::{CouponRow, ReservationRow};
-use crate::schema::{coupon_issues as c, coupon_reservations as r};
+use crate::row::{CouponRow, PolicyRow, ReservationRow};
+use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
 pub(crate) use batch::{ConfirmWork, Work};
 use batch::{Job, ReserveWork, drive};
 use coupon_batch::Call;
@@ -91,6 +92,14 @@ impl Changed {
         if self.coupons == 1 && self.reservations == 1 { Ok(()) } else { Err(Abort::Stale) }
     }
 }
+
+/// Gives the discount of the reservation `r` ended back to the budget of the policy of the coupon
+/// `c` freed (`c` returns `policy_id`, `r` returns `discount_amount`): a CTE for the statements
+/// that end a live reservation. Policies without a budget are not written.
+const GIVE_BACK: &str = ", b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used - s.total \
+    FROM (SELECT c.policy_id, r.discount_amount AS total FROM c, r) s \
+    WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
+    RETURNING coupon_policies.id)";
 
 /// The statement's tail: the outbox insert at `$first..$first+4`, then the counts of what
 /// changed. Coupon and reservation change together or the statement fails as a whole: the cast of
@@ -140,10 +149,11 @@ async fn free<E: From<StoreError>>(
         "WITH c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
                     order_id = NULL, discount_amount = NULL, \
                     version = version + 1, updated_at = $1 \
-                    WHERE id = $2 AND version = $3 AND status = 'RESERVED' AND reservation_id = $4 RETURNING id), \
+                    WHERE id = $2 AND version = $3 AND status = 'RESERVED' AND reservation_id = $4 \
+                    RETURNING id, policy_id), \
               r AS (UPDATE coupon_reservations SET status = 'CANCELLED', cancelled_at = $1, cancel_reason = $5, \
                     updated_at = $1 WHERE reservation_id = $4 AND status = 'PENDING' AND EXISTS (SELECT 1 FROM c) \
-                    RETURNING reservation_id){}",
+                    RETURNING reservation_id, discount_amount){GIVE_BACK}{}",
         tail(6)
     );
     let query = Prepared::new(&sql)
@@ -198,6 +208,7 @@ impl ReservationStore for PgReservationStore {
             now: command.now,
             expires_at: command.expires_at,
             context: command.context.clone(),
+            rules: command.rules.clone(),
         };
         Box::pin(ask(&self.reserves, command.request.coupon.get(), work))
     }
@@ -232,6 +243,18 @@ impl ReservationStore for PgReservationStore {
         })
     }
 
+    fn announce_budget<'a>(
+        &'a self,
+        policy: PolicyId,
+        thresholds: &'a Thresholds,
+        context: &'a EventContext,
+    ) -> PortFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            announce_budget(&mut conn, &*self.encoder, policy, thresholds, context).await.map_err(from_diesel)
+        })
+    }
+
     fn cancel_order<'a>(
         &'a self,
         coupon: CouponId,
@@ -247,6 +270,55 @@ impl ReservationStore for PgReservationStore {
             )
         })
     }
+}
+
+/// Writes one `coupon.budget-threshold` event per threshold the domain says usage has newly
+/// reached, with the highest as announced, in one statement guarded by what was announced when
+/// read: of two concurrent announcers, one writes the events and the other nothing.
+async fn announce_budget(
+    conn: &mut AsyncPgConnection,
+    encoder: &dyn EventEncoder,
+    policy: PolicyId,
+    thresholds: &Thresholds,
+    context: &EventContext,
+) -> QueryResult<()> {
+    let row: Option<PolicyRow> =
+        p::table.find(policy.get()).select(PolicyRow::as_select()).first(conn).await.optional()?;
+    let Some((budget, announced)) = row.as_ref().and_then(|r| r.budget().map(|b| (b, r.budget_announced())))
+    else {
+        return Ok(());
+    };
+    let crossed = budget.crossed(thresholds.values(), announced);
+    let Some(highest) = crossed.last().copied() else {
+        return Ok(());
+    };
+    let events = crossed
+        .iter()
+        .map(|&threshold| {
+            encoder.encode(&CouponEvent::BudgetThreshold { policy, threshold, budget }, context)
+        })
+        .collect::<anyhow::Result<Vec<_>>>()
+        .map_err(|e| diesel::result::Error::SerializationError(e.into()))?;
+    let sql = format!(
+        "WITH a AS (UPDATE coupon_policies SET budget_alerted = $2 WHERE id = $1 AND budget_alerted = $3 RETURNING id), \
+              o AS ({}) SELECT count(*) AS n FROM a",
+        outbox::insert_sql(4, "EXISTS (SELECT 1 FROM a)")
+    );
+    let query = Prepared::new(&sql)
+        .bind::<BigInt, _>(policy.get())
+        .bind::<SmallInt, _>(i16::from(highest))
+        .bind::<SmallInt, _>(i16::from(announced));
+    let announced: Count = outbox::bind_events(query, &events).get_result(conn).await?;
+    if announced.n == 1 {
+        tracing::info!(policy.id = %policy, thresholds = ?crossed, "budget thresholds reached");
+    }
+    Ok(())
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
 }
 
 pub(crate) async fn release(
@@ -319,10 +391,11 @@ pub(crate) async fn cancel_order(
     let sql = format!(
         "WITH c AS (UPDATE coupon_issues SET status = $1, reservation_id = NULL, order_id = NULL, \
                     discount_amount = NULL, reserved_at = NULL, used_at = NULL, version = version + 1, updated_at = $2 \
-                    WHERE id = $3 AND version = $4 AND status = 'USED' AND reservation_id = $5 RETURNING id), \
+                    WHERE id = $3 AND version = $4 AND status = 'USED' AND reservation_id = $5 \
+                    RETURNING id, policy_id), \
               r AS (UPDATE coupon_reservations SET status = 'CANCELLED', cancelled_at = $2, cancel_reason = $6, \
                     updated_at = $2 WHERE reservation_id = $5 AND status = 'CONFIRMED' AND EXISTS (SELECT 1 FROM c) \
-                    RETURNING reservation_id){}",
+                    RETURNING reservation_id, discount_amount){GIVE_BACK}{}",
         tail(7)
     );
     let query = Prepared::new(&sql)
