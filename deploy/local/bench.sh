@@ -4,6 +4,7 @@
 #   deploy/local/bench.sh issue [SECONDS] [CONNECTIONS]
 #   deploy/local/bench.sh reserve [SECONDS] [CONNECTIONS]
 #   deploy/local/bench.sh events [N]
+#   deploy/local/bench.sh quote [SECONDS] [CONNECTIONS]
 #
 # issue: a release api-server on a fresh database, a FIRST_COME policy whose cap is far above what
 # the run can issue, and wrk driving POST /api/coupons/download with a distinct user per request
@@ -20,6 +21,11 @@
 # the latency of the cycle, then checks PostgreSQL: every used coupon has its confirmed reservation
 # and its coupon.reserved and coupon.used outbox rows.
 #
+# quote: 2,000 users with a wallet of 200 AVAILABLE coupons each (SQL: 8 policies, stackable and
+# not, one with a budget, 25 coupons of each), then wrk driving POST /api/coupons/quote for random
+# users over CONNECTIONS (default 64) for SECONDS. Prints quotes/s and the latency, checks that
+# every answer listed the 200 coupons and that nothing was written (no reservation, no outbox row).
+#
 # events: N (default 50,000) coupons RESERVED by their pending reservations (SQL), fresh topics,
 # N payment.completed produced beforehand (500 per produce call), then a release event-worker
 # timed from its start until all N coupons are USED. Checks that every reservation was confirmed once: used
@@ -30,7 +36,7 @@ what="${1:-}"
 seconds="${2:-20}"
 connections="${3:-64}"
 keys=$([ "${BENCH_IDEMPOTENCY_KEYS:-0}" = 1 ] && echo keys || echo none)
-case "$what" in issue | reserve | events) ;; *) die "usage: $0 issue|reserve [SECONDS] [CONNECTIONS] | events [N]" ;; esac
+case "$what" in issue | reserve | quote | events) ;; *) die "usage: $0 issue|reserve|quote [SECONDS] [CONNECTIONS] | events [N]" ;; esac
 
 command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
@@ -149,6 +155,35 @@ new_policy() {
     [ -n "$id" ] || die "cannot create a bench policy"
     echo "$id"
 }
+
+if [ "$what" = quote ]; then
+    users=2000
+    wallet=200
+    log "8 policies, $wallet coupons for each of $users users"
+    for spec in '5000,false' '3000,false' '8000,false' '1000,true' '2000,true' '1500,true' '2500,true'; do
+        new_policy "\"discountType\":\"FIXED_AMOUNT\",\"discountValue\":${spec%,*},\"stackable\":${spec#*,},\"maxIssuePerUser\":1000,\"distributionType\":\"DOWNLOAD\"" >/dev/null
+    done
+    new_policy '"discountType":"PERCENTAGE","discountValue":10,"stackable":true,"budgetAmount":1000000,"maxIssuePerUser":1000,"distributionType":"DOWNLOAD"' >/dev/null
+    q "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, issued_at, expires_at)
+       SELECT p.id, u, s, 'ISSUED', now(), now() + interval '30 days'
+       FROM coupon_policies p, generate_series(1, $users) u, generate_series(1, $wallet / 8) s" >/dev/null
+    q "VACUUM ANALYZE" >/dev/null
+    log "quotes for ${seconds}s over $connections connections"
+    result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/quote.lua \
+        "http://127.0.0.1:$port" -- "$users" "$wallet" | tee "$LOCAL/bench-quote.txt" | grep -E '^(RESULT|status)')
+    written=$(q "SELECT (SELECT count(*) FROM coupon_reservations) + (SELECT count(*) FROM outbox)")
+    echo
+    echo "== bench quote ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL and wrk on this machine)"
+    echo "$result"
+    echo "wallets of $wallet AVAILABLE coupons (8 policies), $users users; rows written by the quotes: $written"
+    ok=1
+    [ "$written" = 0 ] || { echo "FAIL: a quote wrote something"; ok=0; }
+    grep -q 'wrong_wallet=0 ' <<<"$result" || { echo "FAIL: an answer did not list the whole wallet"; ok=0; }
+    [ "$(grep -c '^status' <<<"$result")" = 1 ] || { echo "FAIL: answers other than 200"; ok=0; }
+    [ $ok = 1 ] && echo "CHECK OK: every quote judged the whole wallet and wrote nothing"
+    [ $ok = 1 ]
+    exit
+fi
 
 if [ "$what" = reserve ]; then
     coupons=300000

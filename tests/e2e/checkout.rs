@@ -18,11 +18,6 @@ async fn discount_policy(client: &reqwest::Client, base: &str, rule: Value) -> i
     create_policy(client, base, body).await
 }
 
-async fn post_as(client: &reqwest::Client, url: &str, user: i64, body: Value) -> (u16, Value) {
-    answer(client.post(url).header("X-User-Id", user.to_string()).json(&body).send().await.expect("request"))
-        .await
-}
-
 async fn reserve(client: &reqwest::Client, base: &str, user: i64, body: Value) -> (u16, Value) {
     post_as(client, &format!("{base}/api/coupons/reserve"), user, body).await
 }

@@ -33,6 +33,7 @@ const OPERATIONS: &[&str] = &[
     "POST /api/coupons/apply",
     "POST /api/coupons/direct-issue",
     "POST /api/coupons/download",
+    "POST /api/coupons/quote",
     "POST /api/coupons/reserve",
     "POST /api/coupons/use",
 ];
@@ -165,6 +166,7 @@ async fn the_asyncapi_document_is_served_beside_the_openapi_document() {
     assert_eq!(
         addresses,
         [
+            "coupon.budget",
             "coupon.cancelled",
             "coupon.expired",
             "coupon.issue-requested",

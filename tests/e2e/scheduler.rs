@@ -6,12 +6,7 @@ use std::time::Duration;
 
 use coupon_e2e::*;
 use coupon_testkit::TestEnv;
-use serde_json::{Value, json};
-
-async fn post_as(client: &reqwest::Client, url: &str, user: i64, body: Value) -> (u16, Value) {
-    answer(client.post(url).header("X-User-Id", user.to_string()).json(&body).send().await.expect("request"))
-        .await
-}
+use serde_json::json;
 
 /// Waits until the reservation is no longer PENDING.
 async fn timed_out(env: &TestEnv, reservation: &str) {

@@ -70,6 +70,12 @@ pub async fn answer(response: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
+/// A POST as `user` (`X-User-Id`).
+pub async fn post_as(client: &reqwest::Client, url: &str, user: i64, body: Value) -> (u16, Value) {
+    answer(client.post(url).header("X-User-Id", user.to_string()).json(&body).send().await.expect("request"))
+        .await
+}
+
 pub async fn admin_post(client: &reqwest::Client, url: &str, body: Value) -> (u16, Value) {
     answer(client.post(url).bearer_auth(ADMIN_TOKEN).json(&body).send().await.expect("request")).await
 }

@@ -16,6 +16,7 @@ use coupon_domain::clock::SystemClock;
 use coupon_domain::issue::Issuing;
 use coupon_domain::limits::{Guard, RateLimiter};
 use coupon_domain::policy_cache::CachedPolicies;
+use coupon_domain::quote::Quoting;
 use coupon_domain::reconciliation::AUDIT_EVERY;
 use coupon_domain::reservation::{Checkout, CheckoutRules};
 use coupon_domain::support::Support;
@@ -107,16 +108,19 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
     let coupons = Arc::new(PgCouponStore::new(pg.clone(), encoder.clone()).context("issue batchers")?);
     let gate = Arc::new(RedisStockGate::new(redis.clone()));
     let clock = Arc::new(SystemClock);
+    let rules = CheckoutRules {
+        max_per_order: settings.coupon.max_coupons_per_order,
+        budget_thresholds: Thresholds::new(&settings.coupon.budget_thresholds)?,
+    };
     let checkout = Checkout::new(
         Arc::new(PgReservationStore::new(pg.clone(), encoder.clone())),
         clock.clone(),
         settings.coupon.reservation_timeout,
-        CheckoutRules {
-            max_per_order: settings.coupon.max_coupons_per_order,
-            budget_thresholds: Thresholds::new(&settings.coupon.budget_thresholds)?,
-        },
+        rules.clone(),
     );
-    let wallet: Arc<dyn WalletStore> = Arc::new(PgWalletStore::new(pg.clone()));
+    let wallet_store = Arc::new(PgWalletStore::new(pg.clone()));
+    let quotes = Quoting::new(wallet_store.clone(), clock.clone(), rules);
+    let wallet: Arc<dyn WalletStore> = wallet_store;
     let support_store = Arc::new(PgSupportStore::new(pg.clone(), encoder));
     Ok(AppState {
         issuing: Issuing::new(
@@ -130,6 +134,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         policies: PolicyAdmin::new(policies, gate, clock.clone()),
         support: Support::new(support_store, wallet.clone(), &checkout, clock.clone()),
         checkout,
+        quotes,
         wallet,
         jobs: coupon_wiring::jobs(settings, pg, clock.clone()),
         clock,

@@ -32,7 +32,7 @@ async fn creates_every_topic_with_three_partitions_then_reports_ready_and_stops(
     .await
     .expect("broker");
     let topics = settings.kafka.topics.all_with_dlq();
-    assert_eq!(topics.len(), 13);
+    assert_eq!(topics.len(), 14);
     for topic in &topics {
         assert_eq!(broker.partitions(topic).await.expect("metadata"), Some(3), "{topic}");
         // SPEC §10: event topics keep 7 days, DLQs 30.

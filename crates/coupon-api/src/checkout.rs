@@ -141,6 +141,16 @@ fn reservation_id(checks: &mut Checks, raw: Option<&str>) -> Option<ReservationI
     ReservationId::parse(raw).map_err(|e| checks.fail("reservationId", e.to_string())).ok()
 }
 
+/// The required `userId` of a body.
+pub(crate) fn user_id(checks: &mut Checks, raw: Option<i64>) -> Option<UserId> {
+    checks.required("userId", raw).and_then(|u| {
+        UserId::new(u).or_else(|| {
+            checks.fail("userId", "must be a positive integer");
+            None
+        })
+    })
+}
+
 pub(crate) fn reference(
     checks: &mut Checks,
     field: &str,
@@ -155,12 +165,7 @@ pub(crate) fn reference(
 fn reserve_request(body: ReserveBody) -> Result<ReserveRequest, ApiError> {
     let mut checks = Checks::default();
     let reservation = reservation_id(&mut checks, body.reservation_id.as_deref());
-    let user = checks.required("userId", body.user_id).and_then(|u| {
-        UserId::new(u).or_else(|| {
-            checks.fail("userId", "must be a positive integer");
-            None
-        })
-    });
+    let user = user_id(&mut checks, body.user_id);
     let coupon = checks.required("couponId", body.coupon_id).and_then(|c| {
         CouponId::new(c).or_else(|| {
             checks.fail("couponId", "must be a positive integer");

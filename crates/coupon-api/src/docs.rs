@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ErrorBody, ErrorCode, FieldErrorBody};
-use crate::{checkout, coupons, policies, support, wallet};
+use crate::{checkout, coupons, policies, quote, support, wallet};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -39,6 +39,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         checkout::release,
         checkout::release_alias,
         checkout::confirm,
+        quote::quote,
         wallet::list,
         wallet::admin_list,
         wallet::coupon,

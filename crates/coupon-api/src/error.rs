@@ -217,7 +217,7 @@ mod tests {
 
 /// Domain outcomes as SPEC §5 codes. Every mapping lives here, so one outcome has one code
 /// whichever endpoint reports it.
-mod from_domain {
+pub(crate) mod from_domain {
     use coupon_domain::administration::ChangePolicyError;
     use coupon_domain::discount::DiscountError;
     use coupon_domain::issue::IssueError;
@@ -233,42 +233,55 @@ mod from_domain {
     use super::{ApiError, ErrorCode, FieldError};
     use crate::limits::rate_headers;
 
+    fn forbidden_code(e: Forbidden) -> ErrorCode {
+        match e {
+            Forbidden::NotAvailable => ErrorCode::CouponNotAvailable,
+            Forbidden::AlreadyUsed => ErrorCode::CouponAlreadyUsed,
+            Forbidden::Expired => ErrorCode::CouponExpired,
+        }
+    }
+
+    fn discount_code(e: &DiscountError) -> ErrorCode {
+        match e {
+            DiscountError::InvalidOrderAmount => ErrorCode::InvalidOrderAmount,
+            DiscountError::MinimumOrderNotMet { .. } => ErrorCode::MinimumOrderNotMet,
+        }
+    }
+
+    /// The code of a refused reserve (a quote names it per coupon without consuming it).
+    pub(crate) fn reserve_code(e: &ReserveError) -> ErrorCode {
+        match e {
+            ReserveError::Forbidden(forbidden) => forbidden_code(*forbidden),
+            ReserveError::Discount(discount) => discount_code(discount),
+            ReserveError::Store(StoreError::Unavailable(_)) => ErrorCode::ServiceUnavailable,
+            ReserveError::Store(_) => ErrorCode::InternalError,
+            ReserveError::CouponNotFound => ErrorCode::CouponNotFound,
+            ReserveError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
+            ReserveError::IdConflict(_) | ReserveError::IdReleased(_) => ErrorCode::CouponNotAvailable,
+            ReserveError::IdExpired(_) => ErrorCode::ReservationExpired,
+            ReserveError::NotStackable(_) => ErrorCode::CouponNotStackable,
+            ReserveError::BudgetExhausted(_) => ErrorCode::BudgetExhausted,
+        }
+    }
+
     impl From<Forbidden> for ApiError {
         fn from(e: Forbidden) -> Self {
-            let code = match e {
-                Forbidden::NotAvailable => ErrorCode::CouponNotAvailable,
-                Forbidden::AlreadyUsed => ErrorCode::CouponAlreadyUsed,
-                Forbidden::Expired => ErrorCode::CouponExpired,
-            };
-            ApiError::new(code, e.to_string())
+            ApiError::new(forbidden_code(e), e.to_string())
         }
     }
 
     impl From<DiscountError> for ApiError {
         fn from(e: DiscountError) -> Self {
-            let code = match e {
-                DiscountError::InvalidOrderAmount => ErrorCode::InvalidOrderAmount,
-                DiscountError::MinimumOrderNotMet { .. } => ErrorCode::MinimumOrderNotMet,
-            };
-            ApiError::new(code, e.to_string())
+            ApiError::new(discount_code(&e), e.to_string())
         }
     }
 
     impl From<ReserveError> for ApiError {
         fn from(e: ReserveError) -> Self {
-            let message = e.to_string();
-            let code = match e {
-                ReserveError::Forbidden(forbidden) => return forbidden.into(),
-                ReserveError::Discount(discount) => return discount.into(),
-                ReserveError::Store(store) => return store.into(),
-                ReserveError::CouponNotFound => ErrorCode::CouponNotFound,
-                ReserveError::NotOwner => ErrorCode::UnauthorizedCouponAccess,
-                ReserveError::IdConflict(_) | ReserveError::IdReleased(_) => ErrorCode::CouponNotAvailable,
-                ReserveError::IdExpired(_) => ErrorCode::ReservationExpired,
-                ReserveError::NotStackable(_) => ErrorCode::CouponNotStackable,
-                ReserveError::BudgetExhausted(_) => ErrorCode::BudgetExhausted,
-            };
-            ApiError::new(code, message)
+            match e {
+                ReserveError::Store(store) => store.into(),
+                other => ApiError::new(reserve_code(&other), other.to_string()),
+            }
         }
     }
 

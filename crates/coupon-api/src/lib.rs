@@ -13,6 +13,7 @@ pub mod error;
 pub mod idempotency;
 pub mod limits;
 pub mod policies;
+pub mod quote;
 pub mod state;
 pub mod support;
 pub mod wallet;
@@ -30,6 +31,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
         .app_data(web::Data::new(admin_tokens));
     coupons::configure(cfg);
     checkout::configure(cfg);
+    quote::configure(cfg);
     policies::configure(cfg);
     wallet::configure(cfg);
     support::configure(cfg);

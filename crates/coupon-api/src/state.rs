@@ -6,6 +6,7 @@ use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::Clock;
 use coupon_domain::issue::Issuing;
 use coupon_domain::jobs::Jobs;
+use coupon_domain::quote::Quoting;
 use coupon_domain::reservation::Checkout;
 use coupon_domain::support::Support;
 use coupon_domain::wallet::WalletStore;
@@ -21,6 +22,7 @@ pub struct AppState {
     pub issuing: Issuing,
     pub policies: PolicyAdmin,
     pub checkout: Checkout,
+    pub quotes: Quoting,
     pub support: Support,
     pub wallet: Arc<dyn WalletStore>,
     pub jobs: Jobs,

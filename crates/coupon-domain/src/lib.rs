@@ -28,6 +28,7 @@ pub mod policy_cache;
 pub mod policy_store;
 pub mod port;
 pub mod probe;
+pub mod quote;
 pub mod reconciliation;
 pub mod relay;
 pub mod reservation;

@@ -12,6 +12,8 @@ use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::money::Money;
 use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
+use coupon_domain::quote::{QuoteStore, QuoteView};
+use coupon_domain::reservation::ExternalRef;
 use coupon_domain::wallet::{
     CatalogueEntry, CataloguePage, DailyStatistics, WalletFilter, WalletPage, WalletStore, WalletSummary,
 };
@@ -25,6 +27,7 @@ use rust_decimal::Decimal;
 
 use crate::error::{corrupt, from_diesel, from_pool};
 use crate::pool::PgPool;
+use crate::reservation::live_slots;
 use crate::row::{CouponRow, PolicyRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, daily_statistics as d};
 
@@ -167,6 +170,42 @@ pub(crate) fn daily_query<'a>(
         d::issue_by_hour,
         d::usage_by_hour,
     ))
+}
+
+/// The most coupons a quote judges: the caller's newest AVAILABLE ones.
+pub const QUOTE_LIMIT: u32 = 1_000;
+
+impl QuoteStore for PgWalletStore {
+    fn quote_view<'a>(
+        &'a self,
+        user: UserId,
+        order: Option<&'a ExternalRef>,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<QuoteView, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut rows = page_query(user, WalletFilter::Available, None, QUOTE_LIMIT, now)
+                .load::<(CouponRow, PolicyRow)>(&mut conn)
+                .await
+                .map_err(from_diesel)?;
+            rows.truncate(QUOTE_LIMIT as usize);
+            let coupons = rows
+                .into_iter()
+                .map(|(coupon, policy)| {
+                    let budget = policy.budget();
+                    pair((coupon, policy)).map(|(coupon, policy)| (coupon, policy, budget))
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let orders: Vec<String> = order.iter().map(|o| o.as_str().to_owned()).collect();
+            let order = live_slots(&mut conn, orders)
+                .await
+                .map_err(from_diesel)?
+                .into_values()
+                .next()
+                .unwrap_or_default();
+            Ok(QuoteView { coupons, order })
+        })
+    }
 }
 
 impl WalletStore for PgWalletStore {

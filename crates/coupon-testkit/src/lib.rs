@@ -64,6 +64,7 @@ impl TestEnv {
             ("KAFKA_TOPIC_COUPON_USED", "coupon.used"),
             ("KAFKA_TOPIC_COUPON_CANCELLED", "coupon.cancelled"),
             ("KAFKA_TOPIC_COUPON_EXPIRED", "coupon.expired"),
+            ("KAFKA_TOPIC_COUPON_BUDGET", "coupon.budget"),
             ("KAFKA_TOPIC_PAYMENT_COMPLETED", "payment.completed.v1"),
             ("KAFKA_TOPIC_PAYMENT_FAILED", "payment.failed.v1"),
             ("KAFKA_TOPIC_ORDER_CANCELLED", "order.cancelled"),

@@ -448,6 +448,14 @@ async fn order_slots(
 ) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
     let orders: Vec<String> =
         jobs.iter().filter_map(|j| j.request.order_id.as_ref().map(|o| o.as_str().to_owned())).collect();
+    live_slots(conn, orders).await
+}
+
+/// The slots the live reservations of `orders` occupy, by order id.
+pub(crate) async fn live_slots(
+    conn: &mut AsyncPgConnection,
+    orders: Vec<String>,
+) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
     if orders.is_empty() {
         return Ok(HashMap::new());
     }

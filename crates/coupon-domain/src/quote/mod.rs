@@ -1,0 +1,230 @@
+//! Quote (SPEC §11.3): which of the caller's coupons is best for an order.
+//!
+//! Each AVAILABLE coupon is judged by the reserve rule itself ([`decide_reserve`]) against what a
+//! reserve would read now (the order's live reservations, the policy's budget), so a coupon is
+//! quoted applicable exactly when a reserve would hold it. `best` is the allowed combination with
+//! the largest discount (§11.4): one non-stackable coupon, or stackable ones up to the order's free
+//! slots, their sum capped at the order amount. A quote reads only: it holds, writes and publishes
+//! nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+use crate::budget::Budget;
+use crate::clock::Clock;
+use crate::coupon::IssuedCoupon;
+use crate::discount::DiscountError;
+use crate::id::{CouponId, PolicyId, UserId};
+use crate::money::Money;
+use crate::policy::Policy;
+use crate::port::{PortFuture, StoreError};
+use crate::reservation::{
+    CheckoutRules, ExternalRef, ReservationId, ReserveDecision, ReserveError, ReserveRequest, ReserveView,
+    decide_reserve,
+};
+use crate::stacking::OrderSlots;
+
+/// What a quote reads: the caller's AVAILABLE coupons with their policies and budgets, and the
+/// slots the order's live reservations occupy (none without an orderId).
+#[derive(Debug, Clone, Default)]
+pub struct QuoteView {
+    pub coupons: Vec<(IssuedCoupon, Policy, Option<Budget>)>,
+    pub order: Vec<OrderSlots>,
+}
+
+/// Reads for quotes.
+pub trait QuoteStore: Send + Sync + 'static {
+    /// `user`'s coupons that are ISSUED and in date at `now`, and the slots `order` occupies.
+    fn quote_view<'a>(
+        &'a self,
+        user: UserId,
+        order: Option<&'a ExternalRef>,
+        now: DateTime<Utc>,
+    ) -> PortFuture<'a, Result<QuoteView, StoreError>>;
+}
+
+/// One coupon of a quote.
+#[derive(Debug)]
+pub struct QuoteLine {
+    pub coupon: CouponId,
+    pub policy: PolicyId,
+    pub name: String,
+    pub stackable: bool,
+    /// The discount a reserve would hold, or why a reserve would be refused.
+    pub outcome: Result<Money, ReserveError>,
+}
+
+/// The best allowed combination: its coupons (best first) and their capped discount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Best {
+    pub coupons: Vec<CouponId>,
+    pub discount: Money,
+}
+
+/// A quote for one order.
+#[derive(Debug)]
+pub struct Quote {
+    pub order_amount: Money,
+    pub lines: Vec<QuoteLine>,
+    pub best: Best,
+}
+
+impl Quote {
+    /// What the customer would pay with `discount`.
+    pub fn final_amount(&self, discount: Money) -> Money {
+        Money::new(self.order_amount.amount() - discount.amount())
+    }
+}
+
+/// A coupon `best` may pick: applicable, with its discount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    pub coupon: CouponId,
+    pub policy: PolicyId,
+    pub stackable: bool,
+    pub discount: Money,
+}
+
+/// The reservation id a quote judges with; never stored.
+const QUOTE_ID: &str = "QUOTE";
+
+/// Judges every coupon of `view` by the reserve rule and picks the best combination.
+///
+/// # Errors
+/// None in practice: the fixed reservation id a quote judges with is valid.
+pub fn quote(
+    view: QuoteView,
+    user: UserId,
+    order_amount: Money,
+    order: Option<&ExternalRef>,
+    now: DateTime<Utc>,
+    rules: &CheckoutRules,
+) -> Result<Quote, ReserveError> {
+    let reservation_id =
+        ReservationId::parse(QUOTE_ID).map_err(|e| StoreError::Unexpected(anyhow::Error::new(e)))?;
+    let mut budgets: HashMap<PolicyId, Budget> = HashMap::new();
+    let mut lines = Vec::with_capacity(view.coupons.len());
+    for (coupon, policy, budget) in view.coupons {
+        if let Some(budget) = budget {
+            budgets.insert(policy.id, budget);
+        }
+        let request = ReserveRequest {
+            reservation_id: reservation_id.clone(),
+            user,
+            coupon: coupon.id,
+            order_amount,
+            order_id: order.cloned(),
+        };
+        let (id, policy_id, name, stackable) = (coupon.id, policy.id, policy.name.clone(), policy.stackable);
+        let judged = ReserveView { coupon, policy, existing: None, budget, order: view.order.clone() };
+        let outcome = match decide_reserve(&judged, &request, now, rules) {
+            Ok(ReserveDecision::Hold { discount, .. }) => Ok(discount),
+            Ok(ReserveDecision::Replay(_)) => {
+                Err(StoreError::Unexpected(anyhow::anyhow!("a quote replayed a stored reservation")).into())
+            }
+            Err(e) => Err(e),
+        };
+        lines.push(QuoteLine { coupon: id, policy: policy_id, name, stackable, outcome });
+    }
+    let candidates: Vec<Candidate> = lines
+        .iter()
+        .filter_map(|line| {
+            let discount = *line.outcome.as_ref().ok()?;
+            Some(Candidate { coupon: line.coupon, policy: line.policy, stackable: line.stackable, discount })
+        })
+        .collect();
+    let free_slots = usize::from(rules.max_per_order).saturating_sub(view.order.len());
+    let best = best(&candidates, &budgets, order_amount, free_slots);
+    Ok(Quote { order_amount, lines, best })
+}
+
+/// The best allowed combination of `candidates` (each applicable on its own): the larger of the
+/// best single non-stackable coupon and the best set of at most `free_slots` stackable coupons
+/// whose discounts fit their policies' `budgets` together; a sum is capped at `order_amount`.
+/// Ties go to fewer coupons, then to lower coupon ids.
+///
+/// All coupons of one policy give the same discount on one order amount, so the best stackable
+/// set takes, policy by policy from the largest discount down, as many coupons as the policy has,
+/// its budget allows and slots remain, and stops once the order amount is reached.
+pub fn best(
+    candidates: &[Candidate],
+    budgets: &HashMap<PolicyId, Budget>,
+    order_amount: Money,
+    free_slots: usize,
+) -> Best {
+    let cap = |discount: Money| discount.min(order_amount);
+    let mut sorted: Vec<&Candidate> = candidates.iter().filter(|c| c.discount.is_positive()).collect();
+    sorted.sort_by(|a, b| b.discount.cmp(&a.discount).then(a.coupon.cmp(&b.coupon)));
+    let single = sorted
+        .iter()
+        .find(|c| !c.stackable)
+        .map(|c| Best { coupons: vec![c.coupon], discount: cap(c.discount) });
+
+    let mut rooms: HashMap<PolicyId, Money> = budgets.iter().map(|(p, b)| (*p, b.remaining())).collect();
+    let mut coupons = Vec::new();
+    let mut sum = Money::from(0);
+    for candidate in sorted.iter().filter(|c| c.stackable) {
+        if coupons.len() == free_slots || sum >= order_amount {
+            break;
+        }
+        if let Some(room) = rooms.get_mut(&candidate.policy) {
+            if candidate.discount > *room {
+                continue;
+            }
+            *room = Money::new(room.amount() - candidate.discount.amount());
+        }
+        coupons.push(candidate.coupon);
+        sum = Money::new(sum.amount() + candidate.discount.amount());
+    }
+    let stacked = Best { coupons, discount: cap(sum) };
+    let none = Best { coupons: Vec::new(), discount: Money::from(0) };
+    [single, Some(stacked)].into_iter().flatten().min_by(|a, b| rank(a).cmp(&rank(b))).unwrap_or(none)
+}
+
+/// How combinations compare: the larger discount, then fewer coupons, then lower coupon ids.
+fn rank(best: &Best) -> (std::cmp::Reverse<Money>, usize, Vec<CouponId>) {
+    let mut ids = best.coupons.clone();
+    ids.sort_unstable();
+    (std::cmp::Reverse(best.discount), best.coupons.len(), ids)
+}
+
+/// The quote use case: `POST /api/coupons/quote`.
+#[derive(Clone)]
+pub struct Quoting {
+    store: Arc<dyn QuoteStore>,
+    clock: Arc<dyn Clock>,
+    rules: Arc<CheckoutRules>,
+}
+
+impl std::fmt::Debug for Quoting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Quoting").finish_non_exhaustive()
+    }
+}
+
+impl Quoting {
+    pub fn new(store: Arc<dyn QuoteStore>, clock: Arc<dyn Clock>, rules: CheckoutRules) -> Self {
+        Self { store, clock, rules: Arc::new(rules) }
+    }
+
+    /// # Errors
+    /// `INVALID_ORDER_AMOUNT` for an amount that is not positive; the store's failures.
+    pub async fn quote(
+        &self,
+        user: UserId,
+        order_amount: Money,
+        order: Option<&ExternalRef>,
+    ) -> Result<Quote, ReserveError> {
+        if !order_amount.is_positive() {
+            return Err(DiscountError::InvalidOrderAmount.into());
+        }
+        let now = self.clock.now();
+        let view = self.store.quote_view(user, order, now).await?;
+        quote(view, user, order_amount, order, now, &self.rules)
+    }
+}
+
+#[cfg(test)]
+mod tests;
