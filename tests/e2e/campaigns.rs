@@ -213,3 +213,100 @@ async fn a_budget_caps_what_a_campaign_gives_and_announces_its_thresholds_once()
     assert_eq!(count(&env, &audit).await, 1, "the running sum is the sum of the live holds");
     worker.stop().await;
 }
+
+async fn job_done(client: &reqwest::Client, base: &str, policy: i64, job: i64) -> Value {
+    for _ in 0..300 {
+        let (status, progress) =
+            admin_get(client, &format!("{base}/api/coupon-policies/{policy}/codes/jobs/{job}")).await;
+        assert_eq!(status, 200, "{progress}");
+        if progress["state"] != "RUNNING" {
+            return progress;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {job} still running after 30 s");
+}
+
+#[tokio::test]
+async fn unique_codes_are_generated_exported_and_redeemed_once() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let mut body = policy_body("CODE", None, 1);
+    body["codeMode"] = json!("UNIQUE");
+    body["couponCode"] = json!("NOT-ALLOWED");
+    let (status, refused) = admin_post(&client, &format!("{base}/api/coupon-policies"), body.clone()).await;
+    assert_eq!((status, refused["fieldErrors"][0]["field"].as_str()), (400, Some("couponCode")), "{refused}");
+    body.as_object_mut().expect("body").remove("couponCode");
+    let policy = create_policy(&client, &base, body).await;
+    let (_, got) = admin_get(&client, &format!("{base}/api/coupon-policies/{policy}")).await;
+    assert_eq!((got["codeMode"].as_str(), got["couponCode"].clone()), (Some("UNIQUE"), Value::Null));
+
+    let codes_url = format!("{base}/api/coupon-policies/{policy}/codes");
+    for (bad, field) in [
+        (json!({"count": 0}), "count"),
+        (json!({"count": 5, "prefix": "bf"}), "prefix"),
+        (json!({"count": 5, "length": 7}), "length"),
+    ] {
+        let (status, refused) = admin_post(&client, &codes_url, bad.clone()).await;
+        assert_eq!(
+            (status, refused["fieldErrors"][0]["field"].as_str()),
+            (400, Some(field)),
+            "{bad}: {refused}"
+        );
+    }
+    let shared = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let (status, refused) =
+        admin_post(&client, &format!("{base}/api/coupon-policies/{shared}/codes"), json!({"count": 5})).await;
+    assert_eq!((status, refused["code"].as_str()), (400, Some("INVALID_ISSUE_TYPE")), "{refused}");
+
+    let (status, started) = admin_post(&client, &codes_url, json!({"count": 1000, "prefix": "BF"})).await;
+    assert_eq!(status, 202, "{started}");
+    let job = started["jobId"].as_i64().expect("jobId");
+    let progress = job_done(&client, &base, policy, job).await;
+    assert_eq!(progress, json!({"jobId": job, "state": "DONE", "generated": 1000, "total": 1000}));
+
+    let export = |client: reqwest::Client, url: String| async move {
+        let response = client
+            .get(format!("{url}?format=csv"))
+            .bearer_auth(coupon_testkit::ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("export");
+        assert_eq!(response.status().as_u16(), 200);
+        response.text().await.expect("csv")
+    };
+    let csv = export(client.clone(), codes_url.clone()).await;
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "code,status,couponId,userId,redeemedAt");
+    let codes: std::collections::HashSet<&str> =
+        lines[1..].iter().map(|l| l.split(',').next().expect("code")).collect();
+    assert_eq!(codes.len(), 1000, "distinct");
+    let alphabet = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    assert!(
+        codes
+            .iter()
+            .all(|c| c.len() == 14 && c.starts_with("BF") && c[2..].chars().all(|ch| alphabet.contains(ch)))
+    );
+    assert!(lines[1..].iter().all(|l| l.ends_with(",AVAILABLE,,,")), "{}", lines[1]);
+
+    let mut sorted: Vec<&str> = codes.iter().copied().collect();
+    sorted.sort_unstable();
+    let (first, second) = (sorted[0], sorted[1]);
+    let (status, issued) =
+        download(&client, &base, 5, json!({"couponCode": first.to_lowercase(), "userId": 5})).await;
+    assert_eq!(status, 201, "{issued}");
+    let (status, again) = download(&client, &base, 6, json!({"couponCode": first, "userId": 6})).await;
+    assert_eq!((status, again["code"].as_str()), (409, Some("COUPON_ALREADY_ISSUED")), "{again}");
+    let validate = |code: &str| format!("{base}/api/coupons/validate/{code}");
+    let (_, checked) =
+        answer(client.get(validate(first)).header("X-User-Id", "6").send().await.expect("validate")).await;
+    assert_eq!(checked["valid"], false, "{checked}");
+    let (_, checked) =
+        answer(client.get(validate(second)).header("X-User-Id", "6").send().await.expect("validate")).await;
+    assert_eq!(checked["valid"], true, "{checked}");
+    let csv = export(client.clone(), codes_url).await;
+    let redeemed = csv.lines().find(|l| l.starts_with(first)).expect("line");
+    let coupon = issued["couponId"].as_i64().expect("couponId");
+    assert!(redeemed.starts_with(&format!("{first},REDEEMED,{coupon},5,")), "{redeemed}");
+}

@@ -13,6 +13,7 @@ use coupon_api::state::AppState;
 use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::budget::Thresholds;
 use coupon_domain::clock::SystemClock;
+use coupon_domain::codes::UniqueCodes;
 use coupon_domain::issue::Issuing;
 use coupon_domain::limits::{Guard, RateLimiter};
 use coupon_domain::policy_cache::CachedPolicies;
@@ -28,6 +29,7 @@ use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_runtime::settings::Settings;
 use coupon_runtime::telemetry;
+use coupon_store_pg::codes::PgCodeStore;
 use coupon_store_pg::idempotency::PgIdempotency;
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::migrate;
@@ -118,6 +120,12 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         settings.coupon.reservation_timeout,
         rules.clone(),
     );
+    let codes = UniqueCodes::new(
+        Arc::new(PgCodeStore::new(pg.clone())),
+        policies.clone(),
+        Arc::new(coupon_wiring::OsEntropy),
+        clock.clone(),
+    );
     let wallet_store = Arc::new(PgWalletStore::new(pg.clone()));
     let quotes = Quoting::new(wallet_store.clone(), clock.clone(), rules);
     let wallet: Arc<dyn WalletStore> = wallet_store;
@@ -135,6 +143,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         support: Support::new(support_store, wallet.clone(), &checkout, clock.clone()),
         checkout,
         quotes,
+        codes,
         wallet,
         jobs: coupon_wiring::jobs(settings, pg, clock.clone()),
         clock,
@@ -155,6 +164,8 @@ pub struct Application {
     server: actix_web::dev::Server,
     /// Audits the first-come gates against PostgreSQL while the server runs.
     issuing: Issuing,
+    /// Resumes unique-code jobs whose runner died.
+    codes: UniqueCodes,
 }
 
 impl std::fmt::Debug for Application {
@@ -186,7 +197,7 @@ impl Application {
             settings.database.timeout.max(settings.redis.timeout),
         )?;
         let state = app_state(&settings, &pg, &redis)?;
-        let issuing = state.issuing.clone();
+        let (issuing, codes) = (state.issuing.clone(), state.codes.clone());
         let tokens = AdminTokens::new(
             settings.coupon.admin_tokens.iter().map(|t| t.expose_secret().to_owned()).collect(),
         );
@@ -206,7 +217,7 @@ impl Application {
         };
         let server = serve(listener, ops, (state, tokens), routes, &options)?;
         tracing::info!(port, "api-server listening");
-        Ok(Self { port, server, issuing })
+        Ok(Self { port, server, issuing, codes })
     }
 
     /// The bound port.
@@ -225,11 +236,25 @@ impl Application {
     /// When the server fails.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let audit = tokio::spawn(audit_gates(self.issuing));
+        let resume = tokio::spawn(resume_code_jobs(self.codes));
         let served = self.server.await;
         audit.abort();
+        resume.abort();
         served?;
         tracing::info!("api-server stopped");
         Ok(())
+    }
+}
+
+/// Takes over unique-code jobs whose runner died (their lease lapsed), every `codes::LEASE`.
+async fn resume_code_jobs(codes: UniqueCodes) {
+    let mut ticks = tokio::time::interval(coupon_domain::codes::LEASE);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        if let Err(e) = codes.resume_stalled().await {
+            tracing::warn!(error = %e, "cannot look for stalled code jobs");
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ErrorBody, ErrorCode, FieldErrorBody};
-use crate::{checkout, coupons, policies, quote, support, wallet};
+use crate::{checkout, codes, coupons, policies, quote, support, wallet};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -31,6 +31,9 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         policies::deactivate,
         policies::set_cap,
         policies::statistics,
+        codes::start,
+        codes::job,
+        codes::export,
         coupons::download,
         coupons::direct_issue,
         coupons::validate,

@@ -219,6 +219,7 @@ mod tests {
 /// whichever endpoint reports it.
 pub(crate) mod from_domain {
     use coupon_domain::administration::ChangePolicyError;
+    use coupon_domain::codes::StartError;
     use coupon_domain::discount::DiscountError;
     use coupon_domain::issue::IssueError;
     use coupon_domain::lifecycle::Forbidden;
@@ -345,10 +346,22 @@ pub(crate) mod from_domain {
                 IssueError::PolicyNotFound => ApiError::new(ErrorCode::PolicyNotFound, e.to_string()),
                 IssueError::CodeNotFound => ApiError::new(ErrorCode::CouponCodeNotFound, e.to_string()),
                 IssueError::NotIssuable(reason) => reason.into(),
-                IssueError::AlreadyIssued => ApiError::new(ErrorCode::CouponAlreadyIssued, e.to_string()),
+                IssueError::AlreadyIssued | IssueError::CodeRedeemed => {
+                    ApiError::new(ErrorCode::CouponAlreadyIssued, e.to_string())
+                }
                 IssueError::Limited(refusal) => refusal.into(),
                 IssueError::Unavailable(cause) => ApiError::unavailable("the coupon store", &cause),
                 IssueError::Unexpected(cause) => ApiError::unexpected(&cause),
+            }
+        }
+    }
+
+    impl From<StartError> for ApiError {
+        fn from(e: StartError) -> Self {
+            match e {
+                StartError::PolicyNotFound => ApiError::new(ErrorCode::PolicyNotFound, e.to_string()),
+                StartError::NotUnique => ApiError::new(ErrorCode::InvalidIssueType, e.to_string()),
+                StartError::Store(e) => e.into(),
             }
         }
     }

@@ -7,6 +7,7 @@
 
 pub mod auth;
 pub mod checkout;
+pub mod codes;
 pub mod coupons;
 pub mod docs;
 pub mod error;
@@ -33,6 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     checkout::configure(cfg);
     quote::configure(cfg);
     policies::configure(cfg);
+    codes::configure(cfg);
     wallet::configure(cfg);
     support::configure(cfg);
     docs::configure(cfg);

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::Clock;
+use coupon_domain::codes::UniqueCodes;
 use coupon_domain::issue::Issuing;
 use coupon_domain::jobs::Jobs;
 use coupon_domain::quote::Quoting;
@@ -23,6 +24,7 @@ pub struct AppState {
     pub policies: PolicyAdmin,
     pub checkout: Checkout,
     pub quotes: Quoting,
+    pub codes: UniqueCodes,
     pub support: Support,
     pub wallet: Arc<dyn WalletStore>,
     pub jobs: Jobs,

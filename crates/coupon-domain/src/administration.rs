@@ -142,7 +142,17 @@ impl PolicyAdmin {
         };
         let answer =
             |valid, message| CodeCheck { code: code.as_str().to_owned(), valid, message, unknown: false };
-        let Some(policy) = self.policies.find_by_code(&code).await? else {
+        let policy = match self.policies.find_by_code(&code).await? {
+            Some(policy) => Some(policy),
+            None => match self.policies.find_unique_code(&code).await? {
+                Some(unique) if unique.redeemed => {
+                    return Ok(answer(false, "This code was already redeemed"));
+                }
+                Some(unique) => self.policies.get(unique.policy).await?,
+                None => None,
+            },
+        };
+        let Some(policy) = policy else {
             return Ok(CodeCheck { unknown: true, ..answer(false, "No coupon has this code") });
         };
         Ok(match policy.check_issuable(DistributionType::Code, self.clock.now()) {

@@ -65,6 +65,7 @@ pub fn policy(id: i64, distribution: DistributionType, cap: Option<u32>, now: Da
         window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
             .unwrap_or_else(|e| panic!("{e}")),
         is_active: true,
+        code_mode: crate::codes::CodeMode::Shared,
         stackable: false,
         budget_amount: None,
         version: 0,
@@ -127,6 +128,13 @@ impl PolicyStore for InMemoryPolicyStore {
         self.reads.fetch_add(1, Ordering::SeqCst);
         let found = lock(&self.policies).values().find(|p| p.code.as_ref() == Some(code)).cloned();
         Box::pin(async move { Ok(found) })
+    }
+
+    fn find_unique_code<'a>(
+        &'a self,
+        _: &'a CouponCode,
+    ) -> PortFuture<'a, Result<Option<crate::codes::UniqueCode>, StoreError>> {
+        Box::pin(async move { Ok(None) })
     }
 
     fn list(&self, _: Option<PolicyId>, _: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {

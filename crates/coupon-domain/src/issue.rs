@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::clock::Clock;
+use crate::codes::UniqueCode;
 use crate::context::{Cause, EventContext, Origin};
 use crate::coupon::{IssuedCoupon, expires_at};
 use crate::gate::{GateDecision, StockGate};
@@ -34,6 +35,12 @@ pub enum IssueTarget {
     Policy(PolicyId),
 }
 
+/// Whose a typed code is.
+enum CodeOwner {
+    Shared(Policy),
+    Unique(Policy, UniqueCode),
+}
+
 /// Why no coupon was issued.
 #[derive(Debug, thiserror::Error)]
 pub enum IssueError {
@@ -48,6 +55,9 @@ pub enum IssueError {
     /// `COUPON_ALREADY_ISSUED`
     #[error("the user already holds the maximum number of these coupons")]
     AlreadyIssued,
+    /// `COUPON_ALREADY_ISSUED`: a unique code issues one coupon, once (SPEC §11.6).
+    #[error("this code was already redeemed")]
+    CodeRedeemed,
     /// `RATE_LIMITED` or `ACCESS_BLOCKED`.
     #[error(transparent)]
     Limited(#[from] LimitRefusal),
@@ -77,6 +87,8 @@ pub struct IssueCommand<'a> {
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub context: &'a EventContext,
+    /// The unique code being redeemed (SPEC §11.6): marked redeemed in the issuing transaction.
+    pub code: Option<&'a CouponCode>,
 }
 
 impl<'a> IssueCommand<'a> {
@@ -102,6 +114,7 @@ impl<'a> IssueCommand<'a> {
             issued_at: now,
             expires_at: expires_at(now, policy.valid_days, zone),
             context,
+            code: None,
         })
     }
 }
@@ -109,9 +122,10 @@ impl<'a> IssueCommand<'a> {
 /// Persists issued coupons.
 pub trait CouponStore: Send + Sync + 'static {
     /// In one transaction: takes the user's lowest free slot (≤ `max_issue_per_user`, else
-    /// `AlreadyIssued`), appends `coupon.issued` to the outbox, and increments the policy's counter
-    /// only while the policy is active, in its window, issuing through `channel` and under its cap
-    /// (else the matching [`NotIssuable`]). Resolves after commit.
+    /// `AlreadyIssued`), marks the unique code redeemed by this coupon (else `CodeRedeemed`),
+    /// appends `coupon.issued` to the outbox, and increments the policy's counter only while the
+    /// policy is active, in its window, issuing through `channel` and under its cap (else the
+    /// matching [`NotIssuable`]). Resolves after commit.
     fn issue<'a>(&'a self, command: IssueCommand<'a>) -> PortFuture<'a, Result<IssuedCoupon, IssueError>>;
 }
 
@@ -196,10 +210,16 @@ impl Issuing {
         let outcome = match target {
             IssueTarget::Code(code) => {
                 let caller = CodeCaller { user, address };
-                let lookup = self.policies.find_by_code(&code);
+                let lookup = self.find_code(&code);
                 match self.guard.code_attempt(caller, lookup, |found| matches!(found, Ok(None))).await {
-                    Ok(Ok(Some(policy))) => {
-                        self.issue_under(policy, DistributionType::Code, user, cause).await
+                    Ok(Ok(Some(CodeOwner::Shared(policy)))) => {
+                        self.issue_under(policy, DistributionType::Code, user, cause, None).await
+                    }
+                    Ok(Ok(Some(CodeOwner::Unique(policy, found)))) => {
+                        if found.redeemed {
+                            return Downloaded { outcome: Err(IssueError::CodeRedeemed), rate };
+                        }
+                        self.issue_under(policy, DistributionType::Code, user, cause, Some(&found.code)).await
                     }
                     Ok(Ok(None)) => Err(IssueError::CodeNotFound),
                     Ok(Err(e)) => Err(e.into()),
@@ -211,6 +231,17 @@ impl Issuing {
         Downloaded { outcome, rate }
     }
 
+    /// The policy of a typed code: a shared code, else a unique one (SPEC §11.6).
+    async fn find_code(&self, code: &CouponCode) -> Result<Option<CodeOwner>, StoreError> {
+        if let Some(policy) = self.policies.find_by_code(code).await? {
+            return Ok(Some(CodeOwner::Shared(policy)));
+        }
+        let Some(found) = self.policies.find_unique_code(code).await? else {
+            return Ok(None);
+        };
+        Ok(self.policies.get(found.policy).await?.map(|policy| CodeOwner::Unique(policy, found)))
+    }
+
     async fn by_id(&self, id: PolicyId, user: UserId, cause: Cause) -> Result<Issued, IssueError> {
         let policy = self.policies.get(id).await?.ok_or(IssueError::PolicyNotFound)?;
         // Downloading by id is the DOWNLOAD and FIRST_COME channel; anything else refuses.
@@ -218,7 +249,7 @@ impl Issuing {
             DistributionType::FirstCome => DistributionType::FirstCome,
             _ => DistributionType::Download,
         };
-        self.issue_under(policy, channel, user, cause).await
+        self.issue_under(policy, channel, user, cause, None).await
     }
 
     /// The refusal a download of `target` by `user` would get, when it is known without asking
@@ -262,7 +293,7 @@ impl Issuing {
                 continue;
             }
             let outcome = self
-                .issue_under(policy.clone(), DistributionType::Direct, user, cause.clone())
+                .issue_under(policy.clone(), DistributionType::Direct, user, cause.clone(), None)
                 .await
                 .map(|issued| issued.coupon);
             match outcome {
@@ -285,10 +316,12 @@ impl Issuing {
         channel: DistributionType,
         user: UserId,
         cause: Cause,
+        code: Option<&CouponCode>,
     ) -> Result<Issued, IssueError> {
         let now = self.clock.now();
         let context = cause.context(now, Origin::Service);
-        let command = IssueCommand::plan(&policy, channel, user, now, self.zone, &context)?;
+        let mut command = IssueCommand::plan(&policy, channel, user, now, self.zone, &context)?;
+        command.code = code;
         let gated = channel == DistributionType::FirstCome && self.pass_gate(&policy, user).await?;
         let outcome = self.coupons.issue(command).await;
         if gated {

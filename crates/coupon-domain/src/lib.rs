@@ -8,6 +8,7 @@ pub mod administration;
 pub mod allotment;
 pub mod budget;
 pub mod clock;
+pub mod codes;
 pub mod consume;
 pub mod context;
 pub mod coupon;

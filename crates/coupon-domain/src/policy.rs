@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::codes::CodeMode;
 use crate::discount::DiscountRule;
 use crate::id::PolicyId;
 use crate::money::Money;
@@ -119,6 +120,8 @@ pub struct Policy {
     pub valid_days: u32,
     pub window: IssuanceWindow,
     pub is_active: bool,
+    /// How a CODE policy's codes are given out (SPEC §11.6).
+    pub code_mode: CodeMode,
     /// May share an order with other stackable coupons (SPEC §11.4).
     pub stackable: bool,
     /// The most its coupons may give away; `None` = no budget (SPEC §11.5).
@@ -205,6 +208,7 @@ pub struct NewPolicy {
     pub valid_days: u32,
     pub window: IssuanceWindow,
     pub is_active: bool,
+    pub code_mode: CodeMode,
     pub stackable: bool,
     pub budget_amount: Option<Money>,
 }
@@ -304,6 +308,7 @@ mod tests {
             valid_days: 30,
             window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1)).expect("window"),
             is_active: true,
+            code_mode: CodeMode::Shared,
             stackable: false,
             budget_amount: None,
             version: 0,

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
+use crate::codes::UniqueCode;
 use crate::id::PolicyId;
 use crate::idempotency::Receipt;
 use crate::policy::{
@@ -135,6 +136,14 @@ impl PolicyStore for CachedPolicies {
             }
             Ok(policy)
         })
+    }
+
+    /// Not remembered: a policy may have millions of unique codes, each redeemed once.
+    fn find_unique_code<'a>(
+        &'a self,
+        code: &'a CouponCode,
+    ) -> PortFuture<'a, Result<Option<UniqueCode>, StoreError>> {
+        self.inner.find_unique_code(code)
     }
 
     fn list(&self, after: Option<PolicyId>, limit: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {

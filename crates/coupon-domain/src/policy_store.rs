@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::codes::UniqueCode;
 use crate::id::PolicyId;
 use crate::idempotency::Receipt;
 use crate::policy::{
@@ -24,6 +25,11 @@ pub trait PolicyStore: Send + Sync + 'static {
     fn find_by_code<'a>(&'a self, code: &'a CouponCode)
     -> PortFuture<'a, Result<Option<Policy>, StoreError>>;
     /// Policies by id, ascending, after `after`.
+    /// The unique code `code` (SPEC §11.6), if a job generated it.
+    fn find_unique_code<'a>(
+        &'a self,
+        code: &'a CouponCode,
+    ) -> PortFuture<'a, Result<Option<UniqueCode>, StoreError>>;
     fn list(&self, after: Option<PolicyId>, limit: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>>;
     /// Writes the editable fields of `policy` if its stored version is still `policy.version`,
     /// and returns it with the next version. Never touches the issue counter.

@@ -7,6 +7,7 @@
 //!
 //! It knows the domain's ports and nothing of Redis, Kafka or HTTP.
 
+pub mod codes;
 mod error;
 pub mod housekeeping;
 pub mod idempotency;

@@ -1,6 +1,7 @@
 //! `PolicyStore` on PostgreSQL.
 
 use chrono::{DateTime, Utc};
+use coupon_domain::codes::UniqueCode;
 use coupon_domain::id::PolicyId;
 use coupon_domain::idempotency::Receipt;
 use coupon_domain::money::Money;
@@ -16,7 +17,7 @@ use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
-use crate::error::{Abort, from_diesel, from_pool, violated_constraint};
+use crate::error::{Abort, corrupt, from_diesel, from_pool, violated_constraint};
 use crate::idempotency::keyed;
 use crate::pool::PgPool;
 use crate::reservation::settled;
@@ -24,7 +25,7 @@ use crate::row::{NewPolicyRow, PolicyRow, to_i32};
 use crate::schema::coupon_policies::dsl as p;
 
 /// The answer of one write that meets no concurrent change it could retry after.
-fn once<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Result<T, E> {
+pub(crate) fn once<T, E: From<StoreError>>(outcome: Result<T, Abort<E>>) -> Result<T, E> {
     settled(outcome).unwrap_or_else(|| {
         Err(StoreError::Unexpected(anyhow::anyhow!("a concurrent write conflicted")).into())
     })
@@ -85,6 +86,7 @@ impl PolicyStore for PgPolicyStore {
                 valid_from: new.window.from(),
                 valid_until: new.window.until(),
                 is_active: new.is_active,
+                code_mode: new.code_mode.as_str(),
                 stackable: new.stackable,
                 budget_amount: new.budget_amount.map(Money::amount),
                 created_at: now,
@@ -119,6 +121,28 @@ impl PolicyStore for PgPolicyStore {
         code: &'a CouponCode,
     ) -> PortFuture<'a, Result<Option<Policy>, StoreError>> {
         Box::pin(self.first(p::coupon_policies.filter(p::coupon_code.eq(code.as_str())).into_boxed()))
+    }
+
+    fn find_unique_code<'a>(
+        &'a self,
+        code: &'a CouponCode,
+    ) -> PortFuture<'a, Result<Option<UniqueCode>, StoreError>> {
+        Box::pin(async move {
+            use crate::schema::coupon_codes as k;
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let row: Option<(i64, String)> = k::table
+                .find(code.as_str())
+                .select((k::policy_id, k::status))
+                .first(&mut conn)
+                .await
+                .optional()
+                .map_err(from_diesel)?;
+            row.map(|(policy, status)| {
+                let policy = PolicyId::new(policy).ok_or_else(|| corrupt("coupon_codes", code.as_str()))?;
+                Ok(UniqueCode { code: code.clone(), policy, redeemed: status == "REDEEMED" })
+            })
+            .transpose()
+        })
     }
 
     fn list(&self, after: Option<PolicyId>, limit: u32) -> PortFuture<'_, Result<Vec<Policy>, StoreError>> {

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use coupon_domain::budget::Budget;
+use coupon_domain::codes::CodeMode;
 use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::{CouponId, PolicyId, UserId};
@@ -42,6 +43,7 @@ pub struct PolicyRow {
     pub budget_amount: Option<Decimal>,
     pub budget_used: Decimal,
     pub budget_alerted: i16,
+    pub code_mode: String,
 }
 
 impl PolicyRow {
@@ -94,6 +96,7 @@ impl TryFrom<PolicyRow> for Policy {
             name: r.coupon_name,
             description: r.description,
             is_active: r.is_active,
+            code_mode: CodeMode::parse(&r.code_mode).ok_or_else(|| bad("code_mode"))?,
             stackable: r.stackable,
             budget_amount: r.budget_amount.map(Money::new),
             version: r.version,
@@ -158,6 +161,7 @@ pub struct NewPolicyRow<'a> {
     pub valid_from: DateTime<Utc>,
     pub valid_until: DateTime<Utc>,
     pub is_active: bool,
+    pub code_mode: &'static str,
     pub stackable: bool,
     pub budget_amount: Option<Decimal>,
     pub created_at: DateTime<Utc>,

@@ -1,12 +1,44 @@
 // @generated automatically by Diesel CLI.
 
 diesel::table! {
+    code_jobs (id) {
+        id -> Int8,
+        policy_id -> Int8,
+        total -> Int4,
+        generated -> Int4,
+        #[max_length = 10]
+        prefix -> Varchar,
+        length -> Int2,
+        #[max_length = 10]
+        state -> Varchar,
+        #[max_length = 500]
+        error -> Nullable<Varchar>,
+        lease_until -> Timestamptz,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     consumer_offsets (topic, partition) {
         #[max_length = 249]
         topic -> Varchar,
         partition -> Int4,
         next_offset -> Int8,
         updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    coupon_codes (code) {
+        #[max_length = 30]
+        code -> Varchar,
+        policy_id -> Int8,
+        #[max_length = 10]
+        status -> Varchar,
+        coupon_id -> Nullable<Int8>,
+        user_id -> Nullable<Int8>,
+        redeemed_at -> Nullable<Timestamptz>,
     }
 }
 
@@ -63,6 +95,8 @@ diesel::table! {
         budget_amount -> Nullable<Numeric>,
         budget_used -> Numeric,
         budget_alerted -> Int2,
+        #[max_length = 10]
+        code_mode -> Varchar,
     }
 }
 
@@ -204,11 +238,14 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(code_jobs -> coupon_policies (policy_id));
 diesel::joinable!(coupon_issues -> coupon_policies (policy_id));
 diesel::joinable!(coupon_reservations -> coupon_issues (coupon_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    code_jobs,
     consumer_offsets,
+    coupon_codes,
     coupon_issues,
     coupon_policies,
     coupon_reservations,

@@ -5,14 +5,16 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
 use chrono::Duration;
+use coupon_domain::codes::{CodeFormat, CodeMode, CodeStore};
 use coupon_domain::consume::DeadLetter;
 use coupon_domain::coupon::{IssuedCoupon, expires_at};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::UserId;
 use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
-use coupon_domain::policy::{DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy};
+use coupon_domain::policy::{CouponCode, DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy};
 use coupon_domain::policy_store::PolicyStore;
+use coupon_store_pg::codes::PgCodeStore;
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
@@ -51,6 +53,7 @@ struct Fixture {
     db: TestDatabase,
     policies: PgPolicyStore,
     coupons: Arc<PgCouponStore>,
+    codes: PgCodeStore,
 }
 
 async fn fixture() -> Fixture {
@@ -63,12 +66,24 @@ async fn fixture() -> Fixture {
     .expect("pool");
     Fixture {
         policies: PgPolicyStore::new(pool.clone()),
+        codes: PgCodeStore::new(pool.clone()),
         coupons: Arc::new(PgCouponStore::new(pool, Arc::new(RowsOnly)).expect("coupon store")),
         db,
     }
 }
 
 async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, per_user: u16) -> Policy {
+    let mode = CodeMode::Shared;
+    policy_in_mode(f, distribution, cap, per_user, mode).await
+}
+
+async fn policy_in_mode(
+    f: &Fixture,
+    distribution: DistributionType,
+    cap: Option<u32>,
+    per_user: u16,
+    code_mode: CodeMode,
+) -> Policy {
     let now = SystemClock.now();
     let new = NewPolicy {
         name: "Burst".into(),
@@ -82,6 +97,7 @@ async fn policy(f: &Fixture, distribution: DistributionType, cap: Option<u32>, p
         valid_days: 30,
         window: IssuanceWindow::new(now - Duration::hours(1), now + Duration::hours(1)).expect("window"),
         is_active: true,
+        code_mode,
         stackable: false,
         budget_amount: None,
     };
@@ -99,6 +115,7 @@ async fn issue(coupons: &PgCouponStore, policy: &Policy, user: i64) -> Result<Is
             issued_at: now,
             expires_at: expires_at(now, policy.valid_days, chrono_tz::Tz::UTC),
             context: &context,
+            code: None,
         })
         .await
 }
@@ -239,4 +256,70 @@ fn a_thread_gets_its_answers_after_its_first_runtime_is_gone() {
         answer.expect("issued on the second runtime");
         assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await, 2);
     });
+}
+
+/// SPEC §11.6: a unique code issues one coupon, once, whoever races for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_hundred_redemptions_of_twenty_codes_issue_twenty_coupons() {
+    let f = fixture().await;
+    let policy = policy_in_mode(&f, DistributionType::Code, None, 1, CodeMode::Unique).await;
+    let now = SystemClock.now();
+    let format = CodeFormat::new(Some("T"), None).expect("format");
+    let job = f
+        .codes
+        .create_job(policy.id, 20, &format, (now, now + Duration::seconds(30)), None)
+        .await
+        .expect("job");
+    let codes: Vec<String> = (0..20).map(|i| format.code(&[i; 16])).collect();
+    let done = f.codes.insert_codes(&job, &codes, now + Duration::seconds(30)).await.expect("codes");
+    assert_eq!(done.generated, 20);
+    // A stale runner (progress read before) commits nothing.
+    let stale = f.codes.insert_codes(&job, &[format.code(&[99; 16])], now).await.expect("stale");
+    assert_eq!(stale.generated, 20, "the job moved on without the stale runner");
+
+    let barrier = Arc::new(Barrier::new(200));
+    let tasks: Vec<_> = (0..200)
+        .map(|i: usize| {
+            let (coupons, barrier, policy) = (f.coupons.clone(), barrier.clone(), policy.clone());
+            let code = CouponCode::parse(&codes[i % 20]).expect("code");
+            tokio::spawn(async move {
+                barrier.wait().await;
+                let now = SystemClock.now();
+                let context = EventContext::new("race".into(), now);
+                let user = UserId::new(i64::try_from(i).expect("i") + 1).expect("user");
+                let mut command = IssueCommand::plan(
+                    &policy,
+                    DistributionType::Code,
+                    user,
+                    now,
+                    chrono_tz::Tz::UTC,
+                    &context,
+                )
+                .expect("issuable");
+                command.code = Some(&code);
+                coupons.issue(command).await
+            })
+        })
+        .collect();
+    let (mut issued, mut redeemed) = (0, 0);
+    for task in tasks {
+        match task.await.expect("task") {
+            Ok(_) => issued += 1,
+            Err(IssueError::CodeRedeemed) => redeemed += 1,
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((issued, redeemed), (20, 180));
+    assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_issues").await, 20);
+    assert_eq!(
+        count(
+            &f.db,
+            "SELECT count(*) AS n FROM coupon_codes k JOIN coupon_issues c ON c.id = k.coupon_id \
+             AND c.user_id = k.user_id WHERE k.status = 'REDEEMED'"
+        )
+        .await,
+        20,
+        "each code names the coupon it issued"
+    );
+    assert_eq!(count(&f.db, "SELECT current_issue_count::bigint AS n FROM coupon_policies").await, 20);
 }

@@ -44,7 +44,9 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
     assert_eq!(
         tables(&db).await,
         [
+            "code_jobs",
             "consumer_offsets",
+            "coupon_codes",
             "coupon_issues",
             "coupon_policies",
             "coupon_reservations",

@@ -97,3 +97,17 @@ pub fn admin_server(
     tracing::info!(admin_port = admin.port(), "{process} admin server listening");
     Ok(admin)
 }
+
+/// The operating system's CSPRNG (`getrandom`), for unique codes (SPEC §11.6).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OsEntropy;
+
+impl coupon_domain::codes::Entropy for OsEntropy {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), coupon_domain::port::StoreError> {
+        getrandom::fill(buf).map_err(|e| {
+            coupon_domain::port::StoreError::Unexpected(anyhow::anyhow!(
+                "the system's random source failed: {e}"
+            ))
+        })
+    }
+}

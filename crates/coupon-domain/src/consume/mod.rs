@@ -181,7 +181,7 @@ impl IssueError {
             IssueError::Unavailable(m) => return Err(StoreError::Unavailable(m)),
             IssueError::Unexpected(e) => return Err(StoreError::Unexpected(e)),
             IssueError::NotIssuable(reason) => return Ok(reason.refusal()),
-            IssueError::AlreadyIssued => "COUPON_ALREADY_ISSUED",
+            IssueError::AlreadyIssued | IssueError::CodeRedeemed => "COUPON_ALREADY_ISSUED",
             // Consumed records are not rate limited; the codes are the API's.
             IssueError::Limited(LimitRefusal::RateLimited(_)) => "RATE_LIMITED",
             IssueError::Limited(LimitRefusal::AccessBlocked) => "ACCESS_BLOCKED",

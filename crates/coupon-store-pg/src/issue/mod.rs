@@ -13,6 +13,7 @@ use std::sync::Arc;
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EventEncoder};
 use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
+use coupon_domain::policy::CouponCode;
 use coupon_domain::port::PortFuture;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text, Timestamptz};
@@ -59,6 +60,9 @@ impl PgCouponStore {
         let outcome = conn
             .transaction::<_, Abort<IssueError>, _>(async |conn| {
                 let coupon = take_slot(conn, &command).await?;
+                if let Some(code) = command.code {
+                    redeem(conn, code, &coupon).await?;
+                }
                 let event = encoder
                     .encode(&CouponEvent::Issued { coupon: &coupon, policy: command.policy }, command.context)
                     .map_err(|e| Abort::Refused(IssueError::Unexpected(e)))?;
@@ -83,13 +87,34 @@ impl PgCouponStore {
 impl CouponStore for PgCouponStore {
     fn issue<'a>(&'a self, command: IssueCommand<'a>) -> PortFuture<'a, Result<IssuedCoupon, IssueError>> {
         Box::pin(async move {
-            if command.policy.max_issue_per_user == 1 {
+            if command.policy.max_issue_per_user == 1 && command.code.is_none() {
                 self.group.issue(command).await
             } else {
                 self.issue_alone(command).await
             }
         })
     }
+}
+
+/// Marks the unique code redeemed by `coupon`, once: of concurrent redemptions of one code, the
+/// first locks its row and the others find it redeemed when it commits.
+async fn redeem(
+    conn: &mut AsyncPgConnection,
+    code: &CouponCode,
+    coupon: &IssuedCoupon,
+) -> Result<(), Abort<IssueError>> {
+    let redeemed = diesel::sql_query(
+        "UPDATE coupon_codes SET status = 'REDEEMED', coupon_id = $2, user_id = $3, redeemed_at = $4 \
+         WHERE code = $1 AND policy_id = $5 AND status = 'AVAILABLE'",
+    )
+    .bind::<Text, _>(code.as_str())
+    .bind::<BigInt, _>(coupon.id.get())
+    .bind::<BigInt, _>(coupon.user_id.get())
+    .bind::<Timestamptz, _>(coupon.issued_at)
+    .bind::<BigInt, _>(coupon.policy_id.get())
+    .execute(conn)
+    .await?;
+    if redeemed == 1 { Ok(()) } else { Err(Abort::Refused(IssueError::CodeRedeemed)) }
 }
 
 /// Inserts the coupon in the user's lowest free slot (1..=max_issue_per_user).
