@@ -5,6 +5,7 @@
 #   deploy/local/bench.sh reserve [SECONDS] [CONNECTIONS]
 #   deploy/local/bench.sh events [N]
 #   deploy/local/bench.sh quote [SECONDS] [CONNECTIONS]
+#   deploy/local/bench.sh codes [N]
 #
 # issue: a release api-server on a fresh database, a FIRST_COME policy whose cap is far above what
 # the run can issue, and wrk driving POST /api/coupons/download with a distinct user per request
@@ -26,6 +27,11 @@
 # users over CONNECTIONS (default 64) for SECONDS. Prints quotes/s and the latency, checks that
 # every answer listed the 200 coupons and that nothing was written (no reservation, no outbox row).
 #
+# codes: a CODE policy with codeMode UNIQUE, then POST …/codes {count: N} (default 1,000,000)
+# timed until its job is DONE (codes/s), a check in PostgreSQL that the policy has N distinct
+# codes, and the CSV export of all N streamed through curl, with the api-server's peak RSS
+# (VmHWM) before and after the export.
+#
 # events: N (default 50,000) coupons RESERVED by their pending reservations (SQL), fresh topics,
 # N payment.completed produced beforehand (500 per produce call), then a release event-worker
 # timed from its start until all N coupons are USED. Checks that every reservation was confirmed once: used
@@ -36,7 +42,7 @@ what="${1:-}"
 seconds="${2:-20}"
 connections="${3:-64}"
 keys=$([ "${BENCH_IDEMPOTENCY_KEYS:-0}" = 1 ] && echo keys || echo none)
-case "$what" in issue | reserve | quote | events) ;; *) die "usage: $0 issue|reserve|quote [SECONDS] [CONNECTIONS] | events [N]" ;; esac
+case "$what" in issue | reserve | quote | codes | events) ;; *) die "usage: $0 issue|reserve|quote [SECONDS] [CONNECTIONS] | codes [N] | events [N]" ;; esac
 
 command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
@@ -155,6 +161,43 @@ new_policy() {
     [ -n "$id" ] || die "cannot create a bench policy"
     echo "$id"
 }
+
+if [ "$what" = codes ]; then
+    n="${2:-1000000}"
+    policy=$(new_policy '"discountType":"FIXED_AMOUNT","discountValue":1000,"distributionType":"CODE","codeMode":"UNIQUE"')
+    peak() { awk '/VmHWM/ {print $2 / 1024 " MiB"}' "/proc/$server/status"; }
+    log "generating $n unique codes"
+    start=$(date +%s.%N)
+    job=$(curl -fsS -X POST "http://127.0.0.1:$port/api/coupon-policies/$policy/codes" -H "Authorization: Bearer $token" \
+        -H 'Content-Type: application/json' -d "{\"count\":$n}" | sed -E 's/.*"jobId":([0-9]+).*/\1/')
+    [ -n "$job" ] || die "the job did not start"
+    while state=$(curl -fsS "http://127.0.0.1:$port/api/coupon-policies/$policy/codes/jobs/$job" -H "Authorization: Bearer $token") &&
+        grep -q '"state":"RUNNING"' <<<"$state"; do
+        sleep 0.2
+        awk -v s="$start" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - s > 600) }' && die "not done after 600 s"
+    done
+    end=$(date +%s.%N)
+    rows=$(q "SELECT count(*) || ' ' || count(DISTINCT code) FROM coupon_codes WHERE policy_id = $policy")
+    before=$(peak)
+    log "exporting them as CSV"
+    export_start=$(date +%s.%N)
+    lines=$(curl -fsS "http://127.0.0.1:$port/api/coupon-policies/$policy/codes?format=csv" -H "Authorization: Bearer $token" | wc -l)
+    export_end=$(date +%s.%N)
+    echo
+    echo "== bench codes ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server and PostgreSQL on this machine)"
+    echo "job: $state"
+    awk -v n="$n" -v s="$start" -v e="$end" 'BEGIN { printf "generated %d codes in %.2f s = %.0f codes/s (from the POST to the job DONE)\n", n, e - s, n / (e - s) }'
+    echo "in PostgreSQL: rows and distinct codes of the policy: $rows"
+    awk -v l="$lines" -v s="$export_start" -v e="$export_end" 'BEGIN { printf "export: %d lines (header included) in %.2f s\n", l, e - s }'
+    echo "api-server peak RSS (VmHWM): $before before the export, $(peak) after"
+    ok=1
+    [ "$rows" = "$n $n" ] || { echo "FAIL: expected $n distinct codes"; ok=0; }
+    grep -q '"state":"DONE"' <<<"$state" || { echo "FAIL: the job did not finish DONE"; ok=0; }
+    [ "$lines" = "$((n + 1))" ] || { echo "FAIL: the export has $lines lines"; ok=0; }
+    [ $ok = 1 ] && echo "CHECK OK: $n distinct codes in PostgreSQL, all exported"
+    [ $ok = 1 ]
+    exit
+fi
 
 if [ "$what" = quote ]; then
     users=2000

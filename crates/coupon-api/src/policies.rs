@@ -4,10 +4,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use coupon_domain::codes::CodeMode;
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::PolicyId;
 use coupon_domain::money::Money;
+use coupon_domain::policy::CodeMode;
 use coupon_domain::policy::{
     CapChange, CouponCode, DistributionType, IssuanceWindow, NewPolicy, Policy, PolicyChange,
     PolicyStatistics,

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use crate::clock::Clock;
 use crate::id::{PolicyId, UserId};
 use crate::idempotency::Receipt;
-use crate::policy::{CouponCode, DistributionType};
+use crate::policy::{CodeMode, DistributionType};
 use crate::policy_store::PolicyStore;
 use crate::port::{PortFuture, StoreError};
 
@@ -27,29 +27,6 @@ pub const CHUNK: usize = 50_000;
 
 /// How long a running job's lease lasts without progress before another runner takes it over.
 pub const LEASE: Duration = Duration::from_secs(30);
-
-/// How a CODE policy's codes are given out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
-pub enum CodeMode {
-    /// One code for everyone: the policy's `couponCode` (the guide's).
-    #[default]
-    Shared,
-    /// Generated single-use codes.
-    Unique,
-}
-
-impl CodeMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CodeMode::Shared => "SHARED",
-            CodeMode::Unique => "UNIQUE",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        [CodeMode::Shared, CodeMode::Unique].into_iter().find(|m| m.as_str() == s)
-    }
-}
 
 /// The shape of a job's codes: a prefix, then `length` random characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,14 +140,6 @@ pub struct CodeRecord {
     pub coupon_id: Option<i64>,
     pub user_id: Option<UserId>,
     pub redeemed_at: Option<DateTime<Utc>>,
-}
-
-/// A unique code found by a lookup.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UniqueCode {
-    pub code: CouponCode,
-    pub policy: PolicyId,
-    pub redeemed: bool,
 }
 
 /// Where codes and jobs are kept.

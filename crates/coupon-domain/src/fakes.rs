@@ -65,7 +65,7 @@ pub fn policy(id: i64, distribution: DistributionType, cap: Option<u32>, now: Da
         window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
             .unwrap_or_else(|e| panic!("{e}")),
         is_active: true,
-        code_mode: crate::codes::CodeMode::Shared,
+        code_mode: crate::policy::CodeMode::Shared,
         stackable: false,
         budget_amount: None,
         version: 0,
@@ -133,7 +133,7 @@ impl PolicyStore for InMemoryPolicyStore {
     fn find_unique_code<'a>(
         &'a self,
         _: &'a CouponCode,
-    ) -> PortFuture<'a, Result<Option<crate::codes::UniqueCode>, StoreError>> {
+    ) -> PortFuture<'a, Result<Option<crate::policy::UniqueCode>, StoreError>> {
         Box::pin(async move { Ok(None) })
     }
 

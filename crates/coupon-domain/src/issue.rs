@@ -11,13 +11,12 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::clock::Clock;
-use crate::codes::UniqueCode;
 use crate::context::{Cause, EventContext, Origin};
 use crate::coupon::{IssuedCoupon, expires_at};
 use crate::gate::{GateDecision, StockGate};
 use crate::id::{PolicyId, UserId};
 use crate::limits::{CodeCaller, Guard, LimitRefusal, RateStatus};
-use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy};
+use crate::policy::{CouponCode, DistributionType, NotIssuable, Policy, UniqueCode};
 use crate::policy_store::PolicyStore;
 use crate::port::{PortFuture, StoreError};
 use crate::reconciliation::{GateAudit, GateDrift};

@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::codes::CodeMode;
 use crate::discount::DiscountRule;
 use crate::id::PolicyId;
 use crate::money::Money;
@@ -47,6 +46,29 @@ impl DistributionType {
     }
 }
 
+/// How a CODE policy's codes are given out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum CodeMode {
+    /// One code for everyone: the policy's `couponCode` (the guide's).
+    #[default]
+    Shared,
+    /// Generated single-use codes.
+    Unique,
+}
+
+impl CodeMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeMode::Shared => "SHARED",
+            CodeMode::Unique => "UNIQUE",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [CodeMode::Shared, CodeMode::Unique].into_iter().find(|m| m.as_str() == s)
+    }
+}
+
 /// A coupon code: trimmed, upper-case, 1–50 characters of `A-Z 0-9 - _`. Input is parsed once,
 /// so `" welcome2024 "` and `"WELCOME2024"` are the same code everywhere.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -72,6 +94,14 @@ impl CouponCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// A unique code (SPEC §11.6) found by a lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UniqueCode {
+    pub code: CouponCode,
+    pub policy: PolicyId,
+    pub redeemed: bool,
 }
 
 /// When coupons may be issued: `from` inclusive, `until` exclusive.

@@ -23,12 +23,11 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::clock::Clock;
-use crate::codes::UniqueCode;
 use crate::id::PolicyId;
 use crate::idempotency::Receipt;
 use crate::policy::{
     CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, SavePolicyError,
-    SetCapError,
+    SetCapError, UniqueCode,
 };
 use crate::policy_store::PolicyStore;
 use crate::port::{PortFuture, StoreError};

@@ -3,12 +3,11 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::codes::UniqueCode;
 use crate::id::PolicyId;
 use crate::idempotency::Receipt;
 use crate::policy::{
     CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, SavePolicyError,
-    SetCapError,
+    SetCapError, UniqueCode,
 };
 use crate::port::{PortFuture, StoreError};
 

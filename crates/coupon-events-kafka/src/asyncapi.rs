@@ -136,7 +136,7 @@ mod tests {
             valid_days: 30,
             window: IssuanceWindow::new(at(), at() + chrono::Duration::days(1)).expect("window"),
             is_active: true,
-            code_mode: coupon_domain::codes::CodeMode::Shared,
+            code_mode: coupon_domain::policy::CodeMode::Shared,
             stackable: false,
             budget_amount: None,
             version: 0,

@@ -41,7 +41,7 @@ fn policy(cap: Option<u32>, issued: u32, per_user: u16) -> Policy {
         window: IssuanceWindow::new(now - chrono::Duration::hours(1), now + chrono::Duration::hours(1))
             .expect("window"),
         is_active: true,
-        code_mode: coupon_domain::codes::CodeMode::Shared,
+        code_mode: coupon_domain::policy::CodeMode::Shared,
         stackable: false,
         budget_amount: None,
         version: 0,

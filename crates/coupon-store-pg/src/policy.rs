@@ -1,13 +1,12 @@
 //! `PolicyStore` on PostgreSQL.
 
 use chrono::{DateTime, Utc};
-use coupon_domain::codes::UniqueCode;
 use coupon_domain::id::PolicyId;
 use coupon_domain::idempotency::Receipt;
 use coupon_domain::money::Money;
 use coupon_domain::policy::{
     CapChange, CouponCode, CreatePolicyError, NewPolicy, Policy, PolicyStatistics, SavePolicyError,
-    SetCapError,
+    SetCapError, UniqueCode,
 };
 use coupon_domain::policy_store::PolicyStore;
 use coupon_domain::port::{PortFuture, StoreError};

@@ -3,11 +3,11 @@
 
 use chrono::{DateTime, Utc};
 use coupon_domain::budget::Budget;
-use coupon_domain::codes::CodeMode;
 use coupon_domain::coupon::{CouponStatus, IssuedCoupon};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::money::Money;
+use coupon_domain::policy::CodeMode;
 use coupon_domain::policy::{CouponCode, DistributionType, IssuanceWindow, Policy};
 use coupon_domain::port::StoreError;
 use coupon_domain::reservation::{ExternalRef, Reservation, ReservationId, ReservationStatus};

@@ -116,7 +116,7 @@ async fn fixture() -> Fixture {
                 window: IssuanceWindow::new(now - Duration::days(1), now + Duration::days(1))
                     .expect("window"),
                 is_active: true,
-                code_mode: coupon_domain::codes::CodeMode::Shared,
+                code_mode: coupon_domain::policy::CodeMode::Shared,
                 stackable: false,
                 budget_amount: None,
             },

@@ -5,14 +5,16 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
 use chrono::Duration;
-use coupon_domain::codes::{CodeFormat, CodeMode, CodeStore};
+use coupon_domain::codes::{CodeFormat, CodeStore};
 use coupon_domain::consume::DeadLetter;
 use coupon_domain::coupon::{IssuedCoupon, expires_at};
 use coupon_domain::discount::{DiscountRule, DiscountType};
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
 use coupon_domain::id::UserId;
 use coupon_domain::issue::{CouponStore, IssueCommand, IssueError};
-use coupon_domain::policy::{CouponCode, DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy};
+use coupon_domain::policy::{
+    CodeMode, CouponCode, DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy,
+};
 use coupon_domain::policy_store::PolicyStore;
 use coupon_store_pg::codes::PgCodeStore;
 use coupon_store_pg::issue::PgCouponStore;
