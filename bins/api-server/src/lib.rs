@@ -248,6 +248,10 @@ impl Application {
 
 /// Takes over unique-code jobs whose runner died (their lease lapsed), every `codes::LEASE`.
 async fn resume_code_jobs(codes: UniqueCodes) {
+    // Exported from the start, so that dashboards show zero rather than no data.
+    metrics::counter!("coupon_unique_codes_generated_total").increment(0);
+    metrics::counter!("coupon_code_jobs_total").increment(0);
+    metrics::counter!("coupon_budget_thresholds_total").increment(0);
     let mut ticks = tokio::time::interval(coupon_domain::codes::LEASE);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -180,7 +180,12 @@ impl CodeStore for PgCodeStore {
                 })
                 .await;
             let row = match chunk {
-                Ok(row) => row,
+                Ok(row) => {
+                    let added =
+                        u64::try_from(row.generated).unwrap_or(0).saturating_sub(u64::from(job.generated));
+                    metrics::counter!("coupon_unique_codes_generated_total").increment(added);
+                    row
+                }
                 Err(diesel::result::Error::RollbackTransaction) => read_job(&mut conn, job.id)
                     .await
                     .map_err(from_diesel)?
@@ -211,6 +216,7 @@ impl CodeStore for PgCodeStore {
             .execute(&mut conn)
             .await
             .map_err(from_diesel)?;
+            metrics::counter!("coupon_code_jobs_total", "state" => state.as_str()).increment(1);
             Ok(())
         })
     }

@@ -311,6 +311,10 @@ async fn announce_budget(
     let announced: Count = outbox::bind_events(query, &events).get_result(conn).await?;
     if announced.n == 1 {
         tracing::info!(policy.id = %policy, thresholds = ?crossed, "budget thresholds reached");
+        for threshold in &crossed {
+            metrics::counter!("coupon_budget_thresholds_total", "threshold" => threshold.to_string())
+                .increment(1);
+        }
     }
     Ok(())
 }
