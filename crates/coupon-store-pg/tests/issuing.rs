@@ -5,7 +5,7 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::sync::Arc;
 
 use chrono::Duration;
-use coupon_domain::codes::{CodeFormat, CodeStore};
+use coupon_domain::codes::{CodeFormat, CodeStore, Entropy, JobState, UniqueCodes};
 use coupon_domain::consume::DeadLetter;
 use coupon_domain::coupon::{IssuedCoupon, expires_at};
 use coupon_domain::discount::{DiscountRule, DiscountType};
@@ -16,6 +16,7 @@ use coupon_domain::policy::{
     CodeMode, CouponCode, DistributionType, IssuanceWindow, NewPolicy, NotIssuable, Policy,
 };
 use coupon_domain::policy_store::PolicyStore;
+use coupon_domain::port::StoreError;
 use coupon_store_pg::codes::PgCodeStore;
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::policy::PgPolicyStore;
@@ -324,4 +325,46 @@ async fn two_hundred_redemptions_of_twenty_codes_issue_twenty_coupons() {
         "each code names the coupon it issued"
     );
     assert_eq!(count(&f.db, "SELECT current_issue_count::bigint AS n FROM coupon_policies").await, 20);
+}
+
+/// Bytes from a counter: distinct codes without the operating system (the test needs no secrecy).
+struct Counter(std::sync::atomic::AtomicU64);
+
+impl Entropy for Counter {
+    fn fill(&self, buf: &mut [u8]) -> Result<(), StoreError> {
+        for chunk in buf.chunks_mut(CodeFormat::BYTES) {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            chunk.copy_from_slice(&u128::from(n).to_le_bytes()[..chunk.len()]);
+        }
+        Ok(())
+    }
+}
+
+/// A job whose runner died (its lease lapsed) is taken over where it stopped and finished.
+#[tokio::test]
+async fn a_stalled_code_job_is_taken_over_and_finished() {
+    let f = fixture().await;
+    let policy = policy_in_mode(&f, DistributionType::Code, None, 1, CodeMode::Unique).await;
+    let past = SystemClock.now() - Duration::minutes(5);
+    let format = CodeFormat::new(None, None).expect("format");
+    let job = f.codes.create_job(policy.id, 120_000, &format, (past, past), None).await.expect("job");
+    let first: Vec<String> = (0..1_000u16)
+        .map(|i| {
+            format.code(&[i.to_le_bytes()[0], i.to_le_bytes()[1], 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7, 7])
+        })
+        .collect();
+    let started = f.codes.insert_codes(&job, &first, past).await.expect("first chunk");
+    assert_eq!(started.generated, 1_000);
+
+    let codes = UniqueCodes::new(
+        Arc::new(f.codes.clone()),
+        Arc::new(f.policies.clone()),
+        Arc::new(Counter(std::sync::atomic::AtomicU64::new(1))),
+        Arc::new(SystemClock),
+    );
+    assert_eq!(codes.resume_stalled().await.expect("resume"), 1);
+    let done = codes.job(policy.id, job.id).await.expect("read").expect("job");
+    assert_eq!((done.state, done.generated), (JobState::Done, 120_000));
+    assert_eq!(count(&f.db, "SELECT count(*) AS n FROM coupon_codes").await, 120_000);
+    assert_eq!(codes.resume_stalled().await.expect("again"), 0, "nothing left to take over");
 }
