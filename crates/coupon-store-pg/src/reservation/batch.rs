@@ -459,11 +459,16 @@ pub(crate) async fn live_slots(
     if orders.is_empty() {
         return Ok(HashMap::new());
     }
-    // A join, not `= ANY`: the exclusion constraint's GiST index serves one order id at a time.
+    // One index lookup per order: the exclusion constraint's GiST index (on the order id's hash)
+    // serves one order at a time (no `= ANY`), and `OFFSET 0` keeps the planner from flattening
+    // the lateral subquery into a join that scans the whole index (which it prefers whenever its
+    // statistics underestimate the live reservations: a round then cost 25 ms at 20,000 of them).
     let rows: Vec<LiveSlots> = Prepared::new(
-        "SELECT r.order_id, lower(r.order_slots) AS first, upper_inf(r.order_slots) AS whole \
-         FROM unnest($1::text[]) AS o(id) JOIN coupon_reservations r ON r.order_id = o.id \
-         WHERE r.status IN ('PENDING', 'CONFIRMED') AND r.order_slots IS NOT NULL",
+        "SELECT o.id AS order_id, lower(r.order_slots) AS first, upper_inf(r.order_slots) AS whole \
+         FROM unnest($1::varchar[]) AS o(id) \
+         CROSS JOIN LATERAL (SELECT order_slots FROM coupon_reservations \
+                             WHERE hashtextextended(order_id, 0) = hashtextextended(o.id, 0) AND order_id = o.id \
+                               AND status IN ('PENDING', 'CONFIRMED') AND order_slots IS NOT NULL OFFSET 0) r",
     )
     .bind::<Array<Text>, _>(orders)
     .load(conn)
@@ -681,7 +686,8 @@ async fn moved_on(
         "SELECT EXISTS (SELECT 1 FROM coupon_reservations WHERE coupon_id = $1 AND reservation_id <> $2 \
                           AND reserved_at >= $3) AS superseded, \
                 EXISTS (SELECT 1 FROM coupon_reservations me JOIN coupon_reservations o \
-                          ON o.order_id = me.order_id AND o.order_slots && me.order_slots \
+                          ON hashtextextended(o.order_id, 0) = hashtextextended(me.order_id, 0) \
+                          AND o.order_id = me.order_id AND o.order_slots && me.order_slots \
                         WHERE me.reservation_id = $2 AND o.reservation_id <> $2 \
                           AND o.status IN ('PENDING', 'CONFIRMED') AND o.order_slots IS NOT NULL) AS order_taken",
     )
