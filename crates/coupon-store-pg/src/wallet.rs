@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
+use coupon_domain::budget::Budget;
 use coupon_domain::coupon::IssuedCoupon;
 
 use coupon_domain::id::{CouponId, PolicyId, UserId};
@@ -184,16 +185,40 @@ impl QuoteStore for PgWalletStore {
     ) -> PortFuture<'a, Result<QuoteView, StoreError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            let mut rows = page_query(user, WalletFilter::Available, None, QUOTE_LIMIT, now)
-                .load::<(CouponRow, PolicyRow)>(&mut conn)
+            // The coupons alone, then each of their policies once: a wallet holds many coupons of
+            // few policies, and a policy row is wide.
+            let rows: Vec<CouponRow> = c::table
+                .filter(c::user_id.eq(user.get()))
+                .filter(c::status.eq("ISSUED").and(c::expires_at.ge(now)))
+                .order(c::id.desc())
+                .limit(i64::from(QUOTE_LIMIT))
+                .select(CouponRow::as_select())
+                .load(&mut conn)
                 .await
                 .map_err(from_diesel)?;
-            rows.truncate(QUOTE_LIMIT as usize);
+            let mut ids: Vec<i64> = rows.iter().map(|r| r.policy_id).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            let policies: HashMap<i64, (Policy, Option<Budget>)> = p::table
+                .filter(p::id.eq_any(&ids))
+                .select(PolicyRow::as_select())
+                .load::<PolicyRow>(&mut conn)
+                .await
+                .map_err(from_diesel)?
+                .into_iter()
+                .map(|row| {
+                    let budget = row.budget();
+                    Policy::try_from(row).map(|policy| (policy.id.get(), (policy, budget)))
+                })
+                .collect::<Result<_, StoreError>>()?;
             let coupons = rows
                 .into_iter()
-                .map(|(coupon, policy)| {
-                    let budget = policy.budget();
-                    pair((coupon, policy)).map(|(coupon, policy)| (coupon, policy, budget))
+                .map(|row| {
+                    let (policy, budget) = policies
+                        .get(&row.policy_id)
+                        .cloned()
+                        .ok_or_else(|| corrupt("coupon_issues", format!("{} has no policy", row.id)))?;
+                    Ok((IssuedCoupon::try_from(row)?, policy, budget))
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let orders: Vec<String> = order.iter().map(|o| o.as_str().to_owned()).collect();
