@@ -110,6 +110,7 @@ pub(crate) async fn start(
     params(("id" = i64, Path, minimum = 1, description = "Policy id"), ("jobId" = i64, Path, minimum = 1, description = "Job id")),
     responses(
         (status = 200, description = "The job's progress", body = JobBody),
+        (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "No admin token", body = ErrorBody),
         (status = 403, description = "Token not accepted", body = ErrorBody),
         (status = 404, description = "NOT_FOUND: no such job of this policy", body = ErrorBody)))]
@@ -124,6 +125,14 @@ pub(crate) async fn job(
     let job =
         found.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no code job of this policy has this id"))?;
     Ok(HttpResponse::Ok().json(JobBody::from(&job)))
+}
+
+/// The values of `format` (documentation only: the query is read as text, so that another value
+/// gets a field error naming it).
+#[derive(ToSchema)]
+#[expect(dead_code, non_camel_case_types, reason = "documentation only, named as on the wire")]
+pub(crate) enum ExportFormat {
+    csv,
 }
 
 #[derive(Debug, Deserialize)]
@@ -188,7 +197,7 @@ fn pages(
 }
 
 #[utoipa::path(get, path = "/api/coupon-policies/{id}/codes", tag = "policies", security(("admin" = [])),
-    params(("id" = i64, Path, minimum = 1, description = "Policy id"), ("format" = Option<String>, Query, description = "csv (the one format)")),
+    params(("id" = i64, Path, minimum = 1, description = "Policy id"), ("format" = Option<ExportFormat>, Query, description = "csv (the one format; the default)")),
     responses(
         (status = 200, description = "Every code of the policy in code order, streamed: `code,status,couponId,userId,redeemedAt`", content_type = "text/csv", body = String),
         (status = 400, description = "VALIDATION_ERROR: format must be csv", body = ErrorBody),

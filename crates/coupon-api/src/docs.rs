@@ -54,7 +54,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         support::revoke,
         support::use_coupon,
     ),
-    components(schemas(ErrorBody, ErrorCode, FieldErrorBody, wallet::WalletFilterName, wallet::JobNameValue)),
+    components(schemas(ErrorBody, ErrorCode, FieldErrorBody, wallet::WalletFilterName, wallet::JobNameValue, codes::ExportFormat)),
     modifiers(&Security, &Operations, &IdempotencyKeys),
     tags(
         (name = "policies", description = "Coupon policies (admin)"),
