@@ -307,6 +307,10 @@ async fn unique_codes_are_generated_exported_and_redeemed_once() {
     assert_eq!(checked["valid"], true, "{checked}");
     let csv = export(client.clone(), codes_url).await;
     let redeemed = csv.lines().find(|l| l.starts_with(first)).expect("line");
+    let mut clash = policy_body("CODE", None, 1);
+    clash["couponCode"] = json!(second);
+    let (status, refused) = admin_post(&client, &format!("{base}/api/coupon-policies"), clash).await;
+    assert_eq!((status, refused["code"].as_str()), (409, Some("DUPLICATE_COUPON_CODE")), "{refused}");
     let coupon = issued["couponId"].as_i64().expect("couponId");
     assert!(redeemed.starts_with(&format!("{first},REDEEMED,{coupon},5,")), "{redeemed}");
 }

@@ -93,6 +93,16 @@ impl PolicyStore for PgPolicyStore {
             };
             once(
                 keyed(&mut conn, receipt, async |conn| {
+                    // A shared code must not be a unique code already generated (SPEC §11.6: codes
+                    // are unique across policies; a generation job skips the shared ones).
+                    if let Some(code) = row.coupon_code {
+                        use crate::schema::coupon_codes as k;
+                        let taken: bool =
+                            diesel::select(diesel::dsl::exists(k::table.find(code))).get_result(conn).await?;
+                        if taken {
+                            return Err(Abort::Refused(CreatePolicyError::DuplicateCode));
+                        }
+                    }
                     let inserted = diesel::insert_into(p::coupon_policies)
                         .values(&row)
                         .returning(PolicyRow::as_returning())
