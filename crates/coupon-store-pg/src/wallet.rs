@@ -88,6 +88,14 @@ pub(crate) struct Summary {
     saved: Decimal,
 }
 
+/// The coupons usable at `now` (the wallet's AVAILABLE): ISSUED and not past their date.
+fn available(
+    now: DateTime<Utc>,
+) -> diesel::dsl::And<diesel::dsl::Eq<c::status, &'static str>, diesel::dsl::GtEq<c::expires_at, DateTime<Utc>>>
+{
+    c::status.eq("ISSUED").and(c::expires_at.ge(now))
+}
+
 /// A page of the user's coupons, newest first, one more than `limit` (to tell whether another
 /// page follows). The queries are built apart from their execution so that the tests can EXPLAIN
 /// exactly what runs.
@@ -102,7 +110,7 @@ pub(crate) fn page_query<'a>(
     if let Some(before) = before {
         query = query.filter(c::id.lt(before.get()));
     }
-    let in_date = c::status.eq("ISSUED").and(c::expires_at.ge(now));
+    let in_date = available(now);
     query = match filter {
         WalletFilter::All => query,
         WalletFilter::Available => query.filter(in_date),
@@ -189,7 +197,7 @@ impl QuoteStore for PgWalletStore {
             // few policies, and a policy row is wide.
             let rows: Vec<CouponRow> = c::table
                 .filter(c::user_id.eq(user.get()))
-                .filter(c::status.eq("ISSUED").and(c::expires_at.ge(now)))
+                .filter(available(now))
                 .order(c::id.desc())
                 .limit(i64::from(QUOTE_LIMIT))
                 .select(CouponRow::as_select())

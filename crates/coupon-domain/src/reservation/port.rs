@@ -1,5 +1,7 @@
 //! The store port of checkouts and what its operations answer.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 
 use crate::budget::Thresholds;
@@ -18,7 +20,8 @@ pub struct ReserveCommand<'a> {
     pub now: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub context: &'a EventContext,
-    pub rules: &'a CheckoutRules,
+    /// Shared, so that a store keeping the command past the call clones a pointer, not the rules.
+    pub rules: &'a Arc<CheckoutRules>,
 }
 
 /// A held coupon.

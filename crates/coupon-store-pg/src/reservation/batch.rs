@@ -16,6 +16,7 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use coupon_batch::Call;
@@ -52,7 +53,7 @@ pub(crate) struct ReserveWork {
     pub(crate) now: DateTime<Utc>,
     pub(crate) expires_at: DateTime<Utc>,
     pub(crate) context: EventContext,
-    pub(crate) rules: CheckoutRules,
+    pub(crate) rules: Arc<CheckoutRules>,
 }
 
 /// A confirmation to decide.
