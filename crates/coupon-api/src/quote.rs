@@ -1,12 +1,17 @@
 //! `POST /api/coupons/quote` (SPEC §11.3): which of the caller's coupons is best for an order.
 //! Reads only; each coupon's `reason` is the code a reserve of it would get now.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use coupon_domain::money::Money;
 use coupon_domain::quote::Quote;
 use coupon_domain::reservation::ExternalRef;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use utoipa::ToSchema;
 
 use crate::auth::Caller;
@@ -41,10 +46,10 @@ pub struct QuoteBody {
 /// One of the caller's AVAILABLE coupons, judged for the order.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct QuotedCoupon {
+pub struct QuotedCoupon<'q> {
     coupon_id: i64,
     policy_id: i64,
-    coupon_name: String,
+    coupon_name: &'q str,
     stackable: bool,
     /// Whether a reserve of this coupon for the order would hold it now.
     applicable: bool,
@@ -54,9 +59,9 @@ pub struct QuotedCoupon {
     reason: Option<ErrorCode>,
     /// 0 when not applicable.
     #[schema(value_type = f64)]
-    discount_amount: Decimal,
+    discount_amount: &'q RawValue,
     #[schema(value_type = f64)]
-    final_amount: Decimal,
+    final_amount: &'q RawValue,
 }
 
 /// The best allowed combination (SPEC §11.4): one non-stackable coupon, or stackable ones up to
@@ -74,11 +79,11 @@ pub struct BestBody {
 /// A quote.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct QuoteAnswer {
+pub struct QuoteAnswer<'q> {
     #[schema(value_type = f64)]
     order_amount: Decimal,
     /// The caller's AVAILABLE coupons (the 1,000 newest), newest first.
-    coupons: Vec<QuotedCoupon>,
+    coupons: Vec<QuotedCoupon<'q>>,
     best: BestBody,
 }
 
@@ -86,25 +91,53 @@ fn amount(m: Money) -> Decimal {
     m.amount().normalize()
 }
 
-impl From<&Quote> for QuoteAnswer {
-    fn from(q: &Quote) -> Self {
+/// Each discount of a quote and what is left to pay with it, written as JSON numbers once
+/// however many lines show them (a wallet holds many coupons of few policies), and for each line
+/// the place of its pair.
+struct Amounts {
+    rendered: Vec<(Box<RawValue>, Box<RawValue>)>,
+    of_line: Vec<usize>,
+}
+
+impl Amounts {
+    fn of(q: &Quote) -> Result<Self, serde_json::Error> {
+        let number = |m: Money| RawValue::from_string(amount(m).to_string());
+        let mut places: HashMap<Money, usize> = HashMap::new();
+        let mut rendered = Vec::new();
+        let mut of_line = Vec::with_capacity(q.lines.len());
+        for line in &q.lines {
+            let discount = line.outcome.unwrap_or(Money::from(0));
+            let place = match places.entry(discount) {
+                Entry::Occupied(place) => *place.get(),
+                Entry::Vacant(place) => {
+                    rendered.push((number(discount)?, number(q.final_amount(discount))?));
+                    *place.insert(rendered.len() - 1)
+                }
+            };
+            of_line.push(place);
+        }
+        Ok(Self { rendered, of_line })
+    }
+}
+
+impl<'q> QuoteAnswer<'q> {
+    fn new(q: &'q Quote, amounts: &'q Amounts) -> Self {
         let coupons = q
             .lines
             .iter()
-            .map(|line| {
-                let (discount, reason) = match &line.outcome {
-                    Ok(discount) => (*discount, None),
-                    Err(refused) => (Money::from(0), Some(reserve_code(refused))),
-                };
+            .zip(&amounts.of_line)
+            .map(|(line, &place)| {
+                let reason = line.outcome.err().map(|refused| reserve_code(&refused.into()));
+                let (discount, left) = &amounts.rendered[place];
                 QuotedCoupon {
                     coupon_id: line.coupon.get(),
-                    policy_id: line.policy.get(),
-                    coupon_name: line.name.clone(),
-                    stackable: line.stackable,
+                    policy_id: line.policy.policy.id.get(),
+                    coupon_name: &line.policy.policy.name,
+                    stackable: line.policy.policy.stackable,
                     applicable: reason.is_none(),
                     reason,
-                    discount_amount: amount(discount),
-                    final_amount: amount(q.final_amount(discount)),
+                    discount_amount: discount,
+                    final_amount: left,
                 }
             })
             .collect();
@@ -119,6 +152,9 @@ impl From<&Quote> for QuoteAnswer {
         }
     }
 }
+
+/// Room for a line of the answer, so that writing it grows the buffer rarely.
+const LINE_BYTES: usize = 192;
 
 #[utoipa::path(post, path = "/api/coupons/quote", tag = "checkout", security(("user" = [])),
     request_body = QuoteBody,
@@ -145,5 +181,10 @@ pub(crate) async fn quote(
     };
     caller.must_be(user)?;
     let quote = state.quotes.quote(user, order_amount, order.as_ref()).await?;
-    Ok(HttpResponse::Ok().json(QuoteAnswer::from(&quote)))
+    let unexpected =
+        |e: serde_json::Error| ApiError::unexpected(&anyhow::Error::new(e).context("writing a quote"));
+    let amounts = Amounts::of(&quote).map_err(unexpected)?;
+    let mut body = Vec::with_capacity(LINE_BYTES * (quote.lines.len() + 1));
+    serde_json::to_writer(&mut body, &QuoteAnswer::new(&quote, &amounts)).map_err(unexpected)?;
+    Ok(HttpResponse::Ok().content_type(ContentType::json()).body(body))
 }

@@ -4,16 +4,16 @@
 //! catalogue reads a page of policies, then the user's coupons of those policies.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use coupon_domain::budget::Budget;
 use coupon_domain::coupon::IssuedCoupon;
 
 use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::money::Money;
 use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::quote::{QuoteStore, QuoteView};
+use coupon_domain::quote::{AvailableCoupon, QuoteStore, QuoteView, QuotedPolicy};
 use coupon_domain::reservation::ExternalRef;
 use coupon_domain::wallet::{
     CatalogueEntry, CataloguePage, DailyStatistics, WalletFilter, WalletPage, WalletStore, WalletSummary,
@@ -193,21 +193,22 @@ impl QuoteStore for PgWalletStore {
     ) -> PortFuture<'a, Result<QuoteView, StoreError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            // The coupons alone, then each of their policies once: a wallet holds many coupons of
-            // few policies, and a policy row is wide.
-            let rows: Vec<CouponRow> = c::table
+            // The coupons alone, only what the hold rule reads of them (the filter makes each
+            // ISSUED and the caller's), then each of their policies once: a wallet holds many
+            // coupons of few policies, and a policy row is wide.
+            let rows: Vec<(i64, i64, DateTime<Utc>)> = c::table
                 .filter(c::user_id.eq(user.get()))
                 .filter(available(now))
                 .order(c::id.desc())
                 .limit(i64::from(QUOTE_LIMIT))
-                .select(CouponRow::as_select())
+                .select((c::id, c::policy_id, c::expires_at))
                 .load(&mut conn)
                 .await
                 .map_err(from_diesel)?;
-            let mut ids: Vec<i64> = rows.iter().map(|r| r.policy_id).collect();
+            let mut ids: Vec<i64> = rows.iter().map(|(_, policy, _)| *policy).collect();
             ids.sort_unstable();
             ids.dedup();
-            let policies: HashMap<i64, (Policy, Option<Budget>)> = p::table
+            let policies: HashMap<i64, Arc<QuotedPolicy>> = p::table
                 .filter(p::id.eq_any(&ids))
                 .select(PolicyRow::as_select())
                 .load::<PolicyRow>(&mut conn)
@@ -216,17 +217,16 @@ impl QuoteStore for PgWalletStore {
                 .into_iter()
                 .map(|row| {
                     let budget = row.budget();
-                    Policy::try_from(row).map(|policy| (policy.id.get(), (policy, budget)))
+                    Policy::try_from(row)
+                        .map(|policy| (policy.id.get(), Arc::new(QuotedPolicy { policy, budget })))
                 })
                 .collect::<Result<_, StoreError>>()?;
             let coupons = rows
                 .into_iter()
-                .map(|row| {
-                    let (policy, budget) = policies
-                        .get(&row.policy_id)
-                        .cloned()
-                        .ok_or_else(|| corrupt("coupon_issues", format!("{} has no policy", row.id)))?;
-                    Ok((IssuedCoupon::try_from(row)?, policy, budget))
+                .map(|(id, policy_id, expires_at)| {
+                    let bad = || corrupt("coupon_issues", format!("{id} has no policy or an invalid id"));
+                    let policy = policies.get(&policy_id).cloned().ok_or_else(bad)?;
+                    Ok(AvailableCoupon { id: CouponId::new(id).ok_or_else(bad)?, expires_at, policy })
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
             let orders: Vec<String> = order.iter().map(|o| o.as_str().to_owned()).collect();

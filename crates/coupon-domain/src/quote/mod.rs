@@ -1,6 +1,6 @@
 //! Quote (SPEC §11.3): which of the caller's coupons is best for an order.
 //!
-//! Each AVAILABLE coupon is judged by the reserve rule itself ([`decide_reserve`]) against what a
+//! Each AVAILABLE coupon is judged by the reserve's own hold rule ([`decide_hold`]) against what a
 //! reserve would read now (the order's live reservations, the policy's budget), so a coupon is
 //! quoted applicable exactly when a reserve would hold it. `best` is the allowed combination with
 //! the largest discount (§11.4): one non-stackable coupon, or stackable ones up to the order's free
@@ -14,23 +14,35 @@ use chrono::{DateTime, Utc};
 
 use crate::budget::Budget;
 use crate::clock::Clock;
-use crate::coupon::IssuedCoupon;
+use crate::coupon::CouponStatus;
 use crate::discount::DiscountError;
 use crate::id::{CouponId, PolicyId, UserId};
 use crate::money::Money;
 use crate::policy::Policy;
 use crate::port::{PortFuture, StoreError};
-use crate::reservation::{
-    CheckoutRules, ExternalRef, ReservationId, ReserveDecision, ReserveError, ReserveRequest, ReserveView,
-    decide_reserve,
-};
+use crate::reservation::{CheckoutRules, ExternalRef, HoldRefused, HoldView, ReserveError, decide_hold};
 use crate::stacking::OrderSlots;
 
-/// What a quote reads: the caller's AVAILABLE coupons with their policies and budgets, and the
-/// slots the order's live reservations occupy (none without an orderId).
+/// A policy as a quote reads it, shared by its coupons: the policy and its budget.
+#[derive(Debug, Clone)]
+pub struct QuotedPolicy {
+    pub policy: Policy,
+    pub budget: Option<Budget>,
+}
+
+/// One of the caller's AVAILABLE coupons: ISSUED and in date when it was read.
+#[derive(Debug, Clone)]
+pub struct AvailableCoupon {
+    pub id: CouponId,
+    pub expires_at: DateTime<Utc>,
+    pub policy: Arc<QuotedPolicy>,
+}
+
+/// What a quote reads: the caller's AVAILABLE coupons with their policies, and the slots the
+/// order's live reservations occupy (none without an orderId).
 #[derive(Debug, Clone, Default)]
 pub struct QuoteView {
-    pub coupons: Vec<(IssuedCoupon, Policy, Option<Budget>)>,
+    pub coupons: Vec<AvailableCoupon>,
     pub order: Vec<OrderSlots>,
 }
 
@@ -49,11 +61,9 @@ pub trait QuoteStore: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct QuoteLine {
     pub coupon: CouponId,
-    pub policy: PolicyId,
-    pub name: String,
-    pub stackable: bool,
+    pub policy: Arc<QuotedPolicy>,
     /// The discount a reserve would hold, or why a reserve would be refused.
-    pub outcome: Result<Money, ReserveError>,
+    pub outcome: Result<Money, HoldRefused>,
 }
 
 /// The best allowed combination: its coupons (best first) and their capped discount.
@@ -87,57 +97,56 @@ pub struct Candidate {
     pub discount: Money,
 }
 
-/// The reservation id a quote judges with; never stored.
-const QUOTE_ID: &str = "QUOTE";
-
-/// Judges every coupon of `view` by the reserve rule and picks the best combination.
+/// Judges every coupon of `view` by the hold rule and picks the best combination. The view holds
+/// only the caller's AVAILABLE coupons, so the owner check of a reserve passes for each, and each
+/// is ISSUED.
 ///
-/// # Errors
-/// None in practice: the fixed reservation id a quote judges with is valid.
+/// The hold rule reads a coupon only for its state and whether its date has passed; every other
+/// input is its policy's or the order's. So coupons of one policy on the same side of their date
+/// get one verdict, judged once.
 pub fn quote(
     view: QuoteView,
-    user: UserId,
     order_amount: Money,
     order: Option<&ExternalRef>,
     now: DateTime<Utc>,
     rules: &CheckoutRules,
-) -> Result<Quote, ReserveError> {
-    let reservation_id =
-        ReservationId::parse(QUOTE_ID).map_err(|e| StoreError::Unexpected(anyhow::Error::new(e)))?;
+) -> Quote {
+    let order_slots = order.map(|_| view.order.as_slice());
+    let mut verdicts: HashMap<(PolicyId, bool), Result<Money, HoldRefused>> = HashMap::new();
     let mut budgets: HashMap<PolicyId, Budget> = HashMap::new();
-    let mut lines = Vec::with_capacity(view.coupons.len());
-    for (coupon, policy, budget) in view.coupons {
-        if let Some(budget) = budget {
-            budgets.insert(policy.id, budget);
-        }
-        let request = ReserveRequest {
-            reservation_id: reservation_id.clone(),
-            user,
-            coupon: coupon.id,
-            order_amount,
-            order_id: order.cloned(),
-        };
-        let (id, policy_id, name, stackable) = (coupon.id, policy.id, policy.name.clone(), policy.stackable);
-        let judged = ReserveView { coupon, policy, existing: None, budget, order: view.order.clone() };
-        let outcome = match decide_reserve(&judged, &request, now, rules) {
-            Ok(ReserveDecision::Hold { discount, .. }) => Ok(discount),
-            Ok(ReserveDecision::Replay(_)) => {
-                Err(StoreError::Unexpected(anyhow::anyhow!("a quote replayed a stored reservation")).into())
-            }
-            Err(e) => Err(e),
-        };
-        lines.push(QuoteLine { coupon: id, policy: policy_id, name, stackable, outcome });
-    }
+    let lines: Vec<QuoteLine> = view
+        .coupons
+        .into_iter()
+        .map(|coupon| {
+            let QuotedPolicy { policy, budget } = &*coupon.policy;
+            let outcome = *verdicts.entry((policy.id, now > coupon.expires_at)).or_insert_with(|| {
+                if let Some(budget) = budget {
+                    budgets.insert(policy.id, *budget);
+                }
+                let hold = HoldView {
+                    status: CouponStatus::Issued,
+                    expires_at: coupon.expires_at,
+                    policy,
+                    budget: *budget,
+                    order: order_slots,
+                    order_amount,
+                };
+                decide_hold(&hold, now, rules).map(|terms| terms.discount)
+            });
+            QuoteLine { coupon: coupon.id, policy: coupon.policy, outcome }
+        })
+        .collect();
     let candidates: Vec<Candidate> = lines
         .iter()
         .filter_map(|line| {
             let discount = *line.outcome.as_ref().ok()?;
-            Some(Candidate { coupon: line.coupon, policy: line.policy, stackable: line.stackable, discount })
+            let policy = &line.policy.policy;
+            Some(Candidate { coupon: line.coupon, policy: policy.id, stackable: policy.stackable, discount })
         })
         .collect();
     let free_slots = usize::from(rules.max_per_order).saturating_sub(view.order.len());
     let best = best(&candidates, &budgets, order_amount, free_slots);
-    Ok(Quote { order_amount, lines, best })
+    Quote { order_amount, lines, best }
 }
 
 /// The best allowed combination of `candidates` (each applicable on its own): the larger of the
@@ -222,7 +231,7 @@ impl Quoting {
         }
         let now = self.clock.now();
         let view = self.store.quote_view(user, order, now).await?;
-        quote(view, user, order_amount, order, now, &self.rules)
+        Ok(quote(view, order_amount, order, now, &self.rules))
     }
 }
 

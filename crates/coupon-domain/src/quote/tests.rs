@@ -5,17 +5,12 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::coupon::CouponStatus;
 use crate::discount::{DiscountRule, DiscountType};
 use crate::fakes::policy;
 use crate::policy::DistributionType;
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).single().unwrap_or_else(|| panic!("instant"))
-}
-
-fn user() -> UserId {
-    UserId::new(42).unwrap_or_else(|| panic!("user"))
 }
 
 fn coupon_id(n: i64) -> CouponId {
@@ -27,32 +22,17 @@ fn policy_id(n: i64) -> PolicyId {
 }
 
 /// An AVAILABLE coupon `id` of a policy `p` giving `fixed` off orders of at least `minimum`.
-fn offer(
-    id: i64,
-    p: i64,
-    fixed: i64,
-    minimum: i64,
-    stackable: bool,
-) -> (IssuedCoupon, Policy, Option<Budget>) {
+fn offer(id: i64, p: i64, fixed: i64, minimum: i64, stackable: bool) -> AvailableCoupon {
     let mut policy = policy(p, DistributionType::Download, None, t0());
     policy.discount =
         DiscountRule::new(DiscountType::FixedAmount, Decimal::from(fixed), Some(Money::from(minimum)), None)
             .unwrap_or_else(|e| panic!("{e}"));
     policy.stackable = stackable;
-    let coupon = IssuedCoupon {
+    AvailableCoupon {
         id: coupon_id(id),
-        policy_id: policy.id,
-        user_id: user(),
-        status: CouponStatus::Issued,
-        issued_at: t0() - Duration::days(1),
         expires_at: t0() + Duration::days(1),
-        reserved_at: None,
-        used_at: None,
-        reservation_id: None,
-        order_id: None,
-        discount_amount: None,
-    };
-    (coupon, policy, None)
+        policy: Arc::new(QuotedPolicy { policy, budget: None }),
+    }
 }
 
 fn order() -> ExternalRef {
@@ -62,7 +42,8 @@ fn order() -> ExternalRef {
 #[test]
 fn each_coupon_is_judged_by_the_reserve_rule_and_the_best_combination_wins() {
     let mut budgeted = offer(5, 4, 3_000, 0, true);
-    budgeted.2 = Some(Budget { amount: Money::from(10_000), used: Money::from(8_000) });
+    Arc::make_mut(&mut budgeted.policy).budget =
+        Some(Budget { amount: Money::from(10_000), used: Money::from(8_000) });
     let view = QuoteView {
         coupons: vec![
             offer(1, 1, 5_000, 0, false),
@@ -74,17 +55,30 @@ fn each_coupon_is_judged_by_the_reserve_rule_and_the_best_combination_wins() {
         order: Vec::new(),
     };
     let rules = CheckoutRules::default();
-    let quote = quote(view, user(), Money::from(50_000), Some(&order()), t0(), &rules)
-        .unwrap_or_else(|e| panic!("{e}"));
+    let quote = quote(view, Money::from(50_000), Some(&order()), t0(), &rules);
     let outcome = |id: i64| {
         &quote.lines.iter().find(|l| l.coupon == coupon_id(id)).unwrap_or_else(|| panic!("{id}")).outcome
     };
     assert_eq!(outcome(1).as_ref().ok(), Some(&Money::from(5_000)));
-    assert!(matches!(outcome(4), Err(ReserveError::Discount(DiscountError::MinimumOrderNotMet { .. }))));
-    assert!(matches!(outcome(5), Err(ReserveError::BudgetExhausted(_))), "3,000 does not fit the 2,000 left");
+    assert!(matches!(outcome(4), Err(HoldRefused::Discount(DiscountError::MinimumOrderNotMet { .. }))));
+    assert!(matches!(outcome(5), Err(HoldRefused::BudgetExhausted(_))), "3,000 does not fit the 2,000 left");
     // Two stackable coupons (4,000) lose to the one non-stackable 5,000.
     assert_eq!(quote.best, Best { coupons: vec![coupon_id(1)], discount: Money::from(5_000) });
     assert_eq!(quote.final_amount(quote.best.discount), Money::from(45_000));
+}
+
+#[test]
+fn coupons_of_one_policy_share_a_verdict_only_on_the_same_side_of_their_date() {
+    let in_date = offer(1, 1, 5_000, 0, false);
+    let mut past = offer(2, 1, 5_000, 0, false);
+    past.policy = in_date.policy.clone();
+    past.expires_at = t0() - Duration::seconds(1);
+    let view = QuoteView { coupons: vec![in_date.clone(), past, in_date], order: Vec::new() };
+    let quote = quote(view, Money::from(50_000), None, t0(), &CheckoutRules::default());
+    let outcomes: Vec<_> = quote.lines.iter().map(|l| l.outcome).collect();
+    assert_eq!(outcomes[0], Ok(Money::from(5_000)));
+    assert_eq!(outcomes[1], Err(HoldRefused::Forbidden(crate::lifecycle::Forbidden::Expired)));
+    assert_eq!(outcomes[2], Ok(Money::from(5_000)));
 }
 
 #[test]
@@ -94,9 +88,8 @@ fn an_order_holding_a_stackable_coupon_leaves_only_stackable_ones_applicable() {
         order: vec![OrderSlots::Shared(1)],
     };
     let rules = CheckoutRules { max_per_order: 2, ..CheckoutRules::default() };
-    let quote = quote(view, user(), Money::from(50_000), Some(&order()), t0(), &rules)
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(quote.lines[0].outcome, Err(ReserveError::NotStackable(_))));
+    let quote = quote(view, Money::from(50_000), Some(&order()), t0(), &rules);
+    assert!(matches!(quote.lines[0].outcome, Err(HoldRefused::NotStackable(_))));
     assert_eq!(
         quote.best,
         Best { coupons: vec![coupon_id(2)], discount: Money::from(2_000) },

@@ -2,14 +2,15 @@
 
 use chrono::{DateTime, Utc};
 
-use crate::budget::Budget;
-use crate::coupon::IssuedCoupon;
+use crate::budget::{Budget, BudgetExhausted};
+use crate::coupon::{CouponStatus, IssuedCoupon};
+use crate::discount::DiscountError;
 use crate::id::UserId;
 use crate::lifecycle::{Forbidden, Transition, next};
 use crate::money::Money;
 use crate::policy::Policy;
 use crate::port::StoreError;
-use crate::stacking::OrderSlots;
+use crate::stacking::{NotStackable, OrderSlots};
 
 use super::*;
 
@@ -31,9 +32,54 @@ pub struct ReserveView {
 pub enum ReserveDecision {
     /// The same request again: answer with the reservation already made.
     Replay(Reservation),
-    /// Hold the coupon with this discount, in these slots of its order (none without an
-    /// orderId), leaving the policy's budget at `budget`.
-    Hold { discount: Money, slots: Option<OrderSlots>, budget: Option<Budget> },
+    /// Hold the coupon on these terms.
+    Hold(HoldTerms),
+}
+
+/// What a hold takes: its discount, its slots of the order (none without an orderId), and the
+/// policy's budget after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HoldTerms {
+    pub discount: Money,
+    pub slots: Option<OrderSlots>,
+    pub budget: Option<Budget>,
+}
+
+/// What a hold of a coupon its caller owns is judged on, borrowed from whoever read it (a
+/// reserve's view, or a quote's wallet).
+#[derive(Debug, Clone, Copy)]
+pub struct HoldView<'a> {
+    pub status: CouponStatus,
+    pub expires_at: DateTime<Utc>,
+    pub policy: &'a Policy,
+    pub budget: Option<Budget>,
+    /// The slots the order's live reservations occupy; `None` without an orderId.
+    pub order: Option<&'a [OrderSlots]>,
+    pub order_amount: Money,
+}
+
+/// Why the hold rule refuses a coupon: its state, the discount, the order's stack or the budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HoldRefused {
+    #[error(transparent)]
+    Forbidden(#[from] Forbidden),
+    #[error(transparent)]
+    Discount(#[from] DiscountError),
+    #[error(transparent)]
+    NotStackable(#[from] NotStackable),
+    #[error(transparent)]
+    BudgetExhausted(#[from] BudgetExhausted),
+}
+
+impl From<HoldRefused> for ReserveError {
+    fn from(refused: HoldRefused) -> Self {
+        match refused {
+            HoldRefused::Forbidden(e) => e.into(),
+            HoldRefused::Discount(e) => e.into(),
+            HoldRefused::NotStackable(e) => e.into(),
+            HoldRefused::BudgetExhausted(e) => e.into(),
+        }
+    }
 }
 
 /// The reserve rule: the owner, a replay, the coupon's state, the discount (SPEC §4.4), then the
@@ -64,17 +110,39 @@ pub fn decide_reserve(
             ReservationStatus::Expired => Err(ReserveError::IdExpired(id)),
         };
     }
-    next(view.coupon.status, Transition::Reserve, now > view.coupon.expires_at)?;
-    let discount = view.policy.discount.discount_for(request.order_amount)?;
-    let slots = match request.order_id {
-        Some(_) => Some(OrderSlots::take(&view.order, view.policy.stackable, rules.max_per_order)?),
+    let hold = HoldView {
+        status: view.coupon.status,
+        expires_at: view.coupon.expires_at,
+        policy: &view.policy,
+        budget: view.budget,
+        order: request.order_id.as_ref().map(|_| view.order.as_slice()),
+        order_amount: request.order_amount,
+    };
+    Ok(ReserveDecision::Hold(decide_hold(&hold, now, rules)?))
+}
+
+/// The hold rule, once the owner and a replay are settled: the coupon's state, the discount
+/// (SPEC §4.4), then the order's stack (§11.4) and the policy's budget (§11.5). A quote judges
+/// each coupon with it.
+///
+/// # Errors
+/// See [`HoldRefused`].
+pub fn decide_hold(
+    view: &HoldView<'_>,
+    now: DateTime<Utc>,
+    rules: &CheckoutRules,
+) -> Result<HoldTerms, HoldRefused> {
+    next(view.status, Transition::Reserve, now > view.expires_at)?;
+    let discount = view.policy.discount.discount_for(view.order_amount)?;
+    let slots = match view.order {
+        Some(order) => Some(OrderSlots::take(order, view.policy.stackable, rules.max_per_order)?),
         None => None,
     };
     let mut budget = view.budget;
     if let Some(budget) = &mut budget {
         budget.admit(discount)?;
     }
-    Ok(ReserveDecision::Hold { discount, slots, budget })
+    Ok(HoldTerms { discount, slots, budget })
 }
 
 /// What the store found for a confirmation, under the coupon's lock.
@@ -241,9 +309,7 @@ pub fn decide_restore(view: &RestoreView, now: DateTime<Utc>) -> Result<RestoreD
         ReservationStatus::Pending if held_by_this => Ok(RestoreDecision::Release),
         ReservationStatus::Confirmed if held_by_this => {
             match next(view.coupon.status, Transition::Restore, now > view.coupon.expires_at) {
-                Ok(status) => {
-                    Ok(RestoreDecision::Restore { expired: status == crate::coupon::CouponStatus::Expired })
-                }
+                Ok(status) => Ok(RestoreDecision::Restore { expired: status == CouponStatus::Expired }),
                 Err(_) => Err(RestoreError::OrderMismatch),
             }
         }

@@ -92,11 +92,11 @@ fn rules() -> CheckoutRules {
 fn a_free_coupon_is_held_with_the_policy_discount() {
     let decision =
         decide_reserve(&reserve_view(CouponStatus::Issued, None), &request("R1", 50_000), t0(), &rules());
-    let hold = ReserveDecision::Hold {
+    let hold = ReserveDecision::Hold(HoldTerms {
         discount: Money::from(1_000),
         slots: Some(OrderSlots::Exclusive),
         budget: None,
-    };
+    });
     assert_eq!(decision.ok(), Some(hold));
 }
 
@@ -111,7 +111,10 @@ fn an_order_holds_one_exclusive_coupon_or_a_few_stackable_ones() {
     view.policy.stackable = true;
     view.order = vec![OrderSlots::Shared(2)];
     let decision = decide_reserve(&view, &request("R1", 50_000), t0(), &rules());
-    assert!(matches!(decision, Ok(ReserveDecision::Hold { slots: Some(OrderSlots::Shared(1)), .. })));
+    assert!(matches!(
+        decision,
+        Ok(ReserveDecision::Hold(HoldTerms { slots: Some(OrderSlots::Shared(1)), .. }))
+    ));
     view.order = vec![OrderSlots::Shared(1), OrderSlots::Shared(2)];
     assert!(matches!(
         decide_reserve(&view, &request("R1", 50_000), t0(), &rules()),
@@ -121,7 +124,7 @@ fn an_order_holds_one_exclusive_coupon_or_a_few_stackable_ones() {
     without_order.order_id = None;
     assert!(matches!(
         decide_reserve(&view, &without_order, t0(), &rules()),
-        Ok(ReserveDecision::Hold { slots: None, .. })
+        Ok(ReserveDecision::Hold(HoldTerms { slots: None, .. }))
     ));
 }
 
@@ -129,7 +132,7 @@ fn an_order_holds_one_exclusive_coupon_or_a_few_stackable_ones() {
 fn a_hold_takes_its_discount_from_the_budget_or_is_refused() {
     let mut view = reserve_view(CouponStatus::Issued, None);
     view.budget = Some(Budget { amount: Money::from(1_500), used: Money::from(0) });
-    let Ok(ReserveDecision::Hold { budget: Some(after), .. }) =
+    let Ok(ReserveDecision::Hold(HoldTerms { budget: Some(after), .. })) =
         decide_reserve(&view, &request("R1", 50_000), t0(), &rules())
     else {
         panic!("held");

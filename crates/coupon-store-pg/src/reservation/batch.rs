@@ -412,7 +412,7 @@ fn plan_reserve(
             let answer = Reserved { reservation, coupon: view.coupon, policy: view.policy, replay: true };
             return Ok((Plan::Answer(answer), Hold::default()));
         }
-        ReserveDecision::Hold { discount, slots, budget } => (discount, Hold { slots, budget }),
+        ReserveDecision::Hold(terms) => (terms.discount, Hold { slots: terms.slots, budget: terms.budget }),
     };
     let held = Reservation::hold(request, discount, job.now, job.expires_at);
     let event = encoder.encode(&held.event(), &job.context).map_err(StoreError::Unexpected)?;
