@@ -100,6 +100,9 @@ async fn an_order_stacks_what_may_share_it_and_quotes_agree_with_reserves() {
     // Nothing held yet: the two stackable ones together (6,000) beat the exclusive 5,000.
     let quoted = quote(&client, &base, user, Some("O-1")).await;
     assert_eq!(quoted["coupons"].as_array().map(Vec::len), Some(4), "{quoted}");
+    let ids: Vec<i64> =
+        quoted["coupons"].as_array().into_iter().flatten().filter_map(|c| c["couponId"].as_i64()).collect();
+    assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
     assert_eq!(line(&quoted, d)["applicable"], false);
     assert_eq!(line(&quoted, d)["reason"], "MINIMUM_ORDER_NOT_MET");
     assert_eq!(line(&quoted, a)["discountAmount"], 5_000);

@@ -21,14 +21,15 @@ use coupon_domain::wallet::{
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{QueryFragment, QueryId};
-use diesel::sql_types::{BigInt, Numeric, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Numeric, Text, Timestamptz};
 use diesel_async::methods::LoadQuery;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
 use crate::error::{corrupt, from_diesel, from_pool};
 use crate::pool::PgPool;
-use crate::reservation::live_slots;
+use crate::prepared::Prepared;
+use crate::reservation::slots_read;
 use crate::row::{CouponRow, PolicyRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, daily_statistics as d};
 
@@ -184,6 +185,47 @@ pub(crate) fn daily_query<'a>(
 /// The most coupons a quote judges: the caller's newest AVAILABLE ones.
 pub const QUOTE_LIMIT: u32 = 1_000;
 
+/// What a quote reads, in one statement: each policy of the caller's newest AVAILABLE coupons
+/// once, with the ids and dates of its coupons (the hold rule reads nothing else of a coupon), and
+/// the slots the order's live reservations occupy (`$4`, NULL without an orderId: none). Each pair
+/// of arrays is filled by one aggregation, row by row, so the entries of one row share a place.
+/// The order's one-row aggregate is computed once, before the join.
+const QUOTE_READ: &str = "SELECT p.*, c.ids, c.expiries, o.firsts, o.wholes \
+     FROM (SELECT policy_id, array_agg(id) AS ids, array_agg(expires_at) AS expiries \
+           FROM (SELECT id, policy_id, expires_at FROM coupon_issues \
+                 WHERE user_id = $1 AND status = 'ISSUED' AND expires_at >= $2 \
+                 ORDER BY id DESC LIMIT $3) newest \
+           GROUP BY policy_id) c \
+     JOIN coupon_policies p ON p.id = c.policy_id \
+     CROSS JOIN (SELECT array_agg(lower(order_slots)) AS firsts, array_agg(upper_inf(order_slots)) AS wholes \
+                 FROM coupon_reservations \
+                 WHERE hashtextextended(order_id, 0) = hashtextextended($4, 0) AND order_id = $4 \
+                   AND status IN ('PENDING', 'CONFIRMED') AND order_slots IS NOT NULL) o";
+
+/// [`QUOTE_READ`] with its binds.
+fn quote_read<'a>(user: UserId, now: DateTime<Utc>, order: Option<&'a ExternalRef>) -> Prepared<'a> {
+    Prepared::new(QUOTE_READ)
+        .bind::<BigInt, _>(user.get())
+        .bind::<Timestamptz, _>(now)
+        .bind::<BigInt, _>(i64::from(QUOTE_LIMIT))
+        .bind::<Nullable<Text>, _>(order.map(ExternalRef::as_str))
+}
+
+/// A policy of the quote's coupons, those coupons, and the order's slots (the same on every row).
+#[derive(QueryableByName)]
+struct QuotedRow {
+    #[diesel(embed)]
+    policy: PolicyRow,
+    #[diesel(sql_type = Array<BigInt>)]
+    ids: Vec<i64>,
+    #[diesel(sql_type = Array<Timestamptz>)]
+    expiries: Vec<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Array<Integer>>)]
+    firsts: Option<Vec<i32>>,
+    #[diesel(sql_type = Nullable<Array<Bool>>)]
+    wholes: Option<Vec<bool>>,
+}
+
 impl QuoteStore for PgWalletStore {
     fn quote_view<'a>(
         &'a self,
@@ -193,49 +235,30 @@ impl QuoteStore for PgWalletStore {
     ) -> PortFuture<'a, Result<QuoteView, StoreError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
-            // The coupons alone, only what the hold rule reads of them (the filter makes each
-            // ISSUED and the caller's), then each of their policies once: a wallet holds many
-            // coupons of few policies, and a policy row is wide.
-            let rows: Vec<(i64, i64, DateTime<Utc>)> = c::table
-                .filter(c::user_id.eq(user.get()))
-                .filter(available(now))
-                .order(c::id.desc())
-                .limit(i64::from(QUOTE_LIMIT))
-                .select((c::id, c::policy_id, c::expires_at))
-                .load(&mut conn)
-                .await
-                .map_err(from_diesel)?;
-            let mut ids: Vec<i64> = rows.iter().map(|(_, policy, _)| *policy).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            let policies: HashMap<i64, Arc<QuotedPolicy>> = p::table
-                .filter(p::id.eq_any(&ids))
-                .select(PolicyRow::as_select())
-                .load::<PolicyRow>(&mut conn)
-                .await
-                .map_err(from_diesel)?
-                .into_iter()
-                .map(|row| {
-                    let budget = row.budget();
-                    Policy::try_from(row)
-                        .map(|policy| (policy.id.get(), Arc::new(QuotedPolicy { policy, budget })))
-                })
-                .collect::<Result<_, StoreError>>()?;
-            let coupons = rows
-                .into_iter()
-                .map(|(id, policy_id, expires_at)| {
-                    let bad = || corrupt("coupon_issues", format!("{id} has no policy or an invalid id"));
-                    let policy = policies.get(&policy_id).cloned().ok_or_else(bad)?;
-                    Ok(AvailableCoupon { id: CouponId::new(id).ok_or_else(bad)?, expires_at, policy })
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            let orders: Vec<String> = order.iter().map(|o| o.as_str().to_owned()).collect();
-            let order = live_slots(&mut conn, orders)
-                .await
-                .map_err(from_diesel)?
-                .into_values()
-                .next()
-                .unwrap_or_default();
+            let rows: Vec<QuotedRow> =
+                quote_read(user, now, order).load(&mut conn).await.map_err(from_diesel)?;
+            let uneven = |what: &str| corrupt("coupon_issues", format!("a quote read {what} unevenly"));
+            let mut order = Vec::new();
+            let mut coupons = Vec::new();
+            for row in rows {
+                if let (Some(firsts), Some(wholes)) = (&row.firsts, &row.wholes) {
+                    if firsts.len() != wholes.len() {
+                        return Err(uneven("order slots"));
+                    }
+                    order =
+                        firsts.iter().zip(wholes).map(|(first, whole)| slots_read(*first, *whole)).collect();
+                }
+                let budget = row.policy.budget();
+                let policy = Arc::new(QuotedPolicy { policy: Policy::try_from(row.policy)?, budget });
+                if row.ids.len() != row.expiries.len() {
+                    return Err(uneven("coupons"));
+                }
+                for (id, expires_at) in row.ids.into_iter().zip(row.expiries) {
+                    let id = CouponId::new(id).ok_or_else(|| corrupt("coupon_issues", format!("id {id}")))?;
+                    coupons.push(AvailableCoupon { id, expires_at, policy: policy.clone() });
+                }
+            }
+            coupons.sort_unstable_by_key(|coupon| std::cmp::Reverse(coupon.id));
             Ok(QuoteView { coupons, order })
         })
     }
@@ -395,6 +418,7 @@ mod tests {
     use chrono::Duration;
     use coupon_domain::clock::{Clock, SystemClock};
     use coupon_domain::id::{CouponId, UserId};
+    use coupon_domain::reservation::ExternalRef;
     use coupon_domain::wallet::WalletFilter;
     use coupon_testkit::TestDatabase;
     use diesel::QueryResult;
@@ -495,6 +519,12 @@ mod tests {
             "INSERT INTO daily_statistics (stat_date, total_issued, total_used, total_reserved, total_expired, \
                  issue_by_hour, usage_by_hour) \
              SELECT d::date, 1, 1, 1, 1, '{}', '{}' FROM generate_series(now() - interval '30 years', now(), '1 day') d",
+            // A live reservation of its own order for each RESERVED coupon (the quote's order read).
+            "INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, \
+                 discount_amount, reserved_at, expires_at, order_slots) \
+             SELECT reservation_id, id, user_id, 'O-' || id, 50000, 1000, now(), now() + interval '30 minutes', \
+                    int4range(1, NULL) \
+             FROM coupon_issues WHERE status = 'RESERVED'",
             "ANALYZE",
         ] {
             diesel::sql_query(sql).execute(&mut conn).await.expect("test data");
@@ -520,6 +550,14 @@ mod tests {
         assert_uses("expiring", &explained, &user_indexes);
         let explained = plan(&mut conn, super::summary_query(user, now)).await;
         assert_uses("statistics", &explained, &user_indexes);
+        let order = ExternalRef::parse("O-424245", ExternalRef::ORDER_MAX).expect("order");
+        let explained = plan(&mut conn, super::quote_read(user, now, Some(&order))).await;
+        assert_uses("quote", &explained, &user_indexes);
+        let text = explained.to_string();
+        assert!(
+            text.contains("ex_reservation_order_stack"),
+            "the order's slots are read by its index: {text}"
+        );
         let today = now.date_naive();
         let explained = plan(&mut conn, super::daily_query(today - Duration::days(30), today)).await;
         assert_uses("daily statistics", &explained, &["daily_statistics_pkey"]);

@@ -452,8 +452,14 @@ async fn order_slots(
     live_slots(conn, orders).await
 }
 
+/// The slots a reservation's `order_slots` range holds, from its lower bound and whether it is
+/// unbounded above (the whole order).
+pub(crate) fn slots_read(first: i32, whole: bool) -> OrderSlots {
+    if whole { OrderSlots::Exclusive } else { OrderSlots::Shared(u16::try_from(first).unwrap_or(u16::MAX)) }
+}
+
 /// The slots the live reservations of `orders` occupy, by order id.
-pub(crate) async fn live_slots(
+async fn live_slots(
     conn: &mut AsyncPgConnection,
     orders: Vec<String>,
 ) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
@@ -476,12 +482,7 @@ pub(crate) async fn live_slots(
     .await?;
     let mut slots: HashMap<String, Vec<OrderSlots>> = HashMap::new();
     for row in rows {
-        let taken = if row.whole {
-            OrderSlots::Exclusive
-        } else {
-            OrderSlots::Shared(u16::try_from(row.first).unwrap_or(u16::MAX))
-        };
-        slots.entry(row.order_id).or_default().push(taken);
+        slots.entry(row.order_id).or_default().push(slots_read(row.first, row.whole));
     }
     Ok(slots)
 }

@@ -45,7 +45,7 @@ use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::{CouponRow, PolicyRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
-pub(crate) use batch::{ConfirmWork, Work, live_slots};
+pub(crate) use batch::{ConfirmWork, Work, slots_read};
 use batch::{Job, ReserveWork, drive};
 use coupon_batch::Call;
 
