@@ -1,9 +1,6 @@
 //! `POST /api/coupons/quote` (SPEC §11.3): which of the caller's coupons is best for an order.
 //! Reads only; each coupon's `reason` is the code a reserve of it would get now.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-
 use actix_web::http::header::ContentType;
 use actix_web::{HttpResponse, web};
 use coupon_domain::money::Money;
@@ -91,32 +88,22 @@ fn amount(m: Money) -> Decimal {
     m.amount().normalize()
 }
 
-/// Each discount of a quote and what is left to pay with it, written as JSON numbers once
-/// however many lines show them (a wallet holds many coupons of few policies), and for each line
-/// the place of its pair.
-struct Amounts {
-    rendered: Vec<(Box<RawValue>, Box<RawValue>)>,
-    of_line: Vec<usize>,
-}
+/// The discount of each verdict of a quote and what is left to pay with it, written as JSON
+/// numbers once however many lines share the verdict.
+struct Amounts(Vec<(Box<RawValue>, Box<RawValue>)>);
 
 impl Amounts {
     fn of(q: &Quote) -> Result<Self, serde_json::Error> {
         let number = |m: Money| RawValue::from_string(amount(m).to_string());
-        let mut places: HashMap<Money, usize> = HashMap::new();
-        let mut rendered = Vec::new();
-        let mut of_line = Vec::with_capacity(q.lines.len());
-        for line in &q.lines {
-            let discount = line.outcome.unwrap_or(Money::from(0));
-            let place = match places.entry(discount) {
-                Entry::Occupied(place) => *place.get(),
-                Entry::Vacant(place) => {
-                    rendered.push((number(discount)?, number(q.final_amount(discount))?));
-                    *place.insert(rendered.len() - 1)
-                }
-            };
-            of_line.push(place);
-        }
-        Ok(Self { rendered, of_line })
+        let rendered = q
+            .verdicts
+            .iter()
+            .map(|verdict| {
+                let discount = verdict.outcome.unwrap_or(Money::from(0));
+                Ok((number(discount)?, number(q.final_amount(discount))?))
+            })
+            .collect::<Result<_, serde_json::Error>>()?;
+        Ok(Self(rendered))
     }
 }
 
@@ -125,15 +112,15 @@ impl<'q> QuoteAnswer<'q> {
         let coupons = q
             .lines
             .iter()
-            .zip(&amounts.of_line)
-            .map(|(line, &place)| {
-                let reason = line.outcome.err().map(|refused| reserve_code(&refused.into()));
-                let (discount, left) = &amounts.rendered[place];
+            .map(|&line| {
+                let verdict = q.verdict(line);
+                let reason = verdict.outcome.err().map(|refused| reserve_code(&refused.into()));
+                let (discount, left) = &amounts.0[line.verdict];
                 QuotedCoupon {
                     coupon_id: line.coupon.get(),
-                    policy_id: line.policy.policy.id.get(),
-                    coupon_name: &line.policy.policy.name,
-                    stackable: line.policy.policy.stackable,
+                    policy_id: verdict.policy.id.get(),
+                    coupon_name: &verdict.policy.name,
+                    stackable: verdict.policy.stackable,
                     applicable: reason.is_none(),
                     reason,
                     discount_amount: discount,

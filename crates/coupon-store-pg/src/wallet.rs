@@ -4,7 +4,6 @@
 //! catalogue reads a page of policies, then the user's coupons of those policies.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use coupon_domain::coupon::IssuedCoupon;
@@ -13,7 +12,7 @@ use coupon_domain::id::{CouponId, PolicyId, UserId};
 use coupon_domain::money::Money;
 use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
-use coupon_domain::quote::{AvailableCoupon, QuoteStore, QuoteView, QuotedPolicy};
+use coupon_domain::quote::{PolicyCoupons, QuoteStore, QuoteView};
 use coupon_domain::reservation::ExternalRef;
 use coupon_domain::wallet::{
     CatalogueEntry, CataloguePage, DailyStatistics, WalletFilter, WalletPage, WalletStore, WalletSummary,
@@ -239,27 +238,34 @@ impl QuoteStore for PgWalletStore {
                 quote_read(user, now, order).load(&mut conn).await.map_err(from_diesel)?;
             let uneven = |what: &str| corrupt("coupon_issues", format!("a quote read {what} unevenly"));
             let mut order = Vec::new();
-            let mut coupons = Vec::new();
+            let mut wallet = Vec::with_capacity(rows.len());
             for row in rows {
-                if let (Some(firsts), Some(wholes)) = (&row.firsts, &row.wholes) {
+                // The order's slots are the same on every row.
+                if let (true, Some(firsts), Some(wholes)) = (wallet.is_empty(), &row.firsts, &row.wholes) {
                     if firsts.len() != wholes.len() {
                         return Err(uneven("order slots"));
                     }
                     order =
                         firsts.iter().zip(wholes).map(|(first, whole)| slots_read(*first, *whole)).collect();
                 }
-                let budget = row.policy.budget();
-                let policy = Arc::new(QuotedPolicy { policy: Policy::try_from(row.policy)?, budget });
                 if row.ids.len() != row.expiries.len() {
                     return Err(uneven("coupons"));
                 }
-                for (id, expires_at) in row.ids.into_iter().zip(row.expiries) {
-                    let id = CouponId::new(id).ok_or_else(|| corrupt("coupon_issues", format!("id {id}")))?;
-                    coupons.push(AvailableCoupon { id, expires_at, policy: policy.clone() });
-                }
+                let budget = row.policy.budget();
+                let policy = Policy::try_from(row.policy)?;
+                let coupons = row
+                    .ids
+                    .into_iter()
+                    .zip(row.expiries)
+                    .map(|(id, expires_at)| {
+                        let id =
+                            CouponId::new(id).ok_or_else(|| corrupt("coupon_issues", format!("id {id}")))?;
+                        Ok((id, expires_at))
+                    })
+                    .collect::<Result<_, StoreError>>()?;
+                wallet.push(PolicyCoupons { policy, budget, coupons });
             }
-            coupons.sort_unstable_by_key(|coupon| std::cmp::Reverse(coupon.id));
-            Ok(QuoteView { coupons, order })
+            Ok(QuoteView { wallet, order })
         })
     }
 }

@@ -23,26 +23,20 @@ use crate::port::{PortFuture, StoreError};
 use crate::reservation::{CheckoutRules, ExternalRef, HoldRefused, HoldView, ReserveError, decide_hold};
 use crate::stacking::OrderSlots;
 
-/// A policy as a quote reads it, shared by its coupons: the policy and its budget.
+/// A policy of the caller's AVAILABLE coupons as a quote reads it: the policy, its budget, and
+/// its coupons (each ISSUED and in date when read) with their dates.
 #[derive(Debug, Clone)]
-pub struct QuotedPolicy {
+pub struct PolicyCoupons {
     pub policy: Policy,
     pub budget: Option<Budget>,
+    pub coupons: Vec<(CouponId, DateTime<Utc>)>,
 }
 
-/// One of the caller's AVAILABLE coupons: ISSUED and in date when it was read.
-#[derive(Debug, Clone)]
-pub struct AvailableCoupon {
-    pub id: CouponId,
-    pub expires_at: DateTime<Utc>,
-    pub policy: Arc<QuotedPolicy>,
-}
-
-/// What a quote reads: the caller's AVAILABLE coupons with their policies, and the slots the
-/// order's live reservations occupy (none without an orderId).
+/// What a quote reads: the caller's AVAILABLE coupons by policy, and the slots the order's live
+/// reservations occupy (none without an orderId).
 #[derive(Debug, Clone, Default)]
 pub struct QuoteView {
-    pub coupons: Vec<AvailableCoupon>,
+    pub wallet: Vec<PolicyCoupons>,
     pub order: Vec<OrderSlots>,
 }
 
@@ -57,13 +51,19 @@ pub trait QuoteStore: Send + Sync + 'static {
     ) -> PortFuture<'a, Result<QuoteView, StoreError>>;
 }
 
-/// One coupon of a quote.
+/// What the hold rule says of the coupons of one policy on one side of their date.
 #[derive(Debug)]
-pub struct QuoteLine {
-    pub coupon: CouponId,
-    pub policy: Arc<QuotedPolicy>,
+pub struct Verdict {
+    pub policy: Arc<Policy>,
     /// The discount a reserve would hold, or why a reserve would be refused.
     pub outcome: Result<Money, HoldRefused>,
+}
+
+/// One coupon of a quote, and the place of its verdict in [`Quote::verdicts`].
+#[derive(Debug, Clone, Copy)]
+pub struct QuoteLine {
+    pub coupon: CouponId,
+    pub verdict: usize,
 }
 
 /// The best allowed combination: its coupons (best first) and their capped discount.
@@ -77,11 +77,18 @@ pub struct Best {
 #[derive(Debug)]
 pub struct Quote {
     pub order_amount: Money,
+    pub verdicts: Vec<Verdict>,
+    /// Newest coupon first.
     pub lines: Vec<QuoteLine>,
     pub best: Best,
 }
 
 impl Quote {
+    /// The verdict on `line`'s coupon.
+    pub fn verdict(&self, line: QuoteLine) -> &Verdict {
+        &self.verdicts[line.verdict]
+    }
+
     /// What the customer would pay with `discount`.
     pub fn final_amount(&self, discount: Money) -> Money {
         Money::new(self.order_amount.amount() - discount.amount())
@@ -97,13 +104,13 @@ pub struct Candidate {
     pub discount: Money,
 }
 
-/// Judges every coupon of `view` by the hold rule and picks the best combination. The view holds
+/// Judges the coupons of `view` by the hold rule and picks the best combination. The view holds
 /// only the caller's AVAILABLE coupons, so the owner check of a reserve passes for each, and each
 /// is ISSUED.
 ///
 /// The hold rule reads a coupon only for its state and whether its date has passed; every other
-/// input is its policy's or the order's. So coupons of one policy on the same side of their date
-/// get one verdict, judged once.
+/// input is its policy's or the order's. So the coupons of one policy on one side of their date
+/// share one verdict, judged once.
 pub fn quote(
     view: QuoteView,
     order_amount: Money,
@@ -112,41 +119,47 @@ pub fn quote(
     rules: &CheckoutRules,
 ) -> Quote {
     let order_slots = order.map(|_| view.order.as_slice());
-    let mut verdicts: HashMap<(PolicyId, bool), Result<Money, HoldRefused>> = HashMap::new();
+    let mut verdicts = Vec::new();
+    let mut lines = Vec::new();
+    let mut candidates = Vec::new();
     let mut budgets: HashMap<PolicyId, Budget> = HashMap::new();
-    let lines: Vec<QuoteLine> = view
-        .coupons
-        .into_iter()
-        .map(|coupon| {
-            let QuotedPolicy { policy, budget } = &*coupon.policy;
-            let outcome = *verdicts.entry((policy.id, now > coupon.expires_at)).or_insert_with(|| {
-                if let Some(budget) = budget {
-                    budgets.insert(policy.id, *budget);
-                }
+    for PolicyCoupons { policy, budget, coupons } in view.wallet {
+        if let Some(budget) = budget {
+            budgets.insert(policy.id, budget);
+        }
+        let policy = Arc::new(policy);
+        // The places of this policy's verdicts in `verdicts`: in date, and past.
+        let mut places: [Option<usize>; 2] = [None, None];
+        for (coupon, expires_at) in coupons {
+            let passed = now > expires_at;
+            let place = *places[usize::from(passed)].get_or_insert_with(|| {
                 let hold = HoldView {
                     status: CouponStatus::Issued,
-                    expires_at: coupon.expires_at,
-                    policy,
-                    budget: *budget,
+                    expires_at,
+                    policy: &policy,
+                    budget,
                     order: order_slots,
                     order_amount,
                 };
-                decide_hold(&hold, now, rules).map(|terms| terms.discount)
+                let outcome = decide_hold(&hold, now, rules).map(|terms| terms.discount);
+                verdicts.push(Verdict { policy: policy.clone(), outcome });
+                verdicts.len() - 1
             });
-            QuoteLine { coupon: coupon.id, policy: coupon.policy, outcome }
-        })
-        .collect();
-    let candidates: Vec<Candidate> = lines
-        .iter()
-        .filter_map(|line| {
-            let discount = *line.outcome.as_ref().ok()?;
-            let policy = &line.policy.policy;
-            Some(Candidate { coupon: line.coupon, policy: policy.id, stackable: policy.stackable, discount })
-        })
-        .collect();
+            if let Ok(discount) = verdicts[place].outcome {
+                candidates.push(Candidate {
+                    coupon,
+                    policy: policy.id,
+                    stackable: policy.stackable,
+                    discount,
+                });
+            }
+            lines.push(QuoteLine { coupon, verdict: place });
+        }
+    }
+    lines.sort_unstable_by_key(|line| std::cmp::Reverse(line.coupon));
     let free_slots = usize::from(rules.max_per_order).saturating_sub(view.order.len());
     let best = best(&candidates, &budgets, order_amount, free_slots);
-    Quote { order_amount, lines, best }
+    Quote { order_amount, verdicts, lines, best }
 }
 
 /// The best allowed combination of `candidates` (each applicable on its own): the larger of the

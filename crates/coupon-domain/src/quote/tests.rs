@@ -21,47 +21,54 @@ fn policy_id(n: i64) -> PolicyId {
     PolicyId::new(n).unwrap_or_else(|| panic!("policy {n}"))
 }
 
-/// An AVAILABLE coupon `id` of a policy `p` giving `fixed` off orders of at least `minimum`.
-fn offer(id: i64, p: i64, fixed: i64, minimum: i64, stackable: bool) -> AvailableCoupon {
+/// A policy `p` giving `fixed` off orders of at least `minimum`, with AVAILABLE coupons `ids`.
+fn offer(ids: &[i64], p: i64, fixed: i64, minimum: i64, stackable: bool) -> PolicyCoupons {
     let mut policy = policy(p, DistributionType::Download, None, t0());
     policy.discount =
         DiscountRule::new(DiscountType::FixedAmount, Decimal::from(fixed), Some(Money::from(minimum)), None)
             .unwrap_or_else(|e| panic!("{e}"));
     policy.stackable = stackable;
-    AvailableCoupon {
-        id: coupon_id(id),
-        expires_at: t0() + Duration::days(1),
-        policy: Arc::new(QuotedPolicy { policy, budget: None }),
-    }
+    let coupons = ids.iter().map(|id| (coupon_id(*id), t0() + Duration::days(1))).collect();
+    PolicyCoupons { policy, budget: None, coupons }
 }
 
 fn order() -> ExternalRef {
     ExternalRef::parse("ORDER-1", ExternalRef::ORDER_MAX).unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// The outcome the quote gives coupon `id`.
+fn outcome(quote: &Quote, id: i64) -> Result<Money, HoldRefused> {
+    let line = quote.lines.iter().find(|l| l.coupon == coupon_id(id)).unwrap_or_else(|| panic!("{id}"));
+    quote.verdict(*line).outcome
+}
+
 #[test]
 fn each_coupon_is_judged_by_the_reserve_rule_and_the_best_combination_wins() {
-    let mut budgeted = offer(5, 4, 3_000, 0, true);
-    Arc::make_mut(&mut budgeted.policy).budget =
-        Some(Budget { amount: Money::from(10_000), used: Money::from(8_000) });
+    let mut budgeted = offer(&[5], 4, 3_000, 0, true);
+    budgeted.budget = Some(Budget { amount: Money::from(10_000), used: Money::from(8_000) });
     let view = QuoteView {
-        coupons: vec![
-            offer(1, 1, 5_000, 0, false),
-            offer(2, 2, 2_000, 0, true),
-            offer(3, 2, 2_000, 0, true),
-            offer(4, 3, 9_000, 100_000, false),
+        wallet: vec![
+            offer(&[1], 1, 5_000, 0, false),
+            offer(&[2, 3], 2, 2_000, 0, true),
+            offer(&[4], 3, 9_000, 100_000, false),
             budgeted,
         ],
         order: Vec::new(),
     };
     let rules = CheckoutRules::default();
     let quote = quote(view, Money::from(50_000), Some(&order()), t0(), &rules);
-    let outcome = |id: i64| {
-        &quote.lines.iter().find(|l| l.coupon == coupon_id(id)).unwrap_or_else(|| panic!("{id}")).outcome
-    };
-    assert_eq!(outcome(1).as_ref().ok(), Some(&Money::from(5_000)));
-    assert!(matches!(outcome(4), Err(HoldRefused::Discount(DiscountError::MinimumOrderNotMet { .. }))));
-    assert!(matches!(outcome(5), Err(HoldRefused::BudgetExhausted(_))), "3,000 does not fit the 2,000 left");
+    let ids: Vec<i64> = quote.lines.iter().map(|l| l.coupon.get()).collect();
+    assert_eq!(ids, vec![5, 4, 3, 2, 1], "newest first");
+    assert_eq!(outcome(&quote, 1), Ok(Money::from(5_000)));
+    assert_eq!(outcome(&quote, 3), Ok(Money::from(2_000)));
+    assert!(matches!(
+        outcome(&quote, 4),
+        Err(HoldRefused::Discount(DiscountError::MinimumOrderNotMet { .. }))
+    ));
+    assert!(
+        matches!(outcome(&quote, 5), Err(HoldRefused::BudgetExhausted(_))),
+        "3,000 does not fit the 2,000 left"
+    );
     // Two stackable coupons (4,000) lose to the one non-stackable 5,000.
     assert_eq!(quote.best, Best { coupons: vec![coupon_id(1)], discount: Money::from(5_000) });
     assert_eq!(quote.final_amount(quote.best.discount), Money::from(45_000));
@@ -69,27 +76,35 @@ fn each_coupon_is_judged_by_the_reserve_rule_and_the_best_combination_wins() {
 
 #[test]
 fn coupons_of_one_policy_share_a_verdict_only_on_the_same_side_of_their_date() {
-    let in_date = offer(1, 1, 5_000, 0, false);
-    let mut past = offer(2, 1, 5_000, 0, false);
-    past.policy = in_date.policy.clone();
-    past.expires_at = t0() - Duration::seconds(1);
-    let view = QuoteView { coupons: vec![in_date.clone(), past, in_date], order: Vec::new() };
-    let quote = quote(view, Money::from(50_000), None, t0(), &CheckoutRules::default());
-    let outcomes: Vec<_> = quote.lines.iter().map(|l| l.outcome).collect();
-    assert_eq!(outcomes[0], Ok(Money::from(5_000)));
-    assert_eq!(outcomes[1], Err(HoldRefused::Forbidden(crate::lifecycle::Forbidden::Expired)));
-    assert_eq!(outcomes[2], Ok(Money::from(5_000)));
+    let mut policy = offer(&[1, 3], 1, 5_000, 0, false);
+    policy.coupons.insert(1, (coupon_id(2), t0() - Duration::seconds(1)));
+    let quote = quote(
+        QuoteView { wallet: vec![policy], order: Vec::new() },
+        Money::from(50_000),
+        None,
+        t0(),
+        &CheckoutRules::default(),
+    );
+    assert_eq!(quote.verdicts.len(), 2, "one verdict for each side of the date");
+    assert_eq!(outcome(&quote, 1), Ok(Money::from(5_000)));
+    assert_eq!(outcome(&quote, 2), Err(HoldRefused::Forbidden(crate::lifecycle::Forbidden::Expired)));
+    assert_eq!(outcome(&quote, 3), Ok(Money::from(5_000)));
+    assert_eq!(quote.best, Best { coupons: vec![coupon_id(1)], discount: Money::from(5_000) });
 }
 
 #[test]
 fn an_order_holding_a_stackable_coupon_leaves_only_stackable_ones_applicable() {
     let view = QuoteView {
-        coupons: vec![offer(1, 1, 5_000, 0, false), offer(2, 2, 2_000, 0, true), offer(3, 3, 1_000, 0, true)],
+        wallet: vec![
+            offer(&[1], 1, 5_000, 0, false),
+            offer(&[2], 2, 2_000, 0, true),
+            offer(&[3], 3, 1_000, 0, true),
+        ],
         order: vec![OrderSlots::Shared(1)],
     };
     let rules = CheckoutRules { max_per_order: 2, ..CheckoutRules::default() };
     let quote = quote(view, Money::from(50_000), Some(&order()), t0(), &rules);
-    assert!(matches!(quote.lines[0].outcome, Err(HoldRefused::NotStackable(_))));
+    assert!(matches!(outcome(&quote, 1), Err(HoldRefused::NotStackable(_))));
     assert_eq!(
         quote.best,
         Best { coupons: vec![coupon_id(2)], discount: Money::from(2_000) },
