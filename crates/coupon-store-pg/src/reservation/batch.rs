@@ -1,8 +1,8 @@
 //! The hot half of checkout, batched: reserves and confirmations.
 //!
 //! Each goes through [`Lanes`]: the requests waiting in a lane are decided together in a
-//! **round** of two reads and one write for all of them, where one request alone costs a read and
-//! a write of its own. PostgreSQL's cost is mostly per statement and per commit, so a round of
+//! **round** of reads (sent together) and one write for all of them, where one request alone costs
+//! a read and a write of its own. PostgreSQL's cost is mostly per statement and per commit, so a round of
 //! fifty costs little more than a round of one.
 //!
 //! A round reads every coupon, policy and reservation it needs (`= ANY`), decides each request
@@ -267,24 +267,24 @@ async fn reserve_round(
 ) -> QueryResult<Outcomes<Reserved, ReserveError>> {
     let ids: Vec<i64> = jobs.iter().map(|j| j.request.coupon.get()).collect();
     let rids: Vec<String> = jobs.iter().map(|j| j.request.reservation_id.as_str().to_owned()).collect();
-    let coupons: HashMap<i64, (CouponRow, i64, PolicyRow)> = c::table
+    // The three reads go out together (pipelined on the one connection) and run one after the
+    // other in PostgreSQL: one round trip instead of three.
+    let (mut coupons_conn, mut existing_conn) = (&*conn, &*conn);
+    let coupons_read = c::table
         .inner_join(p::table)
         .filter(c::id.eq_any(&ids))
         .select((CouponRow::as_select(), c::version, PolicyRow::as_select()))
-        .load::<(CouponRow, i64, PolicyRow)>(conn)
-        .await?
-        .into_iter()
-        .map(|row| (row.0.id, row))
-        .collect();
-    let existing: HashMap<String, ReservationRow> = r::table
+        .load::<(CouponRow, i64, PolicyRow)>(&mut coupons_conn);
+    let existing_read = r::table
         .filter(r::reservation_id.eq_any(&rids))
         .select(ReservationRow::as_select())
-        .load::<ReservationRow>(conn)
-        .await?
-        .into_iter()
-        .map(|row| (row.reservation_id.clone(), row))
-        .collect();
-    let orders = order_slots(conn, jobs).await?;
+        .load::<ReservationRow>(&mut existing_conn);
+    let (coupons, existing, orders) =
+        tokio::try_join!(coupons_read, existing_read, order_slots(&*conn, jobs))?;
+    let coupons: HashMap<i64, (CouponRow, i64, PolicyRow)> =
+        coupons.into_iter().map(|row| (row.0.id, row)).collect();
+    let existing: HashMap<String, ReservationRow> =
+        existing.into_iter().map(|row| (row.reservation_id.clone(), row)).collect();
     // Each policy's budget as read, less what the holds decided so far in this round take.
     let mut budgets: HashMap<i64, Budget> =
         coupons.values().filter_map(|(_, _, policy)| policy.budget().map(|b| (policy.id, b))).collect();
@@ -444,7 +444,7 @@ struct LiveSlots {
 
 /// The slots the live reservations of the round's orders occupy, by order id.
 async fn order_slots(
-    conn: &mut AsyncPgConnection,
+    conn: &AsyncPgConnection,
     jobs: &[&ReserveWork],
 ) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
     let orders: Vec<String> =
@@ -460,7 +460,7 @@ pub(crate) fn slots_read(first: i32, whole: bool) -> OrderSlots {
 
 /// The slots the live reservations of `orders` occupy, by order id.
 async fn live_slots(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     orders: Vec<String>,
 ) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
     if orders.is_empty() {
@@ -478,7 +478,7 @@ async fn live_slots(
                                AND status IN ('PENDING', 'CONFIRMED') AND order_slots IS NOT NULL OFFSET 0) r",
     )
     .bind::<Array<Text>, _>(orders)
-    .load(conn)
+    .load(&mut conn)
     .await?;
     let mut slots: HashMap<String, Vec<OrderSlots>> = HashMap::new();
     for row in rows {
