@@ -1,9 +1,9 @@
 //! The hot half of checkout, batched: reserves and confirmations.
 //!
 //! Each goes through [`Lanes`]: the requests waiting in a lane are decided together in a
-//! **round** of reads (sent together) and one write for all of them, where one request alone costs
-//! a read and a write of its own. PostgreSQL's cost is mostly per statement and per commit, so a round of
-//! fifty costs little more than a round of one.
+//! **round** of reads (sent together) and one write for all of them, where one request alone
+//! costs a read and a write of its own. PostgreSQL's cost is mostly per statement and per commit,
+//! so a round of fifty costs little more than a round of one.
 //!
 //! A round reads every coupon, policy and reservation it needs (`= ANY`), decides each request
 //! with the domain's rule, and writes all decisions as one data-modifying statement: the coupon
