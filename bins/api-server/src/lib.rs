@@ -185,6 +185,8 @@ impl Application {
         let pg = coupon_wiring::pg_pool(&settings)?;
         let redis = RedisPool::new(&RedisConfig {
             url: settings.redis.url(),
+            username: settings.redis.username.clone(),
+            password: settings.redis.password.clone(),
             max_size: settings.redis.pool_size,
             timeout: settings.redis.timeout,
             key_prefix: settings.redis.key_prefix.clone(),

@@ -21,7 +21,7 @@ pub trait Probe: Send + Sync + 'static {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct ProbeError {
-    /// `UNREACHABLE`, `TIMEOUT`, `UNEXPECTED_REPLY`, `NOT_CONNECTED` or `ERROR`.
+    /// `UNREACHABLE`, `TIMEOUT`, `AUTH_FAILED`, `UNEXPECTED_REPLY`, `NOT_CONNECTED` or `ERROR`.
     pub reason: &'static str,
     pub detail: String,
 }
@@ -35,6 +35,11 @@ impl ProbeError {
     /// No answer in time.
     pub fn timeout(detail: impl ToString) -> Self {
         Self { reason: "TIMEOUT", detail: detail.to_string() }
+    }
+
+    /// The dependency refused the credentials (user, password).
+    pub fn auth_failed(detail: impl ToString) -> Self {
+        Self { reason: "AUTH_FAILED", detail: detail.to_string() }
     }
 
     /// An answer that a healthy dependency does not give.

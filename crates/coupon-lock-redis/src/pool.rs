@@ -17,8 +17,9 @@ use std::thread::ThreadId;
 use std::time::Duration;
 
 use coupon_domain::probe::{Probe, ProbeError, ProbeFuture};
-use deadpool_redis::{Config, Connection, Pool, PoolConfig, Runtime, Timeouts};
+use deadpool_redis::{Config, Connection, ConnectionInfo, Pool, PoolConfig, PoolError, Runtime, Timeouts};
 use redis::aio::MultiplexedConnection;
+use secrecy::{ExposeSecret, SecretString};
 
 /// Most threads with a shared connection of their own.
 const MAX_SHARED: usize = 8;
@@ -26,7 +27,12 @@ const MAX_SHARED: usize = 8;
 /// Pool settings (built from `REDIS_*`).
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
+    /// `redis://host:port/`, without credentials.
     pub url: String,
+    /// The ACL user; `None`: the default user.
+    pub username: Option<String>,
+    /// `None`: no AUTH.
+    pub password: Option<SecretString>,
     pub max_size: usize,
     /// Bound on connecting, on waiting for a free connection, and on each reply.
     pub timeout: Duration,
@@ -40,7 +46,7 @@ pub enum RedisError {
     #[error("invalid Redis configuration: {0}")]
     Build(String),
     #[error("no Redis connection: {0}")]
-    Unavailable(#[from] deadpool_redis::PoolError),
+    Unavailable(#[from] PoolError),
     #[error("Redis command failed: {0}")]
     Command(#[from] redis::RedisError),
     #[error("Redis did not answer within {0:?}")]
@@ -90,7 +96,12 @@ impl RedisPool {
     /// # Errors
     /// When the URL or sizes are invalid.
     pub fn new(config: &RedisConfig) -> Result<Self, RedisError> {
-        let mut cfg = Config::from_url(config.url.clone());
+        let mut info: ConnectionInfo = redis::IntoConnectionInfo::into_connection_info(config.url.as_str())
+            .map_err(|e| RedisError::Build(e.to_string()))?
+            .into();
+        info.redis.username.clone_from(&config.username);
+        info.redis.password = config.password.as_ref().map(|p| p.expose_secret().to_owned());
+        let mut cfg = Config::from_connection_info(info);
         let mut pool_cfg = PoolConfig::new(config.max_size);
         pool_cfg.timeouts = Timeouts {
             wait: Some(config.timeout),
@@ -230,6 +241,12 @@ impl RedisPool {
     }
 }
 
+/// Redis refused who we are: a wrong user or password (`WRONGPASS`), or none given where one is
+/// required (`NOAUTH`).
+fn refused_credentials(e: &redis::RedisError) -> bool {
+    e.kind() == redis::ErrorKind::AuthenticationFailed || matches!(e.code(), Some("NOAUTH" | "WRONGPASS"))
+}
+
 struct RedisProbe {
     pool: RedisPool,
 }
@@ -243,6 +260,11 @@ impl Probe for RedisProbe {
         Box::pin(async move {
             let pong: String = self.pool.query(&redis::cmd("PING")).await.map_err(|e| match e {
                 RedisError::Timeout(_) => ProbeError::timeout(e),
+                RedisError::Unavailable(PoolError::Backend(ref c)) | RedisError::Command(ref c)
+                    if refused_credentials(c) =>
+                {
+                    ProbeError::auth_failed(e)
+                }
                 RedisError::Unavailable(_) => ProbeError::unreachable(e),
                 RedisError::Command(ref c) if c.is_io_error() || c.is_connection_refusal() => {
                     ProbeError::unreachable(e)

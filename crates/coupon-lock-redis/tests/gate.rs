@@ -16,6 +16,8 @@ use rust_decimal::Decimal;
 fn gate() -> RedisStockGate {
     let pool = RedisPool::new(&RedisConfig {
         url: redis_url(),
+        username: None,
+        password: None,
         max_size: 16,
         timeout: Duration::from_secs(5),
         key_prefix: format!("test:{}:", unique_suffix()),

@@ -12,6 +12,8 @@ use coupon_testkit::{redis_url, unique_suffix};
 fn pool() -> RedisPool {
     RedisPool::new(&RedisConfig {
         url: redis_url(),
+        username: None,
+        password: None,
         max_size: 4,
         timeout: Duration::from_secs(5),
         key_prefix: format!("test:{}:", unique_suffix()),

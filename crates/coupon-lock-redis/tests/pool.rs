@@ -10,6 +10,7 @@ use coupon_domain::limits::{RateLimiter, RateVerdict};
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
 use coupon_lock_redis::pool::{RedisConfig, RedisPool};
 use coupon_testkit::process::{Running, free_port};
+use secrecy::SecretString;
 
 fn start_redis(port: u16) -> Running {
     let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k == "PATH").collect();
@@ -40,6 +41,8 @@ async fn redis_with_pool() -> (u16, Running, RedisPool) {
     let redis = start_redis(port);
     let pool = RedisPool::new(&RedisConfig {
         url: format!("redis://127.0.0.1:{port}/"),
+        username: None,
+        password: None,
         max_size: 4,
         timeout: Duration::from_secs(1),
         key_prefix: String::new(),
@@ -62,6 +65,50 @@ async fn commands_fail_fast_while_redis_is_down_and_recover_when_it_is_back() {
     set_within(&pool, "k", "after", Duration::from_secs(10)).await;
     let value: Option<String> = pool.query(redis::cmd("GET").arg("k")).await.expect("GET");
     assert_eq!(value.as_deref(), Some("after"), "the pool talks to the new server");
+}
+
+/// A Redis of its own on `port` whose default user is off and whose only user is `coupon` with
+/// the password `s3cret-pass`.
+fn start_redis_with_acl(port: u16) -> Running {
+    let env: HashMap<String, String> = std::env::vars().filter(|(k, _)| k == "PATH").collect();
+    let port = port.to_string();
+    let args =
+        ["--port", &port, "--save", "", "--appendonly", "no", "--user", "default", "off", "--user", "coupon"];
+    let acl = ["on", ">s3cret-pass", "~*", "&*", "+@all"];
+    Running::spawn("redis-server", &[&args[..], &acl[..]].concat(), &env)
+}
+
+fn pool_as(port: u16, username: Option<&str>, password: Option<&str>) -> RedisPool {
+    RedisPool::new(&RedisConfig {
+        url: format!("redis://127.0.0.1:{port}/"),
+        username: username.map(str::to_owned),
+        password: password.map(|p| SecretString::from(p.to_owned())),
+        max_size: 2,
+        timeout: Duration::from_secs(1),
+        key_prefix: String::new(),
+    })
+    .expect("pool")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_acl_user_is_let_in_and_wrong_or_missing_credentials_are_named_in_readiness() {
+    let port = free_port();
+    let _redis = start_redis_with_acl(port);
+    let coupon = pool_as(port, Some("coupon"), Some("s3cret-pass"));
+    set_within(&coupon, "k", "v", Duration::from_secs(10)).await;
+    let value: Option<String> = coupon.query(redis::cmd("GET").arg("k")).await.expect("GET");
+    assert_eq!(value.as_deref(), Some("v"));
+    coupon.probe().check().await.expect("ready with the right credentials");
+
+    for (who, pool) in [
+        ("a wrong password", pool_as(port, Some("coupon"), Some("wrong"))),
+        ("an unknown user", pool_as(port, Some("nobody"), Some("s3cret-pass"))),
+        ("no credentials", pool_as(port, None, None)),
+    ] {
+        let refused = pool.probe().check().await.expect_err(who);
+        assert_eq!(refused.reason, "AUTH_FAILED", "{who}: {refused}");
+        assert!(!refused.to_string().contains("s3cret"), "{who}: the password stays out of the error");
+    }
 }
 
 /// Calls batched into one round trip (here rate-limit hits) all fail fast together while Redis is

@@ -47,6 +47,8 @@ pub const KEYS: &[Key] = &[
     ),
     key("REDIS_HOST", "127.0.0.1", "Redis host."),
     key("REDIS_PORT", "6379", "Redis port."),
+    key("REDIS_USERNAME", "", "Redis ACL user (empty: the default user)."),
+    key("REDIS_PASSWORD", "", "Redis password (secret): the ACL user's, or `requirepass`'s without a user."),
     key(
         "REDIS_POOL_SIZE",
         "32",
@@ -242,6 +244,10 @@ impl DatabaseSettings {
 pub struct RedisSettings {
     pub host: String,
     pub port: u16,
+    /// `None`: the default user.
+    pub username: Option<String>,
+    /// `None`: no AUTH.
+    pub password: Option<SecretString>,
     pub pool_size: usize,
     pub timeout: Duration,
     pub key_prefix: String,
@@ -420,6 +426,8 @@ impl Reader {
             redis: RedisSettings {
                 host: self.non_empty("REDIS_HOST")?,
                 port: self.parse("REDIS_PORT")?,
+                username: Some(self.string("REDIS_USERNAME")?).filter(|u| !u.is_empty()),
+                password: Some(self.secret("REDIS_PASSWORD")?).filter(|p| !p.expose_secret().is_empty()),
                 pool_size: self.positive("REDIS_POOL_SIZE")?,
                 timeout: self.duration("REDIS_TIMEOUT", Unit::Seconds)?,
                 key_prefix: self.string("REDIS_KEY_PREFIX")?,
@@ -757,12 +765,23 @@ mod tests {
 
         let s = load(&[
             ("DATABASE_PASSWORD", "hunter2-hunter2"),
+            ("REDIS_PASSWORD", "redis-pass-hunter3"),
             ("COUPON_ADMIN_TOKENS", "0123456789abcdef-admin"),
         ])
         .expect("valid");
         let debug = format!("{s:?}");
         assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains("hunter3"), "{debug}");
         assert!(!debug.contains("0123456789abcdef-admin"), "{debug}");
+    }
+
+    #[test]
+    fn redis_credentials_are_optional() {
+        let none = load(&[]).expect("valid").redis;
+        assert_eq!((none.username, none.password.is_none()), (None, true));
+        let some = load(&[("REDIS_USERNAME", "coupon"), ("REDIS_PASSWORD", "pw")]).expect("valid").redis;
+        assert_eq!(some.username.as_deref(), Some("coupon"));
+        assert_eq!(some.password.map(|p| p.expose_secret().to_owned()).as_deref(), Some("pw"));
     }
 
     #[test]
