@@ -41,16 +41,13 @@ pub fn violated_constraint(e: &Error) -> Option<&str> {
 }
 
 /// Whether `e` is a race lost to a concurrent writer that a fresh read sees: a reservation id
-/// inserted twice, an order slot taken (`ex_reservation_order_stack`), a budget spent
+/// inserted twice, an order's stack without room (`chk_order_stack`), a budget spent
 /// (`chk_policy_budget`). The write committed nothing; the next attempt decides again.
 pub(crate) fn lost_race(e: &Error) -> bool {
     match e {
         Error::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => true,
-        Error::DatabaseError(
-            DatabaseErrorKind::ExclusionViolation | DatabaseErrorKind::CheckViolation,
-            info,
-        ) => {
-            matches!(info.constraint_name(), Some("ex_reservation_order_stack" | "chk_policy_budget"))
+        Error::DatabaseError(DatabaseErrorKind::CheckViolation, info) => {
+            matches!(info.constraint_name(), Some("chk_order_stack" | "chk_policy_budget"))
         }
         _ => false,
     }

@@ -26,6 +26,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use crate::error::{from_diesel, from_pool};
 use crate::outbox;
 use crate::pool::PgPool;
+use crate::reservation::LEAVE;
 use crate::row::{CouponRow, ReservationRow};
 use crate::schema::coupon_reservations;
 
@@ -123,7 +124,7 @@ async fn time_out(
     if timed_out.is_empty() {
         return Ok(0);
     }
-    let written: Counts = diesel::sql_query(
+    let written: Counts = diesel::sql_query(format!(
         "WITH t AS (SELECT * FROM unnest($2::text[], $3::bigint[], $4::text[], $5::timestamptz[], $6::text[]) \
                     AS t(reservation_id, coupon_id, status, cancelled_at, cancel_reason)), \
               c AS (UPDATE coupon_issues SET status = 'ISSUED', reservation_id = NULL, reserved_at = NULL, \
@@ -136,14 +137,15 @@ async fn time_out(
                     WHERE coupon_reservations.reservation_id = t.reservation_id \
                       AND coupon_reservations.status = 'PENDING' \
                     RETURNING coupon_reservations.reservation_id, coupon_reservations.coupon_id, \
-                              coupon_reservations.discount_amount), \
+                              coupon_reservations.discount_amount, coupon_reservations.order_id, \
+                              coupon_reservations.order_exclusive), \
               b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used - s.total \
                     FROM (SELECT c.policy_id, sum(r.discount_amount) AS total FROM c JOIN r ON r.coupon_id = c.id \
                           GROUP BY c.policy_id) s \
                     WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
-                    RETURNING coupon_policies.id) \
-         SELECT (SELECT count(*) FROM c) AS coupons, (SELECT count(*) FROM r) AS reservations",
-    )
+                    RETURNING coupon_policies.id){LEAVE} \
+         SELECT (SELECT count(*) FROM c) AS coupons, (SELECT count(*) FROM r) AS reservations"
+    ))
     .bind::<Timestamptz, _>(now)
     .bind::<Array<Text>, _>(timed_out.iter().map(|t| t.reservation.id.as_str()).collect::<Vec<_>>())
     .bind::<Array<BigInt>, _>(timed_out.iter().map(|t| t.reservation.coupon_id.get()).collect::<Vec<_>>())

@@ -123,7 +123,7 @@ diesel::table! {
         cancel_reason -> Nullable<Varchar>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
-        order_slots -> Nullable<Int4range>,
+        order_exclusive -> Nullable<Bool>,
     }
 }
 
@@ -196,6 +196,16 @@ diesel::table! {
 }
 
 diesel::table! {
+    order_stacks (order_id) {
+        #[max_length = 50]
+        order_id -> Varchar,
+        exclusive -> Int2,
+        stackable -> Int2,
+        cap -> Int2,
+    }
+}
+
+diesel::table! {
     outbox (id) {
         id -> Int8,
         event_id -> Uuid,
@@ -253,6 +263,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     idempotency_keys,
     job_locks,
     job_runs,
+    order_stacks,
     outbox,
     processed_events,
     worker_leases,

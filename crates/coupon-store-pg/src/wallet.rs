@@ -14,13 +14,14 @@ use coupon_domain::policy::{DistributionType, Policy};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::quote::{PolicyCoupons, QuoteStore, QuoteView};
 use coupon_domain::reservation::ExternalRef;
+use coupon_domain::stacking::OrderStack;
 use coupon_domain::wallet::{
     CatalogueEntry, CataloguePage, DailyStatistics, WalletFilter, WalletPage, WalletStore, WalletSummary,
 };
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{QueryFragment, QueryId};
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Numeric, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Nullable, Numeric, SmallInt, Text, Timestamptz};
 use diesel_async::methods::LoadQuery;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
@@ -28,7 +29,7 @@ use rust_decimal::Decimal;
 use crate::error::{corrupt, from_diesel, from_pool};
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
-use crate::reservation::slots_read;
+use crate::reservation::counted;
 use crate::row::{CouponRow, PolicyRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, daily_statistics as d};
 
@@ -186,20 +187,16 @@ pub const QUOTE_LIMIT: u32 = 1_000;
 
 /// What a quote reads, in one statement: each policy of the caller's newest AVAILABLE coupons
 /// once, with the ids and dates of its coupons (the hold rule reads nothing else of a coupon), and
-/// the slots the order's live reservations occupy (`$4`, NULL without an orderId: none). Each pair
-/// of arrays is filled by one aggregation, row by row, so the entries of one row share a place.
-/// The order's one-row aggregate is computed once, before the join.
-const QUOTE_READ: &str = "SELECT p.*, c.ids, c.expiries, o.firsts, o.wholes \
+/// the stack of the order (`$4`, NULL without an orderId: none). The pair of arrays is filled by
+/// one aggregation, row by row, so the entries of one row share a place.
+const QUOTE_READ: &str = "SELECT p.*, c.ids, c.expiries, k.exclusive AS order_exclusive, k.stackable AS order_stackable \
      FROM (SELECT policy_id, array_agg(id) AS ids, array_agg(expires_at) AS expiries \
            FROM (SELECT id, policy_id, expires_at FROM coupon_issues \
                  WHERE user_id = $1 AND status = 'ISSUED' AND expires_at >= $2 \
                  ORDER BY id DESC LIMIT $3) newest \
            GROUP BY policy_id) c \
      JOIN coupon_policies p ON p.id = c.policy_id \
-     CROSS JOIN (SELECT array_agg(lower(order_slots)) AS firsts, array_agg(upper_inf(order_slots)) AS wholes \
-                 FROM coupon_reservations \
-                 WHERE hashtextextended(order_id, 0) = hashtextextended($4, 0) AND order_id = $4 \
-                   AND status IN ('PENDING', 'CONFIRMED') AND order_slots IS NOT NULL) o";
+     LEFT JOIN order_stacks k ON k.order_id = $4";
 
 /// [`QUOTE_READ`] with its binds.
 fn quote_read<'a>(user: UserId, now: DateTime<Utc>, order: Option<&'a ExternalRef>) -> Prepared<'a> {
@@ -210,7 +207,7 @@ fn quote_read<'a>(user: UserId, now: DateTime<Utc>, order: Option<&'a ExternalRe
         .bind::<Nullable<Text>, _>(order.map(ExternalRef::as_str))
 }
 
-/// A policy of the quote's coupons, those coupons, and the order's slots (the same on every row).
+/// A policy of the quote's coupons, those coupons, and the order's stack (the same on every row).
 #[derive(QueryableByName)]
 struct QuotedRow {
     #[diesel(embed)]
@@ -219,10 +216,10 @@ struct QuotedRow {
     ids: Vec<i64>,
     #[diesel(sql_type = Array<Timestamptz>)]
     expiries: Vec<DateTime<Utc>>,
-    #[diesel(sql_type = Nullable<Array<Integer>>)]
-    firsts: Option<Vec<i32>>,
-    #[diesel(sql_type = Nullable<Array<Bool>>)]
-    wholes: Option<Vec<bool>>,
+    #[diesel(sql_type = Nullable<SmallInt>)]
+    order_exclusive: Option<i16>,
+    #[diesel(sql_type = Nullable<SmallInt>)]
+    order_stackable: Option<i16>,
 }
 
 impl QuoteStore for PgWalletStore {
@@ -237,16 +234,12 @@ impl QuoteStore for PgWalletStore {
             let rows: Vec<QuotedRow> =
                 quote_read(user, now, order).load(&mut conn).await.map_err(from_diesel)?;
             let uneven = |what: &str| corrupt("coupon_issues", format!("a quote read {what} unevenly"));
-            let mut order = Vec::new();
+            let mut order = OrderStack::default();
             let mut wallet = Vec::with_capacity(rows.len());
             for row in rows {
-                // The order's slots are the same on every row.
-                if let (true, Some(firsts), Some(wholes)) = (wallet.is_empty(), &row.firsts, &row.wholes) {
-                    if firsts.len() != wholes.len() {
-                        return Err(uneven("order slots"));
-                    }
-                    order =
-                        firsts.iter().zip(wholes).map(|(first, whole)| slots_read(*first, *whole)).collect();
+                // The order's stack is the same on every row.
+                if let (Some(exclusive), Some(stackable)) = (row.order_exclusive, row.order_stackable) {
+                    order = counted(exclusive, stackable);
                 }
                 if row.ids.len() != row.expiries.len() {
                     return Err(uneven("coupons"));
@@ -525,12 +518,14 @@ mod tests {
             "INSERT INTO daily_statistics (stat_date, total_issued, total_used, total_reserved, total_expired, \
                  issue_by_hour, usage_by_hour) \
              SELECT d::date, 1, 1, 1, 1, '{}', '{}' FROM generate_series(now() - interval '30 years', now(), '1 day') d",
-            // A live reservation of its own order for each RESERVED coupon (the quote's order read).
+            // A live reservation of its own order for each RESERVED coupon, and the order's stack (the
+            // quote's order read).
             "INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, \
-                 discount_amount, reserved_at, expires_at, order_slots) \
-             SELECT reservation_id, id, user_id, 'O-' || id, 50000, 1000, now(), now() + interval '30 minutes', \
-                    int4range(1, NULL) \
+                 discount_amount, reserved_at, expires_at, order_exclusive) \
+             SELECT reservation_id, id, user_id, 'O-' || id, 50000, 1000, now(), now() + interval '30 minutes', TRUE \
              FROM coupon_issues WHERE status = 'RESERVED'",
+            "INSERT INTO order_stacks (order_id, exclusive, stackable, cap) \
+             SELECT 'O-' || id, 1, 0, 5 FROM coupon_issues WHERE status = 'RESERVED'",
             "ANALYZE",
         ] {
             diesel::sql_query(sql).execute(&mut conn).await.expect("test data");
@@ -560,10 +555,7 @@ mod tests {
         let explained = plan(&mut conn, super::quote_read(user, now, Some(&order))).await;
         assert_uses("quote", &explained, &user_indexes);
         let text = explained.to_string();
-        assert!(
-            text.contains("ex_reservation_order_stack"),
-            "the order's slots are read by its index: {text}"
-        );
+        assert!(text.contains("order_stacks_pkey"), "the order's stack is read by its key: {text}");
         let today = now.date_naive();
         let explained = plan(&mut conn, super::daily_query(today - Duration::days(30), today)).await;
         assert_uses("daily statistics", &explained, &["daily_statistics_pkey"]);

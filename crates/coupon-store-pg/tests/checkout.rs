@@ -429,9 +429,15 @@ async fn a_timed_out_reservation_is_released_by_the_job_and_late_payments_follow
     assert_eq!(run(&jobs, JobName::ReservationTimeout).await, 2);
     assert_eq!(run(&jobs, JobName::ReservationTimeout).await, 0, "idempotent");
     long.reserve(&hold("B2", 43, ids[1], 30_000), "t".into()).await.expect("free again");
+    assert_eq!(word(&f, STACK_AUDIT).await, "ORDER-A1 0 0,ORDER-B1 0 0,ORDER-B2 1 0");
 
     let late = long.confirm(&payment("A1", "P1"), "t".into()).await.expect("honoured");
     assert!(late.reservation.late_confirmation);
+    assert_eq!(
+        word(&f, STACK_AUDIT).await,
+        "ORDER-A1 1 0,ORDER-B1 0 0,ORDER-B2 1 0",
+        "A1 rejoined its order"
+    );
     assert!(matches!(long.confirm(&payment("B1", "P2"), "t".into()).await, Err(ConfirmError::Expired)));
     // Releasing the old reservation does not free the coupon that B2 holds.
     let old = long.release(&id("B1"), None, CancelReason::PaymentFailed, "t".into()).await.expect("release");
@@ -879,9 +885,32 @@ async fn ten_reserves_of_different_exclusive_coupons_on_one_order_leave_one_live
     let winner =
         word(&f, "SELECT reservation_id AS word FROM coupon_reservations WHERE status = 'PENDING'").await;
     checkout.release(&id(&winner), None, CancelReason::Released, "t".into()).await.expect("release");
+    assert_eq!(word(&f, STACK_AUDIT).await, "ONE-ORDER 0 0");
     let mut next = hold("NEXT", 100, ids[0], 50_000);
     next.order_id = Some(order("ONE-ORDER"));
     checkout.reserve(&next, "t".into()).await.expect("the order is free again");
+    assert_eq!(word(&f, STACK_AUDIT).await, "ONE-ORDER 1 0");
+}
+
+#[tokio::test]
+async fn a_late_payment_does_not_rejoin_an_order_another_coupon_took() {
+    let f = fixture().await;
+    let ids = coupons(&f, 42, 2, SystemClock.now() + Duration::days(5)).await;
+    let short = checkout(&f, StdDuration::from_millis(1));
+    let long = checkout(&f, StdDuration::from_secs(600));
+    short.reserve(&hold("A1", 42, ids[0], 50_000), "t".into()).await.expect("reserve");
+    tokio::time::sleep(StdDuration::from_millis(20)).await;
+    assert_eq!(run(&jobs(&f, "pod-a"), JobName::ReservationTimeout).await, 1);
+    let mut other = hold("A2", 43, ids[1], 50_000);
+    other.order_id = Some(order("ORDER-A1"));
+    long.reserve(&other, "t".into()).await.expect("the order is free after the timeout");
+    assert!(matches!(long.confirm(&payment("A1", "P1"), "t".into()).await, Err(ConfirmError::Expired)));
+    assert_eq!(word(&f, STACK_AUDIT).await, "ORDER-A1 1 0");
+    assert_eq!(
+        word(&f, &format!("SELECT status AS word FROM coupon_issues WHERE id = {}", ids[0])).await,
+        "ISSUED",
+        "the late payment took nothing"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -893,15 +922,20 @@ async fn stackable_coupons_share_an_order_up_to_the_limit() {
     let answers = racing_reserves(&f, &rules, &ids, 100, Some("SHARED")).await;
     assert_eq!(count(&answers, Result::is_ok), 3, "{answers:?}");
     assert_eq!(count(&answers, |a| matches!(a, Err(ReserveError::NotStackable(_)))), 7, "{answers:?}");
-    assert_eq!(
-        word(
-            &f,
-            "SELECT string_agg(order_slots::text, ' ' ORDER BY order_slots) AS word FROM coupon_reservations"
-        )
-        .await,
-        "[1,2) [2,3) [3,4)"
-    );
+    assert_eq!(word(&f, STACK_AUDIT).await, "SHARED 0 3");
 }
+
+/// Every order's stack as `order exclusive stackable`, after checking that its counters are
+/// those of the order's live reservations (a broken count fails the cast).
+const STACK_AUDIT: &str = "SELECT string_agg(k.order_id || ' ' || k.exclusive || ' ' || k.stackable, ',' ORDER BY k.order_id) \
+        || CASE WHEN bool_and(coalesce(l.e, 0) = k.exclusive AND coalesce(l.s, 0) = k.stackable) \
+                     AND count(k.order_id) = count(*) THEN '' \
+                ELSE ('stack out of step: ' || string_agg(k.order_id, ','))::int::text END AS word \
+     FROM order_stacks k \
+     FULL JOIN (SELECT order_id, count(*) FILTER (WHERE order_exclusive) AS e, \
+                       count(*) FILTER (WHERE NOT order_exclusive) AS s \
+                FROM coupon_reservations WHERE status IN ('PENDING', 'CONFIRMED') AND order_exclusive IS NOT NULL \
+                GROUP BY order_id) l USING (order_id)";
 
 /// The sum of the discounts of the policy's live reservations, and the policy's running sum.
 const BUDGET_AUDIT: &str = "SELECT (SELECT coalesce(sum(r.discount_amount), 0) FROM coupon_reservations r \
@@ -964,6 +998,7 @@ async fn a_hundred_reserves_against_a_budget_for_ten_never_exceed_it() {
     }
     assert_eq!(word(&f, BUDGET_AUDIT).await, "50000.00 50000.00");
     assert_eq!(word(&f, thresholds).await, "2");
+    word(&f, STACK_AUDIT).await;
 }
 
 /// The coupon a reservation holds.

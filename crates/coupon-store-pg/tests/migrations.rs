@@ -54,6 +54,7 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
             "idempotency_keys",
             "job_locks",
             "job_runs",
+            "order_stacks",
             "outbox",
             "processed_events",
             "worker_leases"

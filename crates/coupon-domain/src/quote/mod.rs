@@ -21,7 +21,7 @@ use crate::money::Money;
 use crate::policy::Policy;
 use crate::port::{PortFuture, StoreError};
 use crate::reservation::{CheckoutRules, ExternalRef, HoldRefused, HoldView, ReserveError, decide_hold};
-use crate::stacking::OrderSlots;
+use crate::stacking::OrderStack;
 
 /// A policy of the caller's AVAILABLE coupons as a quote reads it: the policy, its budget, and
 /// its coupons (each ISSUED and in date when read) with their dates.
@@ -32,17 +32,17 @@ pub struct PolicyCoupons {
     pub coupons: Vec<(CouponId, DateTime<Utc>)>,
 }
 
-/// What a quote reads: the caller's AVAILABLE coupons by policy, and the slots the order's live
-/// reservations occupy (none without an orderId).
+/// What a quote reads: the caller's AVAILABLE coupons by policy, and what the order's live
+/// reservations hold (nothing without an orderId).
 #[derive(Debug, Clone, Default)]
 pub struct QuoteView {
     pub wallet: Vec<PolicyCoupons>,
-    pub order: Vec<OrderSlots>,
+    pub order: OrderStack,
 }
 
 /// Reads for quotes.
 pub trait QuoteStore: Send + Sync + 'static {
-    /// `user`'s coupons that are ISSUED and in date at `now`, and the slots `order` occupies.
+    /// `user`'s coupons that are ISSUED and in date at `now`, and what `order`'s live reservations hold.
     fn quote_view<'a>(
         &'a self,
         user: UserId,
@@ -118,7 +118,7 @@ pub fn quote(
     now: DateTime<Utc>,
     rules: &CheckoutRules,
 ) -> Quote {
-    let order_slots = order.map(|_| view.order.as_slice());
+    let order_stack = order.map(|_| view.order);
     let mut verdicts = Vec::new();
     let mut lines = Vec::new();
     let mut candidates = Vec::new();
@@ -138,7 +138,7 @@ pub fn quote(
                     expires_at,
                     policy: &policy,
                     budget,
-                    order: order_slots,
+                    order: order_stack,
                     order_amount,
                 };
                 let outcome = decide_hold(&hold, now, rules).map(|terms| terms.discount);
@@ -157,7 +157,7 @@ pub fn quote(
         }
     }
     lines.sort_unstable_by_key(|line| std::cmp::Reverse(line.coupon));
-    let free_slots = usize::from(rules.max_per_order).saturating_sub(view.order.len());
+    let free_slots = view.order.room(rules.max_per_order);
     let best = best(&candidates, &budgets, order_amount, free_slots);
     Quote { order_amount, verdicts, lines, best }
 }

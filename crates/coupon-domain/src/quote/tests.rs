@@ -53,7 +53,7 @@ fn each_coupon_is_judged_by_the_reserve_rule_and_the_best_combination_wins() {
             offer(&[4], 3, 9_000, 100_000, false),
             budgeted,
         ],
-        order: Vec::new(),
+        order: OrderStack::default(),
     };
     let rules = CheckoutRules::default();
     let quote = quote(view, Money::from(50_000), Some(&order()), t0(), &rules);
@@ -79,7 +79,7 @@ fn coupons_of_one_policy_share_a_verdict_only_on_the_same_side_of_their_date() {
     let mut policy = offer(&[1, 3], 1, 5_000, 0, false);
     policy.coupons.insert(1, (coupon_id(2), t0() - Duration::seconds(1)));
     let quote = quote(
-        QuoteView { wallet: vec![policy], order: Vec::new() },
+        QuoteView { wallet: vec![policy], order: OrderStack::default() },
         Money::from(50_000),
         None,
         t0(),
@@ -100,7 +100,7 @@ fn an_order_holding_a_stackable_coupon_leaves_only_stackable_ones_applicable() {
             offer(&[2], 2, 2_000, 0, true),
             offer(&[3], 3, 1_000, 0, true),
         ],
-        order: vec![OrderSlots::Shared(1)],
+        order: OrderStack { exclusive: false, stackable: 1 },
     };
     let rules = CheckoutRules { max_per_order: 2, ..CheckoutRules::default() };
     let quote = quote(view, Money::from(50_000), Some(&order()), t0(), &rules);

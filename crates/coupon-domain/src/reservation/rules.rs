@@ -10,7 +10,7 @@ use crate::lifecycle::{Forbidden, Transition, next};
 use crate::money::Money;
 use crate::policy::Policy;
 use crate::port::StoreError;
-use crate::stacking::{NotStackable, OrderSlots};
+use crate::stacking::{NotStackable, OrderStack, Rejoin, Share};
 
 use super::*;
 
@@ -23,8 +23,8 @@ pub struct ReserveView {
     pub existing: Option<Reservation>,
     /// The policy's budget, less what holds decided before this one took of it.
     pub budget: Option<Budget>,
-    /// The slots the live reservations of the requested order occupy (none without an orderId).
-    pub order: Vec<OrderSlots>,
+    /// What the live reservations of the requested order hold (nothing without an orderId).
+    pub order: OrderStack,
 }
 
 /// The outcome the rule chose for a reserve.
@@ -36,12 +36,12 @@ pub enum ReserveDecision {
     Hold(HoldTerms),
 }
 
-/// What a hold takes: its discount, its slots of the order (none without an orderId), and the
+/// What a hold takes: its discount, its share of the order (none without an orderId), and the
 /// policy's budget after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HoldTerms {
     pub discount: Money,
-    pub slots: Option<OrderSlots>,
+    pub share: Option<Share>,
     pub budget: Option<Budget>,
 }
 
@@ -53,8 +53,8 @@ pub struct HoldView<'a> {
     pub expires_at: DateTime<Utc>,
     pub policy: &'a Policy,
     pub budget: Option<Budget>,
-    /// The slots the order's live reservations occupy; `None` without an orderId.
-    pub order: Option<&'a [OrderSlots]>,
+    /// What the order's live reservations hold; `None` without an orderId.
+    pub order: Option<OrderStack>,
     pub order_amount: Money,
 }
 
@@ -115,7 +115,7 @@ pub fn decide_reserve(
         expires_at: view.coupon.expires_at,
         policy: &view.policy,
         budget: view.budget,
-        order: request.order_id.as_ref().map(|_| view.order.as_slice()),
+        order: request.order_id.as_ref().map(|_| view.order),
         order_amount: request.order_amount,
     };
     Ok(ReserveDecision::Hold(decide_hold(&hold, now, rules)?))
@@ -134,15 +134,15 @@ pub fn decide_hold(
 ) -> Result<HoldTerms, HoldRefused> {
     next(view.status, Transition::Reserve, now > view.expires_at)?;
     let discount = view.policy.discount.discount_for(view.order_amount)?;
-    let slots = match view.order {
-        Some(order) => Some(OrderSlots::take(order, view.policy.stackable, rules.max_per_order)?),
+    let share = match view.order {
+        Some(order) => Some(order.take(view.policy.stackable, rules.max_per_order)?),
         None => None,
     };
     let mut budget = view.budget;
     if let Some(budget) = &mut budget {
         budget.admit(discount)?;
     }
-    Ok(HoldTerms { discount, slots, budget })
+    Ok(HoldTerms { discount, share, budget })
 }
 
 /// What the store found for a confirmation, under the coupon's lock.
@@ -152,8 +152,9 @@ pub struct ConfirmView {
     pub coupon: IssuedCoupon,
     /// Another reservation of the same coupon was made after this one.
     pub superseded: bool,
-    /// A live reservation of the same order occupies a slot this one had.
-    pub order_taken: bool,
+    /// For a timed-out reservation that held a share of its order: that share and the order's
+    /// stack now.
+    pub rejoin: Option<Rejoin>,
     /// The coupon's policy budget, when it has one.
     pub budget: Option<Budget>,
 }
@@ -204,7 +205,8 @@ pub fn decide_confirm(
         }
         ReservationStatus::Pending => Err(ConfirmError::Store(inconsistent(view))),
         ReservationStatus::Expired => {
-            if view.superseded || view.order_taken || view.coupon.reservation_id.is_some() {
+            let order_taken = view.rejoin.is_some_and(|rejoin| !rejoin.fits());
+            if view.superseded || order_taken || view.coupon.reservation_id.is_some() {
                 return Err(ConfirmError::Expired);
             }
             if let Some(mut budget) = view.budget {

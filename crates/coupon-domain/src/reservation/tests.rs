@@ -11,7 +11,7 @@ use crate::id::{CouponId, UserId};
 use crate::lifecycle::Forbidden;
 use crate::money::Money;
 use crate::policy::DistributionType;
-use crate::stacking::OrderSlots;
+use crate::stacking::{OrderStack, Rejoin, Share};
 
 fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2024, 1, 10, 10, 0, 0).single().unwrap_or_else(|| panic!("valid instant"))
@@ -80,7 +80,7 @@ fn reserve_view(status: CouponStatus, existing: Option<Reservation>) -> ReserveV
         policy: policy(1, DistributionType::Download, None, t0()),
         existing,
         budget: None,
-        order: Vec::new(),
+        order: OrderStack::default(),
     }
 }
 
@@ -94,7 +94,7 @@ fn a_free_coupon_is_held_with_the_policy_discount() {
         decide_reserve(&reserve_view(CouponStatus::Issued, None), &request("R1", 50_000), t0(), &rules());
     let hold = ReserveDecision::Hold(HoldTerms {
         discount: Money::from(1_000),
-        slots: Some(OrderSlots::Exclusive),
+        share: Some(Share::Exclusive),
         budget: None,
     });
     assert_eq!(decision.ok(), Some(hold));
@@ -103,19 +103,16 @@ fn a_free_coupon_is_held_with_the_policy_discount() {
 #[test]
 fn an_order_holds_one_exclusive_coupon_or_a_few_stackable_ones() {
     let mut view = reserve_view(CouponStatus::Issued, None);
-    view.order = vec![OrderSlots::Exclusive];
+    view.order = OrderStack { exclusive: true, stackable: 0 };
     assert!(matches!(
         decide_reserve(&view, &request("R1", 50_000), t0(), &rules()),
         Err(ReserveError::NotStackable(_))
     ));
     view.policy.stackable = true;
-    view.order = vec![OrderSlots::Shared(2)];
+    view.order = OrderStack { exclusive: false, stackable: 1 };
     let decision = decide_reserve(&view, &request("R1", 50_000), t0(), &rules());
-    assert!(matches!(
-        decision,
-        Ok(ReserveDecision::Hold(HoldTerms { slots: Some(OrderSlots::Shared(1)), .. }))
-    ));
-    view.order = vec![OrderSlots::Shared(1), OrderSlots::Shared(2)];
+    assert!(matches!(decision, Ok(ReserveDecision::Hold(HoldTerms { share: Some(Share::Stackable), .. }))));
+    view.order = OrderStack { exclusive: false, stackable: 2 };
     assert!(matches!(
         decide_reserve(&view, &request("R1", 50_000), t0(), &rules()),
         Err(ReserveError::NotStackable(_))
@@ -124,7 +121,7 @@ fn an_order_holds_one_exclusive_coupon_or_a_few_stackable_ones() {
     without_order.order_id = None;
     assert!(matches!(
         decide_reserve(&view, &without_order, t0(), &rules()),
-        Ok(ReserveDecision::Hold(HoldTerms { slots: None, .. }))
+        Ok(ReserveDecision::Hold(HoldTerms { share: None, .. }))
     ));
 }
 
@@ -202,13 +199,7 @@ fn confirm(payment: &str) -> ConfirmRequest {
 }
 
 fn confirm_view(status: ReservationStatus, coupon: IssuedCoupon, superseded: bool) -> ConfirmView {
-    ConfirmView {
-        reservation: reservation("R1", status),
-        coupon,
-        superseded,
-        order_taken: false,
-        budget: None,
-    }
+    ConfirmView { reservation: reservation("R1", status), coupon, superseded, rejoin: None, budget: None }
 }
 
 #[test]
@@ -288,7 +279,17 @@ fn the_late_confirmation_rule_of_spec_4_4() {
             "expired by the job",
             confirm_view(ReservationStatus::Expired, coupon(CouponStatus::Expired, None), false),
         ),
-        ("its order's slot taken", ConfirmView { order_taken: true, ..free.clone() }),
+        (
+            "its order taken by another coupon",
+            ConfirmView {
+                rejoin: Some(Rejoin {
+                    share: Share::Exclusive,
+                    stack: OrderStack { exclusive: false, stackable: 1 },
+                    cap: 5,
+                }),
+                ..free.clone()
+            },
+        ),
         (
             "its budget spent",
             ConfirmView {

@@ -31,14 +31,15 @@ use coupon_domain::reservation::{
     ReservationStatus, ReserveDecision, ReserveError, ReserveRequest, ReserveView, Reserved, decide_confirm,
     decide_reserve,
 };
-use coupon_domain::stacking::OrderSlots;
+use coupon_domain::stacking::{OrderStack, Rejoin, Share};
 use diesel::prelude::*;
-use diesel::sql_types::{Array, BigInt, Bool, Integer, Nullable, Numeric, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Bool, Nullable, Numeric, SmallInt, Text, Timestamptz};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
 use super::attempts::{ATTEMPTS, gave_up};
-use crate::error::{from_diesel, from_pool, lost_race};
+use super::stack;
+use crate::error::{corrupt, from_diesel, from_pool, lost_race};
 use crate::idempotency::{receipt_for, write_receipts};
 use crate::lanes::MAX_BATCH;
 use crate::outbox;
@@ -280,7 +281,7 @@ async fn reserve_round(
         .select(ReservationRow::as_select())
         .load::<ReservationRow>(&mut existing_conn);
     let (coupons, existing, orders) =
-        tokio::try_join!(coupons_read, existing_read, order_slots(&*conn, jobs))?;
+        tokio::try_join!(coupons_read, existing_read, order_stacks(&*conn, jobs))?;
     let coupons: HashMap<i64, (CouponRow, i64, PolicyRow)> =
         coupons.into_iter().map(|row| (row.0.id, row)).collect();
     let existing: HashMap<String, ReservationRow> =
@@ -290,12 +291,13 @@ async fn reserve_round(
         coupons.values().filter_map(|(_, _, policy)| policy.budget().map(|b| (policy.id, b))).collect();
     let mut outcomes: Outcomes<Reserved, ReserveError> = Vec::with_capacity(jobs.len());
     let mut writes = Vec::new();
-    let mut slots = Vec::new();
+    let mut shares = Vec::new();
+    let mut caps: Vec<i16> = Vec::new();
     for (index, job) in jobs.iter().enumerate() {
         let found = coupons.get(&job.request.coupon.get());
         let existing = existing.get(job.request.reservation_id.as_str());
         let order =
-            job.request.order_id.as_ref().and_then(|o| orders.get(o.as_str())).cloned().unwrap_or_default();
+            job.request.order_id.as_ref().and_then(|o| orders.get(o.as_str())).copied().unwrap_or_default();
         let budget = found.and_then(|(_, _, policy)| budgets.get(&policy.id).copied());
         match plan_reserve(job, found, existing, budget, order, encoder) {
             Ok((Plan::Answer(answer), _)) => outcomes.push(Some(Ok(answer))),
@@ -304,7 +306,8 @@ async fn reserve_round(
                     budgets.insert(answer.policy.id.get(), budget);
                 }
                 outcomes.push(None);
-                slots.push(hold.slots.map(range));
+                shares.push(stack::exclusive(hold.share));
+                caps.push(i16::try_from(job.rules.max_per_order).unwrap_or(i16::MAX));
                 writes.push(Write { index, answer, version, event });
             }
             Err(e) => outcomes.push(Some(Err(e))),
@@ -313,30 +316,33 @@ async fn reserve_round(
     if writes.is_empty() {
         return Ok(outcomes);
     }
-    // `b` takes the held discounts from their policies' budgets: exactly those of the coupons
-    // `c` changed, so the running sum and the reservations never disagree; a sum past its budget
-    // fails the CHECK and the whole statement (a race lost, decided again on a fresh read).
+    // `b` takes the held discounts from their policies' budgets and `k` adds the holds' shares to
+    // their orders' stacks: exactly those of the coupons `c` changed, so the running sums and the
+    // reservations never disagree; a sum past its budget, or a stack with no room left for a
+    // share, fails its CHECK and the whole statement (a race lost, decided again on a fresh read).
     let sql = format!(
         "WITH x AS (SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::numeric[], \
-                                        $6::numeric[], $7::timestamptz[], $8::timestamptz[], $9::text[]) \
-                    AS x(id, version, rid, order_id, amount, discount, reserved_at, expires_at, slots)), \
+                                        $6::numeric[], $7::timestamptz[], $8::timestamptz[], $9::bool[], \
+                                        $10::int2[]) \
+                    AS x(id, version, rid, order_id, amount, discount, reserved_at, expires_at, exclusive, cap)), \
               c AS (UPDATE coupon_issues SET status = 'RESERVED', reservation_id = x.rid, reserved_at = x.reserved_at, \
                            order_id = x.order_id, discount_amount = x.discount, \
                            version = coupon_issues.version + 1, updated_at = x.reserved_at \
                     FROM x WHERE coupon_issues.id = x.id AND coupon_issues.version = x.version \
                       AND coupon_issues.status = 'ISSUED' \
                     RETURNING coupon_issues.id, coupon_issues.user_id, coupon_issues.policy_id, x.rid, x.order_id, \
-                              x.amount, x.discount, x.reserved_at, x.expires_at, x.slots), \
+                              x.amount, x.discount, x.reserved_at, x.expires_at, x.exclusive, x.cap), \
               b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used + s.total \
                     FROM (SELECT policy_id, sum(discount) AS total FROM c GROUP BY policy_id) s \
                     WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
                     RETURNING coupon_policies.id), \
               r AS (INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_id, order_amount, \
-                           discount_amount, status, reserved_at, expires_at, created_at, updated_at, order_slots) \
+                           discount_amount, status, reserved_at, expires_at, created_at, updated_at, order_exclusive) \
                     SELECT rid, id, user_id, order_id, amount, discount, 'PENDING', reserved_at, expires_at, \
-                           reserved_at, reserved_at, slots::int4range FROM c \
-                    RETURNING reservation_id){}",
-        settle_sql(10)
+                           reserved_at, reserved_at, exclusive FROM c \
+                    RETURNING reservation_id){}{}",
+        stack::join_sql("SELECT order_id, exclusive, cap FROM c"),
+        settle_sql(11)
     );
     let column =
         |f: fn(&Reservation) -> i64| writes.iter().map(|w| f(&w.answer.reservation)).collect::<Vec<_>>();
@@ -364,7 +370,8 @@ async fn reserve_round(
         .bind::<Array<Timestamptz>, _>(
             writes.iter().map(|w| w.answer.reservation.expires_at).collect::<Vec<_>>(),
         )
-        .bind::<Array<Nullable<Text>>, _>(slots);
+        .bind::<Array<Nullable<Bool>>, _>(shares)
+        .bind::<Array<SmallInt>, _>(caps);
     let events = owned_events(&writes, |a: &Reserved| a.reservation.id.as_str().to_owned());
     let settled: Settled = outbox::bind_owned_events(query, &events).get_result(conn).await?;
     let changed: HashSet<String> = settled.changed.into_iter().collect();
@@ -382,10 +389,10 @@ enum Plan<A> {
     Write { answer: A, version: i64, event: EncodedEvent },
 }
 
-/// What a hold takes beyond its coupon: slots of its order, and from its policy's budget.
+/// What a hold takes beyond its coupon: a share of its order, and from its policy's budget.
 #[derive(Default)]
 struct Hold {
-    slots: Option<OrderSlots>,
+    share: Option<Share>,
     /// The policy's budget after this hold.
     budget: Option<Budget>,
 }
@@ -395,7 +402,7 @@ fn plan_reserve(
     found: Option<&(CouponRow, i64, PolicyRow)>,
     existing: Option<&ReservationRow>,
     budget: Option<Budget>,
-    order: Vec<OrderSlots>,
+    order: OrderStack,
     encoder: &dyn EventEncoder,
 ) -> Result<(Plan<Reserved>, Hold), ReserveError> {
     let (coupon, version, policy) = found.ok_or(ReserveError::CouponNotFound)?;
@@ -412,7 +419,7 @@ fn plan_reserve(
             let answer = Reserved { reservation, coupon: view.coupon, policy: view.policy, replay: true };
             return Ok((Plan::Answer(answer), Hold::default()));
         }
-        ReserveDecision::Hold(terms) => (terms.discount, Hold { slots: terms.slots, budget: terms.budget }),
+        ReserveDecision::Hold(terms) => (terms.discount, Hold { share: terms.share, budget: terms.budget }),
     };
     let held = Reservation::hold(request, discount, job.now, job.expires_at);
     let event = encoder.encode(&held.event(), &job.context).map_err(StoreError::Unexpected)?;
@@ -422,69 +429,14 @@ fn plan_reserve(
     Ok((Plan::Write { answer, version: *version, event }, hold))
 }
 
-/// Order slots as an `int4range` literal: `[k,k+1)` for the k-th stackable coupon, `[1,)` for
-/// the whole order.
-pub(crate) fn range(slots: OrderSlots) -> String {
-    match slots {
-        OrderSlots::Exclusive => "[1,)".to_owned(),
-        OrderSlots::Shared(k) => format!("[{k},{})", u32::from(k) + 1),
-    }
-}
-
-/// A slot range of a live reservation, read back.
-#[derive(QueryableByName)]
-struct LiveSlots {
-    #[diesel(sql_type = Text)]
-    order_id: String,
-    #[diesel(sql_type = Integer)]
-    first: i32,
-    #[diesel(sql_type = Bool)]
-    whole: bool,
-}
-
-/// The slots the live reservations of the round's orders occupy, by order id.
-async fn order_slots(
+/// The stacks of the round's orders, by order id.
+async fn order_stacks(
     conn: &AsyncPgConnection,
     jobs: &[&ReserveWork],
-) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
+) -> QueryResult<HashMap<String, OrderStack>> {
     let orders: Vec<String> =
         jobs.iter().filter_map(|j| j.request.order_id.as_ref().map(|o| o.as_str().to_owned())).collect();
-    live_slots(conn, orders).await
-}
-
-/// The slots a reservation's `order_slots` range holds, from its lower bound and whether it is
-/// unbounded above (the whole order).
-pub(crate) fn slots_read(first: i32, whole: bool) -> OrderSlots {
-    if whole { OrderSlots::Exclusive } else { OrderSlots::Shared(u16::try_from(first).unwrap_or(u16::MAX)) }
-}
-
-/// The slots the live reservations of `orders` occupy, by order id.
-async fn live_slots(
-    mut conn: &AsyncPgConnection,
-    orders: Vec<String>,
-) -> QueryResult<HashMap<String, Vec<OrderSlots>>> {
-    if orders.is_empty() {
-        return Ok(HashMap::new());
-    }
-    // One index lookup per order: the exclusion constraint's GiST index (on the order id's hash)
-    // serves one order at a time (no `= ANY`), and `OFFSET 0` keeps the planner from flattening
-    // the lateral subquery into a join that scans the whole index (which it prefers whenever its
-    // statistics underestimate the live reservations: a round then cost 25 ms at 20,000 of them).
-    let rows: Vec<LiveSlots> = Prepared::new(
-        "SELECT o.id AS order_id, lower(r.order_slots) AS first, upper_inf(r.order_slots) AS whole \
-         FROM unnest($1::varchar[]) AS o(id) \
-         CROSS JOIN LATERAL (SELECT order_slots FROM coupon_reservations \
-                             WHERE hashtextextended(order_id, 0) = hashtextextended(o.id, 0) AND order_id = o.id \
-                               AND status IN ('PENDING', 'CONFIRMED') AND order_slots IS NOT NULL OFFSET 0) r",
-    )
-    .bind::<Array<Text>, _>(orders)
-    .load(&mut conn)
-    .await?;
-    let mut slots: HashMap<String, Vec<OrderSlots>> = HashMap::new();
-    for row in rows {
-        slots.entry(row.order_id).or_default().push(slots_read(row.first, row.whole));
-    }
-    Ok(slots)
+    stack::stacks(conn, orders).await
 }
 
 impl Work for ConfirmWork {
@@ -510,8 +462,9 @@ impl Work for ConfirmWork {
 }
 
 /// The reservation status a confirmation found (PENDING, or EXPIRED for a late one): the write
-/// changes the reservation only if it still has it.
-struct Expected(ReservationStatus);
+/// changes the reservation only if it still has it. With the cap of its order's stack when a late
+/// one rejoins it.
+struct Expected(ReservationStatus, Option<u16>);
 
 /// What a confirmation reads: the reservation, its coupon with its version, and the policy's
 /// budget amount and usage.
@@ -530,14 +483,17 @@ async fn confirm_view(
             (Ok(reservation), Ok(coupon)) => (reservation, coupon),
             (Err(e), _) | (_, Err(e)) => return Ok(Err(e.into())),
         };
-    let (superseded, order_taken) = if reservation.status == ReservationStatus::Expired {
-        moved_on(conn, &reservation).await?
+    let (superseded, rejoin) = if reservation.status == ReservationStatus::Expired {
+        match moved_on(conn, &reservation).await? {
+            Ok(moved) => moved,
+            Err(e) => return Ok(Err(e.into())),
+        }
     } else {
-        (false, false)
+        (false, None)
     };
     let budget =
         budget_amount.map(|amount| Budget { amount: Money::new(amount), used: Money::new(*budget_used) });
-    Ok(Ok((ConfirmView { reservation, coupon, superseded, order_taken, budget }, *version)))
+    Ok(Ok((ConfirmView { reservation, coupon, superseded, rejoin, budget }, *version)))
 }
 
 fn plan_confirm(
@@ -546,7 +502,7 @@ fn plan_confirm(
     version: i64,
     encoder: &dyn EventEncoder,
 ) -> Result<(Plan<Confirmed>, Expected), ConfirmError> {
-    let expected = Expected(view.reservation.status);
+    let expected = Expected(view.reservation.status, view.rejoin.map(|rejoin| rejoin.cap));
     let late = match decide_confirm(&view, &job.request, job.now)? {
         ConfirmDecision::Replay => {
             let answer =
@@ -604,12 +560,14 @@ async fn confirm_round(
     }
     // A late confirmation takes a coupon that is free again (ISSUED); a timely one, the coupon
     // its reservation holds. A late one takes its discount from the budget again (`b`; its
-    // timeout gave it back), and its reservation re-enters its order's slots (the exclusion
-    // constraint): either may fail the statement as a race lost.
+    // timeout gave it back), and its share of its order again (`k`): either may fail the
+    // statement as a race lost. A timely one leaves the order's stack as it is (held, now used).
     let sql = format!(
         "WITH x AS (SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::timestamptz[], $5::timestamptz[], \
-                                        $6::bigint[], $7::bigint[], $8::bool[], $9::text[], $10::bool[], $11::text[]) \
-                    AS x(rid, order_id, discount, used_at, reserved_at, id, version, expired, payment_id, late, expected)), \
+                                        $6::bigint[], $7::bigint[], $8::bool[], $9::text[], $10::bool[], $11::text[], \
+                                        $12::int2[]) \
+                    AS x(rid, order_id, discount, used_at, reserved_at, id, version, expired, payment_id, late, expected, \
+                         cap)), \
               c AS (UPDATE coupon_issues SET status = 'USED', reservation_id = x.rid, order_id = x.order_id, \
                            discount_amount = x.discount, used_at = x.used_at, \
                            reserved_at = COALESCE(coupon_issues.reserved_at, x.reserved_at), \
@@ -618,7 +576,7 @@ async fn confirm_round(
                       AND ((coupon_issues.status = 'RESERVED' AND coupon_issues.reservation_id = x.rid) \
                            OR (coupon_issues.status = 'ISSUED' AND coupon_issues.reservation_id IS NULL AND x.expired)) \
                     RETURNING coupon_issues.policy_id, x.rid, x.order_id, x.discount, x.used_at, x.payment_id, \
-                              x.late, x.expected, x.expired), \
+                              x.late, x.expected, x.expired, x.cap), \
               b AS (UPDATE coupon_policies SET budget_used = coupon_policies.budget_used + s.total \
                     FROM (SELECT policy_id, sum(discount) AS total FROM c WHERE expired GROUP BY policy_id) s \
                     WHERE coupon_policies.id = s.policy_id AND coupon_policies.budget_amount IS NOT NULL \
@@ -627,8 +585,10 @@ async fn confirm_round(
                            payment_id = c.payment_id, order_id = c.order_id, late_confirmation = c.late, \
                            updated_at = c.used_at \
                     FROM c WHERE coupon_reservations.reservation_id = c.rid AND coupon_reservations.status = c.expected \
-                    RETURNING coupon_reservations.reservation_id){}",
-        settle_sql(12)
+                    RETURNING coupon_reservations.reservation_id, coupon_reservations.order_id, \
+                              coupon_reservations.order_exclusive, c.expired, c.cap){}{}",
+        stack::join_sql("SELECT order_id, order_exclusive AS exclusive, cap FROM r WHERE expired"),
+        settle_sql(13)
     );
     let reservations: Vec<&Reservation> = writes.iter().map(|(w, _, _)| &w.answer.reservation).collect();
     let query = Prepared::new(&sql)
@@ -654,7 +614,13 @@ async fn confirm_round(
                 .collect::<Vec<_>>(),
         )
         .bind::<Array<Bool>, _>(reservations.iter().map(|r| r.late_confirmation).collect::<Vec<_>>())
-        .bind::<Array<Text>, _>(writes.iter().map(|(_, e, _)| e.0.as_str()).collect::<Vec<_>>());
+        .bind::<Array<Text>, _>(writes.iter().map(|(_, e, _)| e.0.as_str()).collect::<Vec<_>>())
+        .bind::<Array<Nullable<SmallInt>>, _>(
+            writes
+                .iter()
+                .map(|(_, e, _)| e.1.map(|cap| i16::try_from(cap).unwrap_or(i16::MAX)))
+                .collect::<Vec<_>>(),
+        );
     let plain: Vec<Write<Confirmed>> = writes.into_iter().map(|(w, _, _)| w).collect();
     let events = owned_events(&plain, |a: &Confirmed| a.reservation.id.as_str().to_owned());
     let settled: Settled = outbox::bind_owned_events(query, &events).get_result(conn).await?;
@@ -671,32 +637,47 @@ async fn confirm_round(
 }
 
 /// Whether what a timed-out reservation held has moved on: its coupon was reserved again after
-/// it (`superseded`), and a live reservation of its order occupies one of its slots
-/// (`order_taken`).
+/// it (`superseded`); and, when it held a share of its order, what it needs to rejoin it.
 async fn moved_on(
     conn: &mut AsyncPgConnection,
     reservation: &Reservation,
-) -> Result<(bool, bool), diesel::result::Error> {
+) -> QueryResult<Result<(bool, Option<Rejoin>), StoreError>> {
     #[derive(QueryableByName)]
     struct MovedOn {
         #[diesel(sql_type = Bool)]
         superseded: bool,
-        #[diesel(sql_type = Bool)]
-        order_taken: bool,
+        #[diesel(sql_type = Nullable<Bool>)]
+        order_exclusive: Option<bool>,
+        #[diesel(sql_type = Nullable<SmallInt>)]
+        exclusive: Option<i16>,
+        #[diesel(sql_type = Nullable<SmallInt>)]
+        stackable: Option<i16>,
+        #[diesel(sql_type = Nullable<SmallInt>)]
+        cap: Option<i16>,
     }
     let found: MovedOn = Prepared::new(
         "SELECT EXISTS (SELECT 1 FROM coupon_reservations WHERE coupon_id = $1 AND reservation_id <> $2 \
                           AND reserved_at >= $3) AS superseded, \
-                EXISTS (SELECT 1 FROM coupon_reservations me JOIN coupon_reservations o \
-                          ON hashtextextended(o.order_id, 0) = hashtextextended(me.order_id, 0) \
-                          AND o.order_id = me.order_id AND o.order_slots && me.order_slots \
-                        WHERE me.reservation_id = $2 AND o.reservation_id <> $2 \
-                          AND o.status IN ('PENDING', 'CONFIRMED') AND o.order_slots IS NOT NULL) AS order_taken",
+                me.order_exclusive, k.exclusive, k.stackable, k.cap \
+         FROM coupon_reservations me LEFT JOIN order_stacks k ON k.order_id = me.order_id \
+         WHERE me.reservation_id = $2",
     )
     .bind::<BigInt, _>(reservation.coupon_id.get())
     .bind::<Text, _>(reservation.id.as_str().to_owned())
     .bind::<Timestamptz, _>(reservation.reserved_at)
     .get_result(conn)
     .await?;
-    Ok((found.superseded, found.order_taken))
+    let rejoin = match (found.order_exclusive, found.exclusive, found.stackable, found.cap) {
+        (None, ..) => None,
+        (Some(exclusive), Some(held), Some(stackable), Some(cap)) => Some(Rejoin {
+            share: stack::share(exclusive),
+            stack: stack::counted(held, stackable),
+            cap: u16::try_from(cap).unwrap_or(0),
+        }),
+        (Some(_), ..) => {
+            let order = reservation.order_id.as_ref().map_or("", |o| o.as_str());
+            return Ok(Err(corrupt("order_stacks", format!("no stack for order {order}"))));
+        }
+    };
+    Ok(Ok((found.superseded, rejoin)))
 }

@@ -34,6 +34,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 mod attempts;
 mod batch;
+mod stack;
 
 pub(crate) use attempts::{ATTEMPTS, gave_up, settle, settled};
 
@@ -45,9 +46,10 @@ use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::{CouponRow, PolicyRow, ReservationRow};
 use crate::schema::{coupon_issues as c, coupon_policies as p, coupon_reservations as r};
-pub(crate) use batch::{ConfirmWork, Work, slots_read};
+pub(crate) use batch::{ConfirmWork, Work};
 use batch::{Job, ReserveWork, drive};
 use coupon_batch::Call;
+pub(crate) use stack::{LEAVE, counted};
 
 /// Lanes of reserves, and of confirmations, each drained by its own connection.
 const LANES: usize = 2;
@@ -153,7 +155,7 @@ async fn free<E: From<StoreError>>(
                     RETURNING id, policy_id), \
               r AS (UPDATE coupon_reservations SET status = 'CANCELLED', cancelled_at = $1, cancel_reason = $5, \
                     updated_at = $1 WHERE reservation_id = $4 AND status = 'PENDING' AND EXISTS (SELECT 1 FROM c) \
-                    RETURNING reservation_id, discount_amount){GIVE_BACK}{}",
+                    RETURNING reservation_id, discount_amount, order_id, order_exclusive){GIVE_BACK}{LEAVE}{}",
         tail(6)
     );
     let query = Prepared::new(&sql)
@@ -399,7 +401,7 @@ pub(crate) async fn cancel_order(
                     RETURNING id, policy_id), \
               r AS (UPDATE coupon_reservations SET status = 'CANCELLED', cancelled_at = $2, cancel_reason = $6, \
                     updated_at = $2 WHERE reservation_id = $5 AND status = 'CONFIRMED' AND EXISTS (SELECT 1 FROM c) \
-                    RETURNING reservation_id, discount_amount){GIVE_BACK}{}",
+                    RETURNING reservation_id, discount_amount, order_id, order_exclusive){GIVE_BACK}{LEAVE}{}",
         tail(7)
     );
     let query = Prepared::new(&sql)
