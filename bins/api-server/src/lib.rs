@@ -72,10 +72,11 @@ impl Cli {
             Command::Serve => Application::build(settings)?.run_until_stopped().await,
             Command::Migrate { revert_all } => {
                 let conn = settings.database.connection_string();
+                let tls = coupon_wiring::pg_tls(&settings)?;
                 let (what, versions) = if revert_all {
-                    ("reverted", migrate::revert_all(&conn).await?)
+                    ("reverted", migrate::revert_all(&conn, &tls).await?)
                 } else {
-                    ("applied", migrate::run_pending(&conn).await?)
+                    ("applied", migrate::run_pending(&conn, &tls).await?)
                 };
                 tracing::info!(count = versions.len(), versions = ?versions, "migrations {what}");
                 Ok(())

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use api_server::Application;
 use coupon_store_pg::migrate;
+use coupon_store_pg::tls::PgTls;
 use coupon_testkit::process::{
     assert_help_and_version, assert_refuses_setting, assert_starts_and_stops, closed_port, free_port,
 };
@@ -109,7 +110,7 @@ async fn the_migrate_subcommand_builds_the_schema_and_is_idempotent() {
         .expect("run migrate");
         assert!(status.success());
     }
-    assert!(migrate::pending(&db.connection_string()).await.expect("pending").is_empty());
+    assert!(migrate::pending(&db.connection_string(), &PgTls::default()).await.expect("pending").is_empty());
 }
 
 #[test]

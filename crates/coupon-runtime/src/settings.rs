@@ -45,6 +45,12 @@ pub const KEYS: &[Key] = &[
         "5",
         "Seconds to wait for a connection (connect or pool checkout) before answering 503.",
     ),
+    key(
+        "DATABASE_SSL_MODE",
+        "disable",
+        "`disable`, `require` (TLS, certificate not checked) or `verify-full` (TLS, trusted certificate for the host).",
+    ),
+    key("DATABASE_SSL_ROOT_CERT", "", "PEM file of the roots `verify-full` trusts (empty: the system's)."),
     key("REDIS_HOST", "127.0.0.1", "Redis host."),
     key("REDIS_PORT", "6379", "Redis port."),
     key("REDIS_USERNAME", "", "Redis ACL user (empty: the default user)."),
@@ -212,6 +218,9 @@ pub struct DatabaseSettings {
     pub password: SecretString,
     pub pool_size: usize,
     pub timeout: Duration,
+    /// `disable`, `require` or `verify-full`.
+    pub ssl_mode: String,
+    pub ssl_root_cert: Option<std::path::PathBuf>,
 }
 
 impl DatabaseSettings {
@@ -422,6 +431,10 @@ impl Reader {
                 password: self.secret("DATABASE_PASSWORD")?,
                 pool_size: self.positive("DATABASE_POOL_SIZE")?,
                 timeout: self.duration("DATABASE_TIMEOUT", Unit::Seconds)?,
+                ssl_mode: self.one_of("DATABASE_SSL_MODE", &["disable", "require", "verify-full"])?,
+                ssl_root_cert: Some(self.string("DATABASE_SSL_ROOT_CERT")?)
+                    .filter(|path| !path.is_empty())
+                    .map(Into::into),
             },
             redis: RedisSettings {
                 host: self.non_empty("REDIS_HOST")?,
@@ -515,6 +528,14 @@ impl Reader {
             .get_string(&key.to_ascii_lowercase())
             .map(|v| v.trim().to_owned())
             .map_err(|e| invalid(key, e.to_string()))
+    }
+
+    fn one_of(&self, key: &'static str, allowed: &[&str]) -> Result<String, SettingsError> {
+        let value = self.string(key)?;
+        if !allowed.contains(&value.as_str()) {
+            return Err(invalid(key, format!("{value:?} is not one of {}", allowed.join(", "))));
+        }
+        Ok(value)
     }
 
     fn non_empty(&self, key: &'static str) -> Result<String, SettingsError> {

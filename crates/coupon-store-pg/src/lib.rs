@@ -24,4 +24,5 @@ pub mod reservation;
 mod row;
 mod schema;
 pub mod support;
+pub mod tls;
 pub mod wallet;

@@ -5,9 +5,11 @@
 //! once, an implicit migration would race and would run with the application's privileges.
 
 use diesel::migration::MigrationVersion;
-use diesel_async::{AsyncConnection, AsyncMigrationHarness, AsyncPgConnection};
+use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::tls::{self, PgTls};
 
 /// The schema, compiled in.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -24,8 +26,8 @@ pub struct MigrateError(String);
 ///
 /// # Errors
 /// When the database is unreachable or a migration fails (that migration is rolled back).
-pub async fn run_pending(connection_string: &SecretString) -> Result<Vec<String>, MigrateError> {
-    let mut harness = harness(connection_string).await?;
+pub async fn run_pending(connection_string: &SecretString, tls: &PgTls) -> Result<Vec<String>, MigrateError> {
+    let mut harness = harness(connection_string, tls).await?;
     let applied = harness.run_pending_migrations(MIGRATIONS).map_err(|e| MigrateError(e.to_string()))?;
     Ok(versions(applied))
 }
@@ -34,8 +36,8 @@ pub async fn run_pending(connection_string: &SecretString) -> Result<Vec<String>
 ///
 /// # Errors
 /// When the database is unreachable or a `down.sql` fails.
-pub async fn revert_all(connection_string: &SecretString) -> Result<Vec<String>, MigrateError> {
-    let mut harness = harness(connection_string).await?;
+pub async fn revert_all(connection_string: &SecretString, tls: &PgTls) -> Result<Vec<String>, MigrateError> {
+    let mut harness = harness(connection_string, tls).await?;
     let reverted = harness.revert_all_migrations(MIGRATIONS).map_err(|e| MigrateError(e.to_string()))?;
     Ok(versions(reverted))
 }
@@ -44,16 +46,18 @@ pub async fn revert_all(connection_string: &SecretString) -> Result<Vec<String>,
 ///
 /// # Errors
 /// When the database is unreachable.
-pub async fn pending(connection_string: &SecretString) -> Result<Vec<String>, MigrateError> {
-    let mut harness = harness(connection_string).await?;
+pub async fn pending(connection_string: &SecretString, tls: &PgTls) -> Result<Vec<String>, MigrateError> {
+    let mut harness = harness(connection_string, tls).await?;
     let pending = harness.pending_migrations(MIGRATIONS).map_err(|e| MigrateError(e.to_string()))?;
     Ok(pending.iter().map(|m| m.name().version().to_string()).collect())
 }
 
 async fn harness(
     connection_string: &SecretString,
+    tls: &PgTls,
 ) -> Result<AsyncMigrationHarness<AsyncPgConnection>, MigrateError> {
-    let conn = AsyncPgConnection::establish(connection_string.expose_secret())
+    let connector = tls.connector().map_err(MigrateError)?;
+    let conn = tls::connect(connection_string.expose_secret(), &connector)
         .await
         .map_err(|e| MigrateError(e.to_string()))?;
     Ok(AsyncMigrationHarness::new(conn))

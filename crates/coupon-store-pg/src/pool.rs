@@ -11,6 +11,8 @@ use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfi
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::tls::{self, PgTls};
+
 /// A pooled connection.
 pub type PgConn = Object<AsyncPgConnection>;
 
@@ -22,6 +24,7 @@ pub struct PgConfig {
     pub max_size: usize,
     /// Bound on connecting and on waiting for a free connection.
     pub timeout: Duration,
+    pub tls: PgTls,
 }
 
 /// Why no connection could be had.
@@ -60,6 +63,11 @@ impl PgPool {
         // every time: 2.3 ms of each 8-10 ms first-come batch cycle.
         let mut manager_config = ManagerConfig::default();
         manager_config.recycling_method = RecyclingMethod::Fast;
+        let connector = config.tls.connector().map_err(PgPoolError::Build)?;
+        manager_config.custom_setup = Box::new(move |url| {
+            let connector = connector.clone();
+            Box::pin(async move { tls::connect(url, &connector).await })
+        });
         let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(
             config.connection_string.expose_secret(),
             manager_config,
@@ -121,7 +129,10 @@ impl Probe for PgProbe {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(|e| match e {
                 PgPoolError::Unavailable(PoolError::Timeout(_)) => ProbeError::timeout(e),
-                _ => ProbeError::unreachable(e),
+                _ => match tls::reason_in(&e.to_string()) {
+                    Some(reason) => ProbeError { reason, detail: e.to_string() },
+                    None => ProbeError::unreachable(e),
+                },
             })?;
             diesel::sql_query("SELECT 1").execute(&mut conn).await.map(|_| ()).map_err(ProbeError::error)
         })

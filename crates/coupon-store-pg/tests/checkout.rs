@@ -27,6 +27,7 @@ use coupon_store_pg::inbox::PgInbox;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
 use coupon_store_pg::reservation::PgReservationStore;
+use coupon_store_pg::tls::PgTls;
 use coupon_testkit::TestDatabase;
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
@@ -93,6 +94,7 @@ async fn fixture() -> Fixture {
         connection_string: db.connection_string(),
         max_size: 16,
         timeout: StdDuration::from_secs(30),
+        tls: PgTls::default(),
     })
     .expect("pool");
     let now = SystemClock.now();

@@ -21,6 +21,7 @@ use coupon_store_pg::codes::PgCodeStore;
 use coupon_store_pg::issue::PgCouponStore;
 use coupon_store_pg::policy::PgPolicyStore;
 use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::tls::PgTls;
 use coupon_testkit::TestDatabase;
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
@@ -65,6 +66,7 @@ async fn fixture() -> Fixture {
         connection_string: db.connection_string(),
         max_size: 16,
         timeout: std::time::Duration::from_secs(30),
+        tls: PgTls::default(),
     })
     .expect("pool");
     Fixture {

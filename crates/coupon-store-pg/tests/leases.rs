@@ -5,6 +5,7 @@ use std::time::Duration;
 use coupon_domain::relay::Leases;
 use coupon_store_pg::leases::PgLeases;
 use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::tls::PgTls;
 use coupon_testkit::TestDatabase;
 
 #[tokio::test]
@@ -14,6 +15,7 @@ async fn a_lease_has_one_holder_until_it_lapses_or_is_given_up() {
         connection_string: db.connection_string(),
         max_size: 4,
         timeout: Duration::from_secs(10),
+        tls: PgTls::default(),
     })
     .expect("pool");
     let leases = PgLeases::new(pool);

@@ -1,6 +1,7 @@
 //! The embedded migrations apply to an empty database, revert completely, and apply again.
 
 use coupon_store_pg::migrate;
+use coupon_store_pg::tls::PgTls;
 use coupon_testkit::TestDatabase;
 use diesel::QueryableByName;
 use diesel::sql_types::Text;
@@ -39,7 +40,7 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
     let conn = db.connection_string();
     let count = migrations_on_disk();
 
-    let applied = migrate::run_pending(&conn).await.expect("apply");
+    let applied = migrate::run_pending(&conn, &PgTls::default()).await.expect("apply");
     assert_eq!(applied.len(), count, "{applied:?}");
     assert_eq!(
         tables(&db).await,
@@ -60,13 +61,16 @@ async fn migrations_apply_revert_and_reapply_on_a_fresh_database() {
             "worker_leases"
         ]
     );
-    assert!(migrate::pending(&conn).await.expect("pending").is_empty());
-    assert!(migrate::run_pending(&conn).await.expect("re-run").is_empty(), "a second run applies nothing");
+    assert!(migrate::pending(&conn, &PgTls::default()).await.expect("pending").is_empty());
+    assert!(
+        migrate::run_pending(&conn, &PgTls::default()).await.expect("re-run").is_empty(),
+        "a second run applies nothing"
+    );
 
-    let reverted = migrate::revert_all(&conn).await.expect("revert");
+    let reverted = migrate::revert_all(&conn, &PgTls::default()).await.expect("revert");
     assert_eq!(reverted.len(), count);
     assert!(tables(&db).await.is_empty(), "every down.sql removes what its up.sql created");
-    assert_eq!(migrate::pending(&conn).await.expect("pending").len(), count);
+    assert_eq!(migrate::pending(&conn, &PgTls::default()).await.expect("pending").len(), count);
 
-    assert_eq!(migrate::run_pending(&conn).await.expect("reapply").len(), count);
+    assert_eq!(migrate::run_pending(&conn, &PgTls::default()).await.expect("reapply").len(), count);
 }

@@ -8,6 +8,7 @@ use coupon_domain::event::EncodedEvent;
 use coupon_domain::relay::Outbox;
 use coupon_store_pg::outbox::{PgOutbox, append_all};
 use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::tls::PgTls;
 use coupon_testkit::TestDatabase;
 
 fn event(n: u32) -> EncodedEvent {
@@ -27,6 +28,7 @@ async fn the_relay_reads_oldest_first_marks_and_prunes() {
         connection_string: db.connection_string(),
         max_size: 4,
         timeout: Duration::from_secs(10),
+        tls: PgTls::default(),
     })
     .expect("pool");
     let outbox = PgOutbox::new(pool);

@@ -16,6 +16,7 @@ use coupon_runtime::metrics::{Metrics, Sampler};
 use coupon_runtime::settings::Settings;
 use coupon_store_pg::housekeeping::{PgHousekeeping, PgJobLock};
 use coupon_store_pg::pool::{PgConfig, PgPool};
+use coupon_store_pg::tls::{PgTls, SslMode};
 
 /// The PostgreSQL pool of `DATABASE_*`. It connects lazily, so a process starts while the
 /// database is down and reports it on `/health/ready`.
@@ -27,7 +28,18 @@ pub fn pg_pool(settings: &Settings) -> anyhow::Result<PgPool> {
         connection_string: settings.database.connection_string(),
         max_size: settings.database.pool_size,
         timeout: settings.database.timeout,
+        tls: pg_tls(settings)?,
     })?)
+}
+
+/// How connections to PostgreSQL are secured (`DATABASE_SSL_*`).
+///
+/// # Errors
+/// An unknown `DATABASE_SSL_MODE` (the settings refuse one first).
+pub fn pg_tls(settings: &Settings) -> anyhow::Result<PgTls> {
+    let mode = SslMode::parse(&settings.database.ssl_mode)
+        .ok_or_else(|| anyhow::anyhow!("DATABASE_SSL_MODE {:?} is unknown", settings.database.ssl_mode))?;
+    Ok(PgTls { mode, root_cert: settings.database.ssl_root_cert.clone() })
 }
 
 /// The outbox's event encoder, with the configured topic names.
