@@ -5,6 +5,9 @@
 source "$(dirname "$0")/lib.sh"
 
 ensure_services
+# The PostgreSQL TLS test starts a cluster of its own (initdb, pg_ctl) with certificates from openssl.
+[ -n "$(pg_bin)" ] || apt_install postgresql
+command -v openssl >/dev/null || apt_install openssl
 log "dropping test databases of earlier runs"
 psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qtAc \
     "SELECT datname FROM pg_database WHERE datname LIKE 'coupon\_t\_%' OR datname LIKE 'coupon\_tmpl\_%'" |
