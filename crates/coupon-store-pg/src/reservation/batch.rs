@@ -655,7 +655,9 @@ async fn moved_on(
         #[diesel(sql_type = Nullable<SmallInt>)]
         cap: Option<i16>,
     }
-    let found: MovedOn = Prepared::new(
+    // Planned at each execution (a late payment is rare): a plan cached while `order_stacks` was
+    // small would scan it whole (see `stack::stacks`).
+    let found: MovedOn = diesel::sql_query(
         "SELECT EXISTS (SELECT 1 FROM coupon_reservations WHERE coupon_id = $1 AND reservation_id <> $2 \
                           AND reserved_at >= $3) AS superseded, \
                 me.order_exclusive, k.exclusive, k.stackable, k.cap \
