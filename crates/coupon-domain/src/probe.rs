@@ -21,7 +21,8 @@ pub trait Probe: Send + Sync + 'static {
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{reason}: {detail}")]
 pub struct ProbeError {
-    /// `UNREACHABLE`, `TIMEOUT`, `AUTH_FAILED`, `UNEXPECTED_REPLY`, `NOT_CONNECTED` or `ERROR`.
+    /// `UNREACHABLE`, `TIMEOUT`, `AUTH_FAILED`, `UNEXPECTED_REPLY`, `NOT_CONNECTED`, `ERROR`, or for a
+    /// TLS connection `TLS_UNAVAILABLE`, `TLS_CERTIFICATE`, `TLS_HOST_NAME`, `TLS_ERROR`.
     pub reason: &'static str,
     pub detail: String,
 }
