@@ -8,6 +8,8 @@ ensure_services
 # The PostgreSQL TLS test starts a cluster of its own (initdb, pg_ctl) with certificates from openssl.
 [ -n "$(pg_bin)" ] || apt_install postgresql
 command -v openssl >/dev/null || apt_install openssl
+# The Redis TLS, restart and cluster tests start redis-server processes of their own.
+command -v redis-server >/dev/null || apt_install redis-server
 log "dropping test databases of earlier runs"
 psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qtAc \
     "SELECT datname FROM pg_database WHERE datname LIKE 'coupon\_t\_%' OR datname LIKE 'coupon\_tmpl\_%'" |

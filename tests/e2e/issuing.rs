@@ -370,7 +370,7 @@ async fn a_gate_that_lost_units_is_rebuilt_from_postgres_within_ten_seconds() {
         coupon(&client, &base, policy, user).await;
     }
     let settings = env.settings();
-    let redis = redis::Client::open(settings.redis.url()).expect("redis url");
+    let redis = redis::Client::open(format!("redis://{}/", settings.redis.node())).expect("redis url");
     let mut conn = redis.get_multiplexed_async_connection().await.expect("redis");
     let key = |name: &str| format!("{}gate:{{{policy}}}:{name}", settings.redis.key_prefix);
     let _: () =

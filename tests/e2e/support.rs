@@ -164,7 +164,7 @@ pub async fn count(env: &TestEnv, sql: &str) -> i64 {
 /// `KEYS`: the Redis is shared, and `KEYS` walks the whole keyspace in one blocking call.
 pub async fn flush_redis(env: &TestEnv) {
     let settings = env.settings();
-    let client = redis::Client::open(settings.redis.url()).expect("redis url");
+    let client = redis::Client::open(format!("redis://{}/", settings.redis.node())).expect("redis url");
     let mut conn = client.get_multiplexed_async_connection().await.expect("redis");
     let pattern = format!("{}*", settings.redis.key_prefix);
     let mut cursor: u64 = 0;

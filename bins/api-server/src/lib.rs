@@ -26,7 +26,7 @@ use coupon_http::ops::Dependency;
 use coupon_http::server::{ServerOptions, serve};
 use coupon_lock_redis::gate::RedisStockGate;
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
-use coupon_lock_redis::pool::{RedisConfig, RedisPool};
+use coupon_lock_redis::pool::{RedisConfig, RedisPool, RedisTarget, RedisTls};
 use coupon_runtime::settings::Settings;
 use coupon_runtime::telemetry;
 use coupon_store_pg::codes::PgCodeStore;
@@ -185,7 +185,12 @@ impl Application {
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
         let pg = coupon_wiring::pg_pool(&settings)?;
         let redis = RedisPool::new(&RedisConfig {
-            url: settings.redis.url(),
+            target: if settings.redis.cluster_nodes.is_empty() {
+                RedisTarget::Node(settings.redis.node())
+            } else {
+                RedisTarget::Cluster(settings.redis.cluster_nodes.clone())
+            },
+            tls: settings.redis.tls.then(|| RedisTls { ca_file: settings.redis.tls_ca.clone() }),
             username: settings.redis.username.clone(),
             password: settings.redis.password.clone(),
             max_size: settings.redis.pool_size,

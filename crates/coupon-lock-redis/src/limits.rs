@@ -12,7 +12,7 @@ use coupon_domain::port::{PortFuture, StoreError};
 use redis::Script;
 
 use crate::batch::{Batch, Batcher};
-use crate::pool::{RedisError, RedisPool};
+use crate::pool::{RedisError, RedisPool, Shard};
 
 /// The limits (from `COUPON_RATE_LIMIT_*`).
 #[derive(Debug, Clone, Copy)]
@@ -66,11 +66,12 @@ struct Hit {
 /// The hits of concurrent requests, counted by one pipeline: each window's counter, after the hit.
 impl Batch for HitCounter {
     const NAME: &'static str = "rate_hit";
-    type Key = ();
+    /// On a cluster, the hits of one slot (a pipeline goes to one master).
+    type Key = Shard;
     type Item = Hit;
     type Answer = [u32; 2];
 
-    async fn run(&self, (): (), hits: &[&Hit]) -> Result<Vec<[u32; 2]>, RedisError> {
+    async fn run(&self, _: Shard, hits: &[&Hit]) -> Result<Vec<[u32; 2]>, RedisError> {
         // One key per user and hour, not one per window: each new user cost Redis two keys with
         // their expiries, and its time went to growing those dictionaries. The hash expires with
         // its hour (NX: only the first hit sets it), and a minute always lies within one hour.
@@ -85,7 +86,7 @@ impl Batch for HitCounter {
         Ok(counts.chunks_exact(2).map(|pair| [pair[0], pair[1]]).collect())
     }
 
-    async fn unclaimed(&self, (): (), _: Hit, _: [u32; 2]) {
+    async fn unclaimed(&self, _: Shard, _: Hit, _: [u32; 2]) {
         // The hit counts: the request was made.
     }
 }
@@ -116,7 +117,8 @@ impl RedisRateLimiter {
             minute: format!("m{}", minute % 60),
             hour_left,
         };
-        let [in_minute, in_hour] = self.hits.submit((), hit).await.map_err(unavailable)?;
+        let shard = self.pool.shard(&hit.key);
+        let [in_minute, in_hour] = self.hits.submit(shard, hit).await.map_err(unavailable)?;
         let left_minute = per_minute.saturating_sub(in_minute);
         let left_hour = per_hour.saturating_sub(in_hour);
         let status = |reset: u64| RateStatus {

@@ -9,13 +9,14 @@ use coupon_domain::gate::{GateDecision, StockGate};
 use coupon_domain::id::{PolicyId, UserId};
 use coupon_domain::policy::{DistributionType, IssuanceWindow, Policy};
 use coupon_lock_redis::gate::RedisStockGate;
-use coupon_lock_redis::pool::{RedisConfig, RedisPool};
-use coupon_testkit::{redis_url, unique_suffix};
+use coupon_lock_redis::pool::{RedisConfig, RedisPool, RedisTarget};
+use coupon_testkit::{redis_node, unique_suffix};
 use rust_decimal::Decimal;
 
 fn gate() -> RedisStockGate {
     let pool = RedisPool::new(&RedisConfig {
-        url: redis_url(),
+        target: RedisTarget::Node(redis_node()),
+        tls: None,
         username: None,
         password: None,
         max_size: 16,

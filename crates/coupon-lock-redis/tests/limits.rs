@@ -6,12 +6,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use coupon_domain::id::UserId;
 use coupon_domain::limits::{RateLimiter, RateVerdict};
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
-use coupon_lock_redis::pool::{RedisConfig, RedisPool};
-use coupon_testkit::{redis_url, unique_suffix};
+use coupon_lock_redis::pool::{RedisConfig, RedisPool, RedisTarget};
+use coupon_testkit::{redis_node, unique_suffix};
 
 fn pool() -> RedisPool {
     RedisPool::new(&RedisConfig {
-        url: redis_url(),
+        target: RedisTarget::Node(redis_node()),
+        tls: None,
         username: None,
         password: None,
         max_size: 4,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use coupon_domain::id::UserId;
 use coupon_domain::limits::{RateLimiter, RateVerdict};
 use coupon_lock_redis::limits::{LimitConfig, RedisRateLimiter};
-use coupon_lock_redis::pool::{RedisConfig, RedisPool};
+use coupon_lock_redis::pool::{RedisConfig, RedisPool, RedisTarget};
 use coupon_testkit::process::{Running, free_port};
 use secrecy::SecretString;
 
@@ -40,7 +40,8 @@ async fn redis_with_pool() -> (u16, Running, RedisPool) {
     let port = free_port();
     let redis = start_redis(port);
     let pool = RedisPool::new(&RedisConfig {
-        url: format!("redis://127.0.0.1:{port}/"),
+        target: RedisTarget::Node(format!("127.0.0.1:{port}")),
+        tls: None,
         username: None,
         password: None,
         max_size: 4,
@@ -80,7 +81,8 @@ fn start_redis_with_acl(port: u16) -> Running {
 
 fn pool_as(port: u16, username: Option<&str>, password: Option<&str>) -> RedisPool {
     RedisPool::new(&RedisConfig {
-        url: format!("redis://127.0.0.1:{port}/"),
+        target: RedisTarget::Node(format!("127.0.0.1:{port}")),
+        tls: None,
         username: username.map(str::to_owned),
         password: password.map(|p| SecretString::from(p.to_owned())),
         max_size: 2,

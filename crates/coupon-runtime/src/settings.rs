@@ -53,6 +53,17 @@ pub const KEYS: &[Key] = &[
     key("DATABASE_SSL_ROOT_CERT", "", "PEM file of the roots `verify-full` trusts (empty: the system's)."),
     key("REDIS_HOST", "127.0.0.1", "Redis host."),
     key("REDIS_PORT", "6379", "Redis port."),
+    key(
+        "REDIS_CLUSTER_NODES",
+        "",
+        "Comma-separated `host:port` members of a Redis Cluster; when set, Redis Cluster is used and `REDIS_HOST`/`REDIS_PORT` are not.",
+    ),
+    key(
+        "REDIS_TLS",
+        "false",
+        "`true`: TLS to Redis (`rediss://`), the certificate checked against the roots and the host name.",
+    ),
+    key("REDIS_TLS_CA", "", "PEM file of the roots `REDIS_TLS` trusts (empty: the system's)."),
     key("REDIS_USERNAME", "", "Redis ACL user (empty: the default user)."),
     key("REDIS_PASSWORD", "", "Redis password (secret): the ACL user's, or `requirepass`'s without a user."),
     key(
@@ -253,6 +264,11 @@ impl DatabaseSettings {
 pub struct RedisSettings {
     pub host: String,
     pub port: u16,
+    /// `host:port` of Redis Cluster members; empty: the one server at `host:port`.
+    pub cluster_nodes: Vec<String>,
+    pub tls: bool,
+    /// `None`: the system's roots.
+    pub tls_ca: Option<std::path::PathBuf>,
     /// `None`: the default user.
     pub username: Option<String>,
     /// `None`: no AUTH.
@@ -263,8 +279,9 @@ pub struct RedisSettings {
 }
 
 impl RedisSettings {
-    pub fn url(&self) -> String {
-        format!("redis://{}:{}/", self.host, self.port)
+    /// `host:port` of the single server.
+    pub fn node(&self) -> String {
+        format!("{}:{}", self.host, self.port)
     }
 }
 
@@ -439,6 +456,9 @@ impl Reader {
             redis: RedisSettings {
                 host: self.non_empty("REDIS_HOST")?,
                 port: self.parse("REDIS_PORT")?,
+                cluster_nodes: self.addresses("REDIS_CLUSTER_NODES")?,
+                tls: self.bool("REDIS_TLS")?,
+                tls_ca: Some(self.string("REDIS_TLS_CA")?).filter(|path| !path.is_empty()).map(Into::into),
                 username: Some(self.string("REDIS_USERNAME")?).filter(|u| !u.is_empty()),
                 password: Some(self.secret("REDIS_PASSWORD")?).filter(|p| !p.expose_secret().is_empty()),
                 pool_size: self.positive("REDIS_POOL_SIZE")?,
@@ -630,6 +650,21 @@ impl Reader {
         Ok(items)
     }
 
+    /// Comma-separated `host:port` addresses; empty for none.
+    fn addresses(&self, key: &'static str) -> Result<Vec<String>, SettingsError> {
+        self.string(key)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|item| match item.rsplit_once(':') {
+                Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {
+                    Ok(item.to_owned())
+                }
+                _ => Err(invalid(key, format!("{item:?} is not host:port"))),
+            })
+            .collect()
+    }
+
     /// Comma-separated addresses (one host each) or CIDR blocks; empty for none.
     fn networks(&self, key: &'static str) -> Result<Vec<ipnet::IpNet>, SettingsError> {
         self.string(key)?
@@ -803,6 +838,21 @@ mod tests {
         let some = load(&[("REDIS_USERNAME", "coupon"), ("REDIS_PASSWORD", "pw")]).expect("valid").redis;
         assert_eq!(some.username.as_deref(), Some("coupon"));
         assert_eq!(some.password.map(|p| p.expose_secret().to_owned()).as_deref(), Some("pw"));
+    }
+
+    #[test]
+    fn redis_cluster_nodes_are_host_port_pairs_and_tls_is_off_by_default() {
+        let single = load(&[]).expect("valid").redis;
+        assert_eq!((single.cluster_nodes.len(), single.tls, single.tls_ca), (0, false, None));
+        let cluster = load(&[("REDIS_CLUSTER_NODES", "10.0.0.1:7001, redis-2:7002"), ("REDIS_TLS", "true")])
+            .expect("valid")
+            .redis;
+        assert_eq!(cluster.cluster_nodes, ["10.0.0.1:7001", "redis-2:7002"]);
+        assert!(cluster.tls);
+        for bad in ["redis-1", "redis-1:", ":7001", "redis-1:70000"] {
+            let error = load(&[("REDIS_CLUSTER_NODES", bad)]).expect_err(bad).to_string();
+            assert!(error.contains("REDIS_CLUSTER_NODES"), "{bad}: {error}");
+        }
     }
 
     #[test]

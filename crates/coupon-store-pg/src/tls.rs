@@ -12,9 +12,8 @@ use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::AsyncPgConnection;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use tokio_postgres::error::SqlState;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
@@ -83,29 +82,14 @@ impl PgTls {
                     provider.signature_verification_algorithms,
                 )))
                 .with_no_client_auth(),
-            SslMode::VerifyFull => builder.with_root_certificates(self.roots()?).with_no_client_auth(),
+            SslMode::VerifyFull => builder
+                .with_root_certificates(coupon_tls::root_store(
+                    self.root_cert.as_deref(),
+                    "DATABASE_SSL_ROOT_CERT",
+                )?)
+                .with_no_client_auth(),
         };
         Ok(Connector(Some(MakeRustlsConnect::new(config))))
-    }
-
-    fn roots(&self) -> Result<RootCertStore, String> {
-        let certs: Vec<CertificateDer<'static>> = match &self.root_cert {
-            Some(path) => CertificateDer::pem_file_iter(path)
-                .and_then(Iterator::collect)
-                .map_err(|e| format!("DATABASE_SSL_ROOT_CERT {}: {e}", path.display()))?,
-            None => rustls_native_certs::load_native_certs().certs,
-        };
-        let mut roots = RootCertStore::empty();
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(match &self.root_cert {
-                Some(path) => format!("DATABASE_SSL_ROOT_CERT {}: no certificate in it", path.display()),
-                None => {
-                    "verify-full: no system root certificate found; set DATABASE_SSL_ROOT_CERT".to_owned()
-                }
-            });
-        }
-        Ok(roots)
     }
 }
 
@@ -182,21 +166,11 @@ fn reason(e: &tokio_postgres::Error) -> &'static str {
     }) {
         return "AUTH_FAILED";
     }
+    if let Some(reason) = coupon_tls::failure_reason(e) {
+        return reason;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(cause) = source {
-        let tls = cause.downcast_ref::<rustls::Error>().or_else(|| {
-            cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>())
-        });
-        match tls {
-            Some(rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            )) => return "TLS_HOST_NAME",
-            Some(rustls::Error::InvalidCertificate(_)) => return "TLS_CERTIFICATE",
-            Some(_) => return "TLS_ERROR",
-            None => {}
-        }
         if cause.to_string().contains("server does not support TLS") {
             return "TLS_UNAVAILABLE";
         }

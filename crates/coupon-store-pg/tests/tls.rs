@@ -9,6 +9,7 @@ use std::time::Duration;
 use coupon_store_pg::migrate;
 use coupon_store_pg::pool::{PgConfig, PgPool};
 use coupon_store_pg::tls::{PgTls, SslMode};
+use coupon_testkit::certificates;
 use coupon_testkit::process::free_port;
 use diesel::QueryableByName;
 use diesel::sql_types::Bool;
@@ -46,36 +47,6 @@ fn is_root() -> bool {
     Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-    let output = Command::new("openssl").current_dir(dir).args(args).output().expect("openssl runs");
-    assert!(output.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-}
-
-/// A CA (`{name}.crt`, `{name}.key`) in `dir`.
-fn ca(dir: &Path, name: &str) {
-    let (crt, key) = (format!("{name}.crt"), format!("{name}.key"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &crt,
-            "-days",
-            "2",
-            "-subj",
-            "/CN=coupon test CA",
-        ],
-    );
-}
-
 impl PrivatePostgres {
     fn start() -> Self {
         let bin = std::fs::read_dir("/usr/lib/postgresql")
@@ -87,47 +58,7 @@ impl PrivatePostgres {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("coupon-tls-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        ca(&dir, "ca");
-        ca(&dir, "other-ca");
-        let extensions = dir.join("server.ext");
-        std::fs::write(&extensions, "subjectAltName=DNS:localhost\n").expect("extensions");
-        openssl(
-            &dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=localhost",
-            ],
-        );
-        openssl(
-            &dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                "server.csr",
-                "-CA",
-                "ca.crt",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                "server.crt",
-                "-days",
-                "2",
-                "-extfile",
-                "server.ext",
-            ],
-        );
+        certificates::generate(&dir);
         std::fs::write(dir.join("password"), PASSWORD).expect("password file");
         if is_root() {
             run(false, Path::new("chown"), &["-R", "postgres", dir.to_str().expect("utf-8 path")]);

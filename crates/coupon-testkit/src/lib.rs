@@ -8,6 +8,7 @@
 //! is skipped.
 
 pub mod broker;
+pub mod certificates;
 mod database;
 pub mod process;
 
@@ -109,11 +110,11 @@ impl TestEnv {
     }
 }
 
-/// The Redis of the test run (`REDIS_HOST`, `REDIS_PORT`; default the local stack).
-pub fn redis_url() -> String {
+/// The Redis of the test run, `host:port` (`REDIS_HOST`, `REDIS_PORT`; default the local stack).
+pub fn redis_node() -> String {
     let host = std::env::var("REDIS_HOST").unwrap_or_else(|_| "127.0.0.1".into());
     let port = std::env::var("REDIS_PORT").unwrap_or_else(|_| "6379".into());
-    format!("redis://{host}:{port}/")
+    format!("{host}:{port}")
 }
 
 /// A short random suffix for names (databases, prefixes, topics).
