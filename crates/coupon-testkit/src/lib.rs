@@ -11,6 +11,7 @@ pub mod broker;
 pub mod certificates;
 mod database;
 pub mod process;
+pub mod redis_cluster;
 
 use std::collections::HashMap;
 
