@@ -14,6 +14,9 @@
 # check of PostgreSQL: coupons issued = 201 answers (plus at most the requests still in flight when
 # wrk stopped), every coupon with its outbox row, exactly 100 coupons for the burst's policy.
 #
+# With BENCH_REDIS=cluster, the api-server uses the local Redis Cluster of 3 masters and 3 replicas
+# (deploy/local/redis-cluster.sh, started when needed) instead of the single Redis.
+#
 # With BENCH_IDEMPOTENCY_KEYS=1, issue and reserve send a distinct Idempotency-Key with every
 # request (what keys cost: a claim, and the answer written in the effect's transaction).
 #
@@ -48,6 +51,12 @@ command -v wrk >/dev/null || apt_install wrk
 command -v curl >/dev/null || apt_install curl
 ensure_postgres
 ensure_redis
+redis_mode="${BENCH_REDIS:-node}"
+case "$redis_mode" in
+    node) unset REDIS_CLUSTER_NODES ;;
+    cluster) export REDIS_CLUSTER_NODES="$("$ROOT/deploy/local/redis-cluster.sh" start | sed -n 's/^REDIS_CLUSTER_NODES=//p')" ;;
+    *) die "BENCH_REDIS is node or cluster, not $redis_mode" ;;
+esac
 
 bench_db=coupon_bench
 port=8090
@@ -139,7 +148,14 @@ server=$!
 cleanup() {
     kill $server 2>/dev/null
     wait $server 2>/dev/null
-    if command -v redis-cli >/dev/null; then
+    command -v redis-cli >/dev/null || return 0
+    if [ -n "${REDIS_CLUSTER_NODES:-}" ]; then
+        # Each node holds its own slots' keys; one DEL per key, sent to its master (-c).
+        for node in ${REDIS_CLUSTER_NODES//,/ }; do
+            redis-cli -h "${node%:*}" -p "${node##*:}" --scan --pattern "${REDIS_KEY_PREFIX}*" |
+                xargs -r -n 1 redis-cli -c -h "${node%:*}" -p "${node##*:}" DEL >/dev/null
+        done
+    else
         redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${REDIS_KEY_PREFIX}*" |
             xargs -r -n 1000 redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" DEL >/dev/null
     fi
@@ -327,7 +343,7 @@ created=$(sed -E 's/.*created=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
 rate=$(sed -E 's/.* rate=([0-9]+).*/\1/' <<<"$(grep RESULT <<<"$result")")
 
 echo
-echo "== bench issue ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL, Redis and wrk on this machine)"
+echo "== bench issue ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; api-server, PostgreSQL, Redis ($redis_mode) and wrk on this machine)"
 [ "$keys" = keys ] && echo "every request carried a distinct Idempotency-Key"
 echo "$result"
 echo "issues/s:            $(( created / seconds ))   (requests/s incl. non-201: $rate)"
