@@ -150,10 +150,12 @@ cleanup() {
     wait $server 2>/dev/null
     command -v redis-cli >/dev/null || return 0
     if [ -n "${REDIS_CLUSTER_NODES:-}" ]; then
-        # Each node holds its own slots' keys; one DEL per key, sent to its master (-c).
+        # Each master holds its own slots' keys: one UNLINK per key (keys of different slots cannot
+        # share a command), streamed to that master over one connection.
         for node in ${REDIS_CLUSTER_NODES//,/ }; do
-            redis-cli -h "${node%:*}" -p "${node##*:}" --scan --pattern "${REDIS_KEY_PREFIX}*" |
-                xargs -r -n 1 redis-cli -c -h "${node%:*}" -p "${node##*:}" DEL >/dev/null
+            local cli=(redis-cli -h "${node%:*}" -p "${node##*:}")
+            [ "$("${cli[@]}" ROLE | head -n 1)" = master ] || continue
+            "${cli[@]}" --scan --pattern "${REDIS_KEY_PREFIX}*" | sed 's/^/UNLINK /' | "${cli[@]}" >/dev/null
         done
     else
         redis-cli -h "$REDIS_HOST" -p "$REDIS_PORT" --scan --pattern "${REDIS_KEY_PREFIX}*" |

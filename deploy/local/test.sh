@@ -8,8 +8,10 @@ ensure_services
 # The PostgreSQL TLS test starts a cluster of its own (initdb, pg_ctl) with certificates from openssl.
 [ -n "$(pg_bin)" ] || apt_install postgresql
 command -v openssl >/dev/null || apt_install openssl
-# The Redis TLS, restart and cluster tests start redis-server processes of their own.
+# The Redis TLS, restart and cluster tests start redis-server processes of their own; the Kafka
+# TLS tests put stunnel in front of brokers of their own.
 command -v redis-server >/dev/null || apt_install redis-server
+command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || apt_install stunnel4
 log "dropping test databases of earlier runs"
 psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qtAc \
     "SELECT datname FROM pg_database WHERE datname LIKE 'coupon\_t\_%' OR datname LIKE 'coupon\_tmpl\_%'" |

@@ -8,7 +8,7 @@ use coupon_domain::clock::{Clock, SystemClock};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use coupon_events_kafka::broker::{Broker, BrokerConfig};
+use coupon_events_kafka::broker::Broker;
 use coupon_events_kafka::relay::default_partition;
 use coupon_runtime::settings::Settings;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -21,12 +21,9 @@ async fn main() -> anyhow::Result<()> {
     let (first, n): (i64, i64) = (first.parse()?, n.parse()?);
     let settings = Settings::from_env(std::env::vars().collect::<std::collections::HashMap<_, _>>())?;
     let topic = settings.kafka.topics.payment_completed.clone();
-    let broker = Broker::connect(&BrokerConfig {
-        bootstrap_servers: settings.kafka.bootstrap_servers.clone(),
-        request_timeout: Duration::from_secs(30),
-        client_id: "bench-producer".into(),
-    })
-    .await?;
+    let mut config = coupon_wiring::broker_config(&settings, "bench-producer")?;
+    config.request_timeout = Duration::from_secs(30);
+    let broker = Broker::connect(&config).await?;
     let partitions = i32::try_from(broker.partitions(&topic).await?.unwrap_or(1))?;
     let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
     for k in 1..=n {

@@ -3,11 +3,10 @@
 //! the key. The README walkthrough sends a `payment.completed` with it, as the payment service would.
 
 use std::io::Read;
-use std::time::Duration;
 
 use anyhow::Context;
 use coupon_domain::clock::{Clock, SystemClock};
-use coupon_events_kafka::broker::{Broker, BrokerConfig};
+use coupon_events_kafka::broker::Broker;
 use coupon_events_kafka::relay::default_partition;
 use coupon_runtime::settings::Settings;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
@@ -20,12 +19,7 @@ async fn main() -> anyhow::Result<()> {
     let mut value = String::new();
     std::io::stdin().read_to_string(&mut value).context("reading the value from standard input")?;
     let settings = Settings::from_env(std::env::vars().collect::<std::collections::HashMap<_, _>>())?;
-    let broker = Broker::connect(&BrokerConfig {
-        bootstrap_servers: settings.kafka.bootstrap_servers.clone(),
-        request_timeout: Duration::from_secs(10),
-        client_id: "coupon-publish".into(),
-    })
-    .await?;
+    let broker = Broker::connect(&coupon_wiring::broker_config(&settings, "coupon-publish")?).await?;
     let partitions = broker.partitions(topic).await?.with_context(|| format!("no topic {topic}"))?;
     let partition = default_partition(key.as_bytes(), i32::try_from(partitions)?);
     let client =

@@ -93,6 +93,31 @@ fn the_image_builds_the_three_binaries_and_runs_them_as_a_non_root_user() {
 }
 
 #[test]
+fn the_compose_redis_cluster_overlay_points_the_api_server_at_its_six_nodes() {
+    let overlay = documents(&deploy_dir().join("compose.redis-cluster.yaml")).remove(0);
+    let services = &overlay["services"];
+    let nodes = str_of(services, &["api-server", "environment", "REDIS_CLUSTER_NODES"]);
+    let names: Vec<&str> = nodes.split(',').map(|n| n.split(':').next().unwrap_or_default()).collect();
+    assert_eq!(names.len(), 6, "3 masters and 3 replicas: {nodes}");
+    for name in names {
+        assert!(str_of(services, &[name, "image"]).starts_with("redis:7"), "{name} is a Redis 7 service");
+        let command = services[name]["command"].as_sequence().expect("command");
+        let flags: Vec<String> = command
+            .iter()
+            .flat_map(|v| v.as_sequence().cloned().unwrap_or_else(|| vec![v.clone()]))
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        assert!(flags.windows(2).any(|w| w == ["--cluster-enabled", "yes"]), "{name}: {flags:?}");
+        assert!(flags.windows(2).any(|w| w[0] == "--cluster-announce-hostname" && w[1] == name), "{name}");
+    }
+    assert_eq!(
+        str_of(services, &["api-server", "depends_on", "redis-cluster", "condition"]),
+        "service_completed_successfully"
+    );
+    assert!(str_of(services, &["redis-cluster", "command", "0"]).contains("--cluster-replicas 1"));
+}
+
+#[test]
 fn compose_runs_the_whole_stack_with_health_checks_and_the_spec_settings() {
     let compose = documents(&deploy_dir().join("compose.yaml")).remove(0);
     let services = compose["services"].as_mapping().expect("services");

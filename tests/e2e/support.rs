@@ -230,15 +230,9 @@ pub async fn coupon(client: &reqwest::Client, base: &str, policy: i64, user: i64
 
 /// A client of the test environment's Kafka broker.
 pub async fn broker(env: &TestEnv, client_id: &str) -> coupon_events_kafka::broker::Broker {
-    use coupon_events_kafka::broker::{Broker, BrokerConfig};
-    let kafka = env.settings().kafka;
-    Broker::connect(&BrokerConfig {
-        bootstrap_servers: kafka.bootstrap_servers.clone(),
-        request_timeout: Duration::from_secs(10),
-        client_id: client_id.into(),
-    })
-    .await
-    .expect("broker")
+    let mut config = coupon_wiring::broker_config(&env.settings(), client_id).expect("broker config");
+    config.request_timeout = Duration::from_secs(10);
+    coupon_events_kafka::broker::Broker::connect(&config).await.expect("broker")
 }
 
 /// A record read back from a topic.

@@ -6,7 +6,7 @@
 
 use anyhow::{Context, bail};
 use coupon_domain::clock::{Clock, SystemClock};
-use coupon_events_kafka::broker::{Broker, BrokerConfig};
+use coupon_events_kafka::broker::Broker;
 use coupon_events_kafka::dlq::{self, DeadLettered};
 use coupon_runtime::settings::Settings;
 use coupon_store_pg::inbox::PgInbox;
@@ -37,11 +37,7 @@ pub struct Replayed {
 }
 
 async fn broker(settings: &Settings) -> anyhow::Result<Broker> {
-    let config = BrokerConfig {
-        bootstrap_servers: settings.kafka.bootstrap_servers.clone(),
-        request_timeout: settings.kafka.request_timeout,
-        client_id: "coupon-dlq".into(),
-    };
+    let config = coupon_wiring::broker_config(settings, "coupon-dlq")?;
     Broker::connect(&config).await.context("connecting to Kafka")
 }
 

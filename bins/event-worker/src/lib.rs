@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 
 use coupon_domain::clock::SystemClock;
 use coupon_events_kafka::admin::TopicSpec;
-use coupon_events_kafka::broker::{BrokerConfig, LazyBroker};
+use coupon_events_kafka::broker::LazyBroker;
 use coupon_events_kafka::consumer::{ConsumerSettings, Consumers, Subscription};
 use coupon_events_kafka::inbound::Inbound;
 use coupon_events_kafka::relay::{Relay, RelaySettings};
@@ -185,11 +185,7 @@ impl App {
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
         let Self { settings, pg, broker, admin, cancel } = self;
         let kafka = &settings.kafka;
-        let config = BrokerConfig {
-            bootstrap_servers: kafka.bootstrap_servers.clone(),
-            request_timeout: kafka.request_timeout,
-            client_id: "coupon-event-worker".into(),
-        };
+        let config = coupon_wiring::broker_config(&settings, "coupon-event-worker")?;
         let topics: Vec<TopicSpec> = kafka
             .topics
             .all_with_dlq()

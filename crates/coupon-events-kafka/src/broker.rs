@@ -14,6 +14,7 @@ use rskafka::client::{Client, ClientBuilder};
 
 use crate::admin::{self, TopicSpec};
 pub use crate::error::BrokerError;
+use crate::security::{KafkaSecurity, Secured};
 
 /// Connection settings (built from `KAFKA_*`).
 #[derive(Debug, Clone)]
@@ -22,6 +23,7 @@ pub struct BrokerConfig {
     /// Bound on any single operation including its retries.
     pub request_timeout: Duration,
     pub client_id: String,
+    pub security: KafkaSecurity,
 }
 
 /// A connected Kafka client; cheap to clone.
@@ -31,14 +33,17 @@ pub struct Broker {
     timeout: Duration,
     /// For the admin requests rskafka does not send (see [`crate::admin`]).
     bootstrap: Arc<[String]>,
+    secured: Secured,
 }
 
 impl Broker {
     /// Connects to the bootstrap brokers and reads the cluster metadata.
     ///
     /// # Errors
-    /// When no broker answers within the request timeout.
+    /// When the TLS roots cannot be read, or no broker answers (or accepts the credentials) within
+    /// the request timeout.
     pub async fn connect(config: &BrokerConfig) -> Result<Self, BrokerError> {
+        let secured = config.security.prepare().map_err(BrokerError::Security)?;
         let backoff = BackoffConfig {
             init_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(2),
@@ -48,11 +53,22 @@ impl Broker {
         let builder = ClientBuilder::new(config.bootstrap_servers.clone())
             .client_id(config.client_id.as_str())
             .backoff_config(backoff);
-        let client = within(config.request_timeout, builder.build()).await?;
+        let builder = secured.apply(builder);
+        let client = match within(config.request_timeout, builder.build()).await {
+            Ok(client) => client,
+            // rskafka retries a refused login or certificate like a network error until the
+            // timeout hides the cause: one attempt of our own names it.
+            Err(e) => {
+                let refused =
+                    admin::refusal(&config.bootstrap_servers, &secured, config.request_timeout).await;
+                return Err(refused.map_or(e, BrokerError::Refused));
+            }
+        };
         Ok(Self {
             client: Arc::new(client),
             timeout: config.request_timeout,
             bootstrap: config.bootstrap_servers.clone().into(),
+            secured,
         })
     }
 
@@ -75,7 +91,7 @@ impl Broker {
         let existing = within(self.timeout, self.client.list_topics()).await?;
         let missing: Vec<TopicSpec> =
             topics.iter().filter(|t| !existing.iter().any(|e| e.name == t.name)).cloned().collect();
-        let created = admin::create_topics(&self.bootstrap, &missing, self.timeout).await?;
+        let created = admin::create_topics(&self.bootstrap, &self.secured, &missing, self.timeout).await?;
         if !created.is_empty() {
             tracing::info!(topics = ?created, "created Kafka topics");
         }
@@ -89,6 +105,14 @@ impl Broker {
     pub async fn partitions(&self, topic: &str) -> Result<Option<usize>, BrokerError> {
         let topics = within(self.timeout, self.client.list_topics()).await?;
         Ok(topics.into_iter().find(|t| t.name == topic).map(|t| t.partitions.len()))
+    }
+
+    /// The `retention.ms` of `topic`, as the broker reports it (`None` when it reports none).
+    ///
+    /// # Errors
+    /// When the broker cannot be reached or refuses the request.
+    pub async fn retention_of(&self, topic: &str) -> Result<Option<Duration>, BrokerError> {
+        admin::retention_of(&self.bootstrap, &self.secured, topic, self.timeout).await
     }
 
     /// A readiness probe that fetches cluster metadata.
@@ -119,13 +143,34 @@ impl Probe for KafkaProbe {
 
     fn check(&self) -> ProbeFuture<'_> {
         Box::pin(async move {
-            within(self.broker.timeout, self.broker.client.list_topics()).await.map(|_| ()).map_err(|e| {
-                match e {
-                    BrokerError::Timeout(_) => ProbeError::timeout(e),
-                    _ => ProbeError::unreachable(e),
-                }
-            })
+            within(self.broker.timeout, self.broker.client.list_topics())
+                .await
+                .map(|_| ())
+                .map_err(|e| probe_error(&e))
         })
+    }
+}
+
+/// Why the brokers refused this client, as a readiness reason: `AUTH_FAILED` for SASL credentials
+/// refused, the TLS reasons of `coupon-tls`; `None` for anything else. rskafka keeps the causes
+/// of a failed connection only in its error's text.
+pub fn refusal_reason(e: &BrokerError) -> Option<&'static str> {
+    let text = format!("{e} {e:?}");
+    if ["SaslFailed(", "Sasl handshake failed", "SASL authentication failed"]
+        .iter()
+        .any(|sign| text.contains(sign))
+    {
+        return Some("AUTH_FAILED");
+    }
+    coupon_tls::failure_reason_in(&text)
+}
+
+/// `e` as readiness reports it.
+fn probe_error(e: &BrokerError) -> ProbeError {
+    match (e, refusal_reason(e)) {
+        (BrokerError::Timeout(_), _) => ProbeError::timeout(e),
+        (_, Some(reason)) => ProbeError { reason, detail: e.to_string() },
+        (_, None) => ProbeError::unreachable(e),
     }
 }
 
@@ -134,6 +179,8 @@ impl Probe for KafkaProbe {
 #[derive(Debug, Clone, Default)]
 pub struct LazyBroker {
     slot: Arc<std::sync::OnceLock<Broker>>,
+    /// Why the last attempt to connect failed, for readiness until one succeeds.
+    last_failure: Arc<std::sync::Mutex<Option<ProbeError>>>,
 }
 
 impl LazyBroker {
@@ -168,6 +215,8 @@ impl LazyBroker {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "Kafka not reachable");
+                    *self.last_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+                        Some(probe_error(&e));
                     tokio::select! {
                         () = cancel.cancelled() => return None,
                         () = tokio::time::sleep(delay) => {}
@@ -178,7 +227,7 @@ impl LazyBroker {
         }
     }
 
-    /// Readiness: down until connected, then a metadata round trip.
+    /// Readiness: down until connected (with the last attempt's reason), then a metadata round trip.
     pub fn probe(&self) -> Arc<dyn Probe> {
         Arc::new(LazyProbe { broker: self.clone() })
     }
@@ -197,7 +246,13 @@ impl Probe for LazyProbe {
         Box::pin(async move {
             match self.broker.get() {
                 Some(broker) => broker.probe().check().await,
-                None => Err(ProbeError::not_connected("the broker was not reached yet")),
+                None => Err(self
+                    .broker
+                    .last_failure
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clone()
+                    .unwrap_or_else(|| ProbeError::not_connected("the broker was not reached yet"))),
             }
         })
     }

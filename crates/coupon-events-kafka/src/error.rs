@@ -11,4 +11,8 @@ pub enum BrokerError {
     Timeout(Duration),
     #[error("Kafka admin request failed: {0}")]
     Admin(String),
+    #[error("invalid Kafka security settings: {0}")]
+    Security(String),
+    #[error("Kafka refused the connection: {0}")]
+    Refused(String),
 }

@@ -15,4 +15,5 @@ pub mod envelope;
 mod error;
 pub mod inbound;
 pub mod relay;
+pub mod security;
 mod wire;

@@ -75,6 +75,15 @@ pub const KEYS: &[Key] = &[
     key("REDIS_KEY_PREFIX", "coupon:", "Prefix of every Redis key (lets tests and tenants share one Redis)."),
     key("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Comma-separated Kafka bootstrap brokers."),
     key("KAFKA_REQUEST_TIMEOUT", "10", "Seconds a Kafka request (and its retries) may take before it fails."),
+    key(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "`PLAINTEXT`, `SSL` (TLS, the certificate checked against the roots and the broker's host name) or `SASL_SSL` (TLS and SASL).",
+    ),
+    key("KAFKA_SSL_CA", "", "PEM file of the roots `SSL`/`SASL_SSL` trust (empty: the system's)."),
+    key("KAFKA_SASL_MECHANISM", "SCRAM-SHA-512", "`PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512` (`SASL_SSL`)."),
+    key("KAFKA_SASL_USERNAME", "", "SASL user (`SASL_SSL`)."),
+    key("KAFKA_SASL_PASSWORD", "", "SASL password (secret; `SASL_SSL`)."),
     key("KAFKA_TOPIC_PARTITIONS", "3", "Partitions of the topics the service creates."),
     key(
         "KAFKA_TOPIC_RETENTION",
@@ -288,6 +297,14 @@ impl RedisSettings {
 #[derive(Debug, Clone)]
 pub struct KafkaSettings {
     pub bootstrap_servers: Vec<String>,
+    /// `PLAINTEXT`, `SSL` or `SASL_SSL`.
+    pub security_protocol: String,
+    /// `None`: the system's roots.
+    pub ssl_ca: Option<std::path::PathBuf>,
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub sasl_mechanism: String,
+    pub sasl_username: String,
+    pub sasl_password: SecretString,
     pub request_timeout: Duration,
     pub partitions: i32,
     pub replication_factor: i16,
@@ -467,6 +484,13 @@ impl Reader {
             },
             kafka: KafkaSettings {
                 bootstrap_servers: self.list("KAFKA_BOOTSTRAP_SERVERS")?,
+                security_protocol: self
+                    .one_of("KAFKA_SECURITY_PROTOCOL", &["PLAINTEXT", "SSL", "SASL_SSL"])?,
+                ssl_ca: Some(self.string("KAFKA_SSL_CA")?).filter(|path| !path.is_empty()).map(Into::into),
+                sasl_mechanism: self
+                    .one_of("KAFKA_SASL_MECHANISM", &["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])?,
+                sasl_username: self.sasl_credential("KAFKA_SASL_USERNAME")?,
+                sasl_password: self.secret("KAFKA_SASL_PASSWORD")?,
                 request_timeout: self.duration("KAFKA_REQUEST_TIMEOUT", Unit::Seconds)?,
                 partitions: self.positive("KAFKA_TOPIC_PARTITIONS")?,
                 replication_factor: self.positive("KAFKA_REPLICATION_FACTOR")?,
@@ -648,6 +672,17 @@ impl Reader {
             return Err(invalid(key, "must list at least one entry"));
         }
         Ok(items)
+    }
+
+    /// A SASL credential: required under `KAFKA_SECURITY_PROTOCOL=SASL_SSL`, with its password.
+    fn sasl_credential(&self, key: &'static str) -> Result<String, SettingsError> {
+        let username = self.string(key)?;
+        if self.string("KAFKA_SECURITY_PROTOCOL")? == "SASL_SSL"
+            && (username.is_empty() || self.secret("KAFKA_SASL_PASSWORD")?.expose_secret().is_empty())
+        {
+            return Err(invalid(key, "SASL_SSL needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"));
+        }
+        Ok(username)
     }
 
     /// Comma-separated `host:port` addresses; empty for none.
@@ -853,6 +888,27 @@ mod tests {
             let error = load(&[("REDIS_CLUSTER_NODES", bad)]).expect_err(bad).to_string();
             assert!(error.contains("REDIS_CLUSTER_NODES"), "{bad}: {error}");
         }
+    }
+
+    #[test]
+    fn kafka_sasl_needs_credentials_and_a_known_mechanism() {
+        let plain = load(&[]).expect("valid").kafka;
+        assert_eq!((plain.security_protocol.as_str(), plain.ssl_ca), ("PLAINTEXT", None));
+        let error = load(&[("KAFKA_SECURITY_PROTOCOL", "SASL_SSL")]).expect_err("no credentials").to_string();
+        assert!(error.contains("KAFKA_SASL_USERNAME"), "{error}");
+        let error =
+            load(&[("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")]).expect_err("not in SPEC").to_string();
+        assert!(error.contains("KAFKA_SECURITY_PROTOCOL"), "{error}");
+        let error = load(&[("KAFKA_SASL_MECHANISM", "GSSAPI")]).expect_err("unsupported").to_string();
+        assert!(error.contains("KAFKA_SASL_MECHANISM"), "{error}");
+        let sasl = load(&[
+            ("KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("KAFKA_SASL_USERNAME", "coupon"),
+            ("KAFKA_SASL_PASSWORD", "kafka-pass-hunter4"),
+        ])
+        .expect("valid");
+        assert_eq!(sasl.kafka.sasl_username, "coupon");
+        assert!(!format!("{sasl:?}").contains("hunter4"), "the SASL password stays out of Debug");
     }
 
     #[test]

@@ -64,13 +64,8 @@ impl PgTls {
     ///
     /// # Errors
     /// When the root certificate file cannot be read or holds no certificate.
-    #[expect(
-        deprecated,
-        reason = "ring's provider has no post-quantum key exchange, which PostgreSQL's OpenSSL does not offer \
-                  either; aws-lc-rs would add a second crypto library to the build (tokio-postgres-rustls uses ring)"
-    )]
     pub(crate) fn connector(&self) -> Result<Connector, String> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = coupon_tls::provider();
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?;

@@ -37,7 +37,10 @@ impl RedisCluster {
         let dir =
             std::env::temp_dir().join(format!("coupon-redis-cluster-{}-{}", std::process::id(), ports[0]));
         let specs: Vec<String> = ports.iter().map(|port| format!("{port}/{}", free_port())).collect();
+        // A failover within seconds of a master's death; long enough that a node starved of CPU by
+        // a parallel test run is not replaced while alive.
         let output = Command::new(script())
+            .env("REDIS_CLUSTER_NODE_TIMEOUT", "2000")
             .arg("start")
             .arg(&dir)
             .args(&specs)

@@ -4,10 +4,22 @@
 
 use std::error::Error;
 use std::path::Path;
+use std::sync::Arc;
 
+use rustls::crypto::CryptoProvider;
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use rustls::{CertificateError, RootCertStore};
+
+/// The crypto provider of every TLS client here: ring, as tokio-postgres-rustls and rskafka use.
+#[expect(
+    deprecated,
+    reason = "ring's provider has no post-quantum key exchange, which the servers' OpenSSL does not offer \
+              either; aws-lc-rs would add a second crypto library to the build (the drivers use ring)"
+)]
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
 
 /// The certificates of the PEM file `file` (named by the setting `setting` in errors), or the
 /// system's when `file` is `None`.
@@ -58,7 +70,7 @@ pub fn failure_reason(error: &(dyn Error + 'static)) -> Option<&'static str> {
                 .downcast_ref::<std::io::Error>()
                 .and_then(|io| io.get_ref()?.downcast_ref::<rustls::Error>())
         });
-        if let Some(reason) = tls.map(reason_of).or_else(|| reason_in_text(&current.to_string())) {
+        if let Some(reason) = tls.map(reason_of).or_else(|| failure_reason_in(&current.to_string())) {
             return Some(reason);
         }
         cause = current.source();
@@ -78,12 +90,16 @@ fn reason_of(error: &rustls::Error) -> &'static str {
     }
 }
 
-/// [`reason_of`] from rustls's own wording of those errors.
-fn reason_in_text(text: &str) -> Option<&'static str> {
-    if text.contains("invalid peer certificate: ") {
+/// The reason code of a failed TLS handshake named in `text`: rustls's errors as they display
+/// (`invalid peer certificate: …`) or as they debug-print (`InvalidCertificate(…)`), for drivers
+/// that keep a failure's causes only in their error's text.
+pub fn failure_reason_in(text: &str) -> Option<&'static str> {
+    if text.contains("invalid peer certificate: ") || text.contains("InvalidCertificate(") {
         let host = text.contains("not valid for name") || text.contains("NotValidForName");
         Some(if host { "TLS_HOST_NAME" } else { "TLS_CERTIFICATE" })
-    } else if text.contains("received corrupt message of type InvalidContentType") {
+    } else if text.contains("received corrupt message of type InvalidContentType")
+        || text.contains("InvalidContentType")
+    {
         Some("TLS_UNAVAILABLE")
     } else if text.contains("received fatal alert") || text.contains("peer is incompatible") {
         Some("TLS_ERROR")

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use coupon_domain::clock::Clock;
 use coupon_domain::jobs::{JobSettings, Jobs};
+use coupon_events_kafka::broker::BrokerConfig;
 use coupon_events_kafka::envelope::{JsonEventEncoder, ProducedTopics};
+use coupon_events_kafka::security::{KafkaSasl, KafkaSecurity, SaslMechanism};
 use coupon_http::ops::{Dependency, OpsState};
 use coupon_http::server::AdminServer;
 use coupon_runtime::metrics::{Metrics, Sampler};
@@ -40,6 +42,31 @@ pub fn pg_tls(settings: &Settings) -> anyhow::Result<PgTls> {
     let mode = SslMode::parse(&settings.database.ssl_mode)
         .ok_or_else(|| anyhow::anyhow!("DATABASE_SSL_MODE {:?} is unknown", settings.database.ssl_mode))?;
     Ok(PgTls { mode, root_cert: settings.database.ssl_root_cert.clone() })
+}
+
+/// The connection to the Kafka brokers of `KAFKA_*`, as the client `client_id`.
+///
+/// # Errors
+/// An unknown `KAFKA_SASL_MECHANISM` (the settings refuse one first).
+pub fn broker_config(settings: &Settings, client_id: &str) -> anyhow::Result<BrokerConfig> {
+    let kafka = &settings.kafka;
+    let sasl = match kafka.security_protocol.as_str() {
+        "SASL_SSL" => Some(KafkaSasl {
+            mechanism: SaslMechanism::parse(&kafka.sasl_mechanism).ok_or_else(|| {
+                anyhow::anyhow!("KAFKA_SASL_MECHANISM {:?} is unknown", kafka.sasl_mechanism)
+            })?,
+            username: kafka.sasl_username.clone(),
+            password: kafka.sasl_password.clone(),
+        }),
+        _ => None,
+    };
+    let tls = (kafka.security_protocol != "PLAINTEXT").then(|| kafka.ssl_ca.clone());
+    Ok(BrokerConfig {
+        bootstrap_servers: kafka.bootstrap_servers.clone(),
+        request_timeout: kafka.request_timeout,
+        client_id: client_id.to_owned(),
+        security: KafkaSecurity { tls, sasl },
+    })
 }
 
 /// The outbox's event encoder, with the configured topic names.
