@@ -132,7 +132,7 @@ pub(crate) async fn retention_of(
 /// our own; `None` when they accept it, or fail for another reason.
 pub(crate) async fn refusal(bootstrap: &[String], secured: &Secured, timeout: Duration) -> Option<String> {
     match tokio::time::timeout(timeout, controller(bootstrap, secured)).await {
-        Ok(Err(e)) if crate::broker::refusal_reason(&e).is_some() => Some(e.to_string()),
+        Ok(Err(e)) if e.refusal().is_some() => Some(e.to_string()),
         _ => None,
     }
 }

@@ -151,23 +151,9 @@ impl Probe for KafkaProbe {
     }
 }
 
-/// Why the brokers refused this client, as a readiness reason: `AUTH_FAILED` for SASL credentials
-/// refused, the TLS reasons of `coupon-tls`; `None` for anything else. rskafka keeps the causes
-/// of a failed connection only in its error's text.
-pub fn refusal_reason(e: &BrokerError) -> Option<&'static str> {
-    let text = format!("{e} {e:?}");
-    if ["SaslFailed(", "Sasl handshake failed", "SASL authentication failed"]
-        .iter()
-        .any(|sign| text.contains(sign))
-    {
-        return Some("AUTH_FAILED");
-    }
-    coupon_tls::failure_reason_in(&text)
-}
-
 /// `e` as readiness reports it.
 fn probe_error(e: &BrokerError) -> ProbeError {
-    match (e, refusal_reason(e)) {
+    match (e, e.refusal()) {
         (BrokerError::Timeout(_), _) => ProbeError::timeout(e),
         (_, Some(reason)) => ProbeError { reason, detail: e.to_string() },
         (_, None) => ProbeError::unreachable(e),

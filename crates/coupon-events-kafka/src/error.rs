@@ -16,3 +16,19 @@ pub enum BrokerError {
     #[error("Kafka refused the connection: {0}")]
     Refused(String),
 }
+
+impl BrokerError {
+    /// Why the brokers refused this client, as a readiness reason: `AUTH_FAILED` for SASL
+    /// credentials refused, the TLS reasons of `coupon-tls`; `None` for anything else. rskafka
+    /// keeps the causes of a failed connection only in its error's text.
+    pub fn refusal(&self) -> Option<&'static str> {
+        let text = format!("{self} {self:?}");
+        if ["SaslFailed(", "Sasl handshake failed", "SASL authentication failed"]
+            .iter()
+            .any(|sign| text.contains(sign))
+        {
+            return Some("AUTH_FAILED");
+        }
+        coupon_tls::failure_reason_in(&text)
+    }
+}

@@ -1,5 +1,5 @@
 //! TLS and SASL towards Kafka (`KAFKA_SECURITY_PROTOCOL`, SPEC §11.7): applied to rskafka's client
-//! and to the admin connections this crate opens itself ([`crate::admin`]).
+//! and to the admin connections this crate opens itself.
 //!
 //! TLS is rustls with the ring provider, the certificate checked against `KAFKA_SSL_CA` (or the
 //! system's roots) and the broker's host name; SASL is PLAIN or SCRAM-SHA-256/512 (rsasl, as

@@ -81,7 +81,7 @@ async fn reason(config: &BrokerConfig) -> Option<&'static str> {
         Err(e) => {
             let text = format!("{e} {e:?}");
             assert!(!text.contains(PASSWORD), "the password stays out of the error: {text}");
-            Some(coupon_events_kafka::broker::refusal_reason(&e).unwrap_or("UNREACHABLE"))
+            Some(e.refusal().unwrap_or("UNREACHABLE"))
         }
     }
 }
