@@ -12,6 +12,11 @@ command -v openssl >/dev/null || apt_install openssl
 # TLS tests put stunnel in front of brokers of their own.
 command -v redis-server >/dev/null || apt_install redis-server
 command -v stunnel4 >/dev/null || command -v stunnel >/dev/null || apt_install stunnel4
+# The admin console's browser test: Node.js runs Playwright, which drives Debian's Chromium.
+command -v node >/dev/null || apt_install nodejs npm
+[ -x /usr/bin/chromium ] || apt_install chromium
+[ -d "$ROOT/tests/console/node_modules/playwright-core" ] ||
+    (cd "$ROOT/tests/console" && npm ci --no-audit --no-fund --loglevel=error)
 log "dropping test databases of earlier runs"
 psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qtAc \
     "SELECT datname FROM pg_database WHERE datname LIKE 'coupon\_t\_%' OR datname LIKE 'coupon\_tmpl\_%'" |

@@ -8,6 +8,7 @@
 pub mod auth;
 pub mod checkout;
 pub mod codes;
+pub mod console;
 pub mod coupons;
 pub mod docs;
 pub mod error;
@@ -38,4 +39,5 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     wallet::configure(cfg);
     support::configure(cfg);
     docs::configure(cfg);
+    console::configure(cfg);
 }

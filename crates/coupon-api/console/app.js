@@ -1,0 +1,503 @@
+// The admin console (SPEC §11.8): a page per hash route, each rendered into <main> from the public
+// API's answers. The admin token is kept in this tab's sessionStorage and sent as a bearer token;
+// it never goes into a URL. The console holds no business rule: what it shows and refuses is what
+// the API answers.
+
+const TOKEN_KEY = "coupon-admin-token";
+const REFRESH_MS = 2000;
+
+// ---- the API --------------------------------------------------------------------------------
+
+/** An answer other than 2xx, with the message a person should read. */
+class ApiError extends Error {
+  constructor(status, body) {
+    super(describe(status, body));
+    this.status = status;
+    this.fieldErrors = Array.isArray(body?.fieldErrors) ? body.fieldErrors : [];
+  }
+}
+
+/** What to tell the person: the API's own message for a refusal, never a server's internals. */
+function describe(status, body) {
+  if (status === 401 || status === 403) {
+    return "The admin token was not accepted. Sign in again with a token from COUPON_ADMIN_TOKENS.";
+  }
+  if (status >= 500 || status === 0) {
+    return `The service could not answer (HTTP ${status || "no connection"}). Try again in a moment.`;
+  }
+  return typeof body?.message === "string" ? body.message : `The request was refused (HTTP ${status}).`;
+}
+
+const token = () => sessionStorage.getItem(TOKEN_KEY);
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${token()}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+  } catch {
+    throw new ApiError(0, null);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    if (response.status === 401 || response.status === 403) signOut();
+    throw new ApiError(response.status, data);
+  }
+  return data;
+}
+
+// ---- DOM helpers ----------------------------------------------------------------------------
+
+/** An element with attributes (`on…` keys are listeners) and children (strings become text). */
+function h(tag, attrs = {}, ...children) {
+  const element = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key.startsWith("on")) element.addEventListener(key.slice(2), value);
+    else if (value === true) element.setAttribute(key, "");
+    else element.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    element.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return element;
+}
+
+const main = () => document.getElementById("main");
+
+function show(...nodes) {
+  main().replaceChildren(...nodes);
+  main().focus();
+}
+
+function alertBox(message) {
+  return h("div", { class: "alert", role: "alert" }, message);
+}
+
+const formatNumber = (n) => (n === null || n === undefined ? "unlimited" : Number(n).toLocaleString("en"));
+const formatDate = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { timeZone: "UTC" }) + " UTC" : "—");
+
+// ---- routing --------------------------------------------------------------------------------
+
+/** Stops the current page's timers and charts when another page is shown. */
+let leavePage = () => {};
+
+const routes = [
+  [/^#\/policies$/, () => policiesPage()],
+  [/^#\/policies\/new$/, () => policyFormPage(null)],
+  [/^#\/policies\/(\d+)\/edit$/, (m) => policyFormPage(Number(m[1]))],
+  [/^#\/policies\/(\d+)$/, (m) => policyPage(Number(m[1]))],
+];
+
+function route() {
+  leavePage();
+  leavePage = () => {};
+  const signedIn = Boolean(token());
+  document.getElementById("nav").hidden = !signedIn;
+  if (!signedIn) return signInPage();
+  const hash = location.hash || "#/policies";
+  for (const link of document.querySelectorAll("nav a")) {
+    link.toggleAttribute("aria-current", hash.startsWith(link.getAttribute("href")));
+    if (link.hasAttribute("aria-current")) link.setAttribute("aria-current", "page");
+  }
+  for (const [pattern, page] of routes) {
+    const match = hash.match(pattern);
+    if (match) return page(match);
+  }
+  location.hash = "#/policies";
+}
+
+function signOut() {
+  sessionStorage.removeItem(TOKEN_KEY);
+  route();
+}
+
+// ---- sign-in --------------------------------------------------------------------------------
+
+function signInPage(message) {
+  const input = h("input", { id: "token", name: "token", type: "password", autocomplete: "off", required: true });
+  const status = h("div", { "aria-live": "polite" }, message ? alertBox(message) : null);
+  const form = h(
+    "form",
+    {
+      class: "edit",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        sessionStorage.setItem(TOKEN_KEY, input.value.trim());
+        try {
+          await api("GET", "/api/coupon-policies?limit=1");
+          location.hash = "#/policies";
+          route();
+        } catch (error) {
+          sessionStorage.removeItem(TOKEN_KEY);
+          signInPage(error.message);
+        }
+      },
+    },
+    h("h2", {}, "Sign in"),
+    h("label", { for: "token" }, "Admin token"),
+    input,
+    h("p", { class: "hint" }, "Kept for this browser tab only."),
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  show(status, form);
+  input.focus();
+}
+
+// ---- policies -------------------------------------------------------------------------------
+
+/** Every policy, newest first, read a page of 100 at a time. */
+async function allPolicies() {
+  const policies = [];
+  let cursor = null;
+  for (let page = 0; page < 50; page += 1) {
+    const query = cursor === null ? "limit=100" : `limit=100&cursor=${encodeURIComponent(cursor)}`;
+    const answer = await api("GET", `/api/coupon-policies?${query}`);
+    policies.push(...answer.policies);
+    if (!answer.hasMore) break;
+    cursor = answer.nextCursor;
+  }
+  return policies;
+}
+
+async function policiesPage() {
+  show(h("h2", {}, "Policies"), h("p", {}, "Loading…"));
+  let policies;
+  try {
+    policies = await allPolicies();
+  } catch (error) {
+    return show(h("h2", {}, "Policies"), alertBox(error.message));
+  }
+  const text = h("input", { id: "filter-text", type: "search", placeholder: "Name or code" });
+  const type = h(
+    "select",
+    { id: "filter-type" },
+    h("option", { value: "" }, "All"),
+    ["CODE", "DOWNLOAD", "FIRST_COME", "EVENT", "DIRECT"].map((t) => h("option", { value: t }, t)),
+  );
+  const state = h(
+    "select",
+    { id: "filter-state" },
+    h("option", { value: "" }, "All"),
+    h("option", { value: "active" }, "Active"),
+    h("option", { value: "inactive" }, "Inactive"),
+  );
+  const body = h("tbody");
+  const count = h("p", { "aria-live": "polite", class: "hint" });
+  const render = () => {
+    const needle = text.value.trim().toLowerCase();
+    const shown = policies.filter(
+      (p) =>
+        (!needle || p.couponName.toLowerCase().includes(needle) || (p.couponCode ?? "").toLowerCase().includes(needle)) &&
+        (!type.value || p.distributionType === type.value) &&
+        (!state.value || (state.value === "active") === p.isActive),
+    );
+    body.replaceChildren(
+      ...shown.map((p) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, p.id),
+          h("td", {}, h("a", { href: `#/policies/${p.id}` }, p.couponName)),
+          h("td", {}, p.distributionType),
+          h("td", {}, p.isActive ? "active" : "inactive"),
+          h("td", {}, `${formatNumber(p.currentIssueCount)} / ${formatNumber(p.maxIssueCount)}`),
+          h("td", {}, formatDate(p.validUntil)),
+        ),
+      ),
+    );
+    count.textContent = `${shown.length} of ${policies.length} policies`;
+  };
+  for (const control of [text, type, state]) control.addEventListener("input", render);
+  render();
+  show(
+    h("h2", {}, "Policies"),
+    h("div", { class: "toolbar" }, h("a", { class: "button", href: "#/policies/new" }, "New policy")),
+    h(
+      "div",
+      { class: "filters", role: "search" },
+      h("div", {}, h("label", { for: "filter-text" }, "Search"), text),
+      h("div", {}, h("label", { for: "filter-type" }, "Distribution"), type),
+      h("div", {}, h("label", { for: "filter-state" }, "State"), state),
+    ),
+    count,
+    h(
+      "table",
+      {},
+      h("caption", { class: "hint" }, "Coupon policies"),
+      h(
+        "thead",
+        {},
+        h("tr", {}, ["Id", "Name", "Distribution", "State", "Issued / cap", "Valid until"].map((c) => h("th", { scope: "col" }, c))),
+      ),
+      body,
+    ),
+  );
+}
+
+/** The fields of the policy form: [name, label, kind, options]; `create` only on creation. */
+const POLICY_FIELDS = [
+  ["couponName", "Name", "text", { edit: true }],
+  ["description", "Description", "textarea", { edit: true }],
+  ["distributionType", "Distribution", ["DOWNLOAD", "FIRST_COME", "CODE", "EVENT", "DIRECT"], {}],
+  ["couponCode", "Coupon code (CODE, shared)", "text", {}],
+  ["codeMode", "Code mode (CODE)", ["SHARED", "UNIQUE"], {}],
+  ["discountType", "Discount type", ["FIXED_AMOUNT", "PERCENTAGE"], {}],
+  ["discountValue", "Discount value", "number", {}],
+  ["maxDiscountAmount", "Largest discount", "number", {}],
+  ["minimumOrderAmount", "Smallest order", "number", {}],
+  ["maxIssueCount", "Coupons to issue (empty: unlimited)", "number", { edit: true }],
+  ["maxIssuePerUser", "Coupons per user", "number", {}],
+  ["validDays", "Days a coupon stays valid", "number", {}],
+  ["validFrom", "Issuing from (UTC)", "datetime-local", {}],
+  ["validUntil", "Issuing until (UTC)", "datetime-local", { edit: true }],
+  ["budgetAmount", "Spend budget (empty: none)", "number", { edit: true }],
+  ["stackable", "Stackable with other coupons of an order", "checkbox", {}],
+];
+
+const toLocalInput = (iso) => (iso ? iso.slice(0, 16) : "");
+const fromLocalInput = (value) => (value ? `${value}:00Z` : null);
+
+async function policyFormPage(id) {
+  let existing = null;
+  if (id !== null) {
+    try {
+      existing = await api("GET", `/api/coupon-policies/${id}`);
+    } catch (error) {
+      return show(h("h2", {}, "Edit policy"), alertBox(error.message));
+    }
+  }
+  const controls = {};
+  const errors = {};
+  const fields = POLICY_FIELDS.filter(([, , , options]) => existing === null || options.edit).map(([name, label, kind]) => {
+    const id = `field-${name}`;
+    const errorId = `${id}-error`;
+    errors[name] = h("div", { id: errorId, class: "field-error" });
+    let control;
+    const value = existing?.[name];
+    if (Array.isArray(kind)) {
+      control = h("select", { id, name, "aria-describedby": errorId }, kind.map((k) => h("option", { value: k }, k)));
+      if (value) control.value = value;
+    } else if (kind === "textarea") {
+      control = h("textarea", { id, name, rows: 2, "aria-describedby": errorId }, value ?? "");
+    } else if (kind === "checkbox") {
+      control = h("input", { id, name, type: "checkbox", checked: Boolean(value), "aria-describedby": errorId });
+      controls[name] = control;
+      return h("div", {}, h("div", { class: "check" }, control, h("label", { for: id }, label)), errors[name]);
+    } else {
+      const step = kind === "number" ? "any" : undefined;
+      const shown = kind === "datetime-local" ? toLocalInput(value) : (value ?? "");
+      control = h("input", { id, name, type: kind, step, value: shown, "aria-describedby": errorId });
+    }
+    controls[name] = control;
+    return h("div", {}, h("label", { for: id }, label), control, errors[name]);
+  });
+  const status = h("div", { "aria-live": "assertive" });
+  const submit = h("button", { type: "submit" }, existing ? "Save changes" : "Create policy");
+  const read = (name) => {
+    const control = controls[name];
+    const [, , kind] = POLICY_FIELDS.find(([n]) => n === name);
+    if (kind === "checkbox") return control.checked;
+    if (kind === "datetime-local") return fromLocalInput(control.value);
+    if (kind === "number") return control.value === "" ? null : Number(control.value);
+    return control.value === "" ? null : control.value;
+  };
+  const form = h(
+    "form",
+    {
+      class: "edit",
+      novalidate: true,
+      onsubmit: async (event) => {
+        event.preventDefault();
+        submit.disabled = true;
+        for (const box of Object.values(errors)) box.textContent = "";
+        status.replaceChildren();
+        // A new policy sends what is filled in; a change sends only what differs, since the cap
+        // and the budget may only grow and the window only lengthen.
+        const body = {};
+        for (const name of Object.keys(controls)) {
+          const value = read(name);
+          const before = existing?.[name] ?? null;
+          const same = existing && (name === "validUntil" ? toLocalInput(before) === controls[name].value : String(before) === String(value));
+          if (value !== null && !same) body[name] = value;
+        }
+        try {
+          const saved = existing
+            ? await api("PATCH", `/api/coupon-policies/${existing.id}`, body)
+            : await api("POST", "/api/coupon-policies", body);
+          location.hash = `#/policies/${saved.id}`;
+        } catch (error) {
+          status.replaceChildren(alertBox(error.message));
+          for (const { field, message } of error.fieldErrors ?? []) {
+            if (errors[field]) errors[field].textContent = message;
+          }
+          submit.disabled = false;
+        }
+      },
+    },
+    h("fieldset", {}, h("legend", { class: "hint" }, existing ? `Policy ${existing.id}` : "A new coupon policy"), fields),
+    h("div", { class: "toolbar" }, submit, h("a", { class: "button secondary", href: existing ? `#/policies/${existing.id}` : "#/policies" }, "Cancel")),
+  );
+  show(h("h2", {}, existing ? `Edit ${existing.couponName}` : "New policy"), status, form);
+}
+
+/** A Chart.js chart in `canvas`, destroyed when the page is left. */
+function chart(canvas, config, charts) {
+  const instance = new window.Chart(canvas, config);
+  charts.push(instance);
+  return instance;
+}
+
+async function policyPage(id) {
+  let policy;
+  try {
+    policy = await api("GET", `/api/coupon-policies/${id}`);
+  } catch (error) {
+    return show(h("h2", {}, `Policy ${id}`), alertBox(error.message));
+  }
+  const charts = [];
+  const numbers = {
+    issued: h("dd", { id: "live-issued" }, "…"),
+    remaining: h("dd", { id: "live-remaining" }, "…"),
+    state: h("dd", { id: "live-state" }, "…"),
+    used: h("dd", {}, "…"),
+  };
+  const updated = h("p", { class: "hint", "aria-live": "off" });
+  const liveCanvas = h("canvas", { id: "live-chart", role: "img", "aria-label": "Coupons issued over the last minutes" });
+  const statusCanvas = h("canvas", { id: "status-chart", role: "img", "aria-label": "Coupons by status" });
+  const message = h("div", { "aria-live": "assertive" });
+  const deactivate = h("button", { type: "button", class: "danger", disabled: !policy.isActive }, "Deactivate…");
+  const expire = h("input", { id: "expire-issued", type: "checkbox" });
+  const dialog = h(
+    "dialog",
+    { "aria-labelledby": "deactivate-title" },
+    h("h3", { id: "deactivate-title" }, `Deactivate ${policy.couponName}?`),
+    h("p", {}, "No coupon of it can be issued afterwards."),
+    h("div", { class: "check" }, expire, h("label", { for: "expire-issued" }, "Also expire the coupons already issued and not used")),
+    h(
+      "div",
+      { class: "toolbar" },
+      h(
+        "button",
+        {
+          type: "button",
+          class: "danger",
+          onclick: async () => {
+            dialog.close();
+            try {
+              const answer = await api("DELETE", `/api/coupon-policies/${id}?expireIssued=${expire.checked}`);
+              const expired = answer.expiredCoupons === undefined ? "" : ` ${answer.expiredCoupons} issued coupons expired.`;
+              message.replaceChildren(h("div", { class: "notice", role: "status" }, `Deactivated.${expired}`));
+              deactivate.disabled = true;
+            } catch (error) {
+              message.replaceChildren(alertBox(error.message));
+            }
+          },
+        },
+        "Deactivate",
+      ),
+      h("button", { type: "button", class: "secondary", onclick: () => dialog.close() }, "Keep it active"),
+    ),
+  );
+  deactivate.addEventListener("click", () => dialog.showModal());
+
+  show(
+    h("h2", {}, `${policy.couponName} `, h("span", { class: "hint" }, `#${policy.id} · ${policy.distributionType}`)),
+    message,
+    h("div", { class: "toolbar" }, h("a", { class: "button secondary", href: `#/policies/${id}/edit` }, "Edit"), deactivate),
+    h(
+      "section",
+      { "aria-labelledby": "live-title" },
+      h("h3", { id: "live-title" }, "Live issuing"),
+      h(
+        "dl",
+        { class: "grid" },
+        h("div", { class: "card" }, h("dt", {}, "Issued"), numbers.issued),
+        h("div", { class: "card" }, h("dt", {}, "Remaining"), numbers.remaining),
+        h("div", { class: "card" }, h("dt", {}, "Issuing"), numbers.state),
+        h("div", { class: "card" }, h("dt", {}, "Used"), numbers.used),
+      ),
+      updated,
+    ),
+    h(
+      "div",
+      { class: "charts" },
+      h("div", { class: "chart" }, h("h3", {}, "Issued, refreshed every 2 s"), liveCanvas),
+      h("div", { class: "chart" }, h("h3", {}, "Coupons by status"), statusCanvas),
+    ),
+    dialog,
+  );
+
+  const live = chart(
+    liveCanvas,
+    {
+      type: "line",
+      data: { labels: [], datasets: [{ label: "Issued", data: [], borderColor: "#0b5cad", tension: 0.2, pointRadius: 2 }] },
+      options: { animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    },
+    charts,
+  );
+  const byStatus = chart(
+    statusCanvas,
+    {
+      type: "bar",
+      data: {
+        labels: ["Issued", "Reserved", "Used", "Expired", "Cancelled"],
+        datasets: [{ label: "Coupons", data: [0, 0, 0, 0, 0], backgroundColor: "#0b5cad" }],
+      },
+      options: { animation: false, plugins: { legend: { display: false } }, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    },
+    charts,
+  );
+
+  const refresh = async () => {
+    try {
+      const stats = await api("GET", `/api/coupon-policies/${id}/statistics`);
+      numbers.issued.textContent = formatNumber(stats.issuedCount);
+      numbers.remaining.textContent = formatNumber(stats.remainingCount);
+      const soldOut = stats.remainingCount === 0;
+      numbers.state.textContent = soldOut ? "sold out" : policy.isActive && !deactivate.disabled ? "open" : "closed";
+      numbers.state.className = soldOut ? "sold-out" : "";
+      numbers.used.textContent = formatNumber(stats.usedCount);
+      const now = new Date().toLocaleTimeString("en-GB", { timeZone: "UTC" });
+      live.data.labels.push(now);
+      live.data.datasets[0].data.push(stats.issuedCount);
+      if (live.data.labels.length > 90) {
+        live.data.labels.shift();
+        live.data.datasets[0].data.shift();
+      }
+      live.update();
+      byStatus.data.datasets[0].data = [
+        stats.issuedCount,
+        stats.reservedCount,
+        stats.usedCount,
+        stats.expiredCount,
+        stats.cancelledCount,
+      ];
+      byStatus.update();
+      updated.textContent = `Updated ${now} UTC`;
+    } catch (error) {
+      updated.replaceChildren(alertBox(error.message));
+    }
+  };
+  await refresh();
+  const timer = setInterval(refresh, REFRESH_MS);
+  leavePage = () => {
+    clearInterval(timer);
+    for (const c of charts) c.destroy();
+  };
+}
+
+// ---- start ----------------------------------------------------------------------------------
+
+document.getElementById("sign-out").addEventListener("click", signOut);
+window.addEventListener("hashchange", route);
+route();

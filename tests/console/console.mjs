@@ -1,0 +1,107 @@
+// The admin console in Debian's Chromium, driven by Playwright against a running api-server:
+//   node tests/console/console.mjs BASE_URL ADMIN_TOKEN
+// Signs in (a wrong token first), creates a policy (a refused form first, showing the API's
+// messages by their fields), watches a download appear on the policy's live numbers and chart, and
+// deactivates it. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
+// Exits non-zero with the reason on the first failure.
+import { chromium } from "playwright-core";
+
+const [base, token] = process.argv.slice(2);
+if (!base || !token) {
+  console.error("usage: node console.mjs BASE_URL ADMIN_TOKEN");
+  process.exit(2);
+}
+const shots = process.env.CONSOLE_SCREENSHOTS;
+const TIMEOUT = 10_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-dev-shm-usage"],
+});
+const problems = [];
+try {
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  page.setDefaultTimeout(TIMEOUT);
+  page.on("pageerror", (error) => problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && !message.text().includes("status of 4")) problems.push(`console: ${message.text()}`);
+  });
+  const shot = async (name) => shots && page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+
+  await page.goto(`${base}/admin`);
+  await page.getByLabel("Admin token").fill("not-an-admin-token-at-all");
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("alert").filter({ hasText: "The admin token was not accepted" }).waitFor();
+  await shot("sign-in-refused");
+
+  await page.getByLabel("Admin token").fill(token);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.getByRole("heading", { name: "Policies" }).waitFor();
+  const stored = await page.evaluate(() => location.href);
+  if (stored.includes(token)) throw new Error("the token is in the URL");
+
+  await page.getByRole("link", { name: "New policy" }).click();
+  await page.getByRole("button", { name: "Create policy" }).click();
+  const nameError = page.locator("#field-couponName-error");
+  await nameError.filter({ hasText: /\S/ }).waitFor();
+  await page.getByRole("alert").waitFor();
+  await shot("policy-form-refused");
+
+  await page.getByLabel("Name", { exact: true }).fill("Console launch");
+  await page.getByLabel("Distribution").selectOption("FIRST_COME");
+  await page.getByLabel("Discount type").selectOption("FIXED_AMOUNT");
+  await page.getByLabel("Discount value").fill("1000");
+  await page.getByLabel("Coupons to issue (empty: unlimited)").fill("100");
+  await page.getByLabel("Coupons per user").fill("1");
+  await page.getByLabel("Days a coupon stays valid").fill("30");
+  await page.getByLabel("Issuing from (UTC)").fill("2026-01-01T00:00");
+  await page.getByLabel("Issuing until (UTC)").fill("2030-01-01T00:00");
+  await page.getByRole("button", { name: "Create policy" }).click();
+  await page.getByRole("heading", { name: /Console launch/ }).waitFor();
+  const id = Number(page.url().match(/#\/policies\/(\d+)$/)?.[1]);
+  if (!id) throw new Error(`no policy id in ${page.url()}`);
+  await page.locator("#live-issued").filter({ hasText: /^0$/ }).waitFor();
+
+  // A user downloads a coupon through the public API; the console shows it within its refresh.
+  const download = await fetch(`${base}/api/coupons/download`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", "X-User-Id": "4242" },
+    body: JSON.stringify({ couponPolicyId: id, userId: 4242 }),
+  });
+  if (download.status !== 201) throw new Error(`download answered ${download.status}`);
+  await page.locator("#live-issued").filter({ hasText: /^1$/ }).waitFor({ timeout: 5_000 });
+  await page.locator("#live-remaining").filter({ hasText: /^99$/ }).waitFor();
+  await page.waitForFunction(() => window.Chart.getChart("live-chart")?.data.datasets[0].data.at(-1) === 1);
+  await shot("policy-live");
+
+  const unlabelled = await page.evaluate(() =>
+    [...document.querySelectorAll("input, select, textarea, button")]
+      .filter((c) => c.labels?.length === 0 && !c.getAttribute("aria-label") && !c.textContent.trim())
+      .map((c) => c.id || c.outerHTML.slice(0, 60)),
+  );
+  if (unlabelled.length) throw new Error(`controls without a label: ${unlabelled.join(", ")}`);
+
+  await page.getByRole("button", { name: "Deactivate…" }).click();
+  await page.getByRole("dialog").getByRole("button", { name: "Deactivate", exact: true }).click();
+  await page.getByRole("status").filter({ hasText: "Deactivated" }).waitFor();
+
+  // The keyboard reaches the policies list from the navigation.
+  await page.goto(`${base}/admin#/policies`);
+  await page.getByRole("heading", { name: "Policies" }).waitFor();
+  await page.getByLabel("State").selectOption("inactive");
+  await page.getByRole("link", { name: "Console launch" }).focus();
+  await page.keyboard.press("Enter");
+  await page.getByRole("heading", { name: /Console launch/ }).waitFor();
+  await page.goto(`${base}/admin#/policies`);
+  await page.getByRole("heading", { name: "Policies" }).waitFor();
+  await shot("policies");
+} catch (error) {
+  problems.push(error.stack ?? String(error));
+} finally {
+  await browser.close();
+}
+if (problems.length) {
+  console.error(problems.join("\n"));
+  process.exit(1);
+}
+console.log("console: all steps passed");
