@@ -1,8 +1,9 @@
 // The admin console in Debian's Chromium, driven by Playwright against a running api-server:
 //   node tests/console/console.mjs BASE_URL ADMIN_TOKEN
 // Signs in (a wrong token first), creates a policy (a refused form first, showing the API's
-// messages by their fields), watches a download appear on the policy's live numbers and chart, and
-// deactivates it. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
+// messages by their fields), watches a download appear on the policy's live numbers and chart,
+// revokes that coupon from the user's wallet, shows the daily statistics, and deactivates the
+// policy. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
 // Exits non-zero with the reason on the first failure.
 import { chromium } from "playwright-core";
 
@@ -81,6 +82,28 @@ try {
   );
   if (unlabelled.length) throw new Error(`controls without a label: ${unlabelled.join(", ")}`);
 
+  // Support: the user's wallet, and a revoke with its reason.
+  await page.getByRole("link", { name: "Wallets" }).click();
+  await page.getByLabel("User id").fill("4242");
+  await page.getByRole("button", { name: "Show wallet" }).click();
+  await page.getByRole("heading", { name: "Wallet of user 4242" }).waitFor();
+  await page.getByRole("button", { name: /^Revoke coupon \d+$/ }).click();
+  await page.getByRole("dialog").getByLabel("Reason").fill("Issued by mistake");
+  await page.getByRole("dialog").getByLabel("Your name").fill("console test");
+  await shot("wallet-revoke");
+  await page.getByRole("dialog").getByRole("button", { name: "Revoke" }).click();
+  await page.getByRole("status").filter({ hasText: "revoked" }).waitFor();
+  await page.getByRole("cell", { name: "CANCELLED" }).waitFor();
+  await shot("wallet");
+
+  await page.getByRole("link", { name: "Statistics" }).click();
+  await page.getByRole("heading", { name: "Daily statistics" }).waitFor();
+  await page.getByRole("button", { name: "Show" }).click();
+  await page.getByText(/days with statistics from/).waitFor();
+  await shot("statistics");
+
+  await page.goto(`${base}/admin#/policies/${id}`);
+  await page.getByRole("heading", { name: /Console launch/ }).waitFor();
   await page.getByRole("button", { name: "Deactivate…" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Deactivate", exact: true }).click();
   await page.getByRole("status").filter({ hasText: "Deactivated" }).waitFor();

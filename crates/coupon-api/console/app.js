@@ -64,7 +64,7 @@ function h(tag, attrs = {}, ...children) {
     else if (value === true) element.setAttribute(key, "");
     else element.setAttribute(key, String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     element.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -83,7 +83,7 @@ function alertBox(message) {
 }
 
 const formatNumber = (n) => (n === null || n === undefined ? "unlimited" : Number(n).toLocaleString("en"));
-const formatDate = (iso) => (iso ? new Date(iso).toLocaleString("en-GB", { timeZone: "UTC" }) + " UTC" : "—");
+const formatDate = (iso) => (iso ? `${new Date(iso).toISOString().slice(0, 16).replace("T", " ")} UTC` : "—");
 
 // ---- routing --------------------------------------------------------------------------------
 
@@ -95,6 +95,9 @@ const routes = [
   [/^#\/policies\/new$/, () => policyFormPage(null)],
   [/^#\/policies\/(\d+)\/edit$/, (m) => policyFormPage(Number(m[1]))],
   [/^#\/policies\/(\d+)$/, (m) => policyPage(Number(m[1]))],
+  [/^#\/statistics$/, () => dailyPage()],
+  [/^#\/wallet$/, () => walletPage(null)],
+  [/^#\/wallet\/(\d+)$/, (m) => walletPage(Number(m[1]))],
 ];
 
 function route() {
@@ -494,6 +497,217 @@ async function policyPage(id) {
     clearInterval(timer);
     for (const c of charts) c.destroy();
   };
+}
+
+// ---- daily statistics -----------------------------------------------------------------------
+
+const isoDay = (date) => date.toISOString().slice(0, 10);
+
+async function dailyPage() {
+  const today = new Date();
+  const weekAgo = new Date(today.getTime() - 6 * 86_400_000);
+  const from = h("input", { id: "from", type: "date", value: isoDay(weekAgo), required: true });
+  const to = h("input", { id: "to", type: "date", value: isoDay(today), required: true });
+  const status = h("div", { "aria-live": "polite" });
+  const charts = [];
+  const daysCanvas = h("canvas", { id: "daily-chart", role: "img", "aria-label": "Coupons issued and used per day" });
+  const hoursCanvas = h("canvas", { id: "hourly-chart", role: "img", "aria-label": "Coupons issued and used per hour of the day" });
+  const perDay = chart(
+    daysCanvas,
+    {
+      type: "bar",
+      data: { labels: [], datasets: [] },
+      options: { animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    },
+    charts,
+  );
+  const perHour = chart(
+    hoursCanvas,
+    {
+      type: "line",
+      data: { labels: [...Array(24).keys()].map(String), datasets: [] },
+      options: { animation: false, scales: { y: { beginAtZero: true, ticks: { precision: 0 } } } },
+    },
+    charts,
+  );
+  const load = async () => {
+    status.replaceChildren();
+    try {
+      const answer = await api("GET", `/api/statistics/daily?from=${from.value}&to=${to.value}`);
+      const days = answer.days;
+      const series = (key) => days.map((d) => d[key]);
+      perDay.data.labels = days.map((d) => d.date);
+      perDay.data.datasets = [
+        { label: "Issued", data: series("totalIssued"), backgroundColor: "#0b5cad" },
+        { label: "Used", data: series("totalUsed"), backgroundColor: "#05603a" },
+        { label: "Reserved", data: series("totalReserved"), backgroundColor: "#b54708" },
+        { label: "Expired", data: series("totalExpired"), backgroundColor: "#57606a" },
+      ];
+      perDay.update();
+      const byHour = (key) => [...Array(24).keys()].map((hour) => days.reduce((sum, d) => sum + (d[key]?.[hour] ?? 0), 0));
+      perHour.data.datasets = [
+        { label: "Issued", data: byHour("issueByHour"), borderColor: "#0b5cad" },
+        { label: "Used", data: byHour("usageByHour"), borderColor: "#05603a" },
+      ];
+      perHour.update();
+      status.replaceChildren(h("p", { class: "hint" }, `${days.length} days with statistics from ${from.value} to ${to.value}.`));
+    } catch (error) {
+      status.replaceChildren(alertBox(error.message));
+    }
+  };
+  show(
+    h("h2", {}, "Daily statistics"),
+    h(
+      "form",
+      { class: "filters", onsubmit: (event) => (event.preventDefault(), load()) },
+      h("div", {}, h("label", { for: "from" }, "From"), from),
+      h("div", {}, h("label", { for: "to" }, "To"), to),
+      h("button", { type: "submit" }, "Show"),
+    ),
+    status,
+    h(
+      "div",
+      { class: "charts" },
+      h("div", { class: "chart" }, h("h3", {}, "Per day"), daysCanvas),
+      h("div", { class: "chart" }, h("h3", {}, "Per hour of the day (UTC), over the range"), hoursCanvas),
+    ),
+  );
+  leavePage = () => charts.forEach((c) => c.destroy());
+  await load();
+}
+
+// ---- a user's wallet ------------------------------------------------------------------------
+
+/** A modal form: `fields` [name, label, type], submitted to `onSubmit(values)`. */
+function formDialog(title, fields, submitLabel, onSubmit) {
+  const inputs = fields.map(([name, label, type]) => [name, label, h("input", { id: `dialog-${name}`, name, type, required: true, step: type === "number" ? "any" : undefined })]);
+  const status = h("div", { "aria-live": "assertive" });
+  const dialog = h("dialog", { "aria-labelledby": "dialog-title" });
+  dialog.append(
+    h(
+      "form",
+      {
+        onsubmit: async (event) => {
+          event.preventDefault();
+          const values = Object.fromEntries(inputs.map(([name, , input]) => [name, input.type === "number" ? Number(input.value) : input.value]));
+          try {
+            await onSubmit(values);
+            dialog.close();
+            dialog.remove();
+          } catch (error) {
+            status.replaceChildren(alertBox(error.message));
+          }
+        },
+      },
+      h("h3", { id: "dialog-title" }, title),
+      status,
+      inputs.map(([name, label, input]) => [h("label", { for: `dialog-${name}` }, label), input]),
+      h(
+        "div",
+        { class: "toolbar" },
+        h("button", { type: "submit" }, submitLabel),
+        h("button", { type: "button", class: "secondary", onclick: () => (dialog.close(), dialog.remove()) }, "Cancel"),
+      ),
+    ),
+  );
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+async function walletPage(userId) {
+  const input = h("input", { id: "user-id", type: "number", min: 1, required: true, value: userId ?? "" });
+  const lookup = h(
+    "form",
+    { class: "filters", role: "search", onsubmit: (event) => (event.preventDefault(), (location.hash = `#/wallet/${input.value}`)) },
+    h("div", {}, h("label", { for: "user-id" }, "User id"), input),
+    h("button", { type: "submit" }, "Show wallet"),
+  );
+  if (userId === null) return show(h("h2", {}, "A user's wallet"), lookup);
+  const message = h("div", { "aria-live": "assertive" });
+  const body = h("tbody");
+  const load = async () => {
+    const coupons = [];
+    let cursor = null;
+    for (let page = 0; page < 20; page += 1) {
+      const query = cursor === null ? "limit=100" : `limit=100&cursor=${cursor}`;
+      const answer = await api("GET", `/api/admin/users/${userId}/coupons?${query}`);
+      coupons.push(...answer.coupons);
+      if (!answer.hasMore) break;
+      cursor = answer.nextCursor;
+    }
+    body.replaceChildren(
+      ...coupons.map((c) => {
+        const actions = h("td", {});
+        if (c.status === "ISSUED") {
+          actions.append(
+            h(
+              "button",
+              {
+                type: "button",
+                class: "secondary",
+                "aria-label": `Revoke coupon ${c.couponId}`,
+                onclick: () =>
+                  formDialog(`Revoke coupon ${c.couponId}`, [["reason", "Reason", "text"], ["revokedBy", "Your name", "text"]], "Revoke", async (values) => {
+                    await api("POST", `/api/admin/coupons/${c.couponId}/revoke`, values);
+                    message.replaceChildren(h("div", { class: "notice", role: "status" }, `Coupon ${c.couponId} revoked.`));
+                    await load();
+                  }),
+              },
+              "Revoke…",
+            ),
+            " ",
+            h(
+              "button",
+              {
+                type: "button",
+                class: "secondary",
+                "aria-label": `Use coupon ${c.couponId} for an order`,
+                onclick: () =>
+                  formDialog(
+                    `Use coupon ${c.couponId} for an order`,
+                    [["orderId", "Order id", "text"], ["orderAmount", "Order amount", "number"], ["usedBy", "Your name", "text"], ["reason", "Reason", "text"]],
+                    "Use",
+                    async (values) => {
+                      await api("POST", `/api/admin/coupons/${c.couponId}/use`, values);
+                      message.replaceChildren(h("div", { class: "notice", role: "status" }, `Coupon ${c.couponId} used for order ${values.orderId}.`));
+                      await load();
+                    },
+                  ),
+              },
+              "Use…",
+            ),
+          );
+        }
+        return h(
+          "tr",
+          {},
+          h("td", {}, c.couponId),
+          h("td", {}, h("a", { href: `#/policies/${c.policyId}` }, c.couponName)),
+          h("td", {}, c.status),
+          h("td", {}, formatDate(c.issuedAt)),
+          h("td", {}, formatDate(c.expiryDate)),
+          actions,
+        );
+      }),
+    );
+  };
+  show(
+    h("h2", {}, `Wallet of user ${userId}`),
+    lookup,
+    message,
+    h(
+      "table",
+      {},
+      h("caption", { class: "hint" }, `Coupons of user ${userId}, newest first`),
+      h("thead", {}, h("tr", {}, ["Coupon", "Policy", "Status", "Issued", "Valid until", "Support"].map((c) => h("th", { scope: "col" }, c)))),
+      body,
+    ),
+  );
+  try {
+    await load();
+  } catch (error) {
+    message.replaceChildren(alertBox(error.message));
+  }
 }
 
 // ---- start ----------------------------------------------------------------------------------
