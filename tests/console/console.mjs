@@ -2,8 +2,8 @@
 //   node tests/console/console.mjs BASE_URL ADMIN_TOKEN
 // Signs in (a wrong token first), creates a policy (a refused form first, showing the API's
 // messages by their fields), watches a download appear on the policy's live numbers and chart,
-// revokes that coupon from the user's wallet, shows the daily statistics, and deactivates the
-// policy. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
+// revokes that coupon from the user's wallet, runs the statistics job, shows the daily statistics
+// with that coupon, and deactivates the policy. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
 // Exits non-zero with the reason on the first failure.
 import { chromium } from "playwright-core";
 
@@ -96,10 +96,20 @@ try {
   await page.getByRole("cell", { name: "CANCELLED" }).waitFor();
   await shot("wallet");
 
+  // Jobs: run the statistics job now; its run joins the history.
+  await page.getByRole("link", { name: "Jobs" }).click();
+  await page.getByRole("heading", { name: "Scheduler jobs" }).waitFor();
+  await page.getByRole("button", { name: "Run statistics now" }).click();
+  await page.getByRole("status").filter({ hasText: "statistics ran" }).waitFor();
+  await page.getByRole("table", { name: "Latest runs of statistics, newest first" }).getByRole("cell", { name: "MANUAL" }).waitFor();
+  await shot("jobs");
+
   await page.getByRole("link", { name: "Statistics" }).click();
   await page.getByRole("heading", { name: "Daily statistics" }).waitFor();
   await page.getByRole("button", { name: "Show" }).click();
-  await page.getByText(/days with statistics from/).waitFor();
+  // The statistics job ran: today has a row, with the coupon issued above.
+  await page.getByText(/^[1-9]\d* days with statistics from/).waitFor();
+  await page.waitForFunction(() => window.Chart.getChart("daily-chart")?.data.datasets[0].data.some((n) => n >= 1));
   await shot("statistics");
 
   await page.goto(`${base}/admin#/policies/${id}`);

@@ -363,6 +363,20 @@ async fn admins_run_jobs_and_read_daily_statistics() {
     }
     let (status, body) = admin_post(&client, &format!("{base}/api/admin/jobs/cleanup/run"), json!({})).await;
     assert_eq!((status, body["code"].as_str()), (404, Some("NOT_FOUND")));
+
+    // The history the console shows: each job, its runs newest first.
+    let (status, history) = admin_get(&client, &format!("{base}/api/admin/jobs")).await;
+    assert_eq!(status, 200, "{history}");
+    let jobs = history["jobs"].as_array().expect("jobs");
+    let names: Vec<&str> = jobs.iter().filter_map(|j| j["name"].as_str()).collect();
+    assert_eq!(names, ["reservation-timeout", "expiry", "statistics"]);
+    let statistics = &jobs[2]["lastRuns"][0];
+    assert_eq!(
+        (statistics["trigger"].as_str(), statistics["outcome"].as_str(), statistics["affected"].as_i64()),
+        (Some("MANUAL"), Some("SUCCEEDED"), Some(2)),
+        "{history}"
+    );
+    assert!(jobs.iter().all(|j| j["lastRuns"].as_array().is_some_and(|runs| runs.len() == 1)), "{history}");
     let unauthorised =
         client.post(format!("{base}/api/admin/jobs/expiry/run")).send().await.expect("request");
     assert_eq!(unauthorised.status().as_u16(), 401);

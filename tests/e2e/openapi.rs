@@ -10,6 +10,7 @@ const OPERATIONS: &[&str] = &[
     "DELETE /api/coupon-policies/{id}",
     "DELETE /api/coupons/apply/{reservationId}",
     "DELETE /api/coupons/reserve/{reservationId}",
+    "GET /api/admin/jobs",
     "GET /api/admin/users/{userId}/coupons",
     "GET /api/coupon-policies",
     "GET /api/coupon-policies/{id}",

@@ -96,6 +96,7 @@ const routes = [
   [/^#\/policies\/(\d+)\/edit$/, (m) => policyFormPage(Number(m[1]))],
   [/^#\/policies\/(\d+)$/, (m) => policyPage(Number(m[1]))],
   [/^#\/statistics$/, () => dailyPage()],
+  [/^#\/jobs$/, () => jobsPage()],
   [/^#\/wallet$/, () => walletPage(null)],
   [/^#\/wallet\/(\d+)$/, (m) => walletPage(Number(m[1]))],
 ];
@@ -703,6 +704,67 @@ async function walletPage(userId) {
       body,
     ),
   );
+  try {
+    await load();
+  } catch (error) {
+    message.replaceChildren(alertBox(error.message));
+  }
+}
+
+// ---- scheduler jobs -------------------------------------------------------------------------
+
+async function jobsPage() {
+  const message = h("div", { "aria-live": "assertive" });
+  const list = h("div", {});
+  const load = async () => {
+    const { jobs } = await api("GET", "/api/admin/jobs");
+    list.replaceChildren(
+      ...jobs.map((job) => {
+        const run = h(
+          "button",
+          {
+            type: "button",
+            "aria-label": `Run ${job.name} now`,
+            onclick: async () => {
+              run.disabled = true;
+              try {
+                const report = await api("POST", `/api/admin/jobs/${job.name}/run`);
+                message.replaceChildren(
+                  h("div", { class: "notice", role: "status" }, `${report.job} ran: ${report.affected} rows changed in ${report.batches} batches.`),
+                );
+                await load();
+              } catch (error) {
+                message.replaceChildren(alertBox(error.message));
+                run.disabled = false;
+              }
+            },
+          },
+          "Run now",
+        );
+        return h(
+          "section",
+          { class: "card", "aria-labelledby": `job-${job.name}` },
+          h("div", { class: "toolbar" }, h("h3", { id: `job-${job.name}` }, job.name), run),
+          job.lastRuns.length === 0
+            ? h("p", { class: "hint" }, "No run recorded yet.")
+            : h(
+                "table",
+                {},
+                h("caption", { class: "hint" }, `Latest runs of ${job.name}, newest first`),
+                h("thead", {}, h("tr", {}, ["Started", "Finished", "Trigger", "Outcome", "Rows changed"].map((c) => h("th", { scope: "col" }, c)))),
+                h(
+                  "tbody",
+                  {},
+                  job.lastRuns.map((r) =>
+                    h("tr", {}, h("td", {}, formatDate(r.startedAt)), h("td", {}, formatDate(r.finishedAt)), h("td", {}, r.trigger), h("td", {}, r.outcome), h("td", {}, r.affected)),
+                  ),
+                ),
+              ),
+        );
+      }),
+    );
+  };
+  show(h("h2", {}, "Scheduler jobs"), message, list);
   try {
     await load();
   } catch (error) {

@@ -50,6 +50,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         wallet::expiring,
         wallet::summary,
         wallet::daily,
+        wallet::list_jobs,
         wallet::run_job,
         support::revoke,
         support::use_coupon,

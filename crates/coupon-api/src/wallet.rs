@@ -33,6 +33,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/api/coupons/users/{userId}/expiring", "GET").route(web::get().to(expiring)))
         .service(resource("/api/coupons/users/{userId}/statistics", "GET").route(web::get().to(summary)))
         .service(resource("/api/statistics/daily", "GET").route(web::get().to(daily)))
+        .service(resource("/api/admin/jobs", "GET").route(web::get().to(list_jobs)))
         .service(
             resource("/api/admin/jobs/{name}/run", "POST").route(keyed(Who::Admin, web::post().to(run_job))),
         );
@@ -430,6 +431,62 @@ pub struct JobRunBody {
     batches: u32,
     started_at: String,
     finished_at: String,
+}
+
+/// Runs kept per job in `GET /api/admin/jobs`.
+const JOB_HISTORY: u32 = 10;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobsBody {
+    jobs: Vec<JobHistoryBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobHistoryBody {
+    #[schema(value_type = JobNameValue)]
+    name: &'static str,
+    /// Newest first, at most 10.
+    last_runs: Vec<PastRunBody>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PastRunBody {
+    /// SCHEDULE (cron) or MANUAL (run by an admin).
+    trigger: &'static str,
+    /// SUCCEEDED or FAILED (the cause is in the scheduler's log).
+    outcome: &'static str,
+    affected: u64,
+    started_at: String,
+    finished_at: String,
+}
+
+#[utoipa::path(get, path = "/api/admin/jobs", tag = "statistics", security(("admin" = [])),
+    responses(
+        (status = 200, description = "Each job with its latest runs", body = JobsBody),
+        (status = 401, description = "No admin token", body = ErrorBody),
+        (status = 403, description = "Token not accepted", body = ErrorBody)))]
+pub(crate) async fn list_jobs(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let history = state.jobs.history(JOB_HISTORY).await?;
+    let jobs = history
+        .into_iter()
+        .map(|(job, runs)| JobHistoryBody {
+            name: job.as_str(),
+            last_runs: runs
+                .into_iter()
+                .map(|run| PastRunBody {
+                    trigger: run.trigger.as_str(),
+                    outcome: if run.succeeded { "SUCCEEDED" } else { "FAILED" },
+                    affected: run.affected,
+                    started_at: instant(run.started_at),
+                    finished_at: instant(run.finished_at),
+                })
+                .collect(),
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(JobsBody { jobs }))
 }
 
 #[utoipa::path(post, path = "/api/admin/jobs/{name}/run", tag = "statistics", security(("admin" = [])),

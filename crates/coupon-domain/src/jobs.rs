@@ -59,6 +59,21 @@ impl Trigger {
             Trigger::Manual => "MANUAL",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Trigger::Schedule, Trigger::Manual].into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+/// A recorded run, as the history keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRun {
+    pub trigger: Trigger,
+    /// `false`: the run failed (its error stays in the store and the logs).
+    pub succeeded: bool,
+    pub affected: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
 }
 
 /// A finished run.
@@ -101,6 +116,8 @@ pub trait JobLock: Send + Sync + 'static {
         error: Option<&'a str>,
         hold_at_least: Duration,
     ) -> PortFuture<'a, Result<(), StoreError>>;
+    /// The latest `limit` runs of `job`, newest first.
+    fn recent_runs(&self, job: JobName, limit: u32) -> PortFuture<'_, Result<Vec<JobRun>, StoreError>>;
 }
 
 /// Which ISSUED coupons an expiry batch takes.
@@ -200,6 +217,18 @@ impl Jobs {
 
     pub fn holder(&self) -> &str {
         &self.holder
+    }
+
+    /// Each job with its latest `limit` runs, newest first.
+    ///
+    /// # Errors
+    /// The history cannot be read.
+    pub async fn history(&self, limit: u32) -> Result<Vec<(JobName, Vec<JobRun>)>, StoreError> {
+        let mut jobs = Vec::with_capacity(JobName::ALL.len());
+        for job in JobName::ALL {
+            jobs.push((job, self.lock.recent_runs(job, limit).await?));
+        }
+        Ok(jobs)
     }
 
     /// Expires every ISSUED coupon of `policy` (deactivated with `expireIssued=true`), batch by
@@ -349,6 +378,25 @@ mod tests {
                     hold,
                 ));
                 Ok(())
+            })
+        }
+
+        fn recent_runs(&self, job: JobName, limit: u32) -> PortFuture<'_, Result<Vec<JobRun>, StoreError>> {
+            Box::pin(async move {
+                let released = self.released.lock().unwrap_or_else(|e| panic!("{e}"));
+                Ok(released
+                    .iter()
+                    .rev()
+                    .filter(|(report, ..)| report.job == job)
+                    .take(limit as usize)
+                    .map(|(report, error, _)| JobRun {
+                        trigger: report.trigger,
+                        succeeded: error.is_none(),
+                        affected: report.affected,
+                        started_at: report.started_at,
+                        finished_at: report.finished_at,
+                    })
+                    .collect())
             })
         }
     }

@@ -16,7 +16,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use coupon_domain::coupon::IssuedCoupon;
 use coupon_domain::event::{CouponEvent, EncodedEvent, EventContext, EventEncoder};
-use coupon_domain::jobs::{Expiring, Housekeeping, JobLock, JobName, JobReport};
+use coupon_domain::jobs::{Expiring, Housekeeping, JobLock, JobName, JobReport, JobRun, Trigger};
 use coupon_domain::port::{PortFuture, StoreError};
 use coupon_domain::reservation::{Changed, Reservation};
 use diesel::prelude::*;
@@ -443,4 +443,47 @@ impl JobLock for PgJobLock {
             Ok(())
         })
     }
+
+    fn recent_runs(&self, job: JobName, limit: u32) -> PortFuture<'_, Result<Vec<JobRun>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let rows: Vec<RunRow> = diesel::sql_query(
+                "SELECT trigger, outcome, affected, started_at, finished_at FROM job_runs \
+                 WHERE job_name = $1 ORDER BY started_at DESC LIMIT $2",
+            )
+            .bind::<Text, _>(job.as_str())
+            .bind::<BigInt, _>(i64::from(limit))
+            .load(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            rows.into_iter()
+                .map(|row| {
+                    Ok(JobRun {
+                        trigger: Trigger::parse(&row.trigger).ok_or_else(|| {
+                            StoreError::Unexpected(anyhow::anyhow!("job run with trigger {:?}", row.trigger))
+                        })?,
+                        succeeded: row.outcome == "SUCCEEDED",
+                        affected: u64::try_from(row.affected).unwrap_or(0),
+                        started_at: row.started_at,
+                        finished_at: row.finished_at,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+/// A row of `job_runs`, as the history reads it.
+#[derive(diesel::QueryableByName)]
+struct RunRow {
+    #[diesel(sql_type = Text)]
+    trigger: String,
+    #[diesel(sql_type = Text)]
+    outcome: String,
+    #[diesel(sql_type = BigInt)]
+    affected: i64,
+    #[diesel(sql_type = Timestamptz)]
+    started_at: DateTime<Utc>,
+    #[diesel(sql_type = Timestamptz)]
+    finished_at: DateTime<Utc>,
 }
