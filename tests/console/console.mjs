@@ -3,7 +3,8 @@
 // Signs in (a wrong token first), creates a policy (a refused form first, showing the API's
 // messages by their fields), watches a download appear on the policy's live numbers and chart,
 // revokes that coupon from the user's wallet, runs the statistics job, shows the daily statistics
-// with that coupon, and deactivates the policy. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
+// with that coupon, deactivates the policy, and generates unique codes of another policy from its
+// page, following the job's progress and downloading their CSV. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
 // Exits non-zero with the reason on the first failure.
 import { chromium } from "playwright-core";
 
@@ -117,6 +118,36 @@ try {
   await page.getByRole("button", { name: "Deactivate…" }).click();
   await page.getByRole("dialog").getByRole("button", { name: "Deactivate", exact: true }).click();
   await page.getByRole("status").filter({ hasText: "Deactivated" }).waitFor();
+
+  // Unique codes: a job started from the policy's page, its progress, and the CSV of its codes.
+  const created = await fetch(`${base}/api/coupon-policies`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify({
+      couponName: "Console codes", distributionType: "CODE", codeMode: "UNIQUE", discountType: "FIXED_AMOUNT",
+      discountValue: 500, maxIssuePerUser: 1, validDays: 30,
+      validFrom: "2026-01-01T00:00:00Z", validUntil: "2030-01-01T00:00:00Z",
+    }),
+  });
+  if (created.status !== 201) throw new Error(`creating a UNIQUE policy answered ${created.status}`);
+  const codesPolicy = (await created.json()).id;
+  await page.goto(`${base}/admin#/policies/${codesPolicy}`);
+  await page.getByRole("heading", { name: "Unique codes" }).waitFor();
+  await page.getByLabel("Codes to generate").fill("500");
+  await page.getByLabel("Prefix (A-Z, 0-9)").fill("CON");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await page.getByRole("status").filter({ hasText: /Job \d+ started/ }).waitFor();
+  await page.getByRole("cell", { name: "DONE" }).waitFor();
+  await shot("codes");
+  const [file] = await Promise.all([
+    page.waitForEvent("download"),
+    page.getByRole("button", { name: "Download the codes (CSV)" }).click(),
+  ]);
+  const csv = await (await import("node:fs/promises")).readFile(await file.path(), "utf8");
+  const lines = csv.trim().split("\n");
+  if (lines[0] !== "code,status,couponId,userId,redeemedAt" || lines.length !== 501 || !lines[1].startsWith("CON")) {
+    throw new Error(`the CSV has ${lines.length} lines, starting ${lines.slice(0, 2).join(" | ")}`);
+  }
 
   // The keyboard reaches the policies list from the navigation.
   await page.goto(`${base}/admin#/policies`);

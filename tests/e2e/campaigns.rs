@@ -268,6 +268,14 @@ async fn unique_codes_are_generated_exported_and_redeemed_once() {
     let job = started["jobId"].as_i64().expect("jobId");
     let progress = job_done(&client, &base, policy, job).await;
     assert_eq!(progress, json!({"jobId": job, "state": "DONE", "generated": 1000, "total": 1000}));
+    let (status, listed) = admin_get(&client, &format!("{codes_url}/jobs")).await;
+    assert_eq!(
+        (status, listed),
+        (200, json!({"jobs": [progress.clone()]})),
+        "the policy's jobs, newest first"
+    );
+    let (_, none) = admin_get(&client, &format!("{base}/api/coupon-policies/{shared}/codes/jobs")).await;
+    assert_eq!(none, json!({"jobs": []}), "another policy's jobs are not listed");
 
     let export = |client: reqwest::Client, url: String| async move {
         let response = client

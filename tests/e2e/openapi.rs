@@ -15,6 +15,7 @@ const OPERATIONS: &[&str] = &[
     "GET /api/coupon-policies",
     "GET /api/coupon-policies/{id}",
     "GET /api/coupon-policies/{id}/codes",
+    "GET /api/coupon-policies/{id}/codes/jobs",
     "GET /api/coupon-policies/{id}/codes/jobs/{jobId}",
     "GET /api/coupon-policies/{id}/statistics",
     "GET /api/coupons/catalogue",

@@ -360,6 +360,91 @@ function chart(canvas, config, charts) {
   return instance;
 }
 
+/** The unique codes of a `UNIQUE` CODE policy: generation jobs with their progress, a form to
+ * start one, and the CSV export. `refresh` re-reads the jobs. */
+function uniqueCodes(policy) {
+  const base = `/api/coupon-policies/${policy.id}/codes`;
+  const message = h("div", { "aria-live": "assertive" });
+  const body = h("tbody");
+  const count = h("input", { id: "codes-count", type: "number", min: 1, max: 10000000, required: true });
+  const prefix = h("input", { id: "codes-prefix", type: "text", maxlength: 10, pattern: "[A-Z0-9]*" });
+  const download = h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      onclick: async () => {
+        download.disabled = true;
+        try {
+          const response = await fetch(`${base}?format=csv`, { headers: { Authorization: `Bearer ${token()}` } });
+          if (!response.ok) throw new ApiError(response.status, null);
+          const link = h("a", { href: URL.createObjectURL(await response.blob()), download: `policy-${policy.id}-codes.csv` });
+          document.body.append(link);
+          link.click();
+          link.remove();
+          message.replaceChildren(h("div", { class: "notice", role: "status" }, "The CSV of the codes is downloaded."));
+        } catch (error) {
+          message.replaceChildren(alertBox(error instanceof ApiError ? error.message : describe(0, null)));
+        } finally {
+          download.disabled = false;
+        }
+      },
+    },
+    "Download the codes (CSV)",
+  );
+  const refresh = async () => {
+    const { jobs } = await api("GET", `${base}/jobs`);
+    body.replaceChildren(
+      ...jobs.map((job) =>
+        h(
+          "tr",
+          {},
+          h("td", {}, job.jobId),
+          h("td", {}, job.state),
+          h("td", {}, h("progress", { max: job.total, value: job.generated, "aria-label": `Job ${job.jobId} progress` }), ` ${formatNumber(job.generated)} / ${formatNumber(job.total)}`),
+        ),
+      ),
+    );
+  };
+  const form = h(
+    "form",
+    {
+      class: "filters",
+      onsubmit: async (event) => {
+        event.preventDefault();
+        try {
+          const wanted = { count: Number(count.value) };
+          if (prefix.value) wanted.prefix = prefix.value;
+          const started = await api("POST", base, wanted);
+          message.replaceChildren(h("div", { class: "notice", role: "status" }, `Job ${started.jobId} started.`));
+          await refresh();
+        } catch (error) {
+          message.replaceChildren(alertBox(error.message));
+        }
+      },
+    },
+    h("div", {}, h("label", { for: "codes-count" }, "Codes to generate"), count),
+    h("div", {}, h("label", { for: "codes-prefix" }, "Prefix (A-Z, 0-9)"), prefix),
+    h("button", { type: "submit" }, "Generate"),
+  );
+  const section = h(
+    "section",
+    { "aria-labelledby": "codes-title" },
+    h("h3", { id: "codes-title" }, "Unique codes"),
+    message,
+    form,
+    h("div", { class: "toolbar" }, download),
+    h(
+      "table",
+      {},
+      h("caption", { class: "hint" }, "Generation jobs, newest first"),
+      h("thead", {}, h("tr", {}, ["Job", "State", "Progress"].map((c) => h("th", { scope: "col" }, c)))),
+      body,
+    ),
+  );
+  return { section, refresh };
+}
+
 async function policyPage(id) {
   let policy;
   try {
@@ -413,6 +498,7 @@ async function policyPage(id) {
   );
   deactivate.addEventListener("click", () => dialog.showModal());
 
+  const codes = policy.codeMode === "UNIQUE" ? uniqueCodes(policy) : null;
   show(
     h("h2", {}, `${policy.couponName} `, h("span", { class: "hint" }, `#${policy.id} · ${policy.distributionType}`)),
     message,
@@ -437,6 +523,7 @@ async function policyPage(id) {
       h("div", { class: "chart" }, h("h3", {}, "Issued, refreshed every 2 s"), liveCanvas),
       h("div", { class: "chart" }, h("h3", {}, "Coupons by status"), statusCanvas),
     ),
+    codes?.section,
     dialog,
   );
 
@@ -488,6 +575,7 @@ async function policyPage(id) {
       ];
       byStatus.update();
       updated.textContent = `Updated ${now} UTC`;
+      await codes?.refresh();
     } catch (error) {
       updated.replaceChildren(alertBox(error.message));
     }

@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .route(keyed(Who::Admin, web::post().to(start)))
             .route(web::get().to(export)),
     )
+    .service(resource("/api/coupon-policies/{id}/codes/jobs", "GET").route(web::get().to(jobs)))
     .service(resource("/api/coupon-policies/{id}/codes/jobs/{jobId}", "GET").route(web::get().to(job)));
 }
 
@@ -125,6 +126,33 @@ pub(crate) async fn job(
     let job =
         found.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no code job of this policy has this id"))?;
     Ok(HttpResponse::Ok().json(JobBody::from(&job)))
+}
+
+/// Jobs listed by `GET …/codes/jobs`.
+const JOB_LIST: u32 = 50;
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobsBody {
+    /// Newest first, at most 50.
+    jobs: Vec<JobBody>,
+}
+
+#[utoipa::path(get, path = "/api/coupon-policies/{id}/codes/jobs", tag = "policies", security(("admin" = [])),
+    params(("id" = i64, Path, minimum = 1, description = "Policy id")),
+    responses(
+        (status = 200, description = "The policy's generation jobs, newest first", body = JobsBody),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 401, description = "No admin token", body = ErrorBody),
+        (status = 403, description = "Token not accepted", body = ErrorBody)))]
+pub(crate) async fn jobs(
+    _: Admin,
+    state: web::Data<AppState>,
+    path: web::Path<i64>,
+) -> Result<HttpResponse, ApiError> {
+    let policy = policy_id(path.into_inner())?;
+    let jobs = state.codes.jobs(policy, JOB_LIST).await?;
+    Ok(HttpResponse::Ok().json(JobsBody { jobs: jobs.iter().map(JobBody::from).collect() }))
 }
 
 /// The values of `format` (documentation only: the query is read as text, so that another value

@@ -32,6 +32,7 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         policies::set_cap,
         policies::statistics,
         codes::start,
+        codes::jobs,
         codes::job,
         codes::export,
         coupons::download,

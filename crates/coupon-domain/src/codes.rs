@@ -155,6 +155,8 @@ pub trait CodeStore: Send + Sync + 'static {
         receipt: Option<&'a Receipt>,
     ) -> PortFuture<'a, Result<CodeJob, StoreError>>;
     fn job(&self, policy: PolicyId, id: i64) -> PortFuture<'_, Result<Option<CodeJob>, StoreError>>;
+    /// The policy's latest `limit` jobs, newest first.
+    fn jobs(&self, policy: PolicyId, limit: u32) -> PortFuture<'_, Result<Vec<CodeJob>, StoreError>>;
     /// Inserts those of `codes` that no policy has yet, and adds them to the job's progress
     /// (never past its total) in the same transaction, renewing its lease: the job's progress as
     /// it is now. A job no longer RUNNING takes nothing.
@@ -328,6 +330,14 @@ impl UniqueCodes {
     /// The store is unavailable.
     pub async fn job(&self, policy: PolicyId, id: i64) -> Result<Option<CodeJob>, StoreError> {
         self.store.job(policy, id).await
+    }
+
+    /// The policy's latest `limit` jobs, newest first.
+    ///
+    /// # Errors
+    /// The store is unavailable.
+    pub async fn jobs(&self, policy: PolicyId, limit: u32) -> Result<Vec<CodeJob>, StoreError> {
+        self.store.jobs(policy, limit).await
     }
 
     /// # Errors

@@ -166,6 +166,21 @@ impl CodeStore for PgCodeStore {
         })
     }
 
+    fn jobs(&self, policy: PolicyId, limit: u32) -> PortFuture<'_, Result<Vec<CodeJob>, StoreError>> {
+        Box::pin(async move {
+            let mut conn = self.connection().await?;
+            let rows: Vec<JobRow> = diesel::sql_query(format!(
+                "SELECT {JOB_COLUMNS} FROM code_jobs WHERE policy_id = $1 ORDER BY id DESC LIMIT $2"
+            ))
+            .bind::<BigInt, _>(policy.get())
+            .bind::<BigInt, _>(i64::from(limit))
+            .load(&mut conn)
+            .await
+            .map_err(from_diesel)?;
+            rows.into_iter().map(CodeJob::try_from).collect()
+        })
+    }
+
     fn insert_codes<'a>(
         &'a self,
         job: &'a CodeJob,
