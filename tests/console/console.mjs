@@ -2,6 +2,7 @@
 //   node tests/console/console.mjs BASE_URL ADMIN_TOKEN
 // Signs in (a wrong token first), creates a policy (a refused form first, showing the API's
 // messages by their fields), watches a download appear on the policy's live numbers and chart,
+// edits it (a refused lower cap, then a higher one),
 // revokes that coupon from the user's wallet, runs the statistics job, shows the daily statistics
 // with that coupon, deactivates the policy, and generates unique codes of another policy from its
 // page, following the job's progress and downloading their CSV. With CONSOLE_SCREENSHOTS=DIR, saves a screenshot of each page there.
@@ -82,6 +83,18 @@ try {
       .map((c) => c.id || c.outerHTML.slice(0, 60)),
   );
   if (unlabelled.length) throw new Error(`controls without a label: ${unlabelled.join(", ")}`);
+
+  // Editing: a lower cap is refused with the API's message by its field; a higher one is saved.
+  await page.getByRole("link", { name: "Edit" }).click();
+  await page.getByRole("heading", { name: "Edit Console launch" }).waitFor();
+  await page.getByLabel("Coupons to issue (empty: unlimited)").fill("50");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.locator("#field-maxIssueCount-error").filter({ hasText: /\S/ }).waitFor();
+  await page.getByRole("alert").waitFor();
+  await page.getByLabel("Coupons to issue (empty: unlimited)").fill("150");
+  await page.getByRole("button", { name: "Save changes" }).click();
+  await page.getByRole("heading", { name: /Console launch/ }).waitFor();
+  await page.locator("#live-remaining").filter({ hasText: /^149$/ }).waitFor();
 
   // Support: the user's wallet, and a revoke with its reason.
   await page.getByRole("link", { name: "Wallets" }).click();
