@@ -396,22 +396,30 @@ async fn a_worker_killed_mid_stream_loses_and_doubles_nothing() {
 
 /// `event-worker dlq`: a payment for a reservation that did not exist yet is dead-lettered; once
 /// the reservation exists, `list` shows the letter and `replay` makes the consumers apply it.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_lettered_payment_is_listed_and_replayed_once_its_cause_is_fixed() {
-    use event_worker::dlq::{self, Filter, Selection};
+/// An api-server and a worker, coupon `id` of user 1, and a payment of it for the reservation
+/// `reservation`, which does not exist yet: dead-lettered `RESERVATION_NOT_FOUND` (event `early`).
+async fn dead_lettered_payment(reservation: &str) -> (TestEnv, String, reqwest::Client, Worker, i64) {
     let env = TestEnv::new().await;
     let base = start_api(&env);
     let client = client();
-    let _worker = start_worker(&env);
-    let settings = env.settings();
-    let topics = settings.kafka.topics.clone();
+    let worker = start_worker(&env);
+    let topics = env.settings().kafka.topics.clone();
     let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
     let id = coupon(&client, &base, policy, 1).await;
     wait_for_ready_worker(&env).await;
-    produce(&env, &topics.payment_completed, &id.to_string(), &payment_completed("early", "R-EARLY", id, 1))
-        .await;
+    let payment = payment_completed("early", reservation, id, 1);
+    produce(&env, &topics.payment_completed, &id.to_string(), &payment).await;
     let dlq_topic = format!("{}.DLQ", topics.payment_completed);
     assert_eq!(records(&env, &dlq_topic, 1, Duration::from_secs(20)).await.len(), 1);
+    (env, base, client, worker, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_lettered_payment_is_listed_and_replayed_once_its_cause_is_fixed() {
+    use event_worker::dlq::{self, Filter, Selection};
+    let (env, base, client, _worker, id) = dead_lettered_payment("R-EARLY").await;
+    let settings = env.settings();
+    let topics = settings.kafka.topics.clone();
 
     let filter = Filter { topic: None, reason: Some("RESERVATION_NOT_FOUND".into()) };
     let letters = dlq::list(&settings, &filter).await.expect("list");
@@ -444,6 +452,57 @@ async fn a_dead_lettered_payment_is_listed_and_replayed_once_its_cause_is_fixed(
         offset: 999_999,
     };
     assert!(dlq::replay(&settings, &missing).await.is_err(), "no such letter");
+}
+
+/// The same over the admin API, as the console uses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dead_letters_are_listed_and_replayed_over_http() {
+    let (env, base, client, _worker, id) = dead_lettered_payment("R-HTTP").await;
+    let topics = env.settings().kafka.topics.clone();
+
+    let (status, listed) =
+        admin_get(&client, &format!("{base}/api/admin/dlq?reason=RESERVATION_NOT_FOUND")).await;
+    assert_eq!(status, 200, "{listed}");
+    let letters = listed["letters"].as_array().expect("letters");
+    assert_eq!(letters.len(), 1, "{listed}");
+    let letter = &letters[0];
+    assert_eq!(
+        (
+            letter["topic"].as_str(),
+            letter["reason"].as_str(),
+            letter["eventId"].as_str(),
+            letter["replayable"].as_bool()
+        ),
+        (Some(topics.payment_completed.as_str()), Some("RESERVATION_NOT_FOUND"), Some("early"), Some(true)),
+        "{listed}"
+    );
+    let (_, none) = admin_get(&client, &format!("{base}/api/admin/dlq?reason=PAYMENT_MISMATCH")).await;
+    assert_eq!(none, json!({"letters": []}));
+
+    reserve(&client, &base, 1, id, "R-HTTP").await;
+    let replay_url = format!("{base}/api/admin/dlq/replay");
+    let record =
+        json!({"topic": letter["topic"], "partition": letter["partition"], "offset": letter["offset"]});
+    let (status, replayed) = admin_post(&client, &replay_url, record).await;
+    assert_eq!(status, 200, "{replayed}");
+    assert!(
+        replayed["newOffset"].as_i64().is_some_and(|o| o > letter["offset"].as_i64().unwrap_or(0)),
+        "{replayed}"
+    );
+    let used = format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {id} AND status = 'USED'");
+    assert_eq!(
+        count_until(&env, &used, 1, Duration::from_secs(20)).await,
+        1,
+        "the replayed payment confirms"
+    );
+
+    let missing = json!({"topic": letter["topic"], "partition": letter["partition"], "offset": 999_999});
+    let (status, refused) = admin_post(&client, &replay_url, missing).await;
+    assert_eq!((status, refused["code"].as_str()), (404, Some("NOT_FOUND")), "{refused}");
+    let (status, refused) = admin_post(&client, &replay_url, json!({"topic": "", "partition": -1})).await;
+    let fields: Vec<&str> =
+        refused["fieldErrors"].as_array().into_iter().flatten().filter_map(|f| f["field"].as_str()).collect();
+    assert_eq!((status, fields), (400, vec!["topic", "partition", "offset"]), "{refused}");
 }
 
 /// An api-server and a worker, and two coupons of one DOWNLOAD policy, of users 1 and 2, held by

@@ -147,6 +147,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         codes,
         wallet,
         jobs: coupon_wiring::jobs(settings, pg, clock.clone()),
+        dead_letters: Arc::new(coupon_wiring::dead_letters::KafkaDeadLetters::new(settings, pg.clone())?),
         clock,
         zone: settings.coupon.timezone,
         guard,

@@ -5,11 +5,10 @@
 //! the DLQ again.
 
 use anyhow::{Context, bail};
-use coupon_domain::clock::{Clock, SystemClock};
-use coupon_events_kafka::broker::Broker;
-use coupon_events_kafka::dlq::{self, DeadLettered};
+use coupon_domain::dead_letters::LetterFilter;
+use coupon_events_kafka::dlq::DeadLettered;
 use coupon_runtime::settings::Settings;
-use coupon_store_pg::inbox::PgInbox;
+use coupon_wiring::dead_letters::KafkaDeadLetters;
 
 /// Which dead letters a command is about.
 #[derive(Debug, Clone, Default)]
@@ -36,23 +35,8 @@ pub struct Replayed {
     pub offset: i64,
 }
 
-async fn broker(settings: &Settings) -> anyhow::Result<Broker> {
-    let config = coupon_wiring::broker_config(settings, "coupon-dlq")?;
-    Broker::connect(&config).await.context("connecting to Kafka")
-}
-
-async fn letters(broker: &Broker, settings: &Settings, filter: &Filter) -> anyhow::Result<Vec<DeadLettered>> {
-    let mut letters = Vec::new();
-    for topic in settings.kafka.topics.consumed() {
-        if filter.topic.as_deref().is_some_and(|wanted| wanted != topic) {
-            continue;
-        }
-        let read = dlq::read(broker, &format!("{topic}.DLQ"))
-            .await
-            .with_context(|| format!("reading {topic}.DLQ"))?;
-        letters.extend(read.into_iter().filter(|l| filter.reason.as_deref().is_none_or(|r| l.code() == r)));
-    }
-    Ok(letters)
+fn letter_filter(filter: &Filter) -> LetterFilter {
+    LetterFilter { topic: filter.topic.clone(), code: filter.reason.clone() }
 }
 
 /// The dead letters of the consumed topics that match `filter`, by topic, partition and offset.
@@ -60,7 +44,9 @@ async fn letters(broker: &Broker, settings: &Settings, filter: &Filter) -> anyho
 /// # Errors
 /// Kafka is unreachable.
 pub async fn list(settings: &Settings, filter: &Filter) -> anyhow::Result<Vec<DeadLettered>> {
-    letters(&broker(settings).await?, settings, filter).await
+    let letters = KafkaDeadLetters::new(settings, coupon_wiring::pg_pool(settings)?)?;
+    let broker = letters.broker().await.context("connecting to Kafka")?;
+    Ok(letters.letters(&broker, &letter_filter(filter)).await?)
 }
 
 /// Produces the selected records again. Each record's dedupe row is forgotten first, so that the
@@ -70,22 +56,23 @@ pub async fn list(settings: &Settings, filter: &Filter) -> anyhow::Result<Vec<De
 /// Nothing matches, a letter kept only part of its value, or Kafka or PostgreSQL failed; the
 /// records replayed before the failure stay replayed.
 pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Result<Vec<Replayed>> {
-    let broker = broker(settings).await?;
-    let chosen = match selection {
-        Selection::Record { topic, partition, offset } => {
-            let filter = Filter { topic: Some(topic.clone()), reason: None };
-            let found = letters(&broker, settings, &filter)
-                .await?
-                .into_iter()
-                .rev()
-                .find(|l| l.original_topic == *topic && l.partition == *partition && l.offset == *offset);
-            match found {
-                Some(letter) => vec![letter],
-                None => bail!("no DLQ record of {topic} partition {partition} offset {offset}"),
+    let letters = KafkaDeadLetters::new(settings, coupon_wiring::pg_pool(settings)?)?;
+    let broker = letters.broker().await.context("connecting to Kafka")?;
+    let chosen =
+        match selection {
+            Selection::Record { topic, partition, offset } => {
+                let filter = LetterFilter { topic: Some(topic.clone()), code: None };
+                let found =
+                    letters.letters(&broker, &filter).await?.into_iter().rev().find(|l| {
+                        l.original_topic == *topic && l.partition == *partition && l.offset == *offset
+                    });
+                match found {
+                    Some(letter) => vec![letter],
+                    None => bail!("no DLQ record of {topic} partition {partition} offset {offset}"),
+                }
             }
-        }
-        Selection::Matching(filter) => letters(&broker, settings, filter).await?,
-    };
+            Selection::Matching(filter) => letters.letters(&broker, &letter_filter(filter)).await?,
+        };
     if chosen.is_empty() {
         bail!("no DLQ record matches");
     }
@@ -97,20 +84,9 @@ pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Resul
             cut.offset
         );
     }
-    let inbox = PgInbox::new(
-        coupon_wiring::pg_pool(settings)?,
-        coupon_wiring::encoder(settings),
-        settings.coupon.timezone,
-    );
     let mut replayed = Vec::with_capacity(chosen.len());
     for letter in chosen {
-        if let Some(event_id) = letter.event_id() {
-            inbox.forget(&letter.original_topic, &event_id).await.context("forgetting the dedupe row")?;
-        }
-        let offset =
-            dlq::replay(&broker, &letter, SystemClock.now()).await.context("producing the record again")?;
-        tracing::info!(topic = %letter.original_topic, partition = letter.partition, offset = letter.offset,
-            new_offset = offset, reason = %letter.reason, "DLQ record replayed");
+        let offset = letters.replay_letter(&broker, &letter).await.context("replaying the record")?;
         replayed.push(Replayed { letter, offset });
     }
     Ok(replayed)

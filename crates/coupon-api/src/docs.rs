@@ -11,7 +11,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::error::{ErrorBody, ErrorCode, FieldErrorBody};
-use crate::{checkout, codes, coupons, policies, quote, support, wallet};
+use crate::{checkout, codes, coupons, dead_letters, policies, quote, support, wallet};
 
 /// Where the document is served.
 pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
@@ -52,6 +52,8 @@ pub const OPENAPI_PATH: &str = "/api-docs/openapi.json";
         wallet::summary,
         wallet::daily,
         wallet::list_jobs,
+        dead_letters::list,
+        dead_letters::replay,
         wallet::run_job,
         support::revoke,
         support::use_coupon,

@@ -10,6 +10,7 @@ pub mod checkout;
 pub mod codes;
 pub mod console;
 pub mod coupons;
+pub mod dead_letters;
 pub mod docs;
 pub mod error;
 pub mod idempotency;
@@ -38,6 +39,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens
     codes::configure(cfg);
     wallet::configure(cfg);
     support::configure(cfg);
+    dead_letters::configure(cfg);
     docs::configure(cfg);
     console::configure(cfg);
 }

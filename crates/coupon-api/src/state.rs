@@ -5,6 +5,7 @@ use std::sync::Arc;
 use coupon_domain::administration::PolicyAdmin;
 use coupon_domain::clock::Clock;
 use coupon_domain::codes::UniqueCodes;
+use coupon_domain::dead_letters::DeadLetters;
 use coupon_domain::issue::Issuing;
 use coupon_domain::jobs::Jobs;
 use coupon_domain::quote::Quoting;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub support: Support,
     pub wallet: Arc<dyn WalletStore>,
     pub jobs: Jobs,
+    /// The consumed topics' dead letters (on Kafka).
+    pub dead_letters: Arc<dyn DeadLetters>,
     pub clock: Arc<dyn Clock>,
     /// The business time zone (daily statistics' default range).
     pub zone: chrono_tz::Tz,

@@ -12,6 +12,7 @@ pub mod codes;
 pub mod consume;
 pub mod context;
 pub mod coupon;
+pub mod dead_letters;
 pub mod discount;
 pub mod event;
 #[cfg(test)]

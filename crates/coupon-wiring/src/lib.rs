@@ -4,6 +4,8 @@
 //! api-server, the Kafka side in event-worker, the cron loop in scheduler); no binary depends on
 //! another.
 
+pub mod dead_letters;
+
 use std::sync::Arc;
 use std::time::Duration;
 
