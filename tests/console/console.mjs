@@ -162,6 +162,26 @@ try {
     throw new Error(`the CSV has ${lines.length} lines, starting ${lines.slice(0, 2).join(" | ")}`);
   }
 
+  // Dead letters: a payment refused before its reservation existed (prepared by the Rust test),
+  // replayed once the reservation is made.
+  const dlqCoupon = Number(process.env.CONSOLE_DLQ_COUPON);
+  if (dlqCoupon) {
+    await page.getByRole("link", { name: "Dead letters" }).click();
+    await page.getByLabel("Reason").fill("RESERVATION_NOT_FOUND");
+    await page.getByRole("button", { name: "Show letters" }).click();
+    await page.getByRole("cell", { name: "RESERVATION_NOT_FOUND" }).waitFor();
+    await shot("dlq");
+    const reserved = await fetch(`${base}/api/coupons/reserve`, {
+      method: "POST",
+      headers: { "Content-Type": "application/json", "X-User-Id": "77" },
+      body: JSON.stringify({ reservationId: "R-CONSOLE", userId: 77, couponId: dlqCoupon, orderAmount: 50000, orderId: "O-R-CONSOLE" }),
+    });
+    if (reserved.status !== 200) throw new Error(`reserve answered ${reserved.status}`);
+    await page.getByRole("button", { name: /^Replay .* offset \d+$/ }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Replay", exact: true }).click();
+    await page.getByRole("status").filter({ hasText: /Replayed .* as offset \d+/ }).waitFor();
+  }
+
   // The keyboard reaches the policies list from the navigation.
   await page.goto(`${base}/admin#/policies`);
   await page.getByRole("heading", { name: "Policies" }).waitFor();

@@ -3,6 +3,7 @@
 //! an api-server on a database of its own.
 
 use std::path::Path;
+use std::time::Duration;
 
 use coupon_e2e::*;
 use coupon_testkit::{ADMIN_TOKEN, TestEnv};
@@ -32,11 +33,23 @@ async fn the_console_is_served_from_the_binary_with_a_strict_content_security_po
 async fn in_chromium_an_admin_signs_in_creates_a_policy_and_sees_a_download_live() {
     let env = TestEnv::new().await;
     let base = start_api(&env);
+    // A dead letter for the DLQ page: user 77's payment for a reservation not made yet.
+    let worker = start_worker(&env);
+    let client = client();
+    let policy = create_policy(&client, &base, policy_body("DOWNLOAD", None, 1)).await;
+    let dead = coupon(&client, &base, policy, 77).await;
+    wait_for_ready_worker(&env).await;
+    let topic = env.settings().kafka.topics.payment_completed;
+    produce(&env, &topic, &dead.to_string(), &payment_completed("console-early", "R-CONSOLE", dead, 77))
+        .await;
+    assert_eq!(records(&env, &format!("{topic}.DLQ"), 1, Duration::from_secs(20)).await.len(), 1);
+
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("console/console.mjs");
     let output = tokio::process::Command::new("node")
         .arg(&script)
         .arg(&base)
         .arg(ADMIN_TOKEN)
+        .env("CONSOLE_DLQ_COUPON", dead.to_string())
         .output()
         .await
         .expect("node runs (deploy/local/test.sh installs Node.js, Chromium and the console's packages)");
@@ -47,5 +60,13 @@ async fn in_chromium_an_admin_signs_in_creates_a_policy_and_sees_a_download_live
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(count(&env, "SELECT count(*) AS n FROM coupon_policies WHERE NOT is_active").await, 1);
-    assert_eq!(count(&env, "SELECT count(*) AS n FROM coupon_issues").await, 1);
+    let revoked = "SELECT count(*) AS n FROM coupon_issues WHERE user_id = 4242 AND status = 'CANCELLED'";
+    assert_eq!(count(&env, revoked).await, 1);
+    let used = format!("SELECT count(*) AS n FROM coupon_issues WHERE id = {dead} AND status = 'USED'");
+    assert_eq!(
+        count_until(&env, &used, 1, Duration::from_secs(20)).await,
+        1,
+        "the replayed payment confirms"
+    );
+    worker.stop().await;
 }

@@ -97,6 +97,7 @@ const routes = [
   [/^#\/policies\/(\d+)$/, (m) => policyPage(Number(m[1]))],
   [/^#\/statistics$/, () => dailyPage()],
   [/^#\/jobs$/, () => jobsPage()],
+  [/^#\/dlq$/, () => dlqPage()],
   [/^#\/wallet$/, () => walletPage(null)],
   [/^#\/wallet\/(\d+)$/, (m) => walletPage(Number(m[1]))],
 ];
@@ -858,6 +859,109 @@ async function jobsPage() {
   } catch (error) {
     message.replaceChildren(alertBox(error.message));
   }
+}
+
+// ---- dead letters ---------------------------------------------------------------------------
+
+/** A modal question: `onConfirm` runs when the person picks `actionLabel`. */
+function confirmDialog(title, text, actionLabel, onConfirm) {
+  const dialog = h("dialog", { "aria-labelledby": "confirm-title" });
+  const close = () => (dialog.close(), dialog.remove());
+  dialog.append(
+    h("h3", { id: "confirm-title" }, title),
+    h("p", {}, text),
+    h(
+      "div",
+      { class: "toolbar" },
+      h("button", { type: "button", onclick: async () => (close(), await onConfirm()) }, actionLabel),
+      h("button", { type: "button", class: "secondary", onclick: close }, "Cancel"),
+    ),
+  );
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+async function dlqPage() {
+  const topic = h("input", { id: "dlq-topic", type: "text", placeholder: "all consumed topics" });
+  const reason = h("input", { id: "dlq-reason", type: "text", placeholder: "all reasons" });
+  const message = h("div", { "aria-live": "assertive" });
+  const body = h("tbody");
+  const count = h("p", { class: "hint", "aria-live": "polite" });
+  const load = async () => {
+    const query = new URLSearchParams();
+    if (topic.value.trim()) query.set("topic", topic.value.trim());
+    if (reason.value.trim()) query.set("reason", reason.value.trim());
+    const { letters } = await api("GET", `/api/admin/dlq?${query}`);
+    count.textContent = `${letters.length} dead letters`;
+    body.replaceChildren(
+      ...letters.map((l) => {
+        const where = `${l.topic} partition ${l.partition} offset ${l.offset}`;
+        const replay = h(
+          "button",
+          {
+            type: "button",
+            class: "secondary",
+            disabled: !l.replayable,
+            "aria-label": `Replay ${where}`,
+            onclick: () =>
+              confirmDialog(
+                `Replay ${where}?`,
+                "The record is produced again on its topic, and the consumers apply it like any record. Replay it once whatever refused it is put right.",
+                "Replay",
+                async () => {
+                  try {
+                    const done = await api("POST", "/api/admin/dlq/replay", { topic: l.topic, partition: l.partition, offset: l.offset });
+                    message.replaceChildren(h("div", { class: "notice", role: "status" }, `Replayed ${where} as offset ${done.newOffset}.`));
+                  } catch (error) {
+                    message.replaceChildren(alertBox(error.message));
+                  }
+                },
+              ),
+          },
+          l.replayable ? "Replay…" : "Not replayable",
+        );
+        return h(
+          "tr",
+          {},
+          h("td", {}, l.topic),
+          h("td", {}, l.partition),
+          h("td", {}, l.offset),
+          h("td", {}, l.reason),
+          h("td", {}, formatDate(l.failedAt)),
+          h("td", {}, l.eventId ?? "—"),
+          h("td", {}, replay),
+        );
+      }),
+    );
+  };
+  const search = async (event) => {
+    event?.preventDefault();
+    try {
+      await load();
+    } catch (error) {
+      message.replaceChildren(alertBox(error.message));
+    }
+  };
+  show(
+    h("h2", {}, "Dead letters"),
+    h(
+      "form",
+      { class: "filters", role: "search", onsubmit: search },
+      h("div", {}, h("label", { for: "dlq-topic" }, "Topic"), topic),
+      h("div", {}, h("label", { for: "dlq-reason" }, "Reason"), reason),
+      h("button", { type: "submit" }, "Show letters"),
+    ),
+    message,
+    count,
+    h(
+      "table",
+      {},
+      h("caption", { class: "hint" }, "Records the consumers refused, by topic, partition and offset"),
+      h("thead", {}, h("tr", {}, ["Topic", "Partition", "Offset", "Reason", "Failed", "Event", "Replay"].map((c) => h("th", { scope: "col" }, c)))),
+      body,
+    ),
+  );
+  await search();
 }
 
 // ---- start ----------------------------------------------------------------------------------
