@@ -29,9 +29,20 @@ try {
   page.on("console", (message) => {
     if (message.type() === "error" && !message.text().includes("status of 4")) problems.push(`console: ${message.text()}`);
   });
-  const shot = async (name) => shots && page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  // Each page as it is shown: every control labelled (by a <label>, aria-label or its text), and
+  // its screenshot when asked for.
+  const shot = async (name) => {
+    const unlabelled = await page.evaluate(() =>
+      [...document.querySelectorAll("input, select, textarea, button")]
+        .filter((c) => c.labels?.length === 0 && !c.getAttribute("aria-label") && !c.textContent.trim())
+        .map((c) => c.id || c.outerHTML.slice(0, 60)),
+    );
+    if (unlabelled.length) throw new Error(`${name}: controls without a label: ${unlabelled.join(", ")}`);
+    if (shots) await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+  };
 
   await page.goto(`${base}/admin`);
+  await shot("sign-in");
   await page.getByLabel("Admin token").fill("not-an-admin-token-at-all");
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.getByRole("alert").filter({ hasText: "The admin token was not accepted" }).waitFor();
@@ -77,16 +88,10 @@ try {
   await page.waitForFunction(() => window.Chart.getChart("live-chart")?.data.datasets[0].data.at(-1) === 1);
   await shot("policy-live");
 
-  const unlabelled = await page.evaluate(() =>
-    [...document.querySelectorAll("input, select, textarea, button")]
-      .filter((c) => c.labels?.length === 0 && !c.getAttribute("aria-label") && !c.textContent.trim())
-      .map((c) => c.id || c.outerHTML.slice(0, 60)),
-  );
-  if (unlabelled.length) throw new Error(`controls without a label: ${unlabelled.join(", ")}`);
-
   // Editing: a lower cap is refused with the API's message by its field; a higher one is saved.
   await page.getByRole("link", { name: "Edit" }).click();
   await page.getByRole("heading", { name: "Edit Console launch" }).waitFor();
+  await shot("policy-edit");
   await page.getByLabel("Coupons to issue (empty: unlimited)").fill("50");
   await page.getByRole("button", { name: "Save changes" }).click();
   await page.locator("#field-maxIssueCount-error").filter({ hasText: /\S/ }).waitFor();
@@ -177,8 +182,11 @@ try {
       body: JSON.stringify({ reservationId: "R-CONSOLE", userId: 77, couponId: dlqCoupon, orderAmount: 50000, orderId: "O-R-CONSOLE" }),
     });
     if (reserved.status !== 200) throw new Error(`reserve answered ${reserved.status}`);
-    await page.getByRole("button", { name: /^Replay .* offset \d+$/ }).click();
-    await page.getByRole("dialog").getByRole("button", { name: "Replay", exact: true }).click();
+    // By keyboard: the row's button opens the dialog, whose first button (Replay) has the focus.
+    await page.getByRole("button", { name: /^Replay .* offset \d+$/ }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByRole("dialog").getByRole("button", { name: "Replay", exact: true }).waitFor();
+    await page.keyboard.press("Enter");
     await page.getByRole("status").filter({ hasText: /Replayed .* as offset \d+/ }).waitFor();
   }
 

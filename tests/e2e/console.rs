@@ -30,7 +30,7 @@ async fn the_console_is_served_from_the_binary_with_a_strict_content_security_po
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_chromium_an_admin_signs_in_creates_a_policy_and_sees_a_download_live() {
+async fn in_chromium_an_admin_uses_every_page_of_the_console_against_the_real_stack() {
     let env = TestEnv::new().await;
     let base = start_api(&env);
     // A dead letter for the DLQ page: user 77's payment for a reservation not made yet.
