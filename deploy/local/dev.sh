@@ -39,6 +39,7 @@ cat >&2 <<BANNER
 
   Coupon service is up.
     API          http://127.0.0.1:$HTTP_PORT        (admin token: $COUPON_ADMIN_TOKENS)
+    console      http://127.0.0.1:$HTTP_PORT/admin  (sign in with the admin token)
     health       http://127.0.0.1:$HTTP_PORT/health/ready
     metrics      http://127.0.0.1:$HTTP_PORT/metrics   worker :$WORKER_ADMIN_PORT/metrics   scheduler :$SCHEDULER_ADMIN_PORT/metrics
     PostgreSQL   $DATABASE_HOST:$DATABASE_PORT/$DATABASE_NAME   Redis $REDIS_HOST:$REDIS_PORT   Kafka $KAFKA_BOOTSTRAP_SERVERS
