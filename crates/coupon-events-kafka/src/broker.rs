@@ -57,7 +57,9 @@ impl Broker {
         let client = match within(config.request_timeout, builder.build()).await {
             Ok(client) => client,
             // rskafka retries a refused login or certificate like a network error until the
-            // timeout hides the cause: one attempt of our own names it.
+            // timeout hides the cause: one attempt of our own names it (in plain text there is
+            // nothing to refuse but the connection).
+            Err(e) if secured.is_plain() => return Err(e),
             Err(e) => {
                 let refused =
                     admin::refusal(&config.bootstrap_servers, &secured, config.request_timeout).await;

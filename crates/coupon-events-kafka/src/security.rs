@@ -144,6 +144,11 @@ impl Secured {
         Ok(Box::new(stream))
     }
 
+    /// Neither TLS nor SASL: nothing the brokers could refuse besides the connection itself.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.tls.is_none() && self.sasl.is_none()
+    }
+
     /// The SASL credentials to authenticate with, if any.
     pub(crate) fn sasl(&self) -> Option<&KafkaSasl> {
         self.sasl.as_ref()
