@@ -46,3 +46,21 @@ async fn a_dead_database_is_a_503_not_a_500() {
     let (status, body) = admin_get(&client, &format!("{base}/api/coupon-policies")).await;
     assert_eq!((status, body["code"].as_str()), (503, Some("SERVICE_UNAVAILABLE")));
 }
+
+/// The admin API's dead letters need Kafka; without it they answer 503 naming no internals, and
+/// the api-server stays ready (its readiness does not depend on Kafka).
+#[tokio::test]
+async fn dead_letters_without_kafka_are_a_503_and_the_api_stays_ready() {
+    let env = TestEnv::new().await;
+    let base = start_api(
+        &env.clone_with("KAFKA_BOOTSTRAP_SERVERS", format!("127.0.0.1:{}", closed_port()))
+            .set("KAFKA_REQUEST_TIMEOUT", "1"),
+    );
+    let client = client();
+    let (status, body) = admin_get(&client, &format!("{base}/api/admin/dlq")).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("SERVICE_UNAVAILABLE")), "{body}");
+    let message = body["message"].as_str().unwrap_or_default();
+    assert!(!message.contains("127.0.0.1") && message.contains("event broker"), "{message}");
+    let ready = client.get(format!("{base}/health/ready")).send().await.expect("ready");
+    assert_eq!(ready.status().as_u16(), 200);
+}

@@ -4,6 +4,7 @@
 
 use actix_web::{HttpResponse, web};
 use coupon_domain::dead_letters::{LetterFilter, Replay};
+use coupon_domain::port::StoreError;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,6 +18,15 @@ use coupon_http::resource;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(resource("/api/admin/dlq", "GET").route(web::get().to(list)))
         .service(resource("/api/admin/dlq/replay", "POST").route(keyed(Who::Admin, web::post().to(replay))));
+}
+
+/// The dead letters live on Kafka (and a replay forgets a row in PostgreSQL): an unreachable one
+/// is named as such, not as the coupon store.
+fn unavailable(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Unavailable(cause) => ApiError::unavailable("the event broker or the database", &cause),
+        other => other.into(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -63,7 +73,7 @@ pub(crate) async fn list(
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let filter = LetterFilter { topic: query.topic, code: query.reason };
-    let letters = state.dead_letters.list(&filter).await?;
+    let letters = state.dead_letters.list(&filter).await.map_err(unavailable)?;
     let letters = letters
         .into_iter()
         .map(|l| LetterBody {
@@ -133,7 +143,7 @@ pub(crate) async fn replay(
     let (Some(topic), Some(partition), Some(offset)) = (topic, partition, offset) else {
         return Err(ApiError::new(ErrorCode::ValidationError, "Request validation failed"));
     };
-    match state.dead_letters.replay(&topic, partition, offset).await? {
+    match state.dead_letters.replay(&topic, partition, offset).await.map_err(unavailable)? {
         Replay::Replayed { offset: new_offset } => {
             tracing::info!(%topic, partition, offset, new_offset, "DLQ record replayed by an admin");
             Ok(HttpResponse::Ok().json(ReplayedBody { topic, partition, offset, new_offset }))
