@@ -58,21 +58,15 @@ pub async fn list(settings: &Settings, filter: &Filter) -> anyhow::Result<Vec<De
 pub async fn replay(settings: &Settings, selection: &Selection) -> anyhow::Result<Vec<Replayed>> {
     let letters = KafkaDeadLetters::new(settings, coupon_wiring::pg_pool(settings)?)?;
     let broker = letters.broker().await.context("connecting to Kafka")?;
-    let chosen =
-        match selection {
-            Selection::Record { topic, partition, offset } => {
-                let filter = LetterFilter { topic: Some(topic.clone()), code: None };
-                let found =
-                    letters.letters(&broker, &filter).await?.into_iter().rev().find(|l| {
-                        l.original_topic == *topic && l.partition == *partition && l.offset == *offset
-                    });
-                match found {
-                    Some(letter) => vec![letter],
-                    None => bail!("no DLQ record of {topic} partition {partition} offset {offset}"),
-                }
+    let chosen = match selection {
+        Selection::Record { topic, partition, offset } => {
+            match letters.latest(&broker, topic, *partition, *offset).await? {
+                Some(letter) => vec![letter],
+                None => bail!("no DLQ record of {topic} partition {partition} offset {offset}"),
             }
-            Selection::Matching(filter) => letters.letters(&broker, &letter_filter(filter)).await?,
-        };
+        }
+        Selection::Matching(filter) => letters.letters(&broker, &letter_filter(filter)).await?,
+    };
     if chosen.is_empty() {
         bail!("no DLQ record matches");
     }

@@ -62,6 +62,26 @@ impl KafkaDeadLetters {
         Ok(letters)
     }
 
+    /// The latest letter of the record at (`topic`, `partition`, `offset`), if any.
+    ///
+    /// # Errors
+    /// Kafka failed.
+    pub async fn latest(
+        &self,
+        broker: &Broker,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Result<Option<DeadLettered>, StoreError> {
+        let filter = LetterFilter { topic: Some(topic.to_owned()), code: None };
+        Ok(self
+            .letters(broker, &filter)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|l| l.original_topic == topic && l.partition == partition && l.offset == offset))
+    }
+
     /// Forgets the record's dedupe row and produces it again; its new offset. The caller refuses
     /// a letter whose value was truncated.
     ///
@@ -106,14 +126,7 @@ impl DeadLetters for KafkaDeadLetters {
     ) -> PortFuture<'a, Result<Replay, StoreError>> {
         Box::pin(async move {
             let broker = self.broker().await?;
-            let filter = LetterFilter { topic: Some(topic.to_owned()), code: None };
-            let latest = self
-                .letters(&broker, &filter)
-                .await?
-                .into_iter()
-                .rev()
-                .find(|l| l.original_topic == topic && l.partition == partition && l.offset == offset);
-            match latest {
+            match self.latest(&broker, topic, partition, offset).await? {
                 None => Ok(Replay::NoSuchLetter),
                 Some(letter) if letter.value_truncated => Ok(Replay::Truncated),
                 Some(letter) => Ok(Replay::Replayed { offset: self.replay_letter(&broker, &letter).await? }),
