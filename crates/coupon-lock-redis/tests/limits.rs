@@ -54,7 +54,7 @@ async fn counters_count_each_hit_and_expire_with_their_hour_set_by_the_first_hit
     let user = UserId::new(42).expect("user");
     let minute = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()) / 60;
     let hour = minute / 60;
-    let key = pool.key(&format!("rate:{{{user}}}:{hour}"));
+    let key = pool.key(&format!("rate:{{r{}}}:{user}:{hour}", user.get() % 16));
     let minute_field = format!("m{}", minute % 60);
 
     let mut remaining = Vec::new();
