@@ -36,9 +36,11 @@
 # (VmHWM) before and after the export.
 #
 # events: N (default 50,000) coupons RESERVED by their pending reservations (SQL), fresh topics,
-# N payment.completed produced beforehand (500 per produce call), then a release event-worker
-# timed from its start until all N coupons are USED. Checks that every reservation was confirmed once: used
-# coupons = coupon.used rows = processed_events rows = stored offsets = N.
+# N payment.completed produced beforehand (500 per produce call), drained once by a consumer that
+# applies nothing (drain-payments: the broker's ceiling, same fetch size), then a release
+# event-worker timed from its start until all N coupons are USED; the ratio of the two rates.
+# Checks that every reservation was confirmed once: used coupons = coupon.used rows =
+# processed_events rows = stored offsets = N.
 source "$(dirname "$0")/lib.sh"
 
 what="${1:-}"
@@ -68,7 +70,7 @@ if [ "$what" = events ]; then
     cd "$ROOT"
     log "building event-worker and the bench producer (release)"
     cargo build --quiet --release -p api-server -p event-worker
-    cargo build --quiet --release -p coupon-e2e --bin produce-payments
+    cargo build --quiet --release -p coupon-e2e --bin produce-payments --bin drain-payments
     bench_db=coupon_bench
     psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d postgres -qc "DROP DATABASE IF EXISTS $bench_db WITH (FORCE)" -c "CREATE DATABASE $bench_db"
     export DATABASE_NAME=$bench_db LOG_LEVEL=warn WORKER_ADMIN_PORT=9191
@@ -103,21 +105,35 @@ if [ "$what" = events ]; then
     [ "$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED'")" = 0 ] || die "coupons were used before the run"
     log "producing $n payment.completed"
     target/release/produce-payments "$first" "$n"
+    log "draining them with a consumer that applies nothing (what the broker can deliver)"
+    drained=$(target/release/drain-payments)
+    echo "$drained"
+    drained_n=$(awk '{print $2}' <<<"$drained")
+    drained_s=$(awk '{print $(NF - 1)}' <<<"$drained")
+    [ "$drained_n" = "$n" ] || die "the drain read $drained_n records, not $n"
     log "starting the event-worker and waiting until every coupon is USED"
     start=$(date +%s.%N)
     target/release/event-worker >>"$LOCAL/bench-event-worker.log" 2>&1 &
     worker=$!
     # The stored offsets commit with the effects, so their sum reaching N means every effect is in;
-    # polling three rows keeps the poll's own load off PostgreSQL. The first commit is noted to show
-    # how much of the time is the worker's start (connect, leases).
-    progress() { q "SELECT COALESCE(sum(next_offset), 0) FROM consumer_offsets"; }
+    # polling three rows keeps the poll's own load off PostgreSQL, and one psql polling every 0.1 s
+    # (\watch) keeps it off the machine (a psql started per poll took 7 % of its CPU). The first
+    # commit is noted to show how much of the time is the worker's start (connect, leases).
     first_commit=
-    while done_so_far=$(progress) && [ "$done_so_far" -lt "$n" ]; do
-        [ -z "$first_commit" ] && [ "$done_so_far" -gt 0 ] && first_commit=$(date +%s.%N)
-        sleep 0.1
-        awk -v s="$start" -v now="$(date +%s.%N)" 'BEGIN { exit !(now - s > 600) }' && die "not done after 600 s"
+    exec {poll}< <(exec psql -h "$DATABASE_HOST" -p "$DATABASE_PORT" -U "$DATABASE_USER" -d $bench_db -tAq \
+        <<<'SELECT COALESCE(sum(next_offset), 0) FROM consumer_offsets \watch 0.1')
+    poller=$!
+    done_so_far=0
+    while [ "$done_so_far" -lt "$n" ] && read -r -u "$poll" line; do
+        [ -n "$line" ] || continue
+        done_so_far=$line
+        [ -z "$first_commit" ] && [ "$done_so_far" -gt 0 ] && first_commit=$EPOCHREALTIME
+        (( ${EPOCHREALTIME%.*} - ${start%.*} > 600 )) && die "not done after 600 s"
     done
-    end=$(date +%s.%N)
+    end=$EPOCHREALTIME
+    kill $poller 2>/dev/null
+    exec {poll}<&-
+    [ "$done_so_far" -ge "$n" ] || die "the progress poll stopped at $done_so_far of $n"
     first_commit=${first_commit:-$end}
     used=$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED'")
     events=$(q "SELECT count(*) FROM outbox WHERE event_type = 'COUPON_USED'")
@@ -127,6 +143,7 @@ if [ "$what" = events ]; then
     echo "== bench events ($(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; event-worker, PostgreSQL and Tansu on this machine)"
     awk -v n="$n" -v s="$start" -v e="$end" 'BEGIN { printf "payment.completed → USED: %d events in %.2f s = %.0f events/s (timed from the worker start: connect, leases, fetch, apply)\n", n, e - s, n / (e - s) }'
     awk -v s="$start" -v f="$first_commit" 'BEGIN { printf "first batch committed %.2f s after the worker started\n", f - s }'
+    awk -v n="$n" -v s="$start" -v e="$end" -v d="$drained_s" 'BEGIN { printf "broker ceiling: a consumer applying nothing drained the %d records in %.2f s = %.0f records/s; ratio: %.3f\n", n, d, n / d, (n / (e - s)) / (n / d) }'
     echo "used coupons: $used   coupon.used rows: $events   processed_events: $processed   stored offsets: $offsets"
     ok=1
     for v in "$used" "$events" "$processed" "$offsets"; do [ "$v" = "$n" ] || ok=0; done
@@ -178,6 +195,32 @@ new_policy() {
         sed -E 's/.*"id":([0-9]+).*/\1/')
     [ -n "$id" ] || die "cannot create a bench policy"
     echo "$id"
+}
+
+# CPU time (clock ticks, user + system) of the api-server and of every PostgreSQL and Redis process,
+# and of this shell's finished children (wrk), around a run: the CPU cost of one operation per process.
+cpu_ticks() {
+    local sum=0 p
+    for p in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
+    echo $sum
+}
+# `times` runs in this shell (a subshell would see none of its children); its second line holds
+# the children's user and system time as 0m1.234s.
+cpu_snapshot() {
+    times >"$LOCAL/bench-times.txt"
+    local children
+    children=$(awk -v hz="$(getconf CLK_TCK)" 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$LOCAL/bench-times.txt")
+    echo "$(cpu_ticks $server) $(cpu_ticks $(pgrep -x postgres)) $(cpu_ticks $(pgrep -x redis-server)) $children"
+}
+# Prints the CPU per operation of each process between the two snapshots. $1: what an operation
+# is (issue, cycle), $2: how many there were.
+cpu_report() {
+    awk -v b="$(cat "$LOCAL/bench-cpu-before.txt")" -v a="$(cat "$LOCAL/bench-cpu-after.txt")" -v what="$1" -v n="$2" \
+        -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" 'BEGIN {
+        split(b, x); split(a, y); total = 0
+        for (i = 1; i <= 4; i++) { us[i] = (y[i] - x[i]) * 1e6 / hz / n; total += us[i] }
+        printf "CPU per %s: api-server %.0f µs, PostgreSQL %.0f µs, Redis %.0f µs, wrk %.0f µs; %.0f µs in all (%d cores allow %.0f %ss/s at that cost)\n",
+            what, us[1], us[2], us[3], us[4], total, cores, cores * 1e6 / total, what }'
 }
 
 if [ "$what" = codes ]; then
@@ -268,9 +311,11 @@ if [ "$what" = reserve ]; then
     [ "$(q "SELECT count(*) FROM coupon_issues WHERE id - $first + 1 = user_id AND user_id <= $coupons")" = "$coupons" ] ||
         die "coupon ids are not contiguous"
     log "reserve → use for ${seconds}s over $connections connections"
+    cpu_snapshot >"$LOCAL/bench-cpu-before.txt"
     result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/reserve.lua \
         "http://127.0.0.1:$port" -- "$first" "$coupons" 1 "run$$" 2 "$keys" | tee "$LOCAL/bench-reserve.txt" |
         grep -E '^(RESULT|status)')
+    cpu_snapshot >"$LOCAL/bench-cpu-after.txt"
     sleep 1
     used=$(q "SELECT count(*) FROM coupon_issues WHERE status = 'USED' AND reservation_id NOT LIKE 'old-%'")
     confirmed=$(q "SELECT count(*) FROM coupon_reservations WHERE status = 'CONFIRMED' AND reservation_id NOT LIKE 'old-%'")
@@ -283,6 +328,7 @@ if [ "$what" = reserve ]; then
     echo "$result"
     echo "reserve+use cycles/s: $(( used / seconds ))   (coupons used: $used in ${seconds}s)"
     echo "p50/p95/p99 above are per cycle: wrk times a pipelined reserve+use pair from its first byte to the last answer."
+    cpu_report cycle "$used"
     echo "reservations: $held   confirmed: $confirmed   coupon.reserved rows: $events_reserved   coupon.used rows: $events_used"
     ok=1
     [ "$used" = "$confirmed" ] || { echo "FAIL: used coupons ≠ confirmed reservations"; ok=0; }
@@ -298,21 +344,6 @@ first_come='"discountType":"FIXED_AMOUNT","discountValue":1000,"distributionType
 policy=$(new_policy "$first_come,\"maxIssueCount\":1000000000")
 
 log "issuing for ${seconds}s over $connections connections (policy $policy)"
-# CPU time (clock ticks, user + system) of the api-server and of every PostgreSQL and Redis process,
-# and of this shell's finished children (wrk), around the run: the CPU cost of one issue per process.
-cpu_ticks() {
-    local sum=0 p
-    for p in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
-    echo $sum
-}
-# `times` runs in this shell (a subshell would see none of its children); its second line holds
-# the children's user and system time as 0m1.234s.
-cpu_snapshot() {
-    times >"$LOCAL/bench-times.txt"
-    local children
-    children=$(awk -v hz="$(getconf CLK_TCK)" 'NR == 2 { split($1, u, /[ms]/); split($2, s, /[ms]/); printf "%d", (u[1] * 60 + u[2] + s[1] * 60 + s[2]) * hz }' "$LOCAL/bench-times.txt")
-    echo "$(cpu_ticks $server) $(cpu_ticks $(pgrep -x postgres)) $(cpu_ticks $(pgrep -x redis-server)) $children"
-}
 cpu_snapshot >"$LOCAL/bench-cpu-before.txt"
 result=$(wrk -t2 -c"$connections" -d"${seconds}s" --latency -s deploy/local/bench/issue.lua \
     "http://127.0.0.1:$port" -- "$policy" "$(( $(date +%s) % 100000 * 1000000000 ))" "$keys" | tee "$LOCAL/bench-issue.txt" | grep -E '^(RESULT|status)')
@@ -351,11 +382,7 @@ echo "$result"
 echo "issues/s:            $(( created / seconds ))   (requests/s incl. non-201: $rate)"
 echo "HTTP ceiling (/health/live): ${ceiling} req/s   ratio: $(awk -v a="$created" -v s="$seconds" -v c="$ceiling" 'BEGIN {printf "%.3f", a / s / c}')"
 echo "rows: $rows   counter: $counter   outbox rows: $outbox   201 answers: $created"
-awk -v b="$(cat "$LOCAL/bench-cpu-before.txt")" -v a="$(cat "$LOCAL/bench-cpu-after.txt")" -v n="$created" -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" 'BEGIN {
-    split(b, x); split(a, y); total = 0
-    for (i = 1; i <= 4; i++) { us[i] = (y[i] - x[i]) * 1e6 / hz / n; total += us[i] }
-    printf "CPU per issue: api-server %.0f µs, PostgreSQL %.0f µs, Redis %.0f µs, wrk %.0f µs; %.0f µs in all (%d cores allow %.0f issues/s at that cost)\n",
-        us[1], us[2], us[3], us[4], total, cores, cores * 1e6 / total }'
+cpu_report issue "$created"
 ok=1
 [ "$rows" = "$counter" ] || { echo "FAIL: rows ≠ counter"; ok=0; }
 [ "$rows" = "$outbox" ] || { echo "FAIL: a coupon without its outbox row"; ok=0; }

@@ -80,9 +80,9 @@ impl std::fmt::Debug for Consumers {
 }
 
 /// Largest fetch per request.
-const FETCH_BYTES: i32 = 1024 * 1024;
+pub const FETCH_BYTES: i32 = 1024 * 1024;
 /// How long the broker may hold a fetch open when there is nothing new.
-const FETCH_WAIT_MS: i32 = 500;
+pub const FETCH_WAIT_MS: i32 = 500;
 /// Most records applied in one transaction.
 const MAX_RECORDS: usize = 500;
 /// Attempts of a failing batch before its records go one by one.
