@@ -32,8 +32,10 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use crate::error::{Abort, from_diesel, from_pool, lost_race};
 use crate::issue::{count_issue, take_slot};
+use crate::lanes::MAX_BATCH;
 use crate::outbox;
 use crate::pool::PgPool;
+use crate::prepared::Prepared;
 use crate::reservation::{ATTEMPTS, ConfirmWork, Work, cancel_order, gave_up, release, settle};
 use crate::row::PolicyRow;
 use crate::schema::{consumer_offsets as co, coupon_policies as p, processed_events as pe};
@@ -233,21 +235,34 @@ impl RecordEffects for PgEffects<'_> {
         topic: &'a str,
         event_ids: &'a [&'a str],
     ) -> PortFuture<'a, Result<HashSet<String>, StoreError>> {
+        #[derive(QueryableByName)]
+        struct Seen {
+            #[diesel(sql_type = Text)]
+            event_id: String,
+        }
         Box::pin(async move {
-            let seen: Vec<String> = pe::table
-                .filter(pe::topic.eq(topic))
-                .filter(pe::event_id.eq_any(event_ids))
-                .select(pe::event_id)
-                .load(self.conn)
-                .await
-                .map_err(from_diesel)?;
-            Ok(seen.into_iter().collect())
+            // One lookup by primary key per event, whatever the statistics say: as `event_id =
+            // ANY(…)`, a batch of 500 on a table last analyzed when nearly empty was planned as
+            // a scan of every row of the topic (76 ms at 200,000 rows, against 1 ms).
+            let seen: Vec<Seen> = Prepared::new(
+                "SELECT p.event_id FROM unnest($2::text[]) AS e(id) \
+                 CROSS JOIN LATERAL (SELECT event_id FROM processed_events \
+                                     WHERE topic = $1 AND event_id = e.id LIMIT 1) p",
+            )
+            .bind::<Text, _>(topic)
+            .bind::<Array<Text>, _>(event_ids)
+            .load(self.conn)
+            .await
+            .map_err(from_diesel)?;
+            Ok(seen.into_iter().map(|s| s.event_id).collect())
         })
     }
 
     /// Distinct reservations are confirmed in shared rounds (a round is one savepoint; the
-    /// confirmations whose coupon moved join the next one). If a round fails as a whole, the rest
-    /// are confirmed one by one.
+    /// confirmations whose coupon moved join the next one). If a round fails as a whole, its
+    /// confirmations go one by one. A round takes at most [`MAX_BATCH`], like the checkout's
+    /// lanes: a fetch brings thousands of records, and PostgreSQL plans the reads and writes of a
+    /// few thousand keys as scans of whole tables (see docs/BENCHMARKS.md).
     fn confirm<'a>(
         &'a mut self,
         confirmations: &'a [Confirmation<'a>],
@@ -260,29 +275,35 @@ impl RecordEffects for PgEffects<'_> {
                 .collect();
             let mut answers: Vec<Option<Result<(), ConfirmError>>> = works.iter().map(|_| None).collect();
             let mut todo: Vec<usize> = (0..works.len()).collect();
+            let mut one_by_one = Vec::new();
             for _ in 0..ATTEMPTS {
                 if todo.is_empty() {
                     break;
                 }
-                let round: Vec<&ConfirmWork> = todo.iter().map(|&i| &works[i]).collect();
-                let encoder = self.encoder;
-                let outcomes = self
-                    .conn
-                    .transaction::<_, diesel::result::Error, _>(async |conn| {
-                        ConfirmWork::round(conn, encoder, &round).await
-                    })
-                    .await;
-                let Ok(outcomes) = outcomes else { break };
                 let mut again = Vec::new();
-                for (index, outcome) in todo.into_iter().zip(outcomes) {
-                    match outcome {
-                        None => again.push(index),
-                        Some(answer) => answers[index] = Some(answer.map(drop)),
+                for chunk in todo.chunks(MAX_BATCH) {
+                    let round: Vec<&ConfirmWork> = chunk.iter().map(|&i| &works[i]).collect();
+                    let encoder = self.encoder;
+                    let outcomes = self
+                        .conn
+                        .transaction::<_, diesel::result::Error, _>(async |conn| {
+                            ConfirmWork::round(conn, encoder, &round).await
+                        })
+                        .await;
+                    let Ok(outcomes) = outcomes else {
+                        one_by_one.extend_from_slice(chunk);
+                        continue;
+                    };
+                    for (&index, outcome) in chunk.iter().zip(outcomes) {
+                        match outcome {
+                            None => again.push(index),
+                            Some(answer) => answers[index] = Some(answer.map(drop)),
+                        }
                     }
                 }
                 todo = again;
             }
-            for index in todo {
+            for index in one_by_one.into_iter().chain(todo) {
                 answers[index] = Some(self.confirm_one(&works[index]).await);
             }
             Ok(answers.into_iter().map(|a| a.unwrap_or(Ok(()))).collect())
