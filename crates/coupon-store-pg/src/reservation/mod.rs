@@ -51,8 +51,11 @@ use batch::{Job, ReserveWork, drive};
 use coupon_batch::Call;
 pub(crate) use stack::{LEAVE, counted};
 
-/// Lanes of reserves, and of confirmations, each drained by its own connection.
-const LANES: usize = 2;
+/// Lanes of reserves, and of confirmations, each drained by its own connection. One of each: a
+/// round costs PostgreSQL mostly per statement, so fewer, larger rounds win while one round is
+/// being written the next one gathers (two lanes per kind gave 7 % fewer cycles/s, four 35 %
+/// fewer; docs/BENCHMARKS.md).
+const LANES: usize = 1;
 
 /// Reservations in PostgreSQL.
 #[derive(Clone)]
