@@ -137,7 +137,6 @@ pub(crate) async fn connect(
     let mut config: tokio_postgres::Config =
         connection_string.parse().map_err(|e| ConnectionError::InvalidConnectionUrl(format!("{e}")))?;
     let failed = |e: tokio_postgres::Error| ConnectionError::BadConnection(format!("{}: {e}", reason(&e)));
-    config.options(session_options(config.get_options()));
     match &connector.0 {
         None => {
             config.ssl_mode(tokio_postgres::config::SslMode::Disable);
@@ -150,17 +149,6 @@ pub(crate) async fn connect(
             AsyncPgConnection::try_from_client_and_connection(client, connection).await
         }
     }
-}
-
-/// The server settings every connection of the service starts with, before any the connection
-/// string gives (which win). No parallel plans: every statement here reads or writes rows by key,
-/// and a parallel plan, chosen when a batch's row estimate lands near the cost of a scan, starts
-/// worker processes at each execution: the event-worker's confirmation reads of a 3,000-record
-/// fetch went to a hash join over a parallel scan of `coupon_issues`, 80-120 ms each
-/// (docs/BENCHMARKS.md).
-fn session_options(given: Option<&str>) -> String {
-    const OLTP: &str = "-c max_parallel_workers_per_gather=0";
-    given.map_or_else(|| OLTP.to_owned(), |given| format!("{OLTP} {given}"))
 }
 
 /// Why a connection failed, as a readiness reason code: `AUTH_FAILED` (user or password refused),
