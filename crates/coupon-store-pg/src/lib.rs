@@ -9,6 +9,8 @@
 
 pub mod codes;
 mod error;
+#[cfg(test)]
+mod explain;
 pub mod housekeeping;
 pub mod idempotency;
 pub mod inbox;

@@ -420,69 +420,16 @@ mod tests {
     use coupon_domain::reservation::ExternalRef;
     use coupon_domain::wallet::WalletFilter;
     use coupon_testkit::TestDatabase;
-    use diesel::QueryResult;
-    use diesel::pg::Pg;
-    use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
-    use diesel::sql_types::Json;
-    use diesel_async::{AsyncPgConnection, RunQueryDsl};
+    use diesel_async::RunQueryDsl;
     use serde_json::Value;
 
-    /// `EXPLAIN (FORMAT JSON)` of a query, with the query's own SQL and binds.
-    struct Explain<Q>(Q);
-
-    impl<Q: QueryFragment<Pg>> QueryFragment<Pg> for Explain<Q> {
-        fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
-            out.unsafe_to_cache_prepared();
-            out.push_sql("EXPLAIN (FORMAT JSON) ");
-            self.0.walk_ast(out.reborrow())
-        }
-    }
-
-    impl<Q> QueryId for Explain<Q> {
-        type QueryId = ();
-        const HAS_STATIC_QUERY_ID: bool = false;
-    }
-
-    impl<Q> Query for Explain<Q> {
-        type SqlType = Json;
-    }
-
-    async fn plan<Q: QueryFragment<Pg> + Send>(conn: &mut AsyncPgConnection, query: Q) -> Value {
-        Explain(query).get_result(conn).await.expect("explain")
-    }
-
-    /// Every node of a plan, depth first.
-    fn nodes(plan: &Value) -> Vec<&Value> {
-        let mut out = vec![plan];
-        for child in plan.get("Plans").and_then(Value::as_array).into_iter().flatten() {
-            out.extend(nodes(child));
-        }
-        out
-    }
-
-    /// "Node Type [using index] [on relation]" for each node, indented by depth, for the docs.
-    fn shape(plan: &Value, depth: usize, out: &mut String) {
-        let field = |name: &str| plan.get(name).and_then(Value::as_str);
-        out.push_str(&"  ".repeat(depth));
-        out.push_str(field("Node Type").unwrap_or("?"));
-        if let Some(index) = field("Index Name") {
-            out.push_str(&format!(" using {index}"));
-        }
-        if let Some(relation) = field("Relation Name") {
-            out.push_str(&format!(" on {relation}"));
-        }
-        out.push('\n');
-        for child in plan.get("Plans").and_then(Value::as_array).into_iter().flatten() {
-            shape(child, depth + 1, out);
-        }
-    }
+    use crate::explain::{nodes, plan, shape};
 
     /// Asserts that no table but the policies (campaigns: hundreds, not millions) is scanned
     /// whole, and that the coupons are read through `indexes`.
     fn assert_uses(name: &str, explained: &Value, indexes: &[&str]) {
         let root = &explained[0]["Plan"];
-        let mut text = String::new();
-        shape(root, 1, &mut text);
+        let text = shape(root);
         #[expect(clippy::print_stdout, reason = "the plans are this test's report, quoted by the docs")]
         {
             println!("{name}:\n{text}");
