@@ -116,11 +116,13 @@ fn pending_query<'a>(
 }
 
 /// Makes the rest of the transaction read the unpublished rows by walking
-/// `idx_outbox_unpublished` in id order, stopping after `limit`: the only plan whose cost follows
-/// the batch, not the backlog. Left to the statistics, which see few unpublished rows whenever
-/// the relay keeps up (the planner's default for a column never analyzed is 0.5 %), PostgreSQL
-/// collects every unpublished row with a bitmap scan and sorts them for the first `limit`: after
-/// an hour of Kafka down, each round of the catch-up would read the whole backlog again.
+/// `idx_outbox_unpublished` in id order and stopping at the batch's size: the only plan whose
+/// cost follows the batch, not the backlog. Left to the statistics, which see few unpublished
+/// rows whenever the relay keeps up (and 0.5 % of the table, the planner's default, before any
+/// ANALYZE), PostgreSQL collects every unpublished row with a bitmap scan and sorts them for the
+/// first few: after an hour of Kafka down, each round of the catch-up would read the whole
+/// backlog again. The settings are local to the transaction, so a pooler in transaction mode
+/// (PgBouncer) passes them without leaking them to other clients.
 async fn walk_in_order(conn: &mut AsyncPgConnection) -> QueryResult<()> {
     diesel::sql_query(
         "SELECT set_config('enable_bitmapscan', 'off', true), set_config('enable_sort', 'off', true)",
