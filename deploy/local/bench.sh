@@ -38,7 +38,8 @@
 # events: N (default 50,000) coupons RESERVED by their pending reservations (SQL), fresh topics,
 # N payment.completed produced beforehand (500 per produce call), drained once by a consumer that
 # applies nothing (drain-payments: the broker's ceiling, same fetch size), then a release
-# event-worker timed from its start until all N coupons are USED; the ratio of the two rates.
+# event-worker timed from its start until all N coupons are USED; the ratio of the two rates, the
+# CPU per event of the worker, PostgreSQL and Tansu, and Tansu's CPU per record of the drain.
 # Checks that every reservation was confirmed once: used coupons = coupon.used rows =
 # processed_events rows = stored offsets = N.
 source "$(dirname "$0")/lib.sh"
@@ -59,6 +60,15 @@ case "$redis_mode" in
     cluster) export REDIS_CLUSTER_NODES="$("$ROOT/deploy/local/redis-cluster.sh" start | sed -n 's/^REDIS_CLUSTER_NODES=//p')" ;;
     *) die "BENCH_REDIS is node or cluster, not $redis_mode" ;;
 esac
+
+# CPU time (clock ticks, user + system) of the processes given.
+cpu_ticks() {
+    local sum=0 p
+    for p in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
+    echo $sum
+}
+# Microseconds of CPU per operation from clock ticks. $1: ticks, $2: operations.
+per_op() { awk -v t="$1" -v n="$2" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.0f", t * 1e6 / hz / n }'; }
 
 bench_db=coupon_bench
 port=8090
@@ -106,7 +116,9 @@ if [ "$what" = events ]; then
     log "producing $n payment.completed"
     target/release/produce-payments "$first" "$n"
     log "draining them with a consumer that applies nothing (what the broker can deliver)"
+    broker_ticks=$(cpu_ticks $(pgrep -x tansu))
     drained=$(target/release/drain-payments)
+    broker_ticks=$(( $(cpu_ticks $(pgrep -x tansu)) - broker_ticks ))
     echo "$drained"
     drained_n=$(awk '{print $2}' <<<"$drained")
     drained_s=$(awk '{print $(NF - 1)}' <<<"$drained")
@@ -115,6 +127,7 @@ if [ "$what" = events ]; then
     start=$(date +%s.%N)
     target/release/event-worker >>"$LOCAL/bench-event-worker.log" 2>&1 &
     worker=$!
+    before="$(cpu_ticks $(pgrep -x postgres)) $(cpu_ticks $(pgrep -x tansu))"
     # The stored offsets commit with the effects, so their sum reaching N means every effect is in;
     # polling three rows keeps the poll's own load off PostgreSQL, and one psql polling every 0.1 s
     # (\watch) keeps it off the machine (a psql started per poll took 7 % of its CPU). The first
@@ -131,6 +144,10 @@ if [ "$what" = events ]; then
         (( ${EPOCHREALTIME%.*} - ${start%.*} > 600 )) && die "not done after 600 s"
     done
     end=$EPOCHREALTIME
+    worker_ticks=$(cpu_ticks $worker)
+    read -r pg_ticks tansu_ticks <<<"$before"
+    pg_ticks=$(( $(cpu_ticks $(pgrep -x postgres)) - pg_ticks ))
+    tansu_ticks=$(( $(cpu_ticks $(pgrep -x tansu)) - tansu_ticks ))
     kill $poller 2>/dev/null
     exec {poll}<&-
     [ "$done_so_far" -ge "$n" ] || die "the progress poll stopped at $done_so_far of $n"
@@ -144,6 +161,8 @@ if [ "$what" = events ]; then
     awk -v n="$n" -v s="$start" -v e="$end" 'BEGIN { printf "payment.completed → USED: %d events in %.2f s = %.0f events/s (timed from the worker start: connect, leases, fetch, apply)\n", n, e - s, n / (e - s) }'
     awk -v s="$start" -v f="$first_commit" 'BEGIN { printf "first batch committed %.2f s after the worker started\n", f - s }'
     awk -v n="$n" -v s="$start" -v e="$end" -v d="$drained_s" 'BEGIN { printf "broker ceiling: a consumer applying nothing drained the %d records in %.2f s = %.0f records/s; ratio: %.3f\n", n, d, n / d, (n / (e - s)) / (n / d) }'
+    echo "CPU per event: event-worker $(per_op "$worker_ticks" "$n") µs, PostgreSQL $(per_op "$pg_ticks" "$n") µs, Tansu $(per_op "$tansu_ticks" "$n") µs (the worker's fetches and its relay's produces); $(per_op $(( worker_ticks + pg_ticks + tansu_ticks )) "$n") µs in all"
+    echo "Tansu's CPU per record serving the drain: $(per_op "$broker_ticks" "$n") µs"
     echo "used coupons: $used   coupon.used rows: $events   processed_events: $processed   stored offsets: $offsets"
     ok=1
     for v in "$used" "$events" "$processed" "$offsets"; do [ "$v" = "$n" ] || ok=0; done
@@ -199,11 +218,6 @@ new_policy() {
 
 # CPU time (clock ticks, user + system) of the api-server and of every PostgreSQL and Redis process,
 # and of this shell's finished children (wrk), around a run: the CPU cost of one operation per process.
-cpu_ticks() {
-    local sum=0 p
-    for p in "$@"; do sum=$(( sum + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0) )); done
-    echo $sum
-}
 # `times` runs in this shell (a subshell would see none of its children); its second line holds
 # the children's user and system time as 0m1.234s.
 cpu_snapshot() {
