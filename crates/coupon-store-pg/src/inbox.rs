@@ -276,6 +276,7 @@ impl RecordEffects for PgEffects<'_> {
             let mut answers: Vec<Option<Result<(), ConfirmError>>> = works.iter().map(|_| None).collect();
             let mut todo: Vec<usize> = (0..works.len()).collect();
             let mut one_by_one = Vec::new();
+            let encoder = self.encoder;
             for _ in 0..ATTEMPTS {
                 if todo.is_empty() {
                     break;
@@ -283,7 +284,6 @@ impl RecordEffects for PgEffects<'_> {
                 let mut again = Vec::new();
                 for chunk in todo.chunks(MAX_BATCH) {
                     let round: Vec<&ConfirmWork> = chunk.iter().map(|&i| &works[i]).collect();
-                    let encoder = self.encoder;
                     let outcomes = self
                         .conn
                         .transaction::<_, diesel::result::Error, _>(async |conn| {
