@@ -177,8 +177,7 @@ pub fn best(
     free_slots: usize,
 ) -> Best {
     let cap = |discount: Money| discount.min(order_amount);
-    let mut sorted: Vec<&Candidate> = candidates.iter().filter(|c| c.discount.is_positive()).collect();
-    sorted.sort_by(|a, b| b.discount.cmp(&a.discount).then(a.coupon.cmp(&b.coupon)));
+    let sorted = largest_discount_first(candidates);
     let single = sorted
         .iter()
         .find(|c| !c.stackable)
@@ -203,6 +202,38 @@ pub fn best(
     let stacked = Best { coupons, discount: cap(sum) };
     let none = Best { coupons: Vec::new(), discount: Money::from(0) };
     [single, Some(stacked)].into_iter().flatten().min_by(|a, b| rank(a).cmp(&rank(b))).unwrap_or(none)
+}
+
+/// The candidates with a positive discount, the largest discount first, then the lowest coupon id.
+///
+/// A decimal comparison costs far more than an integer one, and the coupons of one verdict share
+/// their discount and come together: so each run of equal discounts is ranked once among the few
+/// distinct discounts, and the sort compares ranks.
+fn largest_discount_first(candidates: &[Candidate]) -> Vec<&Candidate> {
+    let positive = candidates.iter().filter(|c| c.discount.is_positive());
+    let mut distinct: Vec<Money> = Vec::new();
+    for c in positive.clone() {
+        if distinct.last() != Some(&c.discount) {
+            distinct.push(c.discount);
+        }
+    }
+    distinct.sort_unstable_by(|a, b| b.cmp(a));
+    distinct.dedup();
+    let mut ranked: Vec<(usize, CouponId, &Candidate)> = Vec::with_capacity(candidates.len());
+    let mut run: Option<(Money, usize)> = None;
+    for c in positive {
+        let rank = match run {
+            Some((discount, rank)) if discount == c.discount => rank,
+            _ => {
+                let rank = distinct.binary_search_by(|d| c.discount.cmp(d)).unwrap_or_else(|place| place);
+                run = Some((c.discount, rank));
+                rank
+            }
+        };
+        ranked.push((rank, c.coupon, c));
+    }
+    ranked.sort_unstable_by_key(|&(rank, coupon, _)| (rank, coupon));
+    ranked.into_iter().map(|(_, _, c)| c).collect()
 }
 
 /// How combinations compare: the larger discount, then fewer coupons, then lower coupon ids.
