@@ -186,11 +186,11 @@ pub(crate) fn daily_query<'a>(
 pub const QUOTE_LIMIT: u32 = 1_000;
 
 /// What a quote reads, in one statement: each policy of the caller's newest AVAILABLE coupons
-/// once, with the ids and dates of its coupons (the hold rule reads nothing else of a coupon), and
-/// the stack of the order (`$4`, NULL without an orderId: none). The pair of arrays is filled by
-/// one aggregation, row by row, so the entries of one row share a place.
-const QUOTE_READ: &str = "SELECT p.*, c.ids, c.expiries, k.exclusive AS order_exclusive, k.stackable AS order_stackable \
-     FROM (SELECT policy_id, array_agg(id) AS ids, array_agg(expires_at) AS expiries \
+/// once, with the ids of its coupons and the earliest of their dates (the hold rule reads nothing
+/// else of a coupon, and every coupon read is in date at `$2`), and the stack of the order (`$4`,
+/// NULL without an orderId: none).
+const QUOTE_READ: &str = "SELECT p.*, c.ids, c.earliest_expiry, k.exclusive AS order_exclusive, k.stackable AS order_stackable \
+     FROM (SELECT policy_id, array_agg(id) AS ids, min(expires_at) AS earliest_expiry \
            FROM (SELECT id, policy_id, expires_at FROM coupon_issues \
                  WHERE user_id = $1 AND status = 'ISSUED' AND expires_at >= $2 \
                  ORDER BY id DESC LIMIT $3) newest \
@@ -214,8 +214,8 @@ struct QuotedRow {
     policy: PolicyRow,
     #[diesel(sql_type = Array<BigInt>)]
     ids: Vec<i64>,
-    #[diesel(sql_type = Array<Timestamptz>)]
-    expiries: Vec<DateTime<Utc>>,
+    #[diesel(sql_type = Timestamptz)]
+    earliest_expiry: DateTime<Utc>,
     #[diesel(sql_type = Nullable<SmallInt>)]
     order_exclusive: Option<i16>,
     #[diesel(sql_type = Nullable<SmallInt>)]
@@ -233,7 +233,6 @@ impl QuoteStore for PgWalletStore {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
             let rows: Vec<QuotedRow> =
                 quote_read(user, now, order).load(&mut conn).await.map_err(from_diesel)?;
-            let uneven = |what: &str| corrupt("coupon_issues", format!("a quote read {what} unevenly"));
             let mut order = OrderStack::default();
             let mut wallet = Vec::with_capacity(rows.len());
             for row in rows {
@@ -241,22 +240,14 @@ impl QuoteStore for PgWalletStore {
                 if let (Some(exclusive), Some(stackable)) = (row.order_exclusive, row.order_stackable) {
                     order = counted(exclusive, stackable);
                 }
-                if row.ids.len() != row.expiries.len() {
-                    return Err(uneven("coupons"));
-                }
                 let budget = row.policy.budget();
                 let policy = Policy::try_from(row.policy)?;
                 let coupons = row
                     .ids
                     .into_iter()
-                    .zip(row.expiries)
-                    .map(|(id, expires_at)| {
-                        let id =
-                            CouponId::new(id).ok_or_else(|| corrupt("coupon_issues", format!("id {id}")))?;
-                        Ok((id, expires_at))
-                    })
+                    .map(|id| CouponId::new(id).ok_or_else(|| corrupt("coupon_issues", format!("id {id}"))))
                     .collect::<Result<_, StoreError>>()?;
-                wallet.push(PolicyCoupons { policy, budget, coupons });
+                wallet.push(PolicyCoupons { policy, budget, coupons, earliest_expiry: row.earliest_expiry });
             }
             Ok(QuoteView { wallet, order })
         })

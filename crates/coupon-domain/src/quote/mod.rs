@@ -23,13 +23,14 @@ use crate::port::{PortFuture, StoreError};
 use crate::reservation::{CheckoutRules, ExternalRef, HoldRefused, HoldView, ReserveError, decide_hold};
 use crate::stacking::OrderStack;
 
-/// A policy of the caller's AVAILABLE coupons as a quote reads it: the policy, its budget, and
-/// its coupons (each ISSUED and in date when read) with their dates.
+/// A policy of the caller's AVAILABLE coupons as a quote reads it: the policy, its budget, its
+/// coupons (each ISSUED and in date when read) and the earliest of their dates.
 #[derive(Debug, Clone)]
 pub struct PolicyCoupons {
     pub policy: Policy,
     pub budget: Option<Budget>,
-    pub coupons: Vec<(CouponId, DateTime<Utc>)>,
+    pub coupons: Vec<CouponId>,
+    pub earliest_expiry: DateTime<Utc>,
 }
 
 /// What a quote reads: the caller's AVAILABLE coupons by policy, and what the order's live
@@ -51,7 +52,7 @@ pub trait QuoteStore: Send + Sync + 'static {
     ) -> PortFuture<'a, Result<QuoteView, StoreError>>;
 }
 
-/// What the hold rule says of the coupons of one policy on one side of their date.
+/// What the hold rule says of the coupons of one policy.
 #[derive(Debug)]
 pub struct Verdict {
     pub policy: Arc<Policy>,
@@ -109,8 +110,8 @@ pub struct Candidate {
 /// is ISSUED.
 ///
 /// The hold rule reads a coupon only for its state and whether its date has passed; every other
-/// input is its policy's or the order's. So the coupons of one policy on one side of their date
-/// share one verdict, judged once.
+/// input is its policy's or the order's. The view's coupons are all ISSUED and in date at `now`,
+/// so the coupons of one policy share one verdict, judged once at the earliest of their dates.
 pub fn quote(
     view: QuoteView,
     order_amount: Money,
@@ -123,29 +124,25 @@ pub fn quote(
     let mut lines = Vec::new();
     let mut candidates = Vec::new();
     let mut budgets: HashMap<PolicyId, Budget> = HashMap::new();
-    for PolicyCoupons { policy, budget, coupons } in view.wallet {
+    for PolicyCoupons { policy, budget, coupons, earliest_expiry } in view.wallet {
+        if coupons.is_empty() {
+            continue;
+        }
         if let Some(budget) = budget {
             budgets.insert(policy.id, budget);
         }
-        let policy = Arc::new(policy);
-        // The places of this policy's verdicts in `verdicts`: in date, and past.
-        let mut places: [Option<usize>; 2] = [None, None];
-        for (coupon, expires_at) in coupons {
-            let passed = now > expires_at;
-            let place = *places[usize::from(passed)].get_or_insert_with(|| {
-                let hold = HoldView {
-                    status: CouponStatus::Issued,
-                    expires_at,
-                    policy: &policy,
-                    budget,
-                    order: order_stack,
-                    order_amount,
-                };
-                let outcome = decide_hold(&hold, now, rules).map(|terms| terms.discount);
-                verdicts.push(Verdict { policy: policy.clone(), outcome });
-                verdicts.len() - 1
-            });
-            if let Ok(discount) = verdicts[place].outcome {
+        let hold = HoldView {
+            status: CouponStatus::Issued,
+            expires_at: earliest_expiry,
+            policy: &policy,
+            budget,
+            order: order_stack,
+            order_amount,
+        };
+        let outcome = decide_hold(&hold, now, rules).map(|terms| terms.discount);
+        let place = verdicts.len();
+        for coupon in coupons {
+            if let Ok(discount) = outcome {
                 candidates.push(Candidate {
                     coupon,
                     policy: policy.id,
@@ -155,6 +152,7 @@ pub fn quote(
             }
             lines.push(QuoteLine { coupon, verdict: place });
         }
+        verdicts.push(Verdict { policy: Arc::new(policy), outcome });
     }
     lines.sort_unstable_by_key(|line| std::cmp::Reverse(line.coupon));
     let free_slots = view.order.room(rules.max_per_order);

@@ -28,8 +28,8 @@ fn offer(ids: &[i64], p: i64, fixed: i64, minimum: i64, stackable: bool) -> Poli
         DiscountRule::new(DiscountType::FixedAmount, Decimal::from(fixed), Some(Money::from(minimum)), None)
             .unwrap_or_else(|e| panic!("{e}"));
     policy.stackable = stackable;
-    let coupons = ids.iter().map(|id| (coupon_id(*id), t0() + Duration::days(1))).collect();
-    PolicyCoupons { policy, budget: None, coupons }
+    let coupons = ids.iter().map(|id| coupon_id(*id)).collect();
+    PolicyCoupons { policy, budget: None, coupons, earliest_expiry: t0() + Duration::days(1) }
 }
 
 fn order() -> ExternalRef {
@@ -75,21 +75,48 @@ fn each_coupon_is_judged_by_the_reserve_rule_and_the_best_combination_wins() {
 }
 
 #[test]
-fn coupons_of_one_policy_share_a_verdict_only_on_the_same_side_of_their_date() {
-    let mut policy = offer(&[1, 3], 1, 5_000, 0, false);
-    policy.coupons.insert(1, (coupon_id(2), t0() - Duration::seconds(1)));
+fn the_coupons_of_one_policy_share_one_verdict_judged_at_their_earliest_date() {
+    let wallet = vec![offer(&[1, 3], 1, 5_000, 0, false), offer(&[2], 2, 2_000, 0, true)];
+    let rules = CheckoutRules::default();
+    let judged = quote(
+        QuoteView { wallet: wallet.clone(), order: OrderStack::default() },
+        Money::from(50_000),
+        None,
+        t0(),
+        &rules,
+    );
+    assert_eq!(judged.verdicts.len(), 2, "one verdict per policy");
+    assert_eq!(outcome(&judged, 1), Ok(Money::from(5_000)));
+    assert_eq!(outcome(&judged, 3), Ok(Money::from(5_000)));
+    assert_eq!(outcome(&judged, 2), Ok(Money::from(2_000)));
+
+    // Judged one second after the earliest date of policy 1, its coupons are refused as a
+    // reserve of that coupon would be.
+    let mut late = wallet;
+    late[0].earliest_expiry = t0() - Duration::seconds(1);
     let quote = quote(
-        QuoteView { wallet: vec![policy], order: OrderStack::default() },
+        QuoteView { wallet: late, order: OrderStack::default() },
+        Money::from(50_000),
+        None,
+        t0(),
+        &rules,
+    );
+    assert_eq!(outcome(&quote, 1), Err(HoldRefused::Forbidden(crate::lifecycle::Forbidden::Expired)));
+    assert_eq!(outcome(&quote, 2), Ok(Money::from(2_000)));
+    assert_eq!(quote.best, Best { coupons: vec![coupon_id(2)], discount: Money::from(2_000) });
+}
+
+#[test]
+fn a_policy_without_coupons_gets_no_verdict() {
+    let quote = quote(
+        QuoteView { wallet: vec![offer(&[], 1, 5_000, 0, false)], order: OrderStack::default() },
         Money::from(50_000),
         None,
         t0(),
         &CheckoutRules::default(),
     );
-    assert_eq!(quote.verdicts.len(), 2, "one verdict for each side of the date");
-    assert_eq!(outcome(&quote, 1), Ok(Money::from(5_000)));
-    assert_eq!(outcome(&quote, 2), Err(HoldRefused::Forbidden(crate::lifecycle::Forbidden::Expired)));
-    assert_eq!(outcome(&quote, 3), Ok(Money::from(5_000)));
-    assert_eq!(quote.best, Best { coupons: vec![coupon_id(1)], discount: Money::from(5_000) });
+    assert!(quote.verdicts.is_empty() && quote.lines.is_empty());
+    assert_eq!(quote.best, Best { coupons: Vec::new(), discount: Money::from(0) });
 }
 
 #[test]
