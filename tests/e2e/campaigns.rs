@@ -161,6 +161,40 @@ async fn an_order_stacks_what_may_share_it_and_quotes_agree_with_reserves() {
     assert_eq!((status, body["fieldErrors"][0]["field"].as_str()), (400, Some("orderAmount")), "{body}");
 }
 
+/// What changes a policy's version (an admin change) and what changes without it (the budget's
+/// use) both show in the next quote.
+#[tokio::test]
+async fn a_quote_follows_every_change_of_its_policies() {
+    let env = TestEnv::new().await;
+    let base = start_api(&env);
+    let client = client();
+    let policy = fixed_policy(&client, &base, 4_000, json!({"budgetAmount": 10_000})).await;
+    let mut coupons = Vec::new();
+    for user in 1..=3 {
+        coupons.push((user, coupon(&client, &base, policy, user).await));
+    }
+    let (user, third) = coupons[2];
+    let quoted = quote(&client, &base, user, None).await;
+    assert_eq!(line(&quoted, third)["applicable"], true, "{quoted}");
+    let name = line(&quoted, third)["couponName"].clone();
+
+    for (i, (user, coupon)) in coupons[..2].iter().enumerate() {
+        assert_eq!(reserve(&client, &base, *user, *coupon, &format!("F{i}"), None).await.0, 200);
+    }
+    let quoted = quote(&client, &base, user, None).await;
+    assert_eq!(line(&quoted, third)["reason"], "BUDGET_EXHAUSTED", "the budget's use, read again: {quoted}");
+    assert_eq!(line(&quoted, third)["couponName"], name);
+
+    let url = format!("{base}/api/coupon-policies/{policy}");
+    let (status, changed) =
+        admin_patch(&client, &url, json!({"couponName": "Renamed", "budgetAmount": 20_000})).await;
+    assert_eq!(status, 200, "{changed}");
+    let quoted = quote(&client, &base, user, None).await;
+    assert_eq!(line(&quoted, third)["couponName"], "Renamed", "{quoted}");
+    assert_eq!(line(&quoted, third)["applicable"], true, "the raised budget has room: {quoted}");
+    assert_eq!(quoted["best"]["couponIds"], json!([third]), "{quoted}");
+}
+
 #[tokio::test]
 async fn a_budget_caps_what_a_campaign_gives_and_announces_its_thresholds_once() {
     let env = TestEnv::new().await;
