@@ -20,6 +20,17 @@ async fn fixed_policy(client: &reqwest::Client, base: &str, fixed: i64, extra: V
     create_policy(client, base, body).await
 }
 
+/// A policy giving 4,000 off within a budget of 10,000, and a coupon of it for each of the users
+/// `1..=users`, as (user, coupon).
+async fn budgeted(client: &reqwest::Client, base: &str, users: i64) -> (i64, Vec<(i64, i64)>) {
+    let policy = fixed_policy(client, base, 4_000, json!({"budgetAmount": 10_000})).await;
+    let mut coupons = Vec::new();
+    for user in 1..=users {
+        coupons.push((user, coupon(client, base, policy, user).await));
+    }
+    (policy, coupons)
+}
+
 async fn reserve(
     client: &reqwest::Client,
     base: &str,
@@ -168,11 +179,7 @@ async fn a_quote_follows_every_change_of_its_policies() {
     let env = TestEnv::new().await;
     let base = start_api(&env);
     let client = client();
-    let policy = fixed_policy(&client, &base, 4_000, json!({"budgetAmount": 10_000})).await;
-    let mut coupons = Vec::new();
-    for user in 1..=3 {
-        coupons.push((user, coupon(&client, &base, policy, user).await));
-    }
+    let (policy, coupons) = budgeted(&client, &base, 3).await;
     let (user, third) = coupons[2];
     let quoted = quote(&client, &base, user, None).await;
     assert_eq!(line(&quoted, third)["applicable"], true, "{quoted}");
@@ -201,11 +208,7 @@ async fn a_budget_caps_what_a_campaign_gives_and_announces_its_thresholds_once()
     let base = start_api(&env);
     let worker = start_worker(&env);
     let client = client();
-    let policy = fixed_policy(&client, &base, 4_000, json!({"budgetAmount": 10_000})).await;
-    let mut coupons = Vec::new();
-    for user in 1..=4 {
-        coupons.push((user, coupon(&client, &base, policy, user).await));
-    }
+    let (policy, coupons) = budgeted(&client, &base, 4).await;
     for (i, (user, coupon)) in coupons[..2].iter().enumerate() {
         assert_eq!(reserve(&client, &base, *user, *coupon, &format!("B{i}"), None).await.0, 200);
     }
