@@ -38,7 +38,7 @@ pub trait Outbox: Send + Sync + 'static {
     ) -> PortFuture<'a, Result<(), StoreError>>;
     /// A publish attempt failed: counted on the rows, which stay unpublished.
     fn mark_failed<'a>(&'a self, ids: &'a [i64], error: &'a str) -> PortFuture<'a, Result<(), StoreError>>;
-    /// Deletes up to `limit` rows published before `before`; returns how many.
+    /// Of the oldest `limit` rows, deletes those published before `before`; returns how many.
     fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>>;
     fn backlog(&self) -> PortFuture<'_, Result<Backlog, StoreError>>;
 }

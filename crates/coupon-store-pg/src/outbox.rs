@@ -199,9 +199,13 @@ impl Outbox for PgOutbox {
     fn prune(&self, before: DateTime<Utc>, limit: u32) -> PortFuture<'_, Result<u64, StoreError>> {
         Box::pin(async move {
             let mut conn = self.pool.get().await.map_err(from_pool)?;
+            // The oldest `limit` rows by primary key, of which those published before `before`:
+            // rows are published in id order (per partition), so the prunable ones come first,
+            // and a call reads at most `limit` rows whatever the table holds.
             let n = diesel::sql_query(
-                "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox WHERE published_at < $1 \
-                                                 ORDER BY published_at LIMIT $2)",
+                "DELETE FROM outbox WHERE id IN \
+                   (SELECT id FROM (SELECT id, published_at FROM outbox ORDER BY id LIMIT $2) oldest \
+                    WHERE published_at < $1)",
             )
             .bind::<Timestamptz, _>(before)
             .bind::<BigInt, _>(i64::from(limit))

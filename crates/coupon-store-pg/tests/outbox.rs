@@ -21,17 +21,21 @@ fn event(n: u32) -> EncodedEvent {
     }
 }
 
-#[tokio::test]
-async fn the_relay_reads_oldest_first_marks_and_prunes() {
-    let db = TestDatabase::migrated().await;
+fn outbox_of(db: &TestDatabase) -> PgOutbox {
     let pool = PgPool::new(&PgConfig {
         connection_string: db.connection_string(),
-        max_size: 4,
+        max_size: 2,
         timeout: Duration::from_secs(10),
         tls: PgTls::default(),
     })
     .expect("pool");
-    let outbox = PgOutbox::new(pool);
+    PgOutbox::new(pool)
+}
+
+#[tokio::test]
+async fn the_relay_reads_oldest_first_marks_and_prunes() {
+    let db = TestDatabase::migrated().await;
+    let outbox = outbox_of(&db);
     let mut conn = db.connect().await;
     append_all(&mut conn, &(1..=10).map(event).collect::<Vec<_>>()).await.expect("append");
 
@@ -64,4 +68,26 @@ async fn the_relay_reads_oldest_first_marks_and_prunes() {
         "unpublished rows are never pruned"
     );
     assert_eq!(outbox.pending(100).await.expect("pending").len(), 8);
+}
+
+/// Pruning walks the oldest rows by id, so one call costs at most `limit` rows however large the
+/// table is, and a row still waiting at the front holds back nothing behind it.
+#[tokio::test]
+async fn pruning_takes_the_published_rows_among_the_oldest() {
+    let db = TestDatabase::migrated().await;
+    let outbox = outbox_of(&db);
+    let mut conn = db.connect().await;
+    append_all(&mut conn, &(1..=10).map(event).collect::<Vec<_>>()).await.expect("append");
+    let ids: Vec<i64> = outbox.pending(10).await.expect("pending").iter().map(|r| r.id).collect();
+    // The oldest row waits (its partition's broker is away); the nine after it were published.
+    let long_ago = SystemClock.now() - chrono::Duration::hours(2);
+    outbox.mark_published(&ids[1..], long_ago).await.expect("published");
+
+    let cutoff = SystemClock.now() - chrono::Duration::hours(1);
+    assert_eq!(outbox.prune(cutoff, 4).await.expect("prune"), 3, "the published three of the oldest four");
+    assert_eq!(outbox.prune(cutoff, 4).await.expect("prune"), 3, "then of the next oldest four");
+    assert_eq!(outbox.prune(cutoff, 100).await.expect("prune"), 3);
+    let left = outbox.pending(100).await.expect("pending");
+    assert_eq!(left.iter().map(|r| r.id).collect::<Vec<_>>(), [ids[0]], "the waiting row stays");
+    assert_eq!(outbox.prune(cutoff, 100).await.expect("prune"), 0);
 }
