@@ -12,7 +12,9 @@ use coupon_domain::policy_store::PolicyStore;
 use coupon_domain::port::{PortFuture, StoreError};
 use diesel::pg::Pg;
 use diesel::prelude::*;
+use diesel::query_builder::QueryFragment;
 use diesel::sql_types::{BigInt, Integer, Nullable, Numeric, Timestamptz};
+use diesel_async::methods::LoadQuery;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use rust_decimal::Decimal;
 
@@ -59,6 +61,54 @@ impl PgPolicyStore {
             query.select(PolicyRow::as_select()).first(&mut conn).await.optional().map_err(from_diesel)?;
         row.map(Policy::try_from).transpose()
     }
+}
+
+/// A policy's coupons counted by status, with its savings and latest dates.
+#[derive(QueryableByName)]
+pub(crate) struct Counts {
+    #[diesel(sql_type = BigInt)]
+    issued: i64,
+    #[diesel(sql_type = BigInt)]
+    reserved: i64,
+    #[diesel(sql_type = BigInt)]
+    used: i64,
+    #[diesel(sql_type = BigInt)]
+    expired: i64,
+    #[diesel(sql_type = BigInt)]
+    cancelled: i64,
+    #[diesel(sql_type = Numeric)]
+    total_discount: Decimal,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_issued_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    last_used_at: Option<DateTime<Utc>>,
+}
+
+/// [`Counts`] of policy `id` at `now`: its coupons but the cancelled ones through the per-user
+/// slot index (led by `policy_id`, it holds every coupon not cancelled), the cancelled ones through
+/// `idx_coupon_issues_policy_cancelled`. Date-expired ISSUED coupons count as expired before the
+/// job flips them (SPEC §4.2).
+pub(crate) fn statistics_query<'a>(
+    id: PolicyId,
+    now: DateTime<Utc>,
+) -> impl LoadQuery<'a, AsyncPgConnection, Counts> + QueryFragment<Pg> + Send + 'a {
+    diesel::sql_query(
+        "SELECT count(*) AS issued, \
+           count(*) FILTER (WHERE status = 'RESERVED') AS reserved, \
+           count(*) FILTER (WHERE status = 'USED') AS used, \
+           count(*) FILTER (WHERE status = 'EXPIRED' OR (status = 'ISSUED' AND expires_at < $2)) AS expired, \
+           count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled, \
+           coalesce(sum(discount_amount) FILTER (WHERE status = 'USED'), 0) AS total_discount, \
+           max(issued_at) AS last_issued_at, \
+           max(used_at) AS last_used_at \
+         FROM (SELECT status, expires_at, discount_amount, issued_at, used_at FROM coupon_issues \
+               WHERE policy_id = $1 AND status <> 'CANCELLED' \
+               UNION ALL \
+               SELECT status, expires_at, discount_amount, issued_at, used_at FROM coupon_issues \
+               WHERE policy_id = $1 AND status = 'CANCELLED') c",
+    )
+    .bind::<BigInt, _>(id.get())
+    .bind::<Timestamptz, _>(now)
 }
 
 impl PolicyStore for PgPolicyStore {
@@ -290,42 +340,7 @@ impl PolicyStore for PgPolicyStore {
                 return Ok(None);
             };
             let policy = Policy::try_from(row.clone())?;
-            #[derive(QueryableByName)]
-            struct Counts {
-                #[diesel(sql_type = BigInt)]
-                issued: i64,
-                #[diesel(sql_type = BigInt)]
-                reserved: i64,
-                #[diesel(sql_type = BigInt)]
-                used: i64,
-                #[diesel(sql_type = BigInt)]
-                expired: i64,
-                #[diesel(sql_type = BigInt)]
-                cancelled: i64,
-                #[diesel(sql_type = Numeric)]
-                total_discount: Decimal,
-                #[diesel(sql_type = Nullable<Timestamptz>)]
-                last_issued_at: Option<DateTime<Utc>>,
-                #[diesel(sql_type = Nullable<Timestamptz>)]
-                last_used_at: Option<DateTime<Utc>>,
-            }
-            // Date-expired ISSUED coupons count as expired before the job flips them (SPEC §4.2).
-            let c: Counts = diesel::sql_query(
-                "SELECT count(*) AS issued, \
-                   count(*) FILTER (WHERE status = 'RESERVED') AS reserved, \
-                   count(*) FILTER (WHERE status = 'USED') AS used, \
-                   count(*) FILTER (WHERE status = 'EXPIRED' OR (status = 'ISSUED' AND expires_at < $2)) AS expired, \
-                   count(*) FILTER (WHERE status = 'CANCELLED') AS cancelled, \
-                   coalesce(sum(discount_amount) FILTER (WHERE status = 'USED'), 0) AS total_discount, \
-                   max(issued_at) AS last_issued_at, \
-                   max(used_at) AS last_used_at \
-                 FROM coupon_issues WHERE policy_id = $1",
-            )
-            .bind::<BigInt, _>(id.get())
-            .bind::<Timestamptz, _>(now)
-            .get_result(&mut conn)
-            .await
-            .map_err(from_diesel)?;
+            let c: Counts = statistics_query(id, now).get_result(&mut conn).await.map_err(from_diesel)?;
             let count = |n: i64| u64::try_from(n).unwrap_or(0);
             Ok(Some(PolicyStatistics {
                 policy_id: id,
