@@ -1,5 +1,5 @@
 //! `EXPLAIN` of the crate's own queries, for the tests that pin their plans: the query's own SQL
-//! and binds, so that what is explained is what runs.
+//! and binds, so that what is explained is what runs; and the coupons those tests explain them on.
 
 use diesel::QueryResult;
 use diesel::pg::Pg;
@@ -70,4 +70,30 @@ pub(crate) fn shape(plan: &Value) -> String {
     let mut out = String::new();
     walk(plan, 1, &mut out);
     out
+}
+
+/// The statements that fill a test database with `policies` DOWNLOAD policies and ten coupons for
+/// each of `users` users (slots 1 to 10, spread over the policies, dates from two days past to
+/// seven days ahead), each coupon's status taken in turn from `statuses`, RESERVED and USED ones
+/// with what their CHECKs require.
+pub(crate) fn coupons_fixture(policies: u32, users: u32, statuses: &[&str]) -> [String; 2] {
+    let statuses = statuses.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
+    let count = statuses.matches(',').count() + 1;
+    [
+        format!(
+            "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, \
+                 max_issue_per_user, valid_days, valid_from, valid_until) \
+             SELECT n, 'Policy ' || n, 'FIXED_AMOUNT', 1000, 'DOWNLOAD', 10, 30, now() - interval '1 day', \
+                 now() + interval '30 days' FROM generate_series(1, {policies}) n"
+        ),
+        format!(
+            "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, reservation_id, reserved_at, \
+                 used_at, discount_amount, issued_at, expires_at) \
+             SELECT 1 + (u * 10 + s) % {policies}, u, s, st, CASE WHEN st = 'RESERVED' THEN 'r-' || u || '-' || s END, \
+                    CASE WHEN st IN ('RESERVED', 'USED') THEN now() END, CASE WHEN st = 'USED' THEN now() END, \
+                    CASE WHEN st = 'USED' THEN 1000 END, now() - interval '10 days', now() + (s - 3) * interval '1 day' \
+             FROM generate_series(1, {users}) u, generate_series(1, 10) s, \
+                  LATERAL (SELECT (ARRAY[{statuses}])[1 + (u + s) % {count}] AS st) x"
+        ),
+    ]
 }

@@ -514,7 +514,7 @@ mod tests {
     use diesel_async::RunQueryDsl;
     use serde_json::Value;
 
-    use crate::explain::{nodes, plan, shape};
+    use crate::explain::{coupons_fixture, nodes, plan, shape};
 
     /// Asserts that `coupon_issues` is never scanned whole and is read only through `indexes`,
     /// each of them used.
@@ -538,20 +538,9 @@ mod tests {
     async fn policy_and_expiry_reads_use_the_indexes_of_available_coupons() {
         let db = TestDatabase::migrated().await;
         let mut conn = db.connect().await;
-        for sql in [
-            "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, \
-                 max_issue_per_user, valid_days, valid_from, valid_until) \
-             SELECT n, 'Policy ' || n, 'FIXED_AMOUNT', 1000, 'DOWNLOAD', 10, 30, now() - interval '1 day', \
-                 now() + interval '30 days' FROM generate_series(1, 100) n",
-            "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, reservation_id, reserved_at, \
-                 used_at, discount_amount, issued_at, expires_at) \
-             SELECT 1 + (u * 10 + s) % 100, u, s, st, CASE WHEN st = 'RESERVED' THEN 'r-' || u || '-' || s END, \
-                    CASE WHEN st IN ('RESERVED', 'USED') THEN now() END, CASE WHEN st = 'USED' THEN now() END, \
-                    CASE WHEN st = 'USED' THEN 1000 END, now() - interval '10 days', now() + (s - 3) * interval '1 day' \
-             FROM generate_series(1, 20000) u, generate_series(1, 10) s, \
-                  LATERAL (SELECT (ARRAY['ISSUED', 'RESERVED', 'USED', 'USED', 'EXPIRED', 'CANCELLED'])[1 + (u + s) % 6] AS st) x",
-            "ANALYZE",
-        ] {
+        let [policies, coupons] =
+            coupons_fixture(100, 20_000, &["ISSUED", "RESERVED", "USED", "USED", "EXPIRED", "CANCELLED"]);
+        for sql in [policies.as_str(), coupons.as_str(), "ANALYZE"] {
             diesel::sql_query(sql).execute(&mut conn).await.expect("test data");
         }
         let policy = PolicyId::new(42).expect("policy");

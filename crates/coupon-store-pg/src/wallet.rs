@@ -414,7 +414,7 @@ mod tests {
     use diesel_async::RunQueryDsl;
     use serde_json::Value;
 
-    use crate::explain::{nodes, plan, shape};
+    use crate::explain::{coupons_fixture, nodes, plan, shape};
 
     /// Asserts that no table but the policies (campaigns: hundreds, not millions) is scanned
     /// whole, and that the coupons are read through `indexes`.
@@ -441,18 +441,11 @@ mod tests {
     async fn wallet_queries_use_the_user_indexes_on_a_million_coupons() {
         let db = TestDatabase::migrated().await;
         let mut conn = db.connect().await;
+        let [policies, coupons] =
+            coupons_fixture(500, 100_000, &["ISSUED", "ISSUED", "RESERVED", "USED", "EXPIRED"]);
         for sql in [
-            "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, \
-                 max_issue_per_user, valid_days, valid_from, valid_until) \
-             SELECT n, 'Wallet ' || n, 'FIXED_AMOUNT', 1000, 'DOWNLOAD', 10, 30, now() - interval '1 day', \
-                 now() + interval '30 days' FROM generate_series(1, 500) n",
-            "INSERT INTO coupon_issues (policy_id, user_id, user_slot, status, reservation_id, reserved_at, \
-                 used_at, discount_amount, issued_at, expires_at) \
-             SELECT 1 + (u * 10 + s) % 500, u, s, st, CASE WHEN st = 'RESERVED' THEN 'r-' || u || '-' || s END, \
-                    CASE WHEN st IN ('RESERVED', 'USED') THEN now() END, CASE WHEN st = 'USED' THEN now() END, \
-                    CASE WHEN st = 'USED' THEN 1000 END, now() - interval '10 days', now() + (s - 3) * interval '1 day' \
-             FROM generate_series(1, 100000) u, generate_series(1, 10) s, \
-                  LATERAL (SELECT (ARRAY['ISSUED', 'ISSUED', 'RESERVED', 'USED', 'EXPIRED'])[1 + (u + s) % 5] AS st) x",
+            policies.as_str(),
+            coupons.as_str(),
             "INSERT INTO daily_statistics (stat_date, total_issued, total_used, total_reserved, total_expired, \
                  issue_by_hour, usage_by_hour) \
              SELECT d::date, 1, 1, 1, 1, '{}', '{}' FROM generate_series(now() - interval '30 years', now(), '1 day') d",
