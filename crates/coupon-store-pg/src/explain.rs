@@ -77,8 +77,8 @@ pub(crate) fn shape(plan: &Value) -> String {
 /// seven days ahead), each coupon's status taken in turn from `statuses`, RESERVED and USED ones
 /// with what their CHECKs require.
 pub(crate) fn coupons_fixture(policies: u32, users: u32, statuses: &[&str]) -> [String; 2] {
+    let count = statuses.len();
     let statuses = statuses.iter().map(|s| format!("'{s}'")).collect::<Vec<_>>().join(", ");
-    let count = statuses.matches(',').count() + 1;
     [
         format!(
             "INSERT INTO coupon_policies (id, coupon_name, discount_type, discount_value, distribution_type, \
