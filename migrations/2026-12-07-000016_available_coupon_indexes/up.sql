@@ -5,8 +5,9 @@
 -- finds ISSUED coupons past their date), so they hold only those now and a reserve or a use
 -- writes into neither. A policy's statistics read its coupons through the per-user slot index
 -- (every coupon but the cancelled ones, led by policy_id) and the cancelled ones through their own.
+-- IF NOT EXISTS: on a large table the indexes can be built CONCURRENTLY beforehand (OPERATIONS).
 DROP INDEX idx_coupon_issues_policy_status;
-CREATE INDEX idx_coupon_issues_policy_available ON coupon_issues (policy_id, id) WHERE status = 'ISSUED';
-CREATE INDEX idx_coupon_issues_policy_cancelled ON coupon_issues (policy_id) WHERE status = 'CANCELLED';
+CREATE INDEX IF NOT EXISTS idx_coupon_issues_policy_available ON coupon_issues (policy_id, id) WHERE status = 'ISSUED';
+CREATE INDEX IF NOT EXISTS idx_coupon_issues_policy_cancelled ON coupon_issues (policy_id) WHERE status = 'CANCELLED';
 DROP INDEX idx_coupon_issues_live_expiry;
-CREATE INDEX idx_coupon_issues_available_expiry ON coupon_issues (expires_at) WHERE status = 'ISSUED';
+CREATE INDEX IF NOT EXISTS idx_coupon_issues_available_expiry ON coupon_issues (expires_at) WHERE status = 'ISSUED';
