@@ -21,7 +21,11 @@ fn event(n: u32) -> EncodedEvent {
     }
 }
 
-fn outbox_of(db: &TestDatabase) -> PgOutbox {
+/// A fresh database whose outbox holds ten events, and the relay's view of it.
+async fn outbox_with_ten_events() -> (TestDatabase, PgOutbox) {
+    let db = TestDatabase::migrated().await;
+    let mut conn = db.connect().await;
+    append_all(&mut conn, &(1..=10).map(event).collect::<Vec<_>>()).await.expect("append");
     let pool = PgPool::new(&PgConfig {
         connection_string: db.connection_string(),
         max_size: 2,
@@ -29,15 +33,12 @@ fn outbox_of(db: &TestDatabase) -> PgOutbox {
         tls: PgTls::default(),
     })
     .expect("pool");
-    PgOutbox::new(pool)
+    (db, PgOutbox::new(pool))
 }
 
 #[tokio::test]
 async fn the_relay_reads_oldest_first_marks_and_prunes() {
-    let db = TestDatabase::migrated().await;
-    let outbox = outbox_of(&db);
-    let mut conn = db.connect().await;
-    append_all(&mut conn, &(1..=10).map(event).collect::<Vec<_>>()).await.expect("append");
+    let (_db, outbox) = outbox_with_ten_events().await;
 
     let backlog = outbox.backlog().await.expect("backlog");
     assert_eq!(backlog.rows, 10);
@@ -74,10 +75,7 @@ async fn the_relay_reads_oldest_first_marks_and_prunes() {
 /// table is, and a row still waiting at the front holds back nothing behind it.
 #[tokio::test]
 async fn pruning_takes_the_published_rows_among_the_oldest() {
-    let db = TestDatabase::migrated().await;
-    let outbox = outbox_of(&db);
-    let mut conn = db.connect().await;
-    append_all(&mut conn, &(1..=10).map(event).collect::<Vec<_>>()).await.expect("append");
+    let (_db, outbox) = outbox_with_ten_events().await;
     let ids: Vec<i64> = outbox.pending(10).await.expect("pending").iter().map(|r| r.id).collect();
     // The oldest row waits (its partition's broker is away); the nine after it were published.
     let long_ago = SystemClock.now() - chrono::Duration::hours(2);
