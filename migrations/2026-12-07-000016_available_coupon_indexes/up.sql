@@ -1,6 +1,6 @@
 -- Reserving and using a coupon change its status, which is never a HOT update: every index whose
--- key or predicate the new row version matches takes an entry. The two indexes below held every
--- live coupon of a policy, and every ISSUED or RESERVED one by date; what reads them wants only
+-- key or predicate the new row version matches takes an entry. The two indexes below held all the
+-- coupons of a policy, and every ISSUED or RESERVED one by date; what reads them wants only
 -- ISSUED coupons (a deactivation expires a policy's ISSUED coupons in id order, the expiry job
 -- finds ISSUED coupons past their date), so they hold only those now and a reserve or a use
 -- writes into neither. A policy's statistics read its coupons through the per-user slot index
