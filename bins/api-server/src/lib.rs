@@ -184,7 +184,8 @@ impl Application {
     /// # Errors
     /// Invalid pool settings, or the port cannot be bound.
     pub fn build(settings: Settings) -> anyhow::Result<Self> {
-        let pg = coupon_wiring::pg_pool(&settings)?;
+        // The wallet's reads take connections of each HTTP worker's own pool (`get_local`).
+        let pg = coupon_wiring::pg_pool(&settings)?.with_local_size(settings.database.worker_pool_size);
         let redis = RedisPool::new(&RedisConfig {
             target: if settings.redis.cluster_nodes.is_empty() {
                 RedisTarget::Node(settings.redis.node())

@@ -39,7 +39,12 @@ pub const KEYS: &[Key] = &[
     key("DATABASE_NAME", "coupon_db", "PostgreSQL database."),
     key("DATABASE_USER", "postgres", "PostgreSQL user."),
     key("DATABASE_PASSWORD", "", "PostgreSQL password (secret)."),
-    key("DATABASE_POOL_SIZE", "16", "Connections per process."),
+    key("DATABASE_POOL_SIZE", "16", "Connections per pool."),
+    key(
+        "DATABASE_WORKER_POOL_SIZE",
+        "4",
+        "api-server: connections of each HTTP worker's own pool, for the reads its request handlers run themselves (wallet, quote).",
+    ),
     key(
         "DATABASE_TIMEOUT",
         "5",
@@ -237,6 +242,8 @@ pub struct DatabaseSettings {
     pub user: String,
     pub password: SecretString,
     pub pool_size: usize,
+    /// Connections of each HTTP worker's own pool (`DATABASE_WORKER_POOL_SIZE`).
+    pub worker_pool_size: usize,
     pub timeout: Duration,
     /// `disable`, `require` or `verify-full`.
     pub ssl_mode: String,
@@ -464,6 +471,7 @@ impl Reader {
                 user: self.non_empty("DATABASE_USER")?,
                 password: self.secret("DATABASE_PASSWORD")?,
                 pool_size: self.positive("DATABASE_POOL_SIZE")?,
+                worker_pool_size: self.positive("DATABASE_WORKER_POOL_SIZE")?,
                 timeout: self.duration("DATABASE_TIMEOUT", Unit::Seconds)?,
                 ssl_mode: self.one_of("DATABASE_SSL_MODE", &["disable", "require", "verify-full"])?,
                 ssl_root_cert: Some(self.string("DATABASE_SSL_ROOT_CERT")?)
@@ -825,6 +833,7 @@ mod tests {
         for (key, value) in [
             ("DATABASE_PORT", "abc"),
             ("DATABASE_POOL_SIZE", "0"),
+            ("DATABASE_WORKER_POOL_SIZE", "0"),
             ("HTTP_PORT", "70000"),
             ("COUPON_RESERVATION_TIMEOUT", "soon"),
             ("COUPON_TIMEZONE", "Mars/Olympus"),

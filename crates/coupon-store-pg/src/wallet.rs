@@ -230,7 +230,7 @@ impl QuoteStore for PgWalletStore {
         now: DateTime<Utc>,
     ) -> PortFuture<'a, Result<QuoteView, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let rows: Vec<QuotedRow> =
                 quote_read(user, now, order).load(&mut conn).await.map_err(from_diesel)?;
             let mut order = OrderStack::default();
@@ -257,7 +257,7 @@ impl QuoteStore for PgWalletStore {
 impl WalletStore for PgWalletStore {
     fn coupon(&self, id: CouponId) -> PortFuture<'_, Result<Option<(IssuedCoupon, Policy)>, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let row: Option<(CouponRow, PolicyRow)> = c::table
                 .inner_join(p::table)
                 .filter(c::id.eq(id.get()))
@@ -278,7 +278,7 @@ impl WalletStore for PgWalletStore {
         now: DateTime<Utc>,
     ) -> PortFuture<'_, Result<CataloguePage, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let mut query = p::table
                 .filter(p::is_active.eq(true))
                 .filter(
@@ -334,7 +334,7 @@ impl WalletStore for PgWalletStore {
         now: DateTime<Utc>,
     ) -> PortFuture<'_, Result<WalletPage, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let rows: Vec<(CouponRow, PolicyRow)> =
                 page_query(user, filter, before, limit, now).load(&mut conn).await.map_err(from_diesel)?;
             let (rows, has_more) = one_page(rows, limit);
@@ -352,7 +352,7 @@ impl WalletStore for PgWalletStore {
         limit: u32,
     ) -> PortFuture<'_, Result<Vec<(IssuedCoupon, Policy)>, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let rows: Vec<(CouponRow, PolicyRow)> =
                 expiring_query(user, now, until, limit).load(&mut conn).await.map_err(from_diesel)?;
             rows.into_iter().map(pair).collect()
@@ -361,7 +361,7 @@ impl WalletStore for PgWalletStore {
 
     fn summary(&self, user: UserId, now: DateTime<Utc>) -> PortFuture<'_, Result<WalletSummary, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let s: Summary = summary_query(user, now).get_result(&mut conn).await.map_err(from_diesel)?;
             Ok(WalletSummary {
                 total: count(s.total),
@@ -379,7 +379,7 @@ impl WalletStore for PgWalletStore {
         last: NaiveDate,
     ) -> PortFuture<'_, Result<Vec<DailyStatistics>, StoreError>> {
         Box::pin(async move {
-            let mut conn = self.pool.get().await.map_err(from_pool)?;
+            let mut conn = self.pool.get_local().await.map_err(from_pool)?;
             let rows: Vec<DailyRow> = daily_query(first, last).load(&mut conn).await.map_err(from_diesel)?;
             rows.into_iter()
                 .map(|(date, issued, used, reserved, expired, issue_by_hour, usage_by_hour)| {
