@@ -78,7 +78,7 @@ impl std::fmt::Debug for PgPool {
 impl PgPool {
     /// Builds the pool lazily: no connection is opened until the first checkout, so a process can
     /// start (and report itself not ready) while the database is down. Each thread's local pool
-    /// holds up to `config.max_size` connections unless [`PgPool::with_local_size`] says less.
+    /// holds up to `config.max_size` connections unless [`PgPool::with_local_size`] sets another size.
     ///
     /// # Errors
     /// When the configuration is invalid.
