@@ -313,6 +313,14 @@ async fn unique_codes_are_generated_exported_and_redeemed_once() {
     );
     let (_, none) = admin_get(&client, &format!("{base}/api/coupon-policies/{shared}/codes/jobs")).await;
     assert_eq!(none, json!({"jobs": []}), "another policy's jobs are not listed");
+    for url in [
+        format!("{base}/api/coupon-policies/999999/codes/jobs"),
+        format!("{base}/api/coupon-policies/999999/codes/jobs/{job}"),
+        format!("{base}/api/coupon-policies/0/codes/jobs"),
+    ] {
+        let (status, refused) = admin_get(&client, &url).await;
+        assert_eq!((status, refused["code"].as_str()), (404, Some("POLICY_NOT_FOUND")), "{url}: {refused}");
+    }
 
     let export = |client: reqwest::Client, url: String| async move {
         let response = client

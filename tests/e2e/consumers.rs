@@ -499,6 +499,15 @@ async fn the_dead_letters_are_listed_and_replayed_over_http() {
     let missing = json!({"topic": letter["topic"], "partition": letter["partition"], "offset": 999_999});
     let (status, refused) = admin_post(&client, &replay_url, missing).await;
     assert_eq!((status, refused["code"].as_str()), (404, Some("NOT_FOUND")), "{refused}");
+    // JSON integers may be written with a zero fraction (SPEC §10): looked up like the others.
+    let partition = letter["partition"].as_i64().expect("partition");
+    let written = format!(r#"{{"topic":{},"partition":{partition}.0,"offset":999999.0}}"#, letter["topic"]);
+    let (status, refused) =
+        admin_post(&client, &replay_url, serde_json::from_str(&written).expect("json")).await;
+    assert_eq!((status, refused["code"].as_str()), (404, Some("NOT_FOUND")), "{refused}");
+    let beyond = json!({"topic": letter["topic"], "partition": 2_147_483_648_i64, "offset": 0});
+    let (status, refused) = admin_post(&client, &replay_url, beyond).await;
+    assert_eq!((status, refused["fieldErrors"][0]["field"].as_str()), (400, Some("partition")), "{refused}");
     let (status, refused) = admin_post(&client, &replay_url, json!({"topic": "", "partition": -1})).await;
     let fields: Vec<&str> =
         refused["fieldErrors"].as_array().into_iter().flatten().filter_map(|f| f["field"].as_str()).collect();

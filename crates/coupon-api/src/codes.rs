@@ -114,7 +114,7 @@ pub(crate) async fn start(
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "No admin token", body = ErrorBody),
         (status = 403, description = "Token not accepted", body = ErrorBody),
-        (status = 404, description = "NOT_FOUND: no such job of this policy", body = ErrorBody)))]
+        (status = 404, description = "POLICY_NOT_FOUND, or NOT_FOUND: no such job of this policy", body = ErrorBody)))]
 pub(crate) async fn job(
     _: Admin,
     state: web::Data<AppState>,
@@ -122,6 +122,7 @@ pub(crate) async fn job(
 ) -> Result<HttpResponse, ApiError> {
     let (policy, job) = path.into_inner();
     let policy = policy_id(policy)?;
+    state.policies.get(policy).await?.ok_or_else(crate::wire::policy_not_found)?;
     let found = state.codes.job(policy, job).await?;
     let job =
         found.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no code job of this policy has this id"))?;
@@ -144,13 +145,15 @@ pub struct JobsBody {
         (status = 200, description = "The policy's generation jobs, newest first", body = JobsBody),
         (status = 400, description = "Invalid request", body = ErrorBody),
         (status = 401, description = "No admin token", body = ErrorBody),
-        (status = 403, description = "Token not accepted", body = ErrorBody)))]
+        (status = 403, description = "Token not accepted", body = ErrorBody),
+        (status = 404, description = "POLICY_NOT_FOUND", body = ErrorBody)))]
 pub(crate) async fn jobs(
     _: Admin,
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
     let policy = policy_id(path.into_inner())?;
+    state.policies.get(policy).await?.ok_or_else(crate::wire::policy_not_found)?;
     let jobs = state.codes.jobs(policy, JOB_LIST).await?;
     Ok(HttpResponse::Ok().json(JobsBody { jobs: jobs.iter().map(JobBody::from).collect() }))
 }

@@ -96,8 +96,10 @@ pub struct ReplayBody {
     #[schema(required = true, nullable = false, value_type = String, min_length = 1, max_length = 249)]
     topic: Option<String>,
     #[schema(required = true, nullable = false, value_type = i32, minimum = 0)]
-    partition: Option<i32>,
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
+    partition: Option<i64>,
     #[schema(required = true, nullable = false, value_type = i64, minimum = 0)]
+    #[serde(default, deserialize_with = "crate::wire::whole_number")]
     offset: Option<i64>,
 }
 
@@ -131,9 +133,9 @@ pub(crate) async fn replay(
     if topic.is_none() {
         checks.fail("topic", "is required: a consumed topic, 1 to 249 characters");
     }
-    let partition = body.partition.filter(|p| *p >= 0);
+    let partition = body.partition.and_then(|p| i32::try_from(p).ok()).filter(|p| *p >= 0);
     if partition.is_none() {
-        checks.fail("partition", "is required, 0 or more");
+        checks.fail("partition", "is required, 0 to 2147483647");
     }
     let offset = body.offset.filter(|o| *o >= 0);
     if offset.is_none() {
