@@ -121,12 +121,18 @@ pub(crate) async fn job(
     path: web::Path<(i64, i64)>,
 ) -> Result<HttpResponse, ApiError> {
     let (policy, job) = path.into_inner();
-    let policy = policy_id(policy)?;
-    state.policies.get(policy).await?.ok_or_else(crate::wire::policy_not_found)?;
+    let policy = existing_policy(&state, policy).await?;
     let found = state.codes.job(policy, job).await?;
     let job =
         found.ok_or_else(|| ApiError::new(ErrorCode::NotFound, "no code job of this policy has this id"))?;
     Ok(HttpResponse::Ok().json(JobBody::from(&job)))
+}
+
+/// The policy of a path's `{id}`, or 404 `POLICY_NOT_FOUND` when no policy has it.
+async fn existing_policy(state: &AppState, raw: i64) -> Result<PolicyId, ApiError> {
+    let policy = policy_id(raw)?;
+    state.policies.get(policy).await?.ok_or_else(crate::wire::policy_not_found)?;
+    Ok(policy)
 }
 
 /// Jobs listed by `GET …/codes/jobs`.
@@ -152,8 +158,7 @@ pub(crate) async fn jobs(
     state: web::Data<AppState>,
     path: web::Path<i64>,
 ) -> Result<HttpResponse, ApiError> {
-    let policy = policy_id(path.into_inner())?;
-    state.policies.get(policy).await?.ok_or_else(crate::wire::policy_not_found)?;
+    let policy = existing_policy(&state, path.into_inner()).await?;
     let jobs = state.codes.jobs(policy, JOB_LIST).await?;
     Ok(HttpResponse::Ok().json(JobsBody { jobs: jobs.iter().map(JobBody::from).collect() }))
 }
