@@ -64,14 +64,21 @@ for spec in "${ports[@]}"; do
     addresses+=("127.0.0.1:$port")
     node_up "$port" && continue
     mkdir -p "$dir/$port"
+    : >"$dir/$port/redis.log"
     redis-server --daemonize yes --bind 127.0.0.1 --port "$port" --cluster-enabled yes \
         --cluster-port "$bus" --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout "${REDIS_CLUSTER_NODE_TIMEOUT:-5000}" \
         --cluster-replica-validity-factor 0 --dir "$dir/$port" --save "" --appendonly no \
         --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log" ||
         die "redis-server on port $port did not start: see $dir/$port/redis.log"
 done
+# A node that could not listen (its port or bus port taken) has exited: say why at once.
+node_serving() {
+    node_up "$1" && return 0
+    ! grep -qs ', aborting' "$dir/$1/redis.log" || die "redis-server on port $1 stopped: $(grep -h '#' "$dir/$1/redis.log" | tail -n 2)"
+    return 1
+}
 for spec in "${ports[@]}"; do
-    wait_for 30 "Redis on port $(port_of "$spec")" node_up "$(port_of "$spec")"
+    wait_for 30 "Redis on port $(port_of "$spec")" node_serving "$(port_of "$spec")"
 done
 if ! cluster_ok; then
     if [ "$(redis-cli -h 127.0.0.1 -p "$(port_of "${ports[0]}")" CLUSTER INFO | grep -c '^cluster_known_nodes:1')" -eq 1 ]; then

@@ -27,33 +27,65 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
+/// Twelve distinct free ports: six nodes and their cluster buses.
+fn twelve_ports() -> Vec<u16> {
+    let mut ports: Vec<u16> = Vec::with_capacity(12);
+    while ports.len() < 12 {
+        let port = free_port();
+        if !ports.contains(&port) {
+            ports.push(port);
+        }
+    }
+    ports
+}
+
+/// Starts attempted before giving up on ports taken by someone else.
+const ATTEMPTS: usize = 3;
+
 impl RedisCluster {
     /// Starts the six nodes and waits until the cluster serves every slot.
     ///
+    /// A free port is only free until someone binds it, and Redis cannot be handed a bound
+    /// socket: another test's server may take one of the twelve ports between their choice and
+    /// the node's start (seen in a full run). A node that finds its port taken aborts; then the
+    /// attempt's nodes are stopped and the cluster starts again on other ports.
+    ///
     /// # Panics
-    /// When the script fails.
+    /// When the script fails for any other reason, or ports were taken on every attempt.
     pub fn start() -> Self {
-        let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
-        let dir =
-            std::env::temp_dir().join(format!("coupon-redis-cluster-{}-{}", std::process::id(), ports[0]));
-        let specs: Vec<String> = ports.iter().map(|port| format!("{port}/{}", free_port())).collect();
-        // A failover within seconds of a master's death; long enough that a node starved of CPU by
-        // a parallel test run is not replaced while alive.
-        let output = Command::new(script())
-            .env("REDIS_CLUSTER_NODE_TIMEOUT", "2000")
-            .arg("start")
-            .arg(&dir)
-            .args(&specs)
-            .output()
-            .expect("deploy/local/redis-cluster.sh runs");
-        let cluster = Self { dir, ports };
-        assert!(
-            output.status.success(),
-            "redis-cluster.sh start: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        cluster
+        let mut failures = Vec::new();
+        for _ in 0..ATTEMPTS {
+            let ports = twelve_ports();
+            let (nodes, buses) = ports.split_at(6);
+            let dir = std::env::temp_dir().join(format!(
+                "coupon-redis-cluster-{}-{}",
+                std::process::id(),
+                nodes[0]
+            ));
+            let specs: Vec<String> =
+                nodes.iter().zip(buses).map(|(port, bus)| format!("{port}/{bus}")).collect();
+            // A failover within seconds of a master's death; long enough that a node starved of CPU
+            // by a parallel test run is not replaced while alive.
+            let output = Command::new(script())
+                .env("REDIS_CLUSTER_NODE_TIMEOUT", "2000")
+                .arg("start")
+                .arg(&dir)
+                .args(&specs)
+                .output()
+                .expect("deploy/local/redis-cluster.sh runs");
+            let cluster = Self { dir, ports: nodes.to_vec() };
+            if output.status.success() {
+                return cluster;
+            }
+            let said = format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+            assert!(said.contains("Address already in use"), "redis-cluster.sh start: {said}");
+            failures.push(said);
+        }
+        panic!("redis-cluster.sh start: ports taken on every attempt: {failures:?}");
     }
 
     /// `REDIS_CLUSTER_NODES` for this cluster.
