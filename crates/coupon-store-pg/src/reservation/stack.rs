@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 
 use coupon_domain::stacking::{OrderStack, Share};
-use diesel::prelude::*;
 use diesel::pg::Pg;
+use diesel::prelude::*;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, SmallInt, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
