@@ -73,8 +73,11 @@ for spec in "${ports[@]}"; do
 done
 # A node that could not listen (its port or bus port taken) has exited: say why at once.
 node_serving() {
+    local log="$dir/$1/redis.log"
     node_up "$1" && return 0
-    ! grep -qs ', aborting' "$dir/$1/redis.log" || die "redis-server on port $1 stopped: $(grep -h '#' "$dir/$1/redis.log" | tail -n 2)"
+    if grep -qs ', aborting' "$log"; then
+        die "redis-server on port $1 stopped: $(grep -h '#' "$log" | tail -n 2)"
+    fi
     return 1
 }
 for spec in "${ports[@]}"; do
