@@ -78,3 +78,45 @@ async fn policy_rules_are_check_constraints() {
         assert!(result.as_ref().is_err_and(|e| e.contains(constraint)), "{set}: {result:?}");
     }
 }
+
+#[tokio::test]
+async fn reservation_ids_are_one_to_fifty_safe_characters() {
+    let mut conn = setup().await;
+    let reserve = |held: i64, id: &str| {
+        format!(
+            "INSERT INTO coupon_reservations (reservation_id, coupon_id, user_id, order_amount, discount_amount, reserved_at, expires_at) \
+             VALUES ('{id}', {held}, 7, 50000, 1000, now(), now() + interval '10 minutes')"
+        )
+    };
+    for (held, id) in [(1, "r"), (2, "Az09_-"), (3, &"x".repeat(50))] {
+        let slot = i16::try_from(held).expect("a small slot");
+        exec(&mut conn, &coupon(held, 7, slot, "ISSUED")).await.expect("coupon");
+        assert_eq!(exec(&mut conn, &reserve(held, id)).await, Ok(1), "{id:?} is a valid id");
+        exec(&mut conn, "UPDATE coupon_reservations SET status = 'CANCELLED'").await.expect("end the hold");
+    }
+    for id in ["", "with space", "dot.ted", "ümlaut", "tab\t", "semi;colon"] {
+        let refused = exec(&mut conn, &reserve(1, id)).await;
+        assert!(refused.as_ref().is_err_and(|e| e.contains("chk_reservation_id")), "{id:?}: {refused:?}");
+    }
+    let long = exec(&mut conn, &reserve(1, &"x".repeat(51))).await;
+    assert!(long.as_ref().is_err_and(|e| e.contains("too long")), "{long:?}");
+    let renamed =
+        exec(&mut conn, "UPDATE coupon_reservations SET reservation_id = 'r 1' WHERE reservation_id = 'r'")
+            .await;
+    assert!(renamed.is_err_and(|e| e.contains("chk_reservation_id")), "updates are checked too");
+}
+
+#[tokio::test]
+async fn unique_codes_are_eight_to_thirty_capitals_and_digits() {
+    let mut conn = setup().await;
+    let code = |code: &str| format!("INSERT INTO coupon_codes (code, policy_id) VALUES ('{code}', 1)");
+    for valid in ["ABCD1234", &"Z".repeat(30)] {
+        assert_eq!(exec(&mut conn, &code(valid)).await, Ok(1), "{valid:?} is a valid code");
+    }
+    for invalid in ["ABC1234", "abcd1234", "ABCD-1234", "ABCD 1234", "ÄBCD1234", ""] {
+        let refused = exec(&mut conn, &code(invalid)).await;
+        assert!(refused.as_ref().is_err_and(|e| e.contains("chk_code")), "{invalid:?}: {refused:?}");
+    }
+    let long = exec(&mut conn, &code(&"Z".repeat(31))).await;
+    assert!(long.as_ref().is_err_and(|e| e.contains("too long")), "{long:?}");
+}
