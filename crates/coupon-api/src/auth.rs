@@ -9,7 +9,7 @@ use std::future::{Ready, ready};
 use std::sync::Arc;
 
 use actix_web::dev::Payload;
-use actix_web::http::header::AUTHORIZATION;
+use actix_web::http::header::{AUTHORIZATION, HeaderName};
 use actix_web::{FromRequest, HttpRequest, web};
 use coupon_domain::id::UserId;
 
@@ -33,6 +33,9 @@ impl Caller {
     }
 }
 
+/// `X-User-Id`, named once: a lookup by a `&str` builds (and allocates) the name each time.
+const USER_HEADER: HeaderName = HeaderName::from_static("x-user-id");
+
 impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Ready<Result<Self, ApiError>>;
@@ -40,7 +43,7 @@ impl FromRequest for Caller {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let user = req
             .headers()
-            .get("X-User-Id")
+            .get(USER_HEADER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<i64>().ok())
             .and_then(UserId::new);

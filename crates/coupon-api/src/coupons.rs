@@ -31,8 +31,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(
             resource("/api/coupons/direct-issue", "POST")
                 .route(keyed(Who::Admin, web::post().to(direct_issue))),
-        )
-        .service(resource("/api/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
+        );
+}
+
+/// The code check, a pattern with a segment: registered after the checkout's fixed paths.
+pub fn configure_validate(cfg: &mut web::ServiceConfig) {
+    cfg.service(resource("/api/coupons/validate/{couponCode}", "GET").route(web::get().to(validate)));
 }
 
 /// An issued coupon on the wire (SPEC §5, issued-coupon JSON).

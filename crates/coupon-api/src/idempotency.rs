@@ -18,7 +18,7 @@ use std::time::Duration;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
-use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use actix_web::http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
 use coupon_domain::context::Cause;
@@ -34,6 +34,8 @@ use crate::wire::correlation_id;
 
 /// The request header.
 pub const KEY_HEADER: &str = "Idempotency-Key";
+/// [`KEY_HEADER`] as a header name, for lookups (a lookup by a `&str` allocates the name).
+const KEY_HEADER_NAME: HeaderName = HeaderName::from_static("idempotency-key");
 /// The header of a replayed answer.
 pub const REPLAYED_HEADER: &str = "Idempotent-Replayed";
 /// Where keys are kept and for how long.
@@ -143,7 +145,7 @@ async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, Error> {
-    let Some(raw) = req.headers().get(KEY_HEADER).cloned() else {
+    let Some(raw) = req.headers().get(KEY_HEADER_NAME).cloned() else {
         return next.call(req).await.map(ServiceResponse::map_into_boxed_body);
     };
     let (Some(keys), Some(caller)) =

@@ -26,14 +26,16 @@ use actix_web::web;
 
 /// Registers every business route, with the state and admin tokens they need.
 ///
-/// The router tries routes in this order, and each pattern with a `{segment}` costs a regex
-/// match; so the hot fixed paths (download, reserve, apply, use) come first.
+/// The router tries routes in this order, and each pattern with a `{segment}` it passes costs a
+/// regex match; so the hot fixed paths (download, reserve, apply, use) come first, before any
+/// pattern with a segment.
 pub fn routes(cfg: &mut web::ServiceConfig, state: state::AppState, admin_tokens: auth::AdminTokens) {
     cfg.app_data(web::Data::new(state.keys.clone()))
         .app_data(web::Data::new(state))
         .app_data(web::Data::new(admin_tokens));
     coupons::configure(cfg);
     checkout::configure(cfg);
+    coupons::configure_validate(cfg);
     quote::configure(cfg);
     policies::configure(cfg);
     codes::configure(cfg);

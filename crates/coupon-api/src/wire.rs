@@ -1,6 +1,7 @@
 //! Pieces of the wire format shared by the endpoints: instants, ids in paths, paging, the
 //! correlation id of a request.
 
+use actix_web::http::header::HeaderName;
 use actix_web::{HttpMessage, HttpRequest};
 use chrono::{DateTime, SecondsFormat, Utc};
 use coupon_domain::clock::is_supported;
@@ -20,11 +21,14 @@ pub fn maybe_instant(t: Option<DateTime<Utc>>) -> Option<String> {
     t.map(instant)
 }
 
+/// `X-Correlation-Id`, named once: a lookup by a `&str` builds (and allocates) the name each time.
+const CORRELATION_HEADER: HeaderName = HeaderName::from_static("x-correlation-id");
+
 /// The id that ties what this request causes (events, logs) together: the caller's
 /// `X-Correlation-Id` when it sends one, else this request's id.
 pub fn correlation_id(req: &HttpRequest) -> String {
     req.headers()
-        .get("X-Correlation-Id")
+        .get(CORRELATION_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::trim)
         .filter(|v| !v.is_empty() && v.len() <= 100)
