@@ -116,7 +116,7 @@ fn app_state(settings: &Settings, pg: &PgPool, redis: &RedisPool) -> anyhow::Res
         budget_thresholds: Thresholds::new(&settings.coupon.budget_thresholds)?,
     };
     let checkout = Checkout::new(
-        Arc::new(PgReservationStore::new(pg.clone(), encoder.clone())),
+        Arc::new(PgReservationStore::new(pg.clone(), encoder.clone()).context("checkout lanes")?),
         clock.clone(),
         settings.coupon.reservation_timeout,
         rules.clone(),

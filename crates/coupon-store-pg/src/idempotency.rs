@@ -61,7 +61,7 @@ impl std::fmt::Debug for PgIdempotency {
 impl PgIdempotency {
     pub fn new(pool: PgPool) -> Self {
         let lanes_pool = pool.clone();
-        let fresh = Lanes::new(LANES, move |jobs| {
+        let fresh = Lanes::new(None, LANES, move |jobs| {
             let pool = lanes_pool.clone();
             async move { insert_fresh(&pool, jobs).await }
         });

@@ -19,6 +19,7 @@ mod lanes;
 pub mod leases;
 pub mod migrate;
 pub mod outbox;
+mod own_thread;
 pub mod policy;
 pub mod pool;
 mod prepared;

@@ -127,7 +127,7 @@ async fn fixture() -> Fixture {
         )
         .await
         .expect("policy");
-    let store = Arc::new(PgReservationStore::new(pool.clone(), Arc::new(TypesOnly)));
+    let store = Arc::new(PgReservationStore::new(pool.clone(), Arc::new(TypesOnly)).expect("store"));
     Fixture { db, pool, store, policy }
 }
 

@@ -44,6 +44,7 @@ use super::courier::{Courier, Couriers, Parcels};
 use super::refusal::refusal;
 use crate::error::{Abort, from_diesel, from_pool};
 use crate::idempotency::{issued_receipt, write_receipts};
+use crate::own_thread::OwnThread;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::CouponRow;
@@ -71,7 +72,7 @@ type Answer = Result<IssuedCoupon, IssueError>;
 
 type Key = (PolicyId, DistributionType);
 
-/// The batchers of one process, one per policy and channel, on [`BatcherThread`]'s runtime.
+/// The batchers of one process, one per policy and channel, on [`OwnThread`]'s runtime.
 #[derive(Clone)]
 pub struct GroupCommit {
     batches: Batches<Key, Pending>,
@@ -81,45 +82,9 @@ pub struct GroupCommit {
 /// What a batch's transaction needs.
 #[derive(Clone)]
 struct Committer {
-    /// The batchers' own connections, opened (and so driven) on [`BatcherThread`]'s runtime.
+    /// The batchers' own connections, opened (and so driven) on [`OwnThread`]'s runtime.
     pool: PgPool,
     encoder: Arc<dyn EventEncoder>,
-}
-
-/// The thread whose runtime runs every batcher and the I/O of their connections.
-///
-/// On an HTTP worker's loop, a batch's statements waited behind that worker's requests: each
-/// commit wakes the hundred callers it answers, their next requests follow at once, and the
-/// batcher's next round trip queued behind all of them (2.5 ms of a 7-8 ms batch cycle, measured
-/// on the first statement of each batch). On a thread of their own the batchers answer within
-/// microseconds of PostgreSQL, and a batch cycle takes about 4.5 ms.
-struct BatcherThread {
-    runtime: tokio::runtime::Handle,
-    stop: Option<oneshot::Sender<()>>,
-}
-
-impl BatcherThread {
-    fn start() -> std::io::Result<Self> {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let handle = runtime.handle().clone();
-        let (stop, stopped) = oneshot::channel::<()>();
-        std::thread::Builder::new().name("issue-batchers".into()).spawn(move || {
-            runtime.block_on(async {
-                let _ = stopped.await;
-            });
-        })?;
-        Ok(Self { runtime: handle, stop: Some(stop) })
-    }
-}
-
-impl Drop for BatcherThread {
-    /// The last [`GroupCommit`] is gone, and with it every batcher (each holds the thread until
-    /// it stops for idleness): end the thread.
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-    }
 }
 
 impl GroupCommit {
@@ -129,9 +94,9 @@ impl GroupCommit {
     /// The thread or its runtime could not be started.
     pub fn new(pool: &PgPool, encoder: Arc<dyn EventEncoder>) -> anyhow::Result<Self> {
         let committer = Committer { pool: pool.sibling()?, encoder };
-        let thread = Arc::new(BatcherThread::start()?);
+        let thread = Arc::new(OwnThread::start("issue-batchers")?);
         let start = move |key: Key, intake| {
-            thread.runtime.spawn(run(committer.clone(), thread.clone(), key, intake));
+            thread.runtime().spawn(run(committer.clone(), thread.clone(), key, intake));
         };
         Ok(Self { batches: Batches::shared(SETTINGS, start), couriers: Couriers::default() })
     }
@@ -160,7 +125,7 @@ impl GroupCommit {
 
 /// A policy's batcher: takes what is waiting, decides it in one transaction, answers, repeats.
 /// It keeps the thread running while it runs.
-async fn run(committer: Committer, _thread: Arc<BatcherThread>, key: Key, mut intake: Intake<Pending>) {
+async fn run(committer: Committer, _thread: Arc<OwnThread>, key: Key, mut intake: Intake<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while intake.next(&mut batch).await {
         metrics::histogram!("coupon_issue_batch_size").record(batch.len() as f64);

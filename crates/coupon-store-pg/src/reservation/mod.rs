@@ -42,6 +42,7 @@ use crate::error::{Abort, from_diesel, from_pool};
 use crate::idempotency::keyed;
 use crate::lanes::Lanes;
 use crate::outbox;
+use crate::own_thread::OwnThread;
 use crate::pool::PgPool;
 use crate::prepared::Prepared;
 use crate::row::{CouponRow, PolicyRow, ReservationRow};
@@ -171,10 +172,14 @@ async fn free<E: From<StoreError>>(
     changed.both()
 }
 
-/// Lanes whose batches [`drive`] answers.
-fn lanes<W: Work>(pool: &PgPool, encoder: &Arc<dyn EventEncoder>) -> Arc<Lanes<Job<W>>> {
+/// Lanes on `thread` whose batches [`drive`] answers on `pool`'s connections.
+fn lanes<W: Work>(
+    thread: &Arc<OwnThread>,
+    pool: &PgPool,
+    encoder: &Arc<dyn EventEncoder>,
+) -> Arc<Lanes<Job<W>>> {
     let (pool, encoder) = (pool.clone(), encoder.clone());
-    Arc::new(Lanes::new(LANES, move |jobs| {
+    Arc::new(Lanes::new(Some(thread.clone()), LANES, move |jobs| {
         let (pool, encoder) = (pool.clone(), encoder.clone());
         async move { drive(&pool, &*encoder, jobs).await }
     }))
@@ -195,10 +200,25 @@ async fn ask<W: Work>(
 }
 
 impl PgReservationStore {
-    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> Self {
-        let reserves = lanes(&pool, &encoder);
-        let confirms = lanes(&pool, &encoder);
-        Self { pool, encoder, reserves, confirms }
+    /// The store, with its lanes on a thread of their own (`own_thread`) and a pool of `pool`'s
+    /// settings for their rounds, whose two connections (one per lane) it starts opening at once,
+    /// so that the first rounds do not wait for them; the other operations use `pool`.
+    ///
+    /// # Errors
+    /// The lanes' thread could not be started.
+    pub fn new(pool: PgPool, encoder: Arc<dyn EventEncoder>) -> anyhow::Result<Self> {
+        let thread = Arc::new(OwnThread::start("checkout-lanes")?);
+        let rounds = pool.sibling()?;
+        let opening = rounds.clone();
+        // Held while opening; a connection that fails opens again at the lane's first round.
+        let held = thread.clone();
+        thread.runtime().spawn(async move {
+            let _held = held;
+            let _ = tokio::join!(opening.get(), opening.get());
+        });
+        let reserves = lanes(&thread, &rounds, &encoder);
+        let confirms = lanes(&thread, &rounds, &encoder);
+        Ok(Self { pool, encoder, reserves, confirms })
     }
 
     async fn connection(&self) -> Result<crate::pool::PgConn, StoreError> {
