@@ -53,9 +53,10 @@ use coupon_batch::Call;
 pub(crate) use stack::{LEAVE, counted};
 
 /// Lanes of reserves, and of confirmations, each drained by its own connection. One of each: a
-/// round costs PostgreSQL mostly per statement, and while a lane writes one round the next one
-/// gathers, so one lane per kind makes the fewest and largest rounds (two per kind gave 7 % fewer
-/// cycles/s than one, four 35 % fewer than two; docs/BENCHMARKS.md).
+/// round has costs of its own besides its rows' (statements, commit, wake-ups), and while a lane
+/// writes one round the next one gathers, so one lane per kind makes the fewest and largest rounds
+/// (two per kind gave 7 % fewer cycles/s than one, four 35 % fewer than two, and more CPU per
+/// cycle; docs/BENCHMARKS.md).
 const LANES: usize = 1;
 
 /// Reservations in PostgreSQL.
